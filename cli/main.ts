@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The `mailfleet` command: one binary, one subcommand per job.
+ */
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from '../relay/config.js';
+import { devSetup } from '../relay/dev.js';
+import { MailfleetError } from '../relay/errors.js';
+import { startRelay } from '../relay/main.js';
+import { hashPassword } from '../relay/users.js';
+import { sendCommand } from './send.js';
+
+const USAGE = `usage: mailfleet <command> [options]
+
+commands:
+  relay [--config FILE]        run the SMTP relay; without --config, on development defaults
+                               (loopback ports 2525 and 2587, spool and outbox in ./.mailfleet)
+  send --server HOST:PORT ...  send a test message and show every step (mailfleet send --help)
+  hash-password [--user NAME]  read a password on stdin, print a users-file entry
+
+Run \`mailfleet <command> --help\` for a command's options.`;
+
+async function relayCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log('usage: mailfleet relay [--config FILE]\n\nWithout --config the relay runs on development defaults in ./.mailfleet (see README).');
+    return 0;
+  }
+  let config;
+  let banner: string[] = [];
+  if (values.config) {
+    config = loadConfigFile(values.config);
+  } else {
+    const dev = await devSetup();
+    config = dev.config;
+    banner = [
+      'mailfleet relay on development defaults (not for production):',
+      `  smtp://127.0.0.1:2525   loopback clients, no AUTH (development listener)`,
+      `  smtp://127.0.0.1:2587   STARTTLS + AUTH as user "${dev.user}", password "${dev.password}"`,
+      `                          (certificate: ${dev.certFile})`,
+      `  spool:   ${config.spool.dir}`,
+      `  outbox:  ${config.delivery.route.type === 'file' ? config.delivery.route.dir : ''}  (each delivered message as an .eml file)`,
+      `  metrics: http://127.0.0.1:${config.http.port}/metrics`,
+      `try:  npx mailfleet send --server 127.0.0.1:2525 --from app@example.test --to you@example.test`,
+    ];
+  }
+  const relay = await startRelay({ config, configFile: values.config });
+  for (const line of banner) process.stderr.write(line + '\n');
+  const stop = () => {
+    void relay.shutdown().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  process.on('SIGHUP', () => void relay.reload());
+  return new Promise<number>(() => undefined);
+}
+
+async function hashPasswordCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { user: { type: 'string', short: 'u' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log('usage: echo -n PASSWORD | mailfleet hash-password [--user NAME]\n\nPrints a scrypt hash, or "NAME:hash" for the users file, from the password on stdin.');
+    return 0;
+  }
+  if (process.stdin.isTTY) process.stderr.write('password (then Enter): ');
+  const input = fs.readFileSync(0, 'utf8');
+  const password = input.replace(/\r?\n$/, '');
+  if (!password) {
+    console.error('hash-password: no password on stdin');
+    return 2;
+  }
+  const hash = await hashPassword(password);
+  console.log(values.user ? `${values.user}:${hash}` : hash);
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'relay':
+      return relayCommand(rest);
+    case 'send':
+      return sendCommand(rest);
+    case 'hash-password':
+      return hashPasswordCommand(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return command ? 0 : 2;
+    default:
+      console.error(`mailfleet: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof MailfleetError) console.error(err.describe());
+    else if (err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) console.error(`mailfleet: ${err.message}`);
+    else console.error(err);
+    process.exit(err instanceof MailfleetError || err instanceof TypeError ? 2 : 1);
+  },
+);

@@ -1,0 +1,112 @@
+/**
+ * One outbound SMTP connection, on nodemailer's SMTPConnection (which already does
+ * PIPELINING, STARTTLS, AUTH, dot-stuffing and per-recipient RCPT errors), with promises
+ * and per-recipient outcomes.
+ */
+import type { Readable } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { classifyError, classifyReply, type RecipientOutcome } from './outcome.js';
+
+export interface SmtpClientOptions {
+  host: string;
+  port: number;
+  /** Name for SNI and certificate checks when host is an address. */
+  servername?: string;
+  /** Shown in outcomes and logs, e.g. `mx.example.test[127.0.0.2]:25`. */
+  remoteMta: string;
+  heloName: string;
+  tls: 'implicit' | 'require' | 'opportunistic' | 'none';
+  verifyCertificate: boolean;
+  auth?: { user: string; pass: string };
+  connectTimeoutMs: number;
+  responseTimeoutMs: number;
+}
+
+export class SmtpClient {
+  private readonly conn: SMTPConnection;
+  private broken = false;
+
+  private constructor(private readonly options: SmtpClientOptions) {
+    this.conn = new SMTPConnection({
+      host: options.host,
+      port: options.port,
+      secure: options.tls === 'implicit',
+      requireTLS: options.tls === 'require',
+      ignoreTLS: options.tls === 'none',
+      opportunisticTLS: options.tls === 'opportunistic',
+      servername: options.servername,
+      name: options.heloName,
+      connectionTimeout: options.connectTimeoutMs,
+      greetingTimeout: options.responseTimeoutMs,
+      socketTimeout: options.responseTimeoutMs,
+      allowInternalNetworkInterfaces: true,
+      tls: { rejectUnauthorized: options.verifyCertificate, minVersion: 'TLSv1.2' },
+    });
+    this.conn.on('error', () => {
+      this.broken = true;
+    });
+    this.conn.on('end', () => {
+      this.broken = true;
+    });
+  }
+
+  /** Connects, says EHLO, upgrades to TLS as configured and authenticates. Throws DeliveryFailure. */
+  static async connect(options: SmtpClientOptions): Promise<SmtpClient> {
+    const client = new SmtpClient(options);
+    try {
+      await new Promise<void>((resolve, reject) => client.conn.connect((err) => (err ? reject(err) : resolve())));
+      if (options.auth) {
+        const auth = options.auth;
+        await new Promise<void>((resolve, reject) => client.conn.login({ user: auth.user, pass: auth.pass }, (err) => (err ? reject(err) : resolve())));
+      }
+    } catch (err) {
+      client.conn.close();
+      throw classifyError(err as NodeJS.ErrnoException, options.remoteMta);
+    }
+    return client;
+  }
+
+  get usable(): boolean {
+    return !this.broken && !this.conn.destroyed;
+  }
+
+  get secure(): boolean {
+    return this.conn.secure;
+  }
+
+  /** Sends one message; every recipient gets an outcome. A connection-level error throws DeliveryFailure. */
+  async send(sender: string, recipients: string[], body: Readable, size: number): Promise<RecipientOutcome[]> {
+    const remoteMta = this.options.remoteMta;
+    try {
+      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) =>
+        this.conn.send({ from: sender, to: recipients, size }, body, (err, result) => (err ? reject(err) : resolve(result!))),
+      );
+      const rejected = new Map((info.rejectedErrors ?? []).map((e) => [e.recipient ?? '', e.response ?? e.message]));
+      const accepted = classifyReply(info.response);
+      return recipients.map((address) => {
+        const refusal = rejected.get(address);
+        if (refusal !== undefined) return { address, ...classifyReply(refusal), reply: refusal, remoteMta };
+        return { address, ...accepted, reply: info.response, remoteMta };
+      });
+    } catch (e) {
+      const err = e as SMTPConnection.SMTPError;
+      body.destroy();
+      // Rejections with a reply leave the connection usable only after RSET; keep it simple and
+      // start afresh for the next message.
+      this.broken = true;
+      if (err.code === 'EENVELOPE' && err.rejectedErrors?.length && !err.command?.startsWith('MAIL')) {
+        const byRecipient = new Map(err.rejectedErrors.map((r) => [r.recipient ?? '', r.response ?? r.message]));
+        return recipients.map((address) => {
+          const reply = byRecipient.get(address) ?? err.response ?? err.message;
+          return { address, ...classifyReply(reply), reply, remoteMta };
+        });
+      }
+      return classifyError(err, remoteMta).forRecipients(recipients);
+    }
+  }
+
+  close(): void {
+    if (this.usable) this.conn.quit();
+    else this.conn.close();
+  }
+}

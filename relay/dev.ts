@@ -1,0 +1,59 @@
+/**
+ * The embedded development defaults behind `npm start`: a relay on loopback that needs no
+ * cluster and no network. Port 2525 takes mail from loopback without AUTH (a development
+ * listener), port 2587 offers STARTTLS with a certificate made on first start and requires
+ * AUTH as user `dev`, and delivered mail lands as .eml files in .mailfleet/outbox/.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { generate } from 'selfsigned';
+import { parseConfig, type RelayConfig } from './config.js';
+import { hashPassword } from './users.js';
+
+export interface DevSetup {
+  config: RelayConfig;
+  user: string;
+  password: string;
+  certFile: string;
+}
+
+export async function devSetup(root = path.resolve('.mailfleet')): Promise<DevSetup> {
+  const tlsDir = path.join(root, 'tls');
+  fs.mkdirSync(tlsDir, { recursive: true });
+  const certFile = path.join(tlsDir, 'dev.crt');
+  const keyFile = path.join(tlsDir, 'dev.key');
+  if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) {
+    const pems = await generate([{ name: 'commonName', value: 'localhost' }], {
+      keySize: 2048,
+      notAfterDate: new Date(Date.now() + 825 * 86400_000),
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
+    });
+    fs.writeFileSync(keyFile, pems.private, { mode: 0o600 });
+    fs.writeFileSync(certFile, pems.cert);
+  }
+  const passwordFile = path.join(root, 'dev-password');
+  if (!fs.existsSync(passwordFile)) fs.writeFileSync(passwordFile, crypto.randomBytes(12).toString('base64url') + '\n', { mode: 0o600 });
+  const password = fs.readFileSync(passwordFile, 'utf8').trim();
+  const usersFile = path.join(root, 'users');
+  if (!fs.existsSync(usersFile)) fs.writeFileSync(usersFile, `dev:${await hashPassword(password)}\n`, { mode: 0o600 });
+
+  const config = parseConfig(
+    {
+      hostname: 'localhost',
+      spool: { dir: 'spool', minFreeBytes: '50MiB' },
+      listeners: [
+        { name: 'dev', address: '127.0.0.1', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8', '::1'] },
+        { name: 'submission', address: '127.0.0.1', port: 2587, tls: 'starttls', auth: 'required' },
+      ],
+      tls: { certFile: 'tls/dev.crt', keyFile: 'tls/dev.key' },
+      auth: { usersFile: 'users' },
+      delivery: { route: { type: 'file', dir: 'outbox' } },
+      http: { address: '127.0.0.1', port: 9090 },
+    },
+    root,
+    'development defaults',
+  );
+  return { config, user: 'dev', password, certFile };
+}

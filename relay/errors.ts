@@ -1,0 +1,59 @@
+/**
+ * Every error a user can meet carries a stable code (search the docs or this file for it)
+ * and says what to do about it. SMTP refusal reasons double as the `reason` label of
+ * `mailfleet_relay_smtp_rejections_total`.
+ */
+export const ErrorCodes = {
+  CONFIG_INVALID: 'MF_CONFIG_INVALID',
+  CONFIG_UNREADABLE: 'MF_CONFIG_UNREADABLE',
+  TLS_UNREADABLE: 'MF_TLS_UNREADABLE',
+  USERS_UNREADABLE: 'MF_USERS_UNREADABLE',
+  SPOOL_UNAVAILABLE: 'MF_SPOOL_UNAVAILABLE',
+  LISTEN_FAILED: 'MF_LISTEN_FAILED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class MailfleetError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+    this.name = 'MailfleetError';
+  }
+
+  /** One line for a person: code, problem, what to do. */
+  describe(): string {
+    return `${this.code}: ${this.message}${this.hint ? `\n  hint: ${this.hint}` : ''}`;
+  }
+}
+
+/** Why the relay refused something in an SMTP session (a bounded label set). */
+export type RejectionReason =
+  | 'auth'
+  | 'auth_required'
+  | 'tls_required'
+  | 'relay_denied'
+  | 'sender_denied'
+  | 'bad_address'
+  | 'size'
+  | 'recipients'
+  | 'rate'
+  | 'connections'
+  | 'storage'
+  | 'policy';
+
+/** An SMTP refusal that smtp-server turns into a reply line. */
+export class SmtpRefusal extends Error {
+  constructor(
+    readonly responseCode: number,
+    readonly enhanced: string,
+    readonly text: string,
+    readonly reason: RejectionReason,
+  ) {
+    super(`${enhanced} ${text}`);
+    this.name = 'SmtpRefusal';
+  }
+}

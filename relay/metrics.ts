@@ -1,0 +1,97 @@
+/**
+ * The relay's Prometheus metrics: the contract in docs/metrics.md (prefix
+ * `mailfleet_relay_`). Labels stay bounded: no addresses, no unbounded domain sets.
+ */
+import client from 'prom-client';
+
+const PREFIX = 'mailfleet_relay_';
+
+export type Provider = 'gmail' | 'microsoft' | 'yahoo' | 'apple' | 'other' | 'smarthost';
+
+const PROVIDER_DOMAINS: [RegExp, Provider][] = [
+  [/^(gmail|googlemail)\.com$/, 'gmail'],
+  [/^(outlook|hotmail|live|msn)\.[a-z.]+$/, 'microsoft'],
+  [/^(yahoo|ymail|rocketmail|aol)\.[a-z.]+$/, 'yahoo'],
+  [/^(icloud|me|mac)\.com$/, 'apple'],
+];
+
+/** The bounded provider label for a destination (a recipient domain or the smarthost). */
+export function providerOf(route: string, destination: string): Provider {
+  if (route === 'smarthost') return 'smarthost';
+  return PROVIDER_DOMAINS.find(([re]) => re.test(destination))?.[1] ?? 'other';
+}
+
+export interface QueueGauges {
+  ready: number;
+  deferred: number;
+  inflight: number;
+  oldestReadySeconds: number;
+}
+
+export class RelayMetrics {
+  readonly registry = new client.Registry();
+  readonly received: client.Counter<'listener'>;
+  readonly rejections: client.Counter<'reason'>;
+  readonly deliveries: client.Counter<'result' | 'route' | 'provider'>;
+  readonly attemptSeconds: client.Histogram<'route'>;
+  readonly residenceSeconds: client.Histogram;
+  readonly sessions: client.Gauge<'listener'>;
+  readonly authFailures: client.Counter;
+  readonly configReloads: client.Counter<'result'>;
+  readonly spoolWriteSeconds: client.Histogram;
+
+  constructor(queue: () => QueueGauges) {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry, prefix: PREFIX + 'process_' });
+    new client.Gauge({
+      name: `${PREFIX}queue_messages`,
+      help: 'Messages in the queue by state (a message to several destinations counts once per destination).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const q = queue();
+        this.set({ state: 'ready' }, q.ready);
+        this.set({ state: 'deferred' }, q.deferred);
+        this.set({ state: 'inflight' }, q.inflight);
+      },
+    });
+    new client.Gauge({
+      name: `${PREFIX}queue_oldest_ready_seconds`,
+      help: 'How long the oldest message that is due now has waited for delivery.',
+      registers,
+      collect() {
+        this.set(queue().oldestReadySeconds);
+      },
+    });
+    this.received = new client.Counter({ name: `${PREFIX}messages_received_total`, help: 'Messages accepted (answered 250 after DATA).', labelNames: ['listener'], registers });
+    this.rejections = new client.Counter({ name: `${PREFIX}smtp_rejections_total`, help: 'SMTP commands refused, by reason.', labelNames: ['reason'], registers });
+    this.deliveries = new client.Counter({
+      name: `${PREFIX}deliveries_total`,
+      help: 'Delivery outcomes per recipient.',
+      labelNames: ['result', 'route', 'provider'],
+      registers,
+    });
+    this.attemptSeconds = new client.Histogram({
+      name: `${PREFIX}delivery_attempt_seconds`,
+      help: 'Time of one delivery attempt of one message (connection setup excluded).',
+      labelNames: ['route'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.residenceSeconds = new client.Histogram({
+      name: `${PREFIX}queue_residence_seconds`,
+      help: 'Time from acceptance to the final outcome (delivered or bounced) per recipient.',
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400, 432000],
+      registers,
+    });
+    this.sessions = new client.Gauge({ name: `${PREFIX}smtp_sessions`, help: 'Open SMTP sessions.', labelNames: ['listener'], registers });
+    this.authFailures = new client.Counter({ name: `${PREFIX}auth_failures_total`, help: 'Failed AUTH attempts.', registers });
+    this.configReloads = new client.Counter({ name: `${PREFIX}config_reloads_total`, help: 'Config reloads by result.', labelNames: ['result'], registers });
+    this.spoolWriteSeconds = new client.Histogram({
+      name: `${PREFIX}spool_write_seconds`,
+      help: 'Time to make an accepted message durable (write, fsync file and directory).',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+  }
+}

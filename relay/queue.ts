@@ -1,0 +1,294 @@
+/**
+ * The queue manager: takes durable messages from intake (or recovery), splits them into
+ * delivery units per destination, runs connections as the scheduler allows, records each
+ * recipient's outcome in the spool, and finishes a message with at most one DSN to its
+ * sender. The scheduler decides; this module does the I/O.
+ */
+import type { Logger } from 'pino';
+import { buildDsn, mayBounce, type DsnRecipient } from './bounce.js';
+import type { RecipientOutcome } from './delivery/outcome.js';
+import { DeliveryFailure } from './delivery/outcome.js';
+import type { OutboundMessage, Route, RouteSession } from './delivery/routes.js';
+import { providerOf, type RelayMetrics } from './metrics.js';
+import { Scheduler, type Unit } from './scheduler.js';
+import { newQueueId, type Envelope, type Spool, type SpoolEntry } from './spool.js';
+
+export interface QueueSettings {
+  hostname: string;
+  messagesPerConnection: number;
+  maxConnections: number;
+  maxConnectionsPerDestination: number;
+  minBackoff: number;
+  maxBackoff: number;
+  lifetime: number;
+  delayNoticeAfter: number;
+}
+
+interface MessageRecord {
+  entry: SpoolEntry;
+  /** Units of this message not finished yet. */
+  openUnits: number;
+  /** Serialises state-file writes of one message. */
+  saving: Promise<void>;
+}
+
+export interface QueueDeps {
+  spool: Spool;
+  route: Route;
+  log: Logger;
+  metrics: RelayMetrics;
+  now?: () => number;
+}
+
+export class QueueManager {
+  readonly scheduler: Scheduler;
+  private readonly messages = new Map<string, MessageRecord>();
+  private readonly sessions = new Set<RouteSession>();
+  private readonly connections = new Set<Promise<void>>();
+  private route: Route;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private readonly now: () => number;
+
+  constructor(
+    private settings: QueueSettings,
+    private readonly deps: QueueDeps,
+  ) {
+    this.route = deps.route;
+    this.now = deps.now ?? Date.now;
+    this.scheduler = new Scheduler({ ...settings, jitter: Math.random });
+  }
+
+  /** New limits and route (config reload). Connections already open finish as they were. */
+  reconfigure(settings: QueueSettings, route: Route): void {
+    this.settings = settings;
+    this.route = route;
+    this.scheduler.reconfigure({ ...settings, jitter: Math.random });
+    this.pump();
+  }
+
+  get size(): number {
+    return this.messages.size;
+  }
+
+  /** Adds a durable message; its pending recipients become units per destination. */
+  enqueue(entry: SpoolEntry): void {
+    const env = entry.envelope;
+    const byDestination = new Map<string, string[]>();
+    for (const r of env.recipients) {
+      if (r.status !== 'pending') continue;
+      const dest = this.route.destinationOf(r.address);
+      byDestination.set(dest, [...(byDestination.get(dest) ?? []), r.address]);
+    }
+    const record: MessageRecord = { entry, openUnits: byDestination.size, saving: Promise.resolve() };
+    this.messages.set(env.id, record);
+    if (byDestination.size === 0) {
+      void this.finish(record);
+      return;
+    }
+    const now = this.now();
+    for (const [destination, recipients] of byDestination) {
+      this.scheduler.add({ id: `${env.id}/${destination}`, messageId: env.id, destination, recipients, attempts: env.attempts, dueAt: env.nextAttemptAt, receivedAt: env.receivedAt }, now);
+    }
+    this.pump();
+  }
+
+  start(): void {
+    this.running = true;
+    this.pump();
+  }
+
+  /** Stops opening connections; resolves when open ones finish or the deadline passes. */
+  async stop(deadlineMs: number): Promise<void> {
+    this.running = false;
+    clearTimeout(this.timer);
+    const remaining = Math.max(0, deadlineMs - this.now());
+    let timeout: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.connections]), new Promise((r) => (timeout = setTimeout(r, remaining)))]);
+    clearTimeout(timeout);
+    for (const s of this.sessions) s.close();
+    await Promise.allSettled([...this.messages.values()].map((m) => m.saving));
+  }
+
+  /** Opens every connection the scheduler allows now, and arms the timer for the next due unit. */
+  pump(): void {
+    if (!this.running) return;
+    this.scheduler.tick(this.now());
+    for (let dest = this.scheduler.openConnection(); dest; dest = this.scheduler.openConnection()) {
+      const run = this.runConnection(dest).catch((err) => this.deps.log.error({ err, destination: dest }, 'connection worker failed'));
+      this.connections.add(run);
+      void run.finally(() => this.connections.delete(run));
+    }
+    clearTimeout(this.timer);
+    const next = this.scheduler.nextDueAt();
+    if (next !== undefined) {
+      // Timers beyond ~24 days overflow; wake at least every minute anyway.
+      this.timer = setTimeout(() => this.pump(), Math.min(Math.max(next - this.now(), 0) + 5, 60_000));
+    }
+  }
+
+  private async runConnection(destination: string): Promise<void> {
+    let session: RouteSession;
+    try {
+      session = await this.route.connect(destination);
+    } catch (err) {
+      const failure = err instanceof DeliveryFailure ? err : new DeliveryFailure('deferred', '4.4.2', `cannot deliver: ${(err as Error).message}`);
+      // A dead destination: every unit ready for it now shares the outcome, without a connection each.
+      const units = this.scheduler.drainDestination(destination);
+      this.scheduler.closeConnection(destination);
+      await Promise.all(units.map((u) => this.settle(u, failure.forRecipients(u.recipients), destination)));
+      this.pump();
+      return;
+    }
+    this.sessions.add(session);
+    try {
+      for (let sent = 0; sent < this.settings.messagesPerConnection && session.usable && this.running; sent++) {
+        const unit = this.scheduler.take(destination);
+        if (!unit) break;
+        const record = this.messages.get(unit.messageId);
+        if (!record) {
+          this.scheduler.complete(unit);
+          continue;
+        }
+        const started = process.hrtime.bigint();
+        const outcomes = await session.deliver(this.outbound(record.entry, unit));
+        this.deps.metrics.attemptSeconds.observe({ route: this.route.name }, Number(process.hrtime.bigint() - started) / 1e9);
+        await this.settle(unit, outcomes, destination);
+      }
+    } finally {
+      session.close();
+      this.sessions.delete(session);
+      this.scheduler.closeConnection(destination);
+      this.pump();
+    }
+  }
+
+  private outbound(entry: SpoolEntry, unit: Unit): OutboundMessage {
+    return {
+      id: entry.envelope.id,
+      sender: entry.envelope.sender,
+      recipients: unit.recipients,
+      size: entry.bodyLength,
+      body: () => this.deps.spool.openBody(entry),
+    };
+  }
+
+  /** Records outcomes for a unit's recipients; retries the deferred ones or bounces them once expired. */
+  private async settle(unit: Unit, outcomes: RecipientOutcome[], destination: string): Promise<void> {
+    const record = this.messages.get(unit.messageId);
+    if (!record) return;
+    const env = record.entry.envelope;
+    const now = this.now();
+    const provider = providerOf(this.route.name, destination);
+    const deferred = outcomes.filter((o) => o.kind === 'deferred');
+    const decision = deferred.length ? this.scheduler.decideAfterFailure(unit, now) : undefined;
+    for (const o of outcomes) {
+      const r = env.recipients.find((x) => x.address === o.address);
+      if (!r) continue;
+      Object.assign(r, { lastReply: o.reply, statusCode: o.statusCode, remoteMta: o.remoteMta });
+      const fields = { queueId: env.id, messageId: env.messageId, recipientDomain: o.address.split('@').pop(), reply: o.reply, remoteMta: o.remoteMta, attempts: unit.attempts + 1 };
+      if (o.kind === 'delivered') {
+        r.status = 'delivered';
+        this.deps.log.info({ event: 'delivered', ...fields }, 'delivered');
+      } else if (o.kind === 'failed' || decision?.kind === 'expired') {
+        r.status = 'failed';
+        if (o.kind === 'deferred') {
+          r.statusCode = '4.4.7';
+          r.lastReply = `message expired after ${Math.round((now - env.receivedAt) / 3600_000)} h in the queue; last reply: ${o.reply}`;
+        }
+        this.deps.log.info({ event: 'bounced', ...fields, reply: r.lastReply }, 'bounced');
+      } else {
+        this.deps.log.info({ event: 'deferred', ...fields, retryAt: decision ? new Date(decision.at).toISOString() : undefined }, 'deferred');
+      }
+      const result = r.status === 'pending' ? 'deferred' : r.status === 'delivered' ? 'delivered' : 'bounced';
+      this.deps.metrics.deliveries.inc({ result, route: this.route.name, provider });
+      if (r.status !== 'pending') this.deps.metrics.residenceSeconds.observe((now - env.receivedAt) / 1000);
+    }
+
+    if (decision?.kind === 'retry') {
+      unit.recipients = deferred.map((o) => o.address);
+      this.scheduler.defer(unit, decision.at, now);
+      env.attempts = Math.max(env.attempts, unit.attempts);
+      env.nextAttemptAt = decision.at;
+      await this.maybeSendDelayNotice(record, now);
+      await this.saveState(record);
+      return;
+    }
+    this.scheduler.complete(unit);
+    record.openUnits--;
+    if (record.openUnits > 0) await this.saveState(record);
+    else await this.finish(record);
+  }
+
+  private saveState(record: MessageRecord): Promise<void> {
+    record.saving = record.saving
+      .then(() => this.deps.spool.saveState(record.entry.envelope))
+      .catch((err) => this.deps.log.warn({ err, queueId: record.entry.envelope.id }, 'could not record delivery progress; a retry may repeat a delivery'));
+    return record.saving;
+  }
+
+  /** Every recipient has a final outcome: one DSN for the failed ones, then the message leaves the spool. */
+  private async finish(record: MessageRecord): Promise<void> {
+    const env = record.entry.envelope;
+    const failed = env.recipients.filter((r) => r.status === 'failed');
+    if (failed.length && mayBounce(env.sender)) {
+      const recipients: DsnRecipient[] = failed.map((r) => ({
+        address: r.address,
+        action: 'failed',
+        status: r.statusCode ?? '5.0.0',
+        diagnostic: r.lastReply,
+        remoteMta: r.remoteMta,
+        lastAttempt: new Date(this.now()),
+      }));
+      // The DSN must be durable before the original may go.
+      await this.storeNotice(record, recipients);
+    }
+    await record.saving;
+    this.messages.delete(env.id);
+    await this.deps.spool.remove(env.id);
+  }
+
+  private async maybeSendDelayNotice(record: MessageRecord, now: number): Promise<void> {
+    const env = record.entry.envelope;
+    const after = this.settings.delayNoticeAfter;
+    if (!after || env.delayNoticeSent || now - env.receivedAt < after * 1000 || !mayBounce(env.sender)) return;
+    env.delayNoticeSent = true;
+    const willRetryUntil = new Date(env.receivedAt + this.settings.lifetime * 1000);
+    const recipients: DsnRecipient[] = env.recipients
+      .filter((r) => r.status === 'pending')
+      .map((r) => ({ address: r.address, action: 'delayed', status: r.statusCode ?? '4.0.0', diagnostic: r.lastReply, remoteMta: r.remoteMta, lastAttempt: new Date(now), willRetryUntil }));
+    await this.storeNotice(record, recipients);
+  }
+
+  private async storeNotice(record: MessageRecord, recipients: DsnRecipient[]): Promise<void> {
+    const env = record.entry.envelope;
+    const now = this.now();
+    const id = newQueueId(now);
+    const headers = await this.deps.spool.readBody(record.entry, env.headerLength);
+    const body = buildDsn({
+      reportingMta: this.settings.hostname,
+      queueId: env.id,
+      arrivalDate: new Date(env.receivedAt),
+      sender: env.sender,
+      recipients,
+      originalHeaders: headers,
+      now: new Date(now),
+      messageId: `<${id}.dsn@${this.settings.hostname}>`,
+    });
+    const notice: Envelope = {
+      id,
+      sender: '',
+      recipients: [{ address: env.sender, status: 'pending' }],
+      receivedAt: now,
+      listener: 'internal',
+      client: 'dsn',
+      messageId: `<${id}.dsn@${this.settings.hostname}>`,
+      headerLength: body.indexOf('\r\n\r\n') + 4,
+      attempts: 0,
+      nextAttemptAt: now,
+    };
+    const entry = await this.deps.spool.store(notice, body);
+    this.deps.log.info({ event: 'dsn', queueId: id, originalQueueId: env.id, action: recipients[0]?.action, recipients: recipients.length }, 'delivery status notification queued');
+    this.enqueue(entry);
+  }
+}

@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { Scheduler, type Unit } from './scheduler.js';
+
+const opts = { maxConnections: 5, maxConnectionsPerDestination: 2, minBackoff: 60, maxBackoff: 3600, lifetime: 5 * 86400 };
+let n = 0;
+function unit(destination: string, now: number, over: Partial<Unit> = {}): Unit {
+  n++;
+  return { id: `m${n}/${destination}`, messageId: `m${n}`, destination, recipients: [`r@${destination}`], attempts: 0, dueAt: now, receivedAt: now, ...over };
+}
+
+describe('scheduler', () => {
+  it('opens connections per destination up to its limit and only while ready units outnumber them', () => {
+    const s = new Scheduler(opts);
+    for (let i = 0; i < 5; i++) s.add(unit('a.test', 0), 0);
+    s.add(unit('b.test', 0), 0);
+    const opened = [s.openConnection(), s.openConnection(), s.openConnection(), s.openConnection()];
+    expect(opened.sort()).toEqual(['a.test', 'a.test', 'b.test', undefined].sort());
+  });
+
+  it('respects the total connection limit across destinations', () => {
+    const s = new Scheduler({ ...opts, maxConnections: 3 });
+    for (const d of ['a', 'b', 'c', 'd', 'e']) s.add(unit(`${d}.test`, 0), 0);
+    expect([s.openConnection(), s.openConnection(), s.openConnection(), s.openConnection()].filter(Boolean)).toHaveLength(3);
+    s.closeConnection('a.test');
+    expect(s.openConnection()).toBeDefined();
+  });
+
+  it('defers on a temporary failure and makes the unit ready again after the backoff', () => {
+    const s = new Scheduler(opts);
+    const u = unit('a.test', 0);
+    s.add(u, 0);
+    expect(s.openConnection()).toBe('a.test');
+    const taken = s.take('a.test')!;
+    const decision = s.decideAfterFailure(taken, 1000);
+    expect(decision).toEqual({ kind: 'retry', at: 61_000 });
+    s.defer(taken, 61_000, 1000);
+    s.closeConnection('a.test');
+    expect(s.stats(1000)).toMatchObject({ ready: 0, deferred: 1, inflight: 0 });
+    s.tick(60_999);
+    expect(s.openConnection()).toBeUndefined();
+    s.tick(61_000);
+    expect(s.stats(61_000)).toMatchObject({ ready: 1, deferred: 0 });
+    expect(s.openConnection()).toBe('a.test');
+    expect(s.take('a.test')!.attempts).toBe(1);
+  });
+
+  it('doubles the backoff from about a minute up to about an hour', () => {
+    const s = new Scheduler(opts);
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 20].map((f) => s.backoffSeconds(f))).toEqual([60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+  });
+
+  it('never schedules a retry past the lifetime and expires a unit that failed after it', () => {
+    const s = new Scheduler({ ...opts, lifetime: 100 });
+    const u = unit('a.test', 0, { attempts: 5 });
+    expect(s.decideAfterFailure(u, 50_000)).toEqual({ kind: 'retry', at: 100_000 });
+    expect(s.decideAfterFailure(u, 100_000)).toEqual({ kind: 'expired' });
+  });
+
+  it('reports ready, deferred and in-flight counts and the age of the oldest due unit', () => {
+    const s = new Scheduler(opts);
+    s.add(unit('a.test', 1000), 1000);
+    s.add(unit('a.test', 5000), 5000);
+    s.add(unit('b.test', 0, { dueAt: 99_000 }), 5000);
+    s.openConnection();
+    s.take('a.test');
+    expect(s.stats(11_000)).toEqual({ ready: 1, deferred: 1, inflight: 1, oldestReadySeconds: 6 });
+  });
+
+  it('drains a dead destination without touching the others', () => {
+    const s = new Scheduler(opts);
+    s.add(unit('dead.test', 0), 0);
+    s.add(unit('dead.test', 0), 0);
+    s.add(unit('live.test', 0), 0);
+    const drained = s.drainDestination('dead.test');
+    expect(drained.map((u) => u.destination)).toEqual(['dead.test', 'dead.test']);
+    expect(s.stats(0)).toMatchObject({ ready: 1, inflight: 2 });
+  });
+
+  it('orders deferred units by due time however they were added', () => {
+    const s = new Scheduler(opts);
+    const times = [50, 10, 40, 20, 30, 60, 5];
+    for (const t of times) s.add(unit(`d${t}.test`, 0, { dueAt: t }), 0);
+    const seen: number[] = [];
+    for (let now = 0; now <= 60; now++) {
+      const before = s.stats(now).ready;
+      s.tick(now);
+      if (s.stats(now).ready > before) seen.push(now);
+    }
+    expect(seen).toEqual([...times].sort((a, b) => a - b));
+    expect(s.nextDueAt()).toBeUndefined();
+  });
+});

@@ -1,0 +1,308 @@
+/**
+ * The durable spool. One file per message holds the body followed by its envelope and a
+ * fixed-size trailer, written to tmp/, fsynced, renamed into q/ and made durable by an
+ * fsync of q/ before the caller may answer 250 (RFC 5321 6.1). Per-recipient progress lives
+ * in a small `<id>.state` file beside it; losing a state update can only repeat a delivery
+ * (at least once), never lose one. Only envelopes are kept in memory: bodies stream from disk.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { ErrorCodes, MailfleetError } from './errors.js';
+
+export type RecipientStatus = 'pending' | 'delivered' | 'failed';
+
+export interface RecipientState {
+  address: string;
+  status: RecipientStatus;
+  /** Last reply or error for this recipient, as a person would read it. */
+  lastReply?: string;
+  /** Enhanced status code of the final or last outcome, e.g. 5.1.1. */
+  statusCode?: string;
+  remoteMta?: string;
+}
+
+export interface Envelope {
+  id: string;
+  sender: string;
+  recipients: RecipientState[];
+  /** When the relay answered 250 (ms since epoch); the queue lifetime counts from here. */
+  receivedAt: number;
+  listener: string;
+  client: string;
+  user?: string;
+  messageId?: string;
+  /** Bytes of the header section (for DSNs, which quote the original headers). */
+  headerLength: number;
+  attempts: number;
+  nextAttemptAt: number;
+  delayNoticeSent?: boolean;
+}
+
+export interface SpoolEntry {
+  envelope: Envelope;
+  bodyLength: number;
+}
+
+const TRAILER_MAGIC = 'MFQ1';
+const TRAILER_LENGTH = 4 + 16 + 8 + 1; // magic, body length, envelope length (hex), newline
+
+export function newQueueId(now = Date.now()): string {
+  return now.toString(36).toUpperCase() + crypto.randomBytes(5).toString('hex').toUpperCase();
+}
+
+/** Coalesces directory fsyncs: every caller waits for one fsync that began after it asked. */
+class DirSyncer {
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+
+  constructor(private readonly dir: string) {}
+
+  sync(): Promise<void> {
+    if (!this.running) {
+      this.running = this.run().finally(() => (this.running = null));
+      return this.running;
+    }
+    // A sync is in flight and may have started before our rename: join the next one.
+    this.queued ??= this.running.then(() => {
+      this.queued = null;
+      return this.sync();
+    });
+    return this.queued;
+  }
+
+  private async run(): Promise<void> {
+    const handle = await fsp.open(this.dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+export class SpoolWriter {
+  /** Bytes handed to the file so far. */
+  private flushed = 0;
+  /** Small messages are written in one call at commit: buffer until this much piles up. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private closed = false;
+
+  constructor(
+    private readonly spool: Spool,
+    readonly id: string,
+    private readonly tmpPath: string,
+    private readonly handle: fsp.FileHandle,
+  ) {}
+
+  async write(chunk: Buffer): Promise<void> {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= 256 * 1024) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    let offset = 0;
+    while (offset < buf.length) {
+      const { bytesWritten } = await this.handle.write(buf, offset, buf.length - offset, this.flushed);
+      offset += bytesWritten;
+      this.flushed += bytesWritten;
+    }
+  }
+
+  get bodyLength(): number {
+    return this.flushed + this.pendingBytes;
+  }
+
+  /** Appends the envelope, fsyncs file and directory. Resolves only when the message is durable. */
+  async commit(envelope: Envelope): Promise<SpoolEntry> {
+    const json = Buffer.from(JSON.stringify(envelope));
+    const bodyLength = this.bodyLength;
+    const trailer = Buffer.from(`${TRAILER_MAGIC}${bodyLength.toString(16).padStart(16, '0')}${json.length.toString(16).padStart(8, '0')}\n`);
+    this.pending.push(json, trailer);
+    await this.flush();
+    await this.handle.sync();
+    await this.handle.close();
+    this.closed = true;
+    await fsp.rename(this.tmpPath, this.spool.messagePath(this.id));
+    await this.spool.syncQueueDir();
+    return { envelope, bodyLength };
+  }
+
+  /** Drops a message that will not be acknowledged. */
+  async abort(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.handle.close().catch(() => undefined);
+    }
+    await fsp.rm(this.tmpPath, { force: true });
+  }
+}
+
+export interface RecoveryReport {
+  entries: SpoolEntry[];
+  discardedPartial: number;
+  corrupt: string[];
+}
+
+export class Spool {
+  private readonly queueDir: string;
+  private readonly tmpDir: string;
+  private readonly corruptDir: string;
+  private readonly syncer: DirSyncer;
+  private freeCache: { at: number; bytes: number } | null = null;
+
+  constructor(readonly dir: string) {
+    this.queueDir = path.join(dir, 'q');
+    this.tmpDir = path.join(dir, 'tmp');
+    this.corruptDir = path.join(dir, 'corrupt');
+    this.syncer = new DirSyncer(this.queueDir);
+  }
+
+  /** Creates the layout and checks it is writable. */
+  async open(): Promise<void> {
+    try {
+      for (const d of [this.queueDir, this.tmpDir, this.corruptDir]) await fsp.mkdir(d, { recursive: true });
+      const probe = path.join(this.tmpDir, `.probe-${process.pid}`);
+      await fsp.writeFile(probe, 'ok');
+      await fsp.rm(probe);
+    } catch (err) {
+      throw new MailfleetError(ErrorCodes.SPOOL_UNAVAILABLE, `spool directory ${this.dir} is not usable: ${(err as Error).message}`, 'mount a writable volume there, or set spool.dir');
+    }
+  }
+
+  messagePath(id: string): string {
+    return path.join(this.queueDir, id);
+  }
+
+  private statePath(id: string): string {
+    return path.join(this.queueDir, `${id}.state`);
+  }
+
+  syncQueueDir(): Promise<void> {
+    return this.syncer.sync();
+  }
+
+  async createWriter(id = newQueueId()): Promise<SpoolWriter> {
+    const tmpPath = path.join(this.tmpDir, id);
+    const handle = await fsp.open(tmpPath, 'wx');
+    return new SpoolWriter(this, id, tmpPath, handle);
+  }
+
+  /** Stores a whole message (used for DSNs and handoff) and returns when it is durable. */
+  async store(envelope: Omit<Envelope, 'id'> & { id?: string }, body: Buffer): Promise<SpoolEntry> {
+    const writer = await this.createWriter(envelope.id);
+    try {
+      await writer.write(body);
+      return await writer.commit({ ...envelope, id: writer.id });
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+
+  /**
+   * Reads every stored message's envelope. Half-written files in tmp/ were never
+   * acknowledged and are discarded; unreadable queue files are moved to corrupt/.
+   */
+  async recover(): Promise<RecoveryReport> {
+    const tmp = await fsp.readdir(this.tmpDir);
+    await Promise.all(tmp.map((f) => fsp.rm(path.join(this.tmpDir, f), { force: true })));
+    const names = await fsp.readdir(this.queueDir);
+    const ids = names.filter((n) => !n.endsWith('.state') && !n.endsWith('.state.tmp'));
+    const idSet = new Set(ids);
+    const entries: SpoolEntry[] = [];
+    const corrupt: string[] = [];
+    for (const id of ids) {
+      try {
+        const entry = await this.readEntry(id);
+        entries.push(entry);
+      } catch {
+        corrupt.push(id);
+        await fsp.rename(this.messagePath(id), path.join(this.corruptDir, id)).catch(() => undefined);
+      }
+    }
+    // A state file whose message is gone belongs to a finished message.
+    for (const n of names) {
+      if (n.endsWith('.state.tmp') || (n.endsWith('.state') && !idSet.has(n.slice(0, -6)))) await fsp.rm(path.join(this.queueDir, n), { force: true });
+    }
+    entries.sort((a, b) => a.envelope.receivedAt - b.envelope.receivedAt);
+    return { entries, discardedPartial: tmp.length, corrupt };
+  }
+
+  private async readEntry(id: string): Promise<SpoolEntry> {
+    const handle = await fsp.open(this.messagePath(id), 'r');
+    try {
+      const { size } = await handle.stat();
+      if (size < TRAILER_LENGTH) throw new Error('too short');
+      const trailer = Buffer.alloc(TRAILER_LENGTH);
+      await handle.read(trailer, 0, TRAILER_LENGTH, size - TRAILER_LENGTH);
+      const text = trailer.toString('latin1');
+      if (!text.startsWith(TRAILER_MAGIC)) throw new Error('no trailer');
+      const bodyLength = parseInt(text.slice(4, 20), 16);
+      const jsonLength = parseInt(text.slice(20, 28), 16);
+      if (bodyLength + jsonLength + TRAILER_LENGTH !== size) throw new Error('bad lengths');
+      const json = Buffer.alloc(jsonLength);
+      await handle.read(json, 0, jsonLength, bodyLength);
+      const envelope = JSON.parse(json.toString('utf8')) as Envelope;
+      const state = await this.readState(id);
+      if (state) Object.assign(envelope, state);
+      return { envelope, bodyLength };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async readState(id: string): Promise<Partial<Envelope> | null> {
+    try {
+      return JSON.parse(await fsp.readFile(this.statePath(id), 'utf8')) as Partial<Envelope>;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Records per-recipient progress and retry timing (atomic replace, no fsync: see the file comment). */
+  async saveState(envelope: Envelope): Promise<void> {
+    const { recipients, attempts, nextAttemptAt, delayNoticeSent } = envelope;
+    const tmp = `${this.statePath(envelope.id)}.tmp`;
+    await fsp.writeFile(tmp, JSON.stringify({ recipients, attempts, nextAttemptAt, delayNoticeSent }));
+    await fsp.rename(tmp, this.statePath(envelope.id));
+  }
+
+  openBody(entry: SpoolEntry): Readable {
+    if (entry.bodyLength === 0) return Readable.from([]);
+    return fs.createReadStream(this.messagePath(entry.envelope.id), { start: 0, end: entry.bodyLength - 1 });
+  }
+
+  async readBody(entry: SpoolEntry, limit = entry.bodyLength): Promise<Buffer> {
+    const handle = await fsp.open(this.messagePath(entry.envelope.id), 'r');
+    try {
+      const buf = Buffer.alloc(Math.min(limit, entry.bodyLength));
+      await handle.read(buf, 0, buf.length, 0);
+      return buf;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Removes a finished message: the message file first, so a crash leaves only a stale state file. */
+  async remove(id: string): Promise<void> {
+    await fsp.rm(this.messagePath(id), { force: true });
+    await fsp.rm(this.statePath(id), { force: true });
+  }
+
+  /** Free bytes on the spool's file system, cached for a second (asked for on every message). */
+  async freeBytes(now = Date.now()): Promise<number> {
+    if (this.freeCache && now - this.freeCache.at < 1000) return this.freeCache.bytes;
+    const st = await fsp.statfs(this.dir);
+    const bytes = Number(st.bavail) * Number(st.bsize);
+    this.freeCache = { at: now, bytes };
+    return bytes;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Starts a real relay in this process on free loopback ports with a throwaway spool,
+ * a users file and a self-signed certificate, for tests that cross modules.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { parseConfig, type RelayConfigInput } from '../../relay/config.js';
+import { devSetup } from '../../relay/dev.js';
+import { startRelay, type RunningRelay } from '../../relay/main.js';
+
+export interface TestRelay extends RunningRelay {
+  dir: string;
+  user: string;
+  password: string;
+  certFile: string;
+  outbox: string;
+  /** Files in the spool's queue directory (messages and state files). */
+  spooled(): string[];
+  delivered(): Buffer[];
+  stop(): Promise<void>;
+}
+
+type Overrides = Partial<Omit<RelayConfigInput, 'listeners'>> & { listeners?: RelayConfigInput['listeners'] };
+
+export async function startTestRelay(overrides: Overrides = {}): Promise<TestRelay> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-relay-'));
+  const dev = await devSetup(dir);
+  const raw = {
+    hostname: 'relay.test',
+    spool: { dir: 'spool' },
+    listeners: [
+      { name: 'open', address: '127.0.0.1', port: 0, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] },
+      { name: 'submission', address: '127.0.0.1', port: 0, tls: 'starttls', auth: 'required' },
+    ],
+    tls: { certFile: 'tls/dev.crt', keyFile: 'tls/dev.key' },
+    auth: { usersFile: 'users' },
+    delivery: { route: { type: 'file', dir: 'outbox' } },
+    http: { address: '127.0.0.1', port: 0 },
+    ...overrides,
+  };
+  fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(raw, null, 2));
+  const config = parseConfig(raw, dir, 'test config');
+  const log = pino({ level: process.env.MF_TEST_LOG ?? 'silent' });
+  const relay = await startRelay({ config, configFile: path.join(dir, 'relay.yaml'), log });
+  const outbox = path.join(dir, 'outbox');
+  return Object.assign(relay, {
+    dir,
+    user: dev.user,
+    password: dev.password,
+    certFile: dev.certFile,
+    outbox,
+    spooled: () => fs.readdirSync(path.join(dir, 'spool', 'q')),
+    delivered: () => (fs.existsSync(outbox) ? fs.readdirSync(outbox).sort().map((f) => fs.readFileSync(path.join(outbox, f))) : []),
+    stop: async () => {
+      await relay.shutdown();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** Polls until check() is true or the time runs out (then throws with the label). */
+export async function waitFor(check: () => boolean | Promise<boolean>, label: string, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${label}`);
+}
