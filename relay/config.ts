@@ -66,9 +66,9 @@ export const senderDomainSchema = z.object({
 const smarthostRoute = z.object({
   type: z.literal('smarthost'),
   host: hostname.describe('Upstream host, e.g. email-smtp.eu-west-1.amazonaws.com, smtp.sendgrid.net, smtp.office365.com.'),
-  port: port.default(587),
+  port: port.default(587).describe('Upstream port: 587 (STARTTLS) or 465 (implicit TLS).'),
   tls: z.enum(['starttls', 'implicit', 'none']).default('starttls').describe('`starttls` requires STARTTLS (587), `implicit` is port 465, `none` only for local test peers.'),
-  verifyCertificate: z.boolean().default(true),
+  verifyCertificate: z.boolean().default(true).describe('Verify the upstream certificate against the system CAs. Only local test peers turn this off.'),
   credentialsFile: z.string().optional().describe('A file with `username:password` on its first line (from a Secret).'),
 });
 
@@ -109,10 +109,10 @@ export const configSchema = z
     limits: z
       .object({
         maxMessageSize: byteSize.default(25 * 1024 * 1024).describe('Advertised in EHLO SIZE and enforced.'),
-        maxRecipients: z.number().int().min(1).default(100),
-        maxConnections: z.number().int().min(1).default(1000),
-        maxConnectionsPerClient: z.number().int().min(1).default(100),
-        messagesPerUserPerMinute: z.number().int().min(1).default(1200),
+        maxRecipients: z.number().int().min(1).default(100).describe('Recipients per message; more get 452 and the client sends them in another message.'),
+        maxConnections: z.number().int().min(1).default(1000).describe('SMTP sessions at once on each listener; more get 421.'),
+        maxConnectionsPerClient: z.number().int().min(1).default(100).describe('Sessions at once from one client address; more get 421.'),
+        messagesPerUserPerMinute: z.number().int().min(1).default(1200).describe('Messages an authenticated user may send per minute; more get 451 4.7.1.'),
         idleTimeout: duration.default(300).describe('Close a session idle this long.'),
       })
       .prefault({}),
@@ -122,7 +122,7 @@ export const configSchema = z
         maxConnections: z.number().int().min(1).default(100).describe('Outbound connections in total.'),
         maxConnectionsPerDestination: z.number().int().min(1).default(20).describe('Outbound connections per destination domain (or to the smarthost).'),
         messagesPerConnection: z.number().int().min(1).default(100).describe('Messages sent over one connection before it is closed.'),
-        connectTimeout: duration.default(30),
+        connectTimeout: duration.default(30).describe('Longest wait for an outbound connection and its greeting.'),
         responseTimeout: duration.default(300).describe('Longest wait for a reply (after DATA Postfix waits 600 s).'),
       }),
     retry: z
@@ -135,14 +135,14 @@ export const configSchema = z
       .prefault({}),
     http: z
       .object({
-        address: hostname.default('0.0.0.0'),
+        address: hostname.default('0.0.0.0').describe('Address of the HTTP endpoint.'),
         port: port.default(9090).describe('Serves /metrics, /healthz and /readyz.'),
       })
       .prefault({}),
     shutdown: z
       .object({ drainTimeout: duration.default(25).describe('After SIGTERM, keep delivering this long, then exit with the spool intact.') })
       .prefault({}),
-    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('Log level of the JSON log lines on stdout.') }).prefault({}),
   })
   .superRefine((cfg, ctx) => {
     cfg.listeners.forEach((l, i) => {
