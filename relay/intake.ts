@@ -112,7 +112,6 @@ export class SmtpListener {
       maxClients: limits.maxConnections,
       maxRecipients: limits.maxRecipients,
       socketTimeout: limits.idleTimeout * 1000,
-      closeTimeout: 30_000,
       authMethods: ['PLAIN', 'LOGIN'],
       // We decide ourselves, so trusted networks can relay on an AUTH-required port.
       authOptional: true,
@@ -142,9 +141,37 @@ export class SmtpListener {
     });
   }
 
-  /** Stops accepting connections; open sessions may finish (smtp-server waits up to closeTimeout). */
+  /**
+   * Stops accepting connections and lets each open session finish the transaction it is in;
+   * an idle session is closed with 421 at once, and whatever is left at the deadline too.
+   * (smtp-server's own close() answers 421 to every command, even mid-transaction.)
+   */
+  async drain(deadlineMs: number): Promise<void> {
+    this.server.server.close();
+    const connections = (this.server as unknown as { connections: Set<InternalConnection> }).connections;
+    const closeIdle = (all: boolean) => {
+      for (const c of connections) {
+        if (all || (!c.session?.envelope?.mailFrom && !c._dataStream)) {
+          c.send(421, '4.3.2 Service shutting down, closing the session; send again to reconnect', false);
+          c.close();
+        }
+      }
+    };
+    while (connections.size && Date.now() < deadlineMs) {
+      closeIdle(false);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    closeIdle(true);
+  }
+
+  /** Closes at once (tests, and listeners that never came up). */
   close(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return this.drain(0);
+  }
+
+  /** Limits smtp-server reads per command; a reload changes them in place. */
+  applyLimits(limits: RelayConfig['limits']): void {
+    Object.assign(this.server.options, { size: limits.maxMessageSize, maxRecipients: limits.maxRecipients, maxClients: limits.maxConnections, socketTimeout: limits.idleTimeout * 1000 });
   }
 
   get port(): number {
@@ -285,7 +312,6 @@ export class SmtpListener {
           throw refuse(550, '5.7.1', bad ? `Header From <${bad}> not allowed: user ${user} may not send from ${domainOf(bad)}` : 'Message has no From header', 'sender_denied');
         }
       }
-      if (!this.deps.accepting()) throw refuse(421, '4.3.2', 'Service shutting down, message not accepted; try another relay', 'storage');
       const now = Date.now();
       const entry = await writer.commit({
         id,
@@ -330,6 +356,14 @@ export class SmtpListener {
 
 interface SessionState {
   counted?: boolean;
+}
+
+/** The parts of smtp-server's connection object that draining reads. */
+interface InternalConnection {
+  session?: { envelope?: { mailFrom?: unknown } };
+  _dataStream?: unknown;
+  send(code: number, text: string, context?: unknown): void;
+  close(): void;
 }
 
 export function createListeners(deps: IntakeDeps): SmtpListener[] {

@@ -125,14 +125,18 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       const keep = new Map(listeners.map((l) => [listenerKey(l.config), l]));
       const wanted = next.listeners.map(listenerKey);
       const retired = listeners.filter((l) => !wanted.includes(listenerKey(l.config)));
-      await Promise.all(retired.map((l) => l.close()));
+      // Retired listeners stop listening now; their sessions may finish their transaction.
+      await Promise.all(retired.map((l) => l.drain(Date.now() + 60_000)));
       const fresh = createListeners(intakeDeps).filter((l) => !keep.has(listenerKey(l.config)));
       for (const l of fresh) await l.listen();
       listeners = [...listeners.filter((l) => !retired.includes(l)), ...fresh];
-      if (nextPolicy.tls) for (const l of listeners) l.updateTls(nextPolicy.tls);
+      for (const l of listeners) {
+        if (nextPolicy.tls) l.updateTls(nextPolicy.tls);
+        l.applyLimits(next.limits);
+      }
       if (JSON.stringify(old.delivery) !== JSON.stringify(next.delivery)) route = routeFor(next);
       queue.reconfigure(queueSettings(next), route);
-      log.level = next.log.level;
+      if (!opts.log) log.level = next.log.level; // an injected logger belongs to the caller
       metrics.configReloads.inc({ result: 'success' });
       log.info({ event: 'config_reloaded', file: opts.configFile }, 'configuration reloaded');
       return true;
@@ -165,7 +169,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       clearInterval(watcher);
       const deadline = Date.now() + policy.config.shutdown.drainTimeout * 1000;
       log.info({ event: 'draining', deadline: new Date(deadline).toISOString(), queued: queue.size }, 'stopping: no new mail, open sessions finish, delivering until the deadline');
-      await Promise.race([Promise.all(listeners.map((l) => l.close())), new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+      // Sessions get at most half the drain time to finish; delivery gets the rest.
+      const sessionDeadline = Date.now() + (deadline - Date.now()) / 2;
+      await Promise.all(listeners.map((l) => l.drain(sessionDeadline)));
       await queue.stop(deadline);
       await new Promise<void>((r) => httpServer.close(() => r()));
       httpServer.closeAllConnections();

@@ -54,10 +54,17 @@ export class SmtpClient {
   static async connect(options: SmtpClientOptions): Promise<SmtpClient> {
     const client = new SmtpClient(options);
     try {
-      await new Promise<void>((resolve, reject) => client.conn.connect((err) => (err ? reject(err) : resolve())));
+      // Connection errors arrive as 'error' events, not through the connect callback.
+      await new Promise<void>((resolve, reject) => {
+        client.conn.once('error', reject);
+        client.conn.connect((err) => (err ? reject(err) : resolve()));
+      });
       if (options.auth) {
         const auth = options.auth;
-        await new Promise<void>((resolve, reject) => client.conn.login({ user: auth.user, pass: auth.pass }, (err) => (err ? reject(err) : resolve())));
+        await new Promise<void>((resolve, reject) => {
+          client.conn.once('error', reject);
+          client.conn.login({ user: auth.user, pass: auth.pass }, (err) => (err ? reject(err) : resolve()));
+        });
       }
     } catch (err) {
       client.conn.close();
@@ -78,9 +85,20 @@ export class SmtpClient {
   async send(sender: string, recipients: string[], body: Readable, size: number): Promise<RecipientOutcome[]> {
     const remoteMta = this.options.remoteMta;
     try {
-      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) =>
-        this.conn.send({ from: sender, to: recipients, size }, body, (err, result) => (err ? reject(err) : resolve(result!))),
-      );
+      const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
+        // A connection that breaks mid-transaction reports through events, not the callback.
+        const onError = (err: Error) => done(err);
+        const onEnd = () => done(Object.assign(new Error('connection closed by the server'), { code: 'ECONNECTION' }));
+        const done = (err: Error | null, result?: SMTPConnection.SentMessageInfo) => {
+          this.conn.off('error', onError);
+          this.conn.off('end', onEnd);
+          if (err) reject(err);
+          else resolve(result!);
+        };
+        this.conn.once('error', onError);
+        this.conn.once('end', onEnd);
+        this.conn.send({ from: sender, to: recipients, size }, body, (err, result) => done(err, result));
+      });
       const rejected = new Map((info.rejectedErrors ?? []).map((e) => [e.recipient ?? '', e.response ?? e.message]));
       const accepted = classifyReply(info.response);
       return recipients.map((address) => {

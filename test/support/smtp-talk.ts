@@ -92,3 +92,20 @@ export class SmtpTalk {
     this.socket.destroy();
   }
 }
+
+/** One message through a listener that needs no AUTH; returns the reply to the final dot. */
+export async function submit(port: number, from: string, to: string[], message: string): Promise<string> {
+  const { talk } = await SmtpTalk.connect(port);
+  try {
+    await talk.send('EHLO client.test');
+    const mail = await talk.send(`MAIL FROM:<${from}>`);
+    if (!mail.startsWith('250')) return mail;
+    for (const r of to) {
+      const rcpt = await talk.send(`RCPT TO:<${r}>`);
+      if (!rcpt.startsWith('250')) return rcpt;
+    }
+    return await talk.data(message);
+  } finally {
+    await talk.quit();
+  }
+}

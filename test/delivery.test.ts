@@ -1,0 +1,130 @@
+/**
+ * The queue and delivery path against a scripted SMTP destination: retries with backoff,
+ * per-recipient outcomes, exactly one DSN per message, none for the null sender, expiry,
+ * delay notices, connection reuse and per-destination concurrency.
+ */
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startScriptedSink, type ScriptedSink, type SinkReply } from './peers/scripted-sink.js';
+import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
+import { submit } from './support/smtp-talk.js';
+
+const MSG = (subject: string) => `From: app@example.test\r\nTo: r@dest.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@example.test>\r\n\r\nHello.\r\n`;
+
+let relay: TestRelay | undefined;
+let sink: ScriptedSink | undefined;
+afterEach(async () => {
+  await relay?.stop();
+  await sink?.stop();
+  relay = sink = undefined;
+});
+
+async function setup(opts: { replies?: (ctx: { attempt: number; rcpt: string; from: string }) => SinkReply | undefined; retry?: object; delivery?: object }) {
+  sink = await startScriptedSink({ replies: opts.replies });
+  relay = await startTestRelay({
+    delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' }, ...opts.delivery },
+    retry: { minBackoff: '200ms', maxBackoff: '400ms', ...opts.retry },
+  });
+  return { relay, sink };
+}
+
+async function counter(r: TestRelay, labels: string): Promise<number> {
+  const text = await r.metrics.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(`mailfleet_relay_deliveries_total{${labels}`));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
+/** Python's email package reads the DSN's delivery-status groups: an independent parser. */
+function parseDsn(raw: Buffer): { contentType: string; groups: Record<string, string>[] } {
+  const script = `
+import email, json, sys
+m = email.message_from_bytes(sys.stdin.buffer.read())
+status = [p for p in m.walk() if p.get_content_type() == 'message/delivery-status'][0]
+groups = [dict((k.lower(), str(v)) for k, v in g.items()) for g in status.get_payload()]
+print(json.dumps({'contentType': m.get('content-type'), 'groups': groups}))`;
+  const out = spawnSync('/usr/bin/python3', ['-c', script], { input: raw });
+  if (out.status !== 0) throw new Error(out.stderr.toString());
+  return JSON.parse(out.stdout.toString());
+}
+
+describe('delivery through a smarthost', () => {
+  it('defers on 451 and delivers after the backoff', async () => {
+    const { relay, sink } = await setup({ replies: ({ attempt }) => (attempt <= 2 ? { code: 451, message: '4.7.1 try again later' } : undefined) });
+    const started = Date.now();
+    expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('retry'))).toMatch(/^250/);
+    await sink.waitForMessages(1, 10_000);
+    // Two backoffs of at least 180 ms (200 ms less up to 10% jitter) passed.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(360);
+    expect(sink.messages[0]!.envelope).toEqual({ from: 'app@example.test', to: ['r@dest.test'] });
+    expect(await counter(relay, 'result="deferred"')).toBe(2);
+    expect(await counter(relay, 'result="delivered"')).toBe(1);
+    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    expect(sink.messages).toHaveLength(1);
+  });
+
+  it('delivers to accepted recipients and sends exactly one DSN for the refused one', async () => {
+    const { relay, sink } = await setup({ replies: ({ rcpt }) => (rcpt.startsWith('gone') ? { code: 550, message: '5.1.1 <gone@dest.test>: user unknown' } : undefined) });
+    expect(await submit(relay.ports.open!, 'app@example.test', ['ok@dest.test', 'gone@dest.test'], MSG('partial'))).toMatch(/^250/);
+    await sink.waitForMessages(2, 10_000);
+    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    const [original, dsn] = sink.messages;
+    expect(original!.envelope).toEqual({ from: 'app@example.test', to: ['ok@dest.test'] });
+    expect(dsn!.envelope).toEqual({ from: '', to: ['app@example.test'] });
+    const parsed = parseDsn(dsn!.raw);
+    expect(parsed.contentType).toMatch(/multipart\/report; report-type=delivery-status/);
+    expect(parsed.groups[1]).toMatchObject({ 'final-recipient': 'rfc822; gone@dest.test', action: 'failed', status: '5.1.1' });
+    expect(parsed.groups[1]!['diagnostic-code']).toMatch(/smtp; 550 5\.1\.1 <gone@dest\.test>: user unknown/);
+    expect(dsn!.raw.toString()).toContain('Subject: partial');
+    expect(dsn!.raw.toString()).not.toContain('Hello.');
+    // Nothing more arrives: one DSN, no second attempt at the refused recipient.
+    await new Promise((r) => setTimeout(r, 600));
+    expect(sink.messages).toHaveLength(2);
+  });
+
+  it('never sends a DSN for a message from the null sender', async () => {
+    const { relay, sink } = await setup({ replies: () => ({ code: 550, message: '5.1.1 user unknown' }) });
+    expect(await submit(relay.ports.open!, '', ['gone@dest.test'], MSG('nullsender'))).toMatch(/^250/);
+    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sink.messages).toHaveLength(0);
+    expect(await counter(relay, 'result="bounced"')).toBe(1);
+  });
+
+  it('bounces a message whose lifetime passed with status 4.4.7, after a delay notice', async () => {
+    const { relay, sink } = await setup({
+      replies: ({ from }) => (from === '' ? undefined : { code: 451, message: '4.4.1 mailbox busy' }),
+      retry: { lifetime: '1500ms', delayNoticeAfter: '300ms' },
+    });
+    expect(await submit(relay.ports.open!, 'app@example.test', ['slow@dest.test'], MSG('expire'))).toMatch(/^250/);
+    await sink.waitForMessages(2, 10_000);
+    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    const [delay, final] = sink.messages.map((m) => ({ env: m.envelope, dsn: parseDsn(m.raw), raw: m.raw.toString() }));
+    expect(delay!.env.to).toEqual(['app@example.test']);
+    expect(delay!.dsn.groups[1]).toMatchObject({ action: 'delayed', status: '4.4.1' });
+    expect(delay!.raw).toMatch(/Subject: Delayed Mail/);
+    expect(final!.dsn.groups[1]).toMatchObject({ action: 'failed', status: '4.4.7' });
+    expect(final!.dsn.groups[1]!['diagnostic-code']).toMatch(/expired.*4\.4\.1 mailbox busy/s);
+    expect(sink.messages).toHaveLength(2);
+  });
+
+  it('reuses connections and keeps to the per-destination connection limit', async () => {
+    const { relay, sink } = await setup({ delivery: { maxConnectionsPerDestination: 3 } });
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => submit(relay.ports.open!, 'app@example.test', [`r${i}@dest.test`], MSG(`bulk${i}`))));
+    expect(replies.every((r) => r.startsWith('250'))).toBe(true);
+    await sink.waitForMessages(40, 10_000);
+    expect(sink.maxConcurrent).toBeLessThanOrEqual(3);
+    expect(sink.connections).toBeLessThan(40);
+  });
+
+  it('defers when the smarthost refuses connections, and delivers once it is back', async () => {
+    sink = await startScriptedSink();
+    const port = sink.port;
+    await sink.stop();
+    relay = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none' } }, retry: { minBackoff: '300ms', maxBackoff: '300ms' } });
+    expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('down'))).toMatch(/^250/);
+    await waitFor(async () => (await counter(relay!, 'result="deferred"')) >= 1, 'a deferral');
+    expect(relay.spooled().length).toBeGreaterThan(0);
+    sink = await startScriptedSink({ port });
+    await sink.waitForMessages(1, 10_000);
+  });
+});

@@ -1,0 +1,158 @@
+/**
+ * The relay as a process: refusing a bad config before listening, surviving SIGKILL with
+ * nothing acknowledged lost, draining on SIGTERM with the spool intact, and config reloads.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { canConnect, freePort } from './peers/ports.js';
+import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
+import { spawnMailfleet, type RelayProcess } from './support/process.js';
+import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
+import { SmtpTalk, submit } from './support/smtp-talk.js';
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-life-'));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function writeConfig(dir: string, smtpPort: number, sinkPort: number, extra: Record<string, unknown> = {}): string {
+  const file = path.join(dir, 'relay.yaml');
+  const config = {
+    hostname: 'relay.test',
+    spool: { dir: 'spool', minFreeBytes: 0 },
+    listeners: [{ name: 'in', address: '127.0.0.1', port: smtpPort, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }],
+    delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sinkPort, tls: 'none' } },
+    retry: { minBackoff: '200ms', maxBackoff: '500ms' },
+    http: { address: '127.0.0.1', port: 0 },
+    ...extra,
+  };
+  fs.writeFileSync(file, JSON.stringify(config, null, 2));
+  return file;
+}
+
+function start(args: string[]): RelayProcess {
+  const p = spawnMailfleet(args);
+  cleanups.push(async () => {
+    if (p.child.exitCode === null && p.child.signalCode === null) {
+      p.child.kill('SIGKILL');
+      await p.exited;
+    }
+  });
+  return p;
+}
+
+async function startSink(port?: number): Promise<ScriptedSink> {
+  const sink = await startScriptedSink({ port });
+  cleanups.push(() => sink.stop());
+  return sink;
+}
+
+describe('relay process', () => {
+  it('exits non-zero before listening when the config is invalid, naming the field', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const file = writeConfig(dir, port, 1, { retry: { minBackoff: 'often' }, limits: { maxRecipients: 0 } });
+    const p = start(['relay', '--config', file]);
+    expect(await p.exited).toBe(2);
+    expect(p.output()).toMatch(/MF_CONFIG_INVALID: .*relay\.yaml is invalid/);
+    expect(p.output()).toMatch(/retry\.minBackoff: "often" is not a duration/);
+    expect(p.output()).toMatch(/limits\.maxRecipients: /);
+    expect(await canConnect(port)).toBe(false);
+  });
+
+  it('loses no acknowledged message when killed with SIGKILL mid-stream', async () => {
+    const dir = tempDir();
+    const sink = await startSink();
+    const port = await freePort();
+    const file = writeConfig(dir, port, sink.port);
+    let relay = start(['relay', '--config', file]);
+    await relay.waitForLog(/"event":"listening"/);
+
+    const acknowledged = new Set<string>();
+    let stop = false;
+    const client = async (n: number) => {
+      for (let i = 0; !stop; i++) {
+        const id = `c${n}-${i}@crash.test`;
+        const reply = await submit(port, 'app@example.test', ['r@dest.test'], `Message-ID: <${id}>\r\nSubject: ${id}\r\n\r\nbody\r\n`).catch(() => '');
+        if (reply.startsWith('250')) acknowledged.add(id);
+        if (!reply) await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const clients = Array.from({ length: 8 }, (_, n) => client(n));
+    await waitFor(() => acknowledged.size >= 150, '150 acknowledged messages', 20_000);
+    relay.child.kill('SIGKILL');
+    expect(await relay.exited).toBe('SIGKILL');
+    stop = true;
+    await Promise.all(clients);
+
+    relay = start(['relay', '--config', file]);
+    await relay.waitForLog(/"event":"recovered"/);
+    const delivered = () => sink.messages.map((m) => /Message-ID: <([^>]+)>/.exec(m.raw.toString())?.[1]);
+    await waitFor(() => [...acknowledged].every((id) => delivered().includes(id)), 'every acknowledged message at the destination', 20_000);
+    const ids = delivered();
+    const duplicates = ids.length - new Set(ids).size;
+    const lost = [...acknowledged].filter((id) => !ids.includes(id));
+    console.log(`crash test: ${acknowledged.size} acknowledged, ${new Set(ids).size} distinct delivered, ${lost.length} lost, ${duplicates} duplicates`);
+    expect(lost).toEqual([]);
+  });
+
+  it('drains on SIGTERM: finishes the open transaction, refuses new sessions, exits 0 with the spool intact', async () => {
+    const dir = tempDir();
+    const deadPort = await freePort();
+    const port = await freePort();
+    const file = writeConfig(dir, port, deadPort, { shutdown: { drainTimeout: '1s' } });
+    let relay = start(['relay', '--config', file]);
+    await relay.waitForLog(/"event":"listening"/);
+    for (let i = 0; i < 3; i++) expect(await submit(port, 'app@example.test', ['r@dest.test'], `Subject: kept ${i}\r\n\r\nbody\r\n`)).toMatch(/^250/);
+
+    const { talk } = await SmtpTalk.connect(port);
+    await talk.send('EHLO client.test');
+    await talk.send('MAIL FROM:<app@example.test>');
+    await talk.send('RCPT TO:<r@dest.test>');
+    relay.child.kill('SIGTERM');
+    await relay.waitForLog(/"event":"draining"/);
+    expect(await canConnect(port)).toBe(false);
+    expect(await talk.data('Subject: in flight at SIGTERM\r\n\r\nbody\r\n')).toMatch(/^250/);
+    await talk.quit();
+    expect(await relay.exited).toBe(0);
+    expect(relay.output()).toMatch(/stopped; 4 message\(s\) stay in the spool/);
+
+    const sink = await startSink(deadPort);
+    relay = start(['relay', '--config', file]);
+    await sink.waitForMessages(4, 15_000);
+    expect(sink.messages.map((m) => /Subject: (.*)/.exec(m.raw.toString())![1]).sort()).toEqual(['in flight at SIGTERM', 'kept 0', 'kept 1', 'kept 2']);
+  });
+});
+
+describe('config reload', () => {
+  let relay: TestRelay;
+  afterEach(async () => relay?.stop());
+
+  it('applies a valid change without dropping an open session, and refuses an invalid one keeping the old config', async () => {
+    relay = await startTestRelay({ limits: { maxRecipients: 2 } });
+    const file = path.join(relay.dir, 'relay.yaml');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const { talk } = await SmtpTalk.connect(relay.ports.open!);
+    await talk.send('EHLO client.test');
+
+    fs.writeFileSync(file, JSON.stringify({ ...config, limits: { maxRecipients: 5 } }));
+    await waitFor(async () => /result="success"\} 1/.test(await relay.metrics.registry.metrics()), 'the reload to apply');
+    expect(relay.config().limits.maxRecipients).toBe(5);
+    // The session opened before the reload still works.
+    expect(await talk.send('MAIL FROM:<a@example.test>')).toMatch(/^250/);
+    await talk.quit();
+
+    fs.writeFileSync(file, JSON.stringify({ ...config, limits: { maxRecipients: -1 } }));
+    await waitFor(async () => /result="failure"\} 1/.test(await relay.metrics.registry.metrics()), 'the refused reload to be counted');
+    expect(relay.config().limits.maxRecipients).toBe(5);
+    expect(await submit(relay.ports.open!, 'a@example.test', ['r1@d.test', 'r2@d.test', 'r3@d.test'], 'Subject: x\r\n\r\nx\r\n')).toMatch(/^250/);
+  });
+});

@@ -1,0 +1,48 @@
+/** Runs `mailfleet` from dist/ as a child process, as users and Kubernetes run it. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+
+export const CLI = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+
+export interface RelayProcess {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+export function spawnMailfleet(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): RelayProcess {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listeners: (() => void)[] = [];
+  const onData = (d: Buffer) => {
+    out += d.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitForLog(pattern, timeoutMs = 15_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no log line matching ${pattern} within ${timeoutMs} ms; output:\n${out}`)), timeoutMs);
+        const check = () => {
+          if (pattern.test(out)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        listeners.push(check);
+        check();
+        void exited.then(() => {
+          check();
+          setTimeout(() => reject(new Error(`mailfleet exited before logging ${pattern}; output:\n${out}`)), 50);
+        });
+      });
+    },
+  };
+}
