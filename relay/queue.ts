@@ -222,7 +222,7 @@ export class QueueManager {
 
   private saveState(record: MessageRecord): Promise<void> {
     record.saving = record.saving
-      .then(() => this.deps.spool.saveState(record.entry.envelope))
+      .then(() => this.deps.spool.saveState(record.entry))
       .catch((err) => this.deps.log.warn({ err, queueId: record.entry.envelope.id }, 'could not record delivery progress; a retry may repeat a delivery'));
     return record.saving;
   }
@@ -245,7 +245,7 @@ export class QueueManager {
     }
     await record.saving;
     this.messages.delete(env.id);
-    await this.deps.spool.remove(env.id);
+    await this.deps.spool.remove(record.entry);
   }
 
   private async maybeSendDelayNotice(record: MessageRecord, now: number): Promise<void> {

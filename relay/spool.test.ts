@@ -56,7 +56,7 @@ describe('spool', () => {
     entry.envelope.recipients[0]!.status = 'delivered';
     entry.envelope.attempts = 1;
     entry.envelope.nextAttemptAt = 12345;
-    await spool.saveState(entry.envelope);
+    await spool.saveState(entry);
 
     const report = await new Spool(dir).recover();
     const back = report.entries[0]!;
@@ -86,8 +86,8 @@ describe('spool', () => {
     const spool = new Spool(dir);
     await spool.open();
     const a = await spool.store(envelope(), Buffer.from('a'));
-    await spool.saveState(a.envelope);
-    await spool.remove(a.envelope.id);
+    await spool.saveState(a);
+    await spool.remove(a);
     fs.writeFileSync(path.join(dir, 'q', 'GONE.state'), '{}');
     const report = await spool.recover();
     expect(report.entries).toEqual([]);

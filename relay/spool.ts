@@ -44,13 +44,30 @@ export interface Envelope {
 export interface SpoolEntry {
   envelope: Envelope;
   bodyLength: number;
+  /** A small body kept in memory from intake to delivery (bounded: see BODY_CACHE_BYTES). */
+  body?: Buffer;
+  /** Whether a state file exists beside the message (so removal need not look for one). */
+  hasState?: boolean;
 }
 
 const TRAILER_MAGIC = 'MFQ1';
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
+}
 const TRAILER_LENGTH = 4 + 16 + 8 + 1; // magic, body length, envelope length (hex), newline
 
+/** Bodies up to this size stay in memory until delivered, up to BODY_CACHE_BYTES in all. */
+const CACHE_BODY_MAX = 256 * 1024;
+const BODY_CACHE_BYTES = 64 * 1024 * 1024;
+
+const ID_PREFIX = crypto.randomBytes(3).toString('hex').toUpperCase();
+let idCounter = 0;
+
+/** Time-ordered, unique across processes (random per-process prefix) and within one (counter). */
 export function newQueueId(now = Date.now()): string {
-  return now.toString(36).toUpperCase() + crypto.randomBytes(5).toString('hex').toUpperCase();
+  idCounter = (idCounter + 1) % 0x100000;
+  return now.toString(36).toUpperCase() + ID_PREFIX + idCounter.toString(16).toUpperCase().padStart(5, '0');
 }
 
 /** Coalesces directory fsyncs: every caller waits for one fsync that began after it asked. */
@@ -125,6 +142,7 @@ export class SpoolWriter {
     const json = Buffer.from(JSON.stringify(envelope));
     const bodyLength = this.bodyLength;
     const trailer = Buffer.from(`${TRAILER_MAGIC}${bodyLength.toString(16).padStart(16, '0')}${json.length.toString(16).padStart(8, '0')}\n`);
+    const body = this.flushed === 0 && bodyLength <= CACHE_BODY_MAX ? Buffer.concat(this.pending, bodyLength) : undefined;
     this.pending.push(json, trailer);
     await this.flush();
     await this.handle.sync();
@@ -132,7 +150,7 @@ export class SpoolWriter {
     this.closed = true;
     await fsp.rename(this.tmpPath, this.spool.messagePath(this.id));
     await this.spool.syncQueueDir();
-    return { envelope, bodyLength };
+    return { envelope, bodyLength, body: body && this.spool.reserveCache(body.length) ? body : undefined };
   }
 
   /** Drops a message that will not be acknowledged. */
@@ -157,6 +175,7 @@ export class Spool {
   private readonly corruptDir: string;
   private readonly syncer: DirSyncer;
   private freeCache: { at: number; bytes: number } | null = null;
+  private cachedBytes = 0;
 
   constructor(readonly dir: string) {
     this.queueDir = path.join(dir, 'q');
@@ -183,6 +202,13 @@ export class Spool {
 
   private statePath(id: string): string {
     return path.join(this.queueDir, `${id}.state`);
+  }
+
+  /** Takes room in the body cache; false when it is full (the body is then read from disk). */
+  reserveCache(bytes: number): boolean {
+    if (this.cachedBytes + bytes > BODY_CACHE_BYTES) return false;
+    this.cachedBytes += bytes;
+    return true;
   }
 
   syncQueueDir(): Promise<void> {
@@ -253,7 +279,7 @@ export class Spool {
       const envelope = JSON.parse(json.toString('utf8')) as Envelope;
       const state = await this.readState(id);
       if (state) Object.assign(envelope, state);
-      return { envelope, bodyLength };
+      return { envelope, bodyLength, hasState: state !== null };
     } finally {
       await handle.close();
     }
@@ -268,19 +294,22 @@ export class Spool {
   }
 
   /** Records per-recipient progress and retry timing (atomic replace, no fsync: see the file comment). */
-  async saveState(envelope: Envelope): Promise<void> {
-    const { recipients, attempts, nextAttemptAt, delayNoticeSent } = envelope;
-    const tmp = `${this.statePath(envelope.id)}.tmp`;
+  async saveState(entry: SpoolEntry): Promise<void> {
+    const { id, recipients, attempts, nextAttemptAt, delayNoticeSent } = entry.envelope;
+    const tmp = `${this.statePath(id)}.tmp`;
+    entry.hasState = true;
     await fsp.writeFile(tmp, JSON.stringify({ recipients, attempts, nextAttemptAt, delayNoticeSent }));
-    await fsp.rename(tmp, this.statePath(envelope.id));
+    await fsp.rename(tmp, this.statePath(id));
   }
 
   openBody(entry: SpoolEntry): Readable {
+    if (entry.body) return Readable.from([entry.body]);
     if (entry.bodyLength === 0) return Readable.from([]);
     return fs.createReadStream(this.messagePath(entry.envelope.id), { start: 0, end: entry.bodyLength - 1 });
   }
 
   async readBody(entry: SpoolEntry, limit = entry.bodyLength): Promise<Buffer> {
+    if (entry.body) return entry.body.subarray(0, limit);
     const handle = await fsp.open(this.messagePath(entry.envelope.id), 'r');
     try {
       const buf = Buffer.alloc(Math.min(limit, entry.bodyLength));
@@ -292,9 +321,14 @@ export class Spool {
   }
 
   /** Removes a finished message: the message file first, so a crash leaves only a stale state file. */
-  async remove(id: string): Promise<void> {
-    await fsp.rm(this.messagePath(id), { force: true });
-    await fsp.rm(this.statePath(id), { force: true });
+  async remove(entry: SpoolEntry): Promise<void> {
+    const id = entry.envelope.id;
+    if (entry.body) {
+      this.cachedBytes -= entry.body.length;
+      entry.body = undefined;
+    }
+    await fsp.unlink(this.messagePath(id)).catch(ignoreMissing);
+    if (entry.hasState) await fsp.unlink(this.statePath(id)).catch(ignoreMissing);
   }
 
   /** Free bytes on the spool's file system, cached for a second (asked for on every message). */

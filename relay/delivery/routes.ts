@@ -82,8 +82,11 @@ class FileRoute implements Route {
     return {
       usable: true,
       async deliver(message) {
+        // Written aside and renamed, so whoever watches the outbox never sees half a message.
         const file = path.join(dir, `${message.id}.eml`);
-        await pipeline(message.body(), fs.createWriteStream(file));
+        const partial = path.join(dir, `.${message.id}.eml.partial`);
+        await pipeline(message.body(), fs.createWriteStream(partial));
+        await fsp.rename(partial, file);
         const reply = `250 2.0.0 written to ${file}`;
         return message.recipients.map((address) => ({ address, kind: 'delivered', statusCode: '2.0.0', reply, remoteMta: 'file' }));
       },

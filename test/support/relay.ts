@@ -52,7 +52,7 @@ export async function startTestRelay(overrides: Overrides = {}): Promise<TestRel
     certFile: dev.certFile,
     outbox,
     spooled: () => fs.readdirSync(path.join(dir, 'spool', 'q')),
-    delivered: () => (fs.existsSync(outbox) ? fs.readdirSync(outbox).sort().map((f) => fs.readFileSync(path.join(outbox, f))) : []),
+    delivered: () => (fs.existsSync(outbox) ? fs.readdirSync(outbox).filter((f) => f.endsWith('.eml') && !f.startsWith('.')).sort().map((f) => fs.readFileSync(path.join(outbox, f))) : []),
     stop: async () => {
       await relay.shutdown();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,174 @@
+/**
+ * `npm run bench`: the relay against Postfix on the same machine in the same run.
+ *
+ * smtp-source offers 2,000 messages of 2,000 bytes over 20 sessions, with a new connection
+ * per message and with connections reused (-d), to (a) smtp-sink directly (the loopback
+ * limit), (b) the relay (durable spool, smarthost route) relaying to smtp-sink, and (c) a
+ * private Postfix relaying to the same smtp-sink. End to end means from the first connection
+ * to the last message counted at the sink. Every scenario is warmed up once and then run
+ * RUNS times; medians are reported. Both MTAs fsync each message before their 250.
+ *
+ * Writes bench/results/relay-vs-postfix.json.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { findBinary } from '../test/peers/availability.js';
+import { freePort, waitForPort } from '../test/peers/ports.js';
+import { startPostfix } from '../test/peers/postfix.js';
+import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
+import { SmtpTalk } from '../test/support/smtp-talk.js';
+
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
+const BYTES = 2000;
+const SESSIONS = 20;
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+interface Scenario {
+  name: string;
+  port: number;
+  reuse: boolean;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+/** Messages per second from the first connection to the last message at the sink. */
+async function endToEnd(sink: SmtpSink, port: number, reuse: boolean): Promise<number> {
+  const before = sink.count();
+  const started = performance.now();
+  const src = await runSmtpSource({ port, sessions: SESSIONS, count: MESSAGES, bytes: BYTES, reuse, from: 'bench@example.test', to: 'sink@dest.test' });
+  if (src.code !== 0) throw new Error(`smtp-source failed (${src.code}): ${src.stderr}`);
+  await sink.waitForCount(before + MESSAGES, 300_000);
+  return MESSAGES / ((performance.now() - started) / 1000);
+}
+
+/** Time from the final dot to the 250, per message: 20 sessions with 50 messages each. */
+async function acceptLatencies(port: number): Promise<number[]> {
+  const out: number[] = [];
+  const body = `Subject: latency\r\n\r\n${'x'.repeat(BYTES - 30)}\r\n`;
+  await Promise.all(
+    Array.from({ length: SESSIONS }, async () => {
+      const { talk } = await SmtpTalk.connect(port);
+      await talk.send('EHLO bench.test');
+      for (let i = 0; i < 50; i++) {
+        await talk.send('MAIL FROM:<bench@example.test>');
+        await talk.send('RCPT TO:<sink@dest.test>');
+        const t = performance.now();
+        const reply = await talk.data(body);
+        if (!reply.startsWith('250')) throw new Error(`not accepted: ${reply}`);
+        out.push(performance.now() - t);
+      }
+      await talk.quit();
+    }),
+  );
+  return out;
+}
+
+async function startRelay(sinkPort: number): Promise<{ port: number; pid: number; peakRssBytes: () => number; stop: () => Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bench-'));
+  const port = await freePort();
+  const httpPort = await freePort();
+  const config = {
+    hostname: 'relay.bench.test',
+    spool: { dir: path.join(dir, 'spool'), minFreeBytes: 0 },
+    listeners: [{ name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }],
+    delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sinkPort, tls: 'none' } },
+    http: { address: '127.0.0.1', port: httpPort },
+    log: { level: 'warn' },
+  };
+  fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
+  await waitForPort(port, { what: 'mailfleet relay' });
+  return {
+    port,
+    pid: child.pid!,
+    peakRssBytes: () => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  for (const bin of ['/usr/sbin/postfix', '/usr/sbin/smtp-sink', '/usr/sbin/smtp-source']) {
+    if (!findBinary(bin)) throw new Error(`${bin} is missing: apt-get install -y postfix (see .ci/run)`);
+  }
+  const sink = await startSmtpSink({ backlog: 1024 });
+  const relay = await startRelay(sink.port);
+  const postfix = await startPostfix({ relayhost: `127.0.0.1:${sink.port}`, extraMain: { default_destination_concurrency_limit: '20' } });
+  try {
+    const scenarios: Scenario[] = [];
+    for (const reuse of [false, true]) {
+      scenarios.push({ name: 'loopback', port: sink.port, reuse }, { name: 'relay', port: relay.port, reuse }, { name: 'postfix', port: postfix.port, reuse });
+    }
+    const results: Record<string, number[]> = {};
+    for (const s of scenarios) {
+      const key = `${s.name}${s.reuse ? '_reuse' : ''}`;
+      console.error(`${key}: warm-up`);
+      await endToEnd(sink, s.port, s.reuse);
+      results[key] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const rate = await endToEnd(sink, s.port, s.reuse);
+        results[key].push(rate);
+        console.error(`${key}: run ${i + 1}: ${rate.toFixed(0)} msg/s`);
+      }
+    }
+    const relayLatency = await acceptLatencies(relay.port);
+    const postfixLatency = await acceptLatencies(postfix.port);
+    const m = (k: string) => median(results[k]!);
+    const report = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
+      load: { messages: MESSAGES, bytes: BYTES, sessions: SESSIONS, runs: RUNS, statistic: 'median after one warm-up run' },
+      msgPerSecond: {
+        loopback: m('loopback'),
+        loopbackReuse: m('loopback_reuse'),
+        relay: m('relay'),
+        relayReuse: m('relay_reuse'),
+        postfix: m('postfix'),
+        postfixReuse: m('postfix_reuse'),
+      },
+      ratio: { relayToPostfix: m('relay') / m('postfix'), relayToPostfixReuse: m('relay_reuse') / m('postfix_reuse') },
+      acceptLatencyMs: {
+        relay: { p50: percentile(relayLatency, 50), p99: percentile(relayLatency, 99) },
+        postfix: { p50: percentile(postfixLatency, 50), p99: percentile(postfixLatency, 99) },
+      },
+      relayPeakRssBytes: relay.peakRssBytes(),
+      runs: results,
+    };
+    const file = path.join(ROOT, 'bench/results/relay-vs-postfix.json');
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    const r = report.msgPerSecond;
+    console.log(`end to end, ${MESSAGES} x ${BYTES} B, ${SESSIONS} sessions (median msg/s)`);
+    console.log(`                      new connection   reused (-d)`);
+    console.log(`  loopback limit      ${r.loopback.toFixed(0).padStart(14)}   ${r.loopbackReuse.toFixed(0).padStart(11)}`);
+    console.log(`  mailfleet relay     ${r.relay.toFixed(0).padStart(14)}   ${r.relayReuse.toFixed(0).padStart(11)}`);
+    console.log(`  postfix             ${r.postfix.toFixed(0).padStart(14)}   ${r.postfixReuse.toFixed(0).padStart(11)}`);
+    console.log(`  relay / postfix     ${report.ratio.relayToPostfix.toFixed(2).padStart(14)}   ${report.ratio.relayToPostfixReuse.toFixed(2).padStart(11)}`);
+    console.log(`accept latency (final dot to 250): relay p50 ${report.acceptLatencyMs.relay.p50.toFixed(2)} ms, p99 ${report.acceptLatencyMs.relay.p99.toFixed(2)} ms; postfix p50 ${report.acceptLatencyMs.postfix.p50.toFixed(2)} ms, p99 ${report.acceptLatencyMs.postfix.p99.toFixed(2)} ms`);
+    console.log(`relay peak RSS: ${(report.relayPeakRssBytes / 1024 / 1024).toFixed(0)} MiB`);
+    console.log(`written: ${path.relative(process.cwd(), file)}`);
+  } finally {
+    await relay.stop();
+    await postfix.stop();
+    await sink.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
