@@ -4,6 +4,7 @@
  * delay notices, connection reuse and per-destination concurrency.
  */
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startScriptedSink, type ScriptedSink, type SinkReply } from './peers/scripted-sink.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
@@ -127,4 +128,23 @@ describe('delivery through a smarthost', () => {
     sink = await startScriptedSink({ port });
     await sink.waitForMessages(1, 10_000);
   });
+
+  it('defers when the destination accepts the connection but never answers', async () => {
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      relay = await startTestRelay({
+        delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none' }, connectTimeout: '300ms', responseTimeout: '300ms' },
+        retry: { minBackoff: '1h', maxBackoff: '1h' },
+      });
+      expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('hang'))).toMatch(/^250/);
+      await waitFor(async () => (await counter(relay!, 'result="deferred"')) === 1, 'a deferral after the timeout', 5_000);
+      expect(relay.spooled().length).toBeGreaterThan(0);
+      expect(relay.queue.scheduler.stats(Date.now())).toMatchObject({ deferred: 1, inflight: 0 });
+    } finally {
+      silent.close();
+    }
+  });
 });
+
