@@ -45,7 +45,7 @@ async function relayCommand(argv: string[]): Promise<number> {
       `try:  npx mailfleet send --server 127.0.0.1:2525 --from app@example.test --to you@example.test`,
     ];
   }
-  const relay = await startRelay({ config, configFile: values.config });
+  const relay = await startRelay({ config, configFile: values.config, queue: 'worker' });
   for (const line of banner) process.stderr.write(line + '\n');
   const stop = () => {
     void relay.shutdown().then(() => process.exit(0));

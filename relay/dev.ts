@@ -34,7 +34,8 @@ export async function devSetup(root = path.resolve('.mailfleet')): Promise<DevSe
     fs.writeFileSync(certFile, pems.cert);
   }
   const passwordFile = path.join(root, 'dev-password');
-  if (!fs.existsSync(passwordFile)) fs.writeFileSync(passwordFile, crypto.randomBytes(12).toString('base64url') + '\n', { mode: 0o600 });
+  // Hex: a password that starts with '-' would be taken for an option by swaks and friends.
+  if (!fs.existsSync(passwordFile)) fs.writeFileSync(passwordFile, crypto.randomBytes(12).toString('hex') + '\n', { mode: 0o600 });
   const password = fs.readFileSync(passwordFile, 'utf8').trim();
   const usersFile = path.join(root, 'users');
   if (!fs.existsSync(usersFile)) fs.writeFileSync(usersFile, `dev:${await hashPassword(password)}\n`, { mode: 0o600 });

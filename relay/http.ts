@@ -1,14 +1,13 @@
 /** The relay's HTTP endpoint: /metrics for Prometheus, /healthz (alive) and /readyz (take traffic). */
 import http from 'node:http';
 import type net from 'node:net';
-import type { Registry } from 'prom-client';
 
 export interface Probe {
   ok: boolean;
   reason?: string;
 }
 
-export function startHttp(opts: { address: string; port: number; registry: Registry; ready: () => Promise<Probe>; healthy: () => Probe }): Promise<http.Server> {
+export function startHttp(opts: { address: string; port: number; metrics: () => Promise<{ text: string; contentType: string }>; ready: () => Promise<Probe>; healthy: () => Probe }): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     const reply = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
       res.writeHead(code, { 'content-type': type });
@@ -16,7 +15,7 @@ export function startHttp(opts: { address: string; port: number; registry: Regis
     };
     const url = (req.url ?? '/').split('?')[0];
     if (url === '/metrics') {
-      opts.registry.metrics().then((text) => reply(200, text, opts.registry.contentType), (err: Error) => reply(500, err.message));
+      opts.metrics().then((m) => reply(200, m.text, m.contentType), (err: Error) => reply(500, err.message));
     } else if (url === '/healthz') {
       const p = opts.healthy();
       reply(p.ok ? 200 : 503, p.ok ? 'ok\n' : `not healthy: ${p.reason}\n`);

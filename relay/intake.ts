@@ -10,7 +10,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type
 import type { ListenerConfig, RelayConfig } from './config.js';
 import { SmtpRefusal, type RejectionReason } from './errors.js';
 import { addedHeaders, headerEnd, headerFacts, type HeaderFacts } from './headers.js';
-import type { RelayMetrics } from './metrics.js';
+import type { IntakeMetrics } from './metrics.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
 import type { Spool, SpoolEntry, SpoolWriter } from './spool.js';
 import type { UserStore } from './users.js';
@@ -26,7 +26,7 @@ export interface IntakePolicy {
 
 export interface IntakeDeps {
   spool: Spool;
-  metrics: RelayMetrics;
+  metrics: IntakeMetrics;
   log: Logger;
   policy: () => IntakePolicy;
   /** Hands a durable message to the queue. */
@@ -51,6 +51,13 @@ function trustedList(cidrs: string[]): net.BlockList {
     else list.addSubnet(addr!, Number(bits), type);
   }
   return list;
+}
+
+/** The BODY parameter of MAIL FROM (RFC 6152), upper-cased; '' when absent. */
+function bodyType(session: SMTPServerSession): string {
+  const from = session.envelope.mailFrom;
+  const args = from ? (from as { args?: Record<string, unknown> }).args : undefined;
+  return String(args?.BODY ?? '').toUpperCase();
 }
 
 function domainOf(address: string): string {
@@ -146,8 +153,12 @@ export class SmtpListener {
    * an idle session is closed with 421 at once, and whatever is left at the deadline too.
    * (smtp-server's own close() answers 421 to every command, even mid-transaction.)
    */
+  stopListening(): void {
+    if (this.server.server.listening) this.server.server.close();
+  }
+
   async drain(deadlineMs: number): Promise<void> {
-    this.server.server.close();
+    this.stopListening();
     const connections = (this.server as unknown as { connections: Set<InternalConnection> }).connections;
     const closeIdle = (all: boolean) => {
       for (const c of connections) {
@@ -322,6 +333,7 @@ export class SmtpListener {
         client: session.remoteAddress,
         user,
         messageId,
+        eightBit: bodyType(session) === '8BITMIME' || undefined,
         headerLength: facts!.length,
         attempts: 0,
         nextAttemptAt: now,

@@ -7,13 +7,13 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { loadConfigFile, type ListenerConfig, type RelayConfig } from './config.js';
-import { createRoute } from './delivery/routes.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { createListeners, SmtpListener, type IntakePolicy } from './intake.js';
 import { createLogger } from './log.js';
-import { RelayMetrics } from './metrics.js';
-import { QueueManager, type QueueSettings } from './queue.js';
+import { exposition, IntakeMetrics } from './metrics.js';
+import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
+import type { QueueStats } from './scheduler.js';
 import { Spool } from './spool.js';
 import { UserStore } from './users.js';
 
@@ -22,14 +22,19 @@ export interface RelayOptions {
   /** Watched for changes when given (a ConfigMap mount). */
   configFile?: string;
   log?: Logger;
+  /** Where the queue runs: a worker thread (the command) or this thread (tests, libraries). */
+  queue?: 'worker' | 'inline';
 }
 
 export interface RunningRelay {
   config: () => RelayConfig;
   ports: Record<string, number>;
   httpPort: number;
-  queue: QueueManager;
-  metrics: RelayMetrics;
+  queue: QueueHandle;
+  metrics: IntakeMetrics;
+  /** The whole /metrics exposition (intake and queue). */
+  metricsText(): Promise<string>;
+  queueStats(): Promise<QueueStats>;
   spool: Spool;
   /** Re-reads the config file now (what a change or SIGHUP triggers). Resolves true when applied. */
   reload(): Promise<boolean>;
@@ -50,23 +55,6 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
   return { config, users, tls };
 }
 
-function queueSettings(c: RelayConfig): QueueSettings {
-  return {
-    hostname: c.hostname,
-    messagesPerConnection: c.delivery.messagesPerConnection,
-    maxConnections: c.delivery.maxConnections,
-    maxConnectionsPerDestination: c.delivery.maxConnectionsPerDestination,
-    minBackoff: c.retry.minBackoff,
-    maxBackoff: c.retry.maxBackoff,
-    lifetime: c.retry.lifetime,
-    delayNoticeAfter: c.retry.delayNoticeAfter,
-  };
-}
-
-function routeFor(c: RelayConfig) {
-  return createRoute(c.delivery.route, { heloName: c.hostname, connectTimeoutMs: c.delivery.connectTimeout * 1000, responseTimeoutMs: c.delivery.responseTimeout * 1000 });
-}
-
 const listenerKey = (l: ListenerConfig) => JSON.stringify(l);
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
@@ -76,19 +64,14 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
 
   const spool = new Spool(opts.config.spool.dir);
   await spool.open();
-  let route = routeFor(opts.config);
-  // The gauges read the queue at scrape time; the queue reports into the metrics.
-  const queueRef: { current?: QueueManager } = {};
-  const metrics = new RelayMetrics(() => queueRef.current!.scheduler.stats(Date.now()));
-  const queue = (queueRef.current = new QueueManager(queueSettings(opts.config), { spool, route, log, metrics }));
-
-  const report = await spool.recover();
-  for (const entry of report.entries) queue.enqueue(entry);
-  log.info({ event: 'recovered', messages: report.entries.length, discardedPartial: report.discardedPartial, corrupt: report.corrupt }, 'spool recovered');
+  const metrics = new IntakeMetrics();
+  const queue: QueueHandle = opts.queue === 'worker' ? new WorkerQueue(opts.config, opts.config.log.level) : new InlineQueue(opts.config, log);
+  const report = await queue.start();
+  log.info({ event: 'recovered', ...report }, 'spool recovered');
   if (report.corrupt.length) log.error({ event: 'corrupt', files: report.corrupt }, `unreadable spool files moved to ${opts.config.spool.dir}/corrupt/`);
-  queue.start();
+  const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);
 
-  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueManager['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining };
+  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining };
   let listeners: SmtpListener[] = createListeners(intakeDeps);
   try {
     for (const l of listeners) await l.listen();
@@ -101,7 +84,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const httpServer: http.Server = await startHttp({
     address: opts.config.http.address,
     port: opts.config.http.port,
-    registry: metrics.registry,
+    metrics: metricsText,
     healthy: () => ({ ok: true }),
     ready: async () => {
       if (draining) return { ok: false, reason: 'shutting down' };
@@ -119,7 +102,6 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     try {
       const next = loadConfigFile(opts.configFile);
       const nextPolicy = loadPolicy(next);
-      const old = policy.config;
       policy = nextPolicy;
       // Listeners whose settings changed are replaced; their open sessions finish on the old server.
       const keep = new Map(listeners.map((l) => [listenerKey(l.config), l]));
@@ -134,8 +116,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         if (nextPolicy.tls) l.updateTls(nextPolicy.tls);
         l.applyLimits(next.limits);
       }
-      if (JSON.stringify(old.delivery) !== JSON.stringify(next.delivery)) route = routeFor(next);
-      queue.reconfigure(queueSettings(next), route);
+      queue.reconfigure(next);
       if (!opts.log) log.level = next.log.level; // an injected logger belongs to the caller
       metrics.configReloads.inc({ result: 'success' });
       log.info({ event: 'config_reloaded', file: opts.configFile }, 'configuration reloaded');
@@ -168,14 +149,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       draining = true;
       clearInterval(watcher);
       const deadline = Date.now() + policy.config.shutdown.drainTimeout * 1000;
-      log.info({ event: 'draining', deadline: new Date(deadline).toISOString(), queued: queue.size }, 'stopping: no new mail, open sessions finish, delivering until the deadline');
+      // Stop listening before saying so: whoever reads the log line may connect next.
+      for (const l of listeners) l.stopListening();
+      log.info({ event: 'draining', deadline: new Date(deadline).toISOString() }, 'stopping: no new mail, open sessions finish, delivering until the deadline');
       // Sessions get at most half the drain time to finish; delivery gets the rest.
       const sessionDeadline = Date.now() + (deadline - Date.now()) / 2;
       await Promise.all(listeners.map((l) => l.drain(sessionDeadline)));
-      await queue.stop(deadline);
+      const left = await queue.stop(deadline);
       await new Promise<void>((r) => httpServer.close(() => r()));
       httpServer.closeAllConnections();
-      log.info({ event: 'stopped', leftInSpool: queue.size }, `stopped; ${queue.size} message(s) stay in the spool for the next start`);
+      log.info({ event: 'stopped', leftInSpool: left }, `stopped; ${left} message(s) stay in the spool for the next start`);
     })());
 
   return {
@@ -186,6 +169,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     httpPort: portOf(httpServer),
     queue,
     metrics,
+    metricsText: async () => (await metricsText()).text,
+    queueStats: () => queue.stats(),
     spool,
     reload: reloadSerial,
     shutdown,

@@ -28,21 +28,42 @@ export interface QueueGauges {
   oldestReadySeconds: number;
 }
 
-export class RelayMetrics {
+/** Metrics of intake and the process: they live where the listeners run. */
+export class IntakeMetrics {
   readonly registry = new client.Registry();
   readonly received: client.Counter<'listener'>;
   readonly rejections: client.Counter<'reason'>;
-  readonly deliveries: client.Counter<'result' | 'route' | 'provider'>;
-  readonly attemptSeconds: client.Histogram<'route'>;
-  readonly residenceSeconds: client.Histogram;
   readonly sessions: client.Gauge<'listener'>;
   readonly authFailures: client.Counter;
   readonly configReloads: client.Counter<'result'>;
   readonly spoolWriteSeconds: client.Histogram;
 
-  constructor(queue: () => QueueGauges) {
+  constructor() {
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry, prefix: PREFIX + 'process_' });
+    this.received = new client.Counter({ name: `${PREFIX}messages_received_total`, help: 'Messages accepted (answered 250 after DATA).', labelNames: ['listener'], registers });
+    this.rejections = new client.Counter({ name: `${PREFIX}smtp_rejections_total`, help: 'SMTP commands refused, by reason.', labelNames: ['reason'], registers });
+    this.sessions = new client.Gauge({ name: `${PREFIX}smtp_sessions`, help: 'Open SMTP sessions.', labelNames: ['listener'], registers });
+    this.authFailures = new client.Counter({ name: `${PREFIX}auth_failures_total`, help: 'Failed AUTH attempts.', registers });
+    this.configReloads = new client.Counter({ name: `${PREFIX}config_reloads_total`, help: 'Config reloads by result.', labelNames: ['result'], registers });
+    this.spoolWriteSeconds = new client.Histogram({
+      name: `${PREFIX}spool_write_seconds`,
+      help: 'Time to make an accepted message durable (write, fsync file and directory).',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+  }
+}
+
+/** Metrics of the queue and delivery: they live where the queue runs (possibly a worker thread). */
+export class QueueMetrics {
+  readonly registry = new client.Registry();
+  readonly deliveries: client.Counter<'result' | 'route' | 'provider'>;
+  readonly attemptSeconds: client.Histogram<'route'>;
+  readonly residenceSeconds: client.Histogram;
+
+  constructor(queue: () => QueueGauges) {
+    const registers = [this.registry];
     new client.Gauge({
       name: `${PREFIX}queue_messages`,
       help: 'Messages in the queue by state (a message to several destinations counts once per destination).',
@@ -63,8 +84,6 @@ export class RelayMetrics {
         this.set(queue().oldestReadySeconds);
       },
     });
-    this.received = new client.Counter({ name: `${PREFIX}messages_received_total`, help: 'Messages accepted (answered 250 after DATA).', labelNames: ['listener'], registers });
-    this.rejections = new client.Counter({ name: `${PREFIX}smtp_rejections_total`, help: 'SMTP commands refused, by reason.', labelNames: ['reason'], registers });
     this.deliveries = new client.Counter({
       name: `${PREFIX}deliveries_total`,
       help: 'Delivery outcomes per recipient.',
@@ -84,14 +103,11 @@ export class RelayMetrics {
       buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400, 432000],
       registers,
     });
-    this.sessions = new client.Gauge({ name: `${PREFIX}smtp_sessions`, help: 'Open SMTP sessions.', labelNames: ['listener'], registers });
-    this.authFailures = new client.Counter({ name: `${PREFIX}auth_failures_total`, help: 'Failed AUTH attempts.', registers });
-    this.configReloads = new client.Counter({ name: `${PREFIX}config_reloads_total`, help: 'Config reloads by result.', labelNames: ['result'], registers });
-    this.spoolWriteSeconds = new client.Histogram({
-      name: `${PREFIX}spool_write_seconds`,
-      help: 'Time to make an accepted message durable (write, fsync file and directory).',
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
-      registers,
-    });
   }
+}
+
+/** One exposition from the registries of both halves (in one thread or two). */
+export async function exposition(parts: client.MetricObjectWithValues<client.MetricValue<string>>[][]): Promise<{ text: string; contentType: string }> {
+  const merged = client.AggregatorRegistry.aggregate(parts);
+  return { text: await merged.metrics(), contentType: merged.contentType };
 }

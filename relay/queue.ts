@@ -9,7 +9,7 @@ import { buildDsn, mayBounce, type DsnRecipient } from './bounce.js';
 import type { RecipientOutcome } from './delivery/outcome.js';
 import { DeliveryFailure } from './delivery/outcome.js';
 import type { OutboundMessage, Route, RouteSession } from './delivery/routes.js';
-import { providerOf, type RelayMetrics } from './metrics.js';
+import { providerOf, type QueueMetrics } from './metrics.js';
 import { Scheduler, type Unit } from './scheduler.js';
 import { newQueueId, type Envelope, type Spool, type SpoolEntry } from './spool.js';
 
@@ -36,7 +36,7 @@ export interface QueueDeps {
   spool: Spool;
   route: Route;
   log: Logger;
-  metrics: RelayMetrics;
+  metrics: QueueMetrics;
   now?: () => number;
 }
 
@@ -60,9 +60,9 @@ export class QueueManager {
   }
 
   /** New limits and route (config reload). Connections already open finish as they were. */
-  reconfigure(settings: QueueSettings, route: Route): void {
+  reconfigure(settings: QueueSettings, route?: Route): void {
     this.settings = settings;
-    this.route = route;
+    if (route) this.route = route;
     this.scheduler.reconfigure({ ...settings, jitter: Math.random });
     this.pump();
   }
@@ -74,6 +74,8 @@ export class QueueManager {
   /** Adds a durable message; its pending recipients become units per destination. */
   enqueue(entry: SpoolEntry): void {
     const env = entry.envelope;
+    // Intake hands over small bodies; keep them only while the cache has room.
+    if (entry.body && !this.deps.spool.reserveCache(entry.body.length)) entry.body = undefined;
     const byDestination = new Map<string, string[]>();
     for (const r of env.recipients) {
       if (r.status !== 'pending') continue;
@@ -169,6 +171,7 @@ export class QueueManager {
       sender: entry.envelope.sender,
       recipients: unit.recipients,
       size: entry.bodyLength,
+      eightBit: entry.envelope.eightBit,
       body: () => this.deps.spool.openBody(entry),
     };
   }

@@ -34,6 +34,8 @@ export interface Envelope {
   client: string;
   user?: string;
   messageId?: string;
+  /** The client declared an 8-bit body (MAIL FROM ... BODY=8BITMIME, RFC 6152); passed on downstream. */
+  eightBit?: boolean;
   /** Bytes of the header section (for DSNs, which quote the original headers). */
   headerLength: number;
   attempts: number;
@@ -150,7 +152,8 @@ export class SpoolWriter {
     this.closed = true;
     await fsp.rename(this.tmpPath, this.spool.messagePath(this.id));
     await this.spool.syncQueueDir();
-    return { envelope, bodyLength, body: body && this.spool.reserveCache(body.length) ? body : undefined };
+    // The queue decides whether to keep the body in memory (reserveCache).
+    return { envelope, bodyLength, body };
   }
 
   /** Drops a message that will not be acknowledged. */

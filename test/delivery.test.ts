@@ -5,10 +5,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
+import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startScriptedSink, type ScriptedSink, type SinkReply } from './peers/scripted-sink.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
-import { submit } from './support/smtp-talk.js';
+import { SmtpTalk, submit } from './support/smtp-talk.js';
 
 const MSG = (subject: string) => `From: app@example.test\r\nTo: r@dest.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@example.test>\r\n\r\nHello.\r\n`;
 
@@ -30,7 +31,7 @@ async function setup(opts: { replies?: (ctx: { attempt: number; rcpt: string; fr
 }
 
 async function counter(r: TestRelay, labels: string): Promise<number> {
-  const text = await r.metrics.registry.metrics();
+  const text = await r.metricsText();
   const line = text.split('\n').find((l) => l.startsWith(`mailfleet_relay_deliveries_total{${labels}`));
   return line ? Number(line.split(' ').pop()) : 0;
 }
@@ -141,9 +142,43 @@ describe('delivery through a smarthost', () => {
       expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('hang'))).toMatch(/^250/);
       await waitFor(async () => (await counter(relay!, 'result="deferred"')) === 1, 'a deferral after the timeout', 5_000);
       expect(relay.spooled().length).toBeGreaterThan(0);
-      expect(relay.queue.scheduler.stats(Date.now())).toMatchObject({ deferred: 1, inflight: 0 });
+      expect(await relay.queueStats()).toMatchObject({ deferred: 1, inflight: 0 });
     } finally {
       silent.close();
+    }
+  });
+
+  it('passes BODY=8BITMIME on to a next hop that supports it (RFC 6152)', async () => {
+    const seen: string[] = [];
+    const server = new SMTPServer({
+      authOptional: true,
+      disableReverseLookup: true,
+      logger: false,
+      onMailFrom(address, _session, cb) {
+        const args = address.args ? (address.args as Record<string, unknown>) : {};
+        seen.push(String(args.BODY ?? 'none'));
+        cb();
+      },
+      onData(stream, _session, cb) {
+        stream.resume();
+        stream.on('end', () => cb());
+      },
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.server.address() as net.AddressInfo).port;
+      relay = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none' } } });
+      const { talk } = await SmtpTalk.connect(relay.ports.open!);
+      await talk.send('EHLO client.test');
+      expect(await talk.send('MAIL FROM:<app@example.test> BODY=8BITMIME')).toMatch(/^250/);
+      await talk.send('RCPT TO:<r@dest.test>');
+      expect(await talk.data('Subject: Grüße\r\n\r\nÄpfel und Öl\r\n')).toMatch(/^250/);
+      await talk.quit();
+      expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('seven-bit'))).toMatch(/^250/);
+      await waitFor(() => seen.length === 2, 'both messages at the next hop');
+      expect(seen.sort()).toEqual(['8BITMIME', 'none']);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
     }
   });
 });

@@ -144,14 +144,14 @@ describe('config reload', () => {
     await talk.send('EHLO client.test');
 
     fs.writeFileSync(file, JSON.stringify({ ...config, limits: { maxRecipients: 5 } }));
-    await waitFor(async () => /result="success"\} 1/.test(await relay.metrics.registry.metrics()), 'the reload to apply');
+    await waitFor(async () => /result="success"\} 1/.test(await relay.metricsText()), 'the reload to apply');
     expect(relay.config().limits.maxRecipients).toBe(5);
     // The session opened before the reload still works.
     expect(await talk.send('MAIL FROM:<a@example.test>')).toMatch(/^250/);
     await talk.quit();
 
     fs.writeFileSync(file, JSON.stringify({ ...config, limits: { maxRecipients: -1 } }));
-    await waitFor(async () => /result="failure"\} 1/.test(await relay.metrics.registry.metrics()), 'the refused reload to be counted');
+    await waitFor(async () => /result="failure"\} 1/.test(await relay.metricsText()), 'the refused reload to be counted');
     expect(relay.config().limits.maxRecipients).toBe(5);
     expect(await submit(relay.ports.open!, 'a@example.test', ['r1@d.test', 'r2@d.test', 'r3@d.test'], 'Subject: x\r\n\r\nx\r\n')).toMatch(/^250/);
   });

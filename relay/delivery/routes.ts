@@ -18,6 +18,8 @@ export interface OutboundMessage {
   sender: string;
   recipients: string[];
   size: number;
+  /** Declared 8-bit (BODY=8BITMIME): said again to the next hop when it supports 8BITMIME. */
+  eightBit?: boolean;
   body(): Readable;
 }
 
@@ -63,7 +65,7 @@ class SmtpSession implements RouteSession {
     return this.client.usable;
   }
   deliver(message: OutboundMessage): Promise<RecipientOutcome[]> {
-    return this.client.send(message.sender, message.recipients, message.body(), message.size);
+    return this.client.send(message.sender, message.recipients, message.body(), message.size, message.eightBit);
   }
   close(): void {
     this.client.close();

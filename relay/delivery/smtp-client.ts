@@ -82,7 +82,7 @@ export class SmtpClient {
   }
 
   /** Sends one message; every recipient gets an outcome. A connection-level error throws DeliveryFailure. */
-  async send(sender: string, recipients: string[], body: Readable, size: number): Promise<RecipientOutcome[]> {
+  async send(sender: string, recipients: string[], body: Readable, size: number, eightBit = false): Promise<RecipientOutcome[]> {
     const remoteMta = this.options.remoteMta;
     try {
       const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
@@ -97,7 +97,7 @@ export class SmtpClient {
         };
         this.conn.once('error', onError);
         this.conn.once('end', onEnd);
-        this.conn.send({ from: sender, to: recipients, size }, body, (err, result) => done(err, result));
+        this.conn.send({ from: sender, to: recipients, size, use8BitMime: eightBit }, body, (err, result) => done(err, result));
       });
       const rejected = new Map((info.rejectedErrors ?? []).map((e) => [e.recipient ?? '', e.response ?? e.message]));
       const accepted = classifyReply(info.response);

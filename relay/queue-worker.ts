@@ -1,0 +1,40 @@
+/** The queue's worker thread: an InlineQueue driven by messages from relay/queue-handle.ts. */
+import { parentPort, workerData } from 'node:worker_threads';
+import type { RelayConfig } from './config.js';
+import { createLogger } from './log.js';
+import { InlineQueue, type FromWorker, type ToWorker } from './queue-handle.js';
+
+const { config, logLevel } = workerData as { config: RelayConfig; logLevel: string };
+const queue = new InlineQueue(config, createLogger(logLevel));
+const port = parentPort!;
+const send = (m: FromWorker) => port.postMessage(m);
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'start':
+      queue.start().then(
+        (summary) => send({ type: 'started', summary }),
+        (err: Error) => send({ type: 'failed', message: err.message }),
+      );
+      break;
+    case 'enqueue': {
+      // Structured clone turns a Buffer into a plain Uint8Array.
+      const body = m.entry.body;
+      if (body) m.entry.body = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+      queue.enqueue(m.entry);
+      break;
+    }
+    case 'reconfigure':
+      queue.reconfigure(m.config);
+      break;
+    case 'stop':
+      void queue.stop(m.deadlineMs).then((left) => send({ type: 'reply', id: m.id, value: left }));
+      break;
+    case 'stats':
+      void queue.stats().then((value) => send({ type: 'reply', id: m.id, value }));
+      break;
+    case 'metrics':
+      void queue.metrics().then((value) => send({ type: 'reply', id: m.id, value }));
+      break;
+  }
+});
