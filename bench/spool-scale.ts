@@ -1,0 +1,83 @@
+/**
+ * `npm run bench:spool`: a spool of 100,000 messages (2 KB each, as the issue asks) and what
+ * it costs the relay to take it back after a restart: recovery time, and memory for the
+ * queue (envelopes only: bodies stay on disk). Writes bench/results/spool-scale.json.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Scheduler } from '../relay/scheduler.js';
+import { Spool, type Envelope } from '../relay/spool.js';
+
+const N = Number(process.env.BENCH_SPOOL_MESSAGES ?? 100_000);
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+async function main(): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-spool-scale-'));
+  try {
+    const body = Buffer.from(`Subject: scale\r\n\r\n${'x'.repeat(1980)}\r\n`);
+    const spool = new Spool(dir);
+    await spool.open();
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (next < N) {
+          const i = next++;
+          const env: Omit<Envelope, 'id'> = {
+            sender: 'app@example.test',
+            recipients: [{ address: `r${i}@dest${i % 50}.test`, status: 'pending' }],
+            receivedAt: Date.now(),
+            listener: 'bench',
+            client: '127.0.0.1',
+            headerLength: 18,
+            attempts: 0,
+            nextAttemptAt: Date.now(),
+          };
+          await spool.store(env, body);
+        }
+      }),
+    );
+    const storeSeconds = (performance.now() - t0) / 1000;
+    console.error(`stored ${N} messages in ${storeSeconds.toFixed(1)} s (${(N / storeSeconds).toFixed(0)} msg/s, fsync each)`);
+
+    global.gc?.();
+    const before = process.memoryUsage();
+    const t1 = performance.now();
+    const report = await new Spool(dir).recover();
+    const scheduler = new Scheduler({ maxConnections: 100, maxConnectionsPerDestination: 20, minBackoff: 60, maxBackoff: 3600, lifetime: 432000 });
+    for (const e of report.entries) {
+      const r = e.envelope.recipients[0]!;
+      const dest = r.address.split('@')[1]!;
+      scheduler.add({ id: `${e.envelope.id}/${dest}`, messageId: e.envelope.id, destination: dest, recipients: [r.address], attempts: 0, dueAt: e.envelope.nextAttemptAt, receivedAt: e.envelope.receivedAt }, Date.now());
+    }
+    const recoverSeconds = (performance.now() - t1) / 1000;
+    global.gc?.();
+    const after = process.memoryUsage();
+    const result = {
+      date: new Date().toISOString(),
+      messages: N,
+      messageBytes: body.length,
+      storeMsgPerSecond: N / storeSeconds,
+      recoverSeconds,
+      recovered: report.entries.length,
+      heapBytesPerMessage: (after.heapUsed - before.heapUsed) / N,
+      rssGrowthBytes: after.rss - before.rss,
+      bodiesInMemory: report.entries.filter((e) => e.body).length,
+    };
+    const file = path.join(ROOT, 'bench/results/spool-scale.json');
+    fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+    console.log(
+      `recovered ${result.recovered} messages in ${recoverSeconds.toFixed(1)} s; heap ${(result.heapBytesPerMessage).toFixed(0)} B per message ` +
+        `(${((after.heapUsed - before.heapUsed) / 1024 / 1024).toFixed(0)} MiB for the queue, bodies ${(N * body.length / 1024 / 1024).toFixed(0)} MiB stay on disk); bodies in memory: ${result.bodiesInMemory}`,
+    );
+    console.log(`written: ${path.relative(process.cwd(), file)}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
