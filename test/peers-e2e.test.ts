@@ -385,7 +385,7 @@ describePeer('e2e: mx route with dnsmasq', [...DNSMASQ_BINARIES, PYTHON], () => 
 
   it('bounces a null MX domain (RFC 7505) at once with one DSN and no delivery attempt', async () => {
     const { sink, relay } = await setup();
-    expect(await dns.resolver().resolveMx('nomail.test')).toEqual([{ exchange: '', priority: 0 }]);
+    expect((await dns.resolver().resolveMx('nomail.test')).map(({ exchange, priority }) => ({ exchange, priority }))).toEqual([{ exchange: '', priority: 0 }]);
     const { parsed, elapsed } = await expectImmediateBounce(relay, sink, 'someone@nomail.test', 'nullmx');
     expect(parsed.groups[1]!.status).toBe('5.1.10');
     expect(parsed.groups[1]!['diagnostic-code']).toMatch(/null MX/);

@@ -51,7 +51,7 @@ describePeer('dnsmasq', [...DNSMASQ_BINARIES, 'dig'], () => {
     expect((await r.resolveTxt('example.test')).map((t) => t.join('')).sort()).toEqual(['', 'other=1', 'v=spf1 ip4:127.0.0.0/8 -all']);
 
     // RFC 7505 null MX: Node shows the root name "." as an empty exchange; dig shows "0 .".
-    expect(await r.resolveMx('nomail.test')).toEqual([{ exchange: '', priority: 0 }]);
+    expect((await r.resolveMx('nomail.test')).map(({ exchange, priority }) => ({ exchange, priority }))).toEqual([{ exchange: '', priority: 0 }]);
     const dig = await run('dig', ['+short', '-p', String(dns.port), '@127.0.0.1', 'MX', 'nomail.test']);
     expect(dig.stdout.trim()).toBe('0 .');
 
