@@ -118,6 +118,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       }
       queue.reconfigure(next);
       if (!opts.log) log.level = next.log.level; // an injected logger belongs to the caller
+      lastSeen = fingerprint(); // the new config may name other files: compare against those from now on
       metrics.configReloads.inc({ result: 'success' });
       log.info({ event: 'config_reloaded', file: opts.configFile }, 'configuration reloaded');
       return true;
@@ -130,13 +131,20 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   };
   const reloadSerial = () => (reloading = reloading.then(reload, reload));
 
-  let lastStat = opts.configFile ? fs.statSync(opts.configFile, { throwIfNoEntry: false })?.mtimeMs : undefined;
+  // The config file and the files it names (TLS key pair, users) are watched: cert-manager
+  // renewing a certificate or a new users Secret must take effect like a config change.
+  // Polling the paths sees a Secret's or ConfigMap's symlink swap, which fs.watch can miss.
+  const watchedFiles = () => {
+    const c = policy.config;
+    return [opts.configFile!, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile].filter((f): f is string => !!f);
+  };
+  const fingerprint = () => watchedFiles().map((f) => `${f}:${fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs}`).join('|');
+  let lastSeen = opts.configFile ? fingerprint() : '';
   const watcher = opts.configFile
     ? setInterval(() => {
-        // Polling the path sees a ConfigMap's symlink swap, which fs.watch can miss.
-        const m = fs.statSync(opts.configFile!, { throwIfNoEntry: false })?.mtimeMs;
-        if (m !== lastStat) {
-          lastStat = m;
+        const now = fingerprint();
+        if (now !== lastSeen) {
+          lastSeen = now;
           void reloadSerial();
         }
       }, 1000)

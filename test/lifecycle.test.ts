@@ -2,10 +2,15 @@
  * The relay as a process: refusing a bad config before listening, surviving SIGKILL with
  * nothing acknowledged lost, draining on SIGTERM with the spool intact, and config reloads.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
+import tls from 'node:tls';
+import { generate } from 'selfsigned';
 import { afterEach, describe, expect, it } from 'vitest';
+import { hashPassword } from '../relay/users.js';
 import { canConnect, freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { spawnMailfleet, type RelayProcess } from './support/process.js';
@@ -155,4 +160,44 @@ describe('config reload', () => {
     expect(relay.config().limits.maxRecipients).toBe(5);
     expect(await submit(relay.ports.open!, 'a@example.test', ['r1@d.test', 'r2@d.test', 'r3@d.test'], 'Subject: x\r\n\r\nx\r\n')).toMatch(/^250/);
   });
+
+  it('picks up a renewed certificate and a changed users file without a config change', async () => {
+    relay = await startTestRelay();
+    const port = relay.ports.submission!;
+    const certOf = async (): Promise<string> => {
+      const { talk } = await SmtpTalk.connect(port);
+      await talk.send('EHLO client.test');
+      await talk.quit();
+      // A raw STARTTLS to read the certificate the relay presents now.
+      const socket = net.connect(port, '127.0.0.1');
+      const read = () => new Promise<string>((r) => socket.once('data', (d: Buffer) => r(d.toString())));
+      await read();
+      socket.write('EHLO client.test\r\n');
+      await read();
+      socket.write('STARTTLS\r\n');
+      await read();
+      const secure = tls.connect({ socket, rejectUnauthorized: false, servername: 'localhost' });
+      await new Promise((r) => secure.once('secureConnect', r));
+      const fp = secure.getPeerCertificate().fingerprint256;
+      secure.destroy();
+      return fp;
+    };
+    const before = await certOf();
+
+    const renewed = await generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 });
+    fs.writeFileSync(path.join(relay.dir, 'tls/dev.key'), renewed.private);
+    fs.writeFileSync(path.join(relay.dir, 'tls/dev.crt'), renewed.cert);
+    fs.appendFileSync(path.join(relay.dir, 'users'), `ops:${await hashPassword('ops-secret')}\n`);
+    await waitFor(async () => /config_reloads_total\{result="success"\} [1-9]/.test(await relay.metricsText()), 'the reload');
+
+    expect(await certOf()).not.toBe(before);
+    expect(await certOf()).toBe(new crypto.X509Certificate(renewed.cert).fingerprint256);
+    const { talk } = await SmtpTalk.connect(port);
+    await talk.send('EHLO client.test');
+    await talk.starttls();
+    await talk.send('EHLO client.test');
+    expect(await talk.authPlain('ops', 'ops-secret')).toMatch(/^235/);
+    await talk.quit();
+  });
 });
+
