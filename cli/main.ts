@@ -48,7 +48,7 @@ async function relayCommand(argv: string[]): Promise<number> {
   const relay = await startRelay({ config, configFile: values.config, queue: 'worker' });
   for (const line of banner) process.stderr.write(line + '\n');
   const stop = () => {
-    void relay.shutdown().then(() => process.exit(0));
+    void relay.shutdown().then(() => process.exit(process.exitCode ?? 0));
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);

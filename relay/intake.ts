@@ -284,7 +284,7 @@ export class SmtpListener {
     const started = process.hrtime.bigint();
     let writer: SpoolWriter | undefined;
     const fail = (err: unknown) => {
-      void writer?.abort();
+      void writer?.abort().catch((e: unknown) => this.deps.log.warn({ err: e }, 'could not remove an unacknowledged spool file'));
       if (err instanceof SmtpRefusal) return this.reject(err, session, cb);
       this.deps.log.error({ err, session: session.id }, 'could not store message');
       this.reject(refuse(452, '4.3.1', 'Could not store the message, try again later', 'storage'), session, cb);

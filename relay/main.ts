@@ -166,7 +166,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       const left = await queue.stop(deadline);
       await new Promise<void>((r) => httpServer.close(() => r()));
       httpServer.closeAllConnections();
-      log.info({ event: 'stopped', leftInSpool: left }, `stopped; ${left} message(s) stay in the spool for the next start`);
+      const leftText = Number.isNaN(left) ? 'the queue worker had stopped; every undelivered message stays' : `${left} message(s) stay`;
+      log.info({ event: 'stopped', leftInSpool: Number.isNaN(left) ? null : left }, `stopped; ${leftText} in the spool for the next start`);
     })());
 
   return {

@@ -121,17 +121,37 @@ export class WorkerQueue implements QueueHandle {
       if (m.type === 'reply') {
         this.pending.get(m.id)?.(m.value);
         this.pending.delete(m.id);
-      } else if (m.type === 'started') this.started?.resolve(m.summary);
+      } else if (m.type === 'started') {
+        this.running = true;
+        this.started?.resolve(m.summary);
+      }
       else this.started?.reject(new Error(m.message));
     });
-    this.worker.on('error', (err) => {
-      this.started?.reject(err);
-      // A queue that died cannot deliver: let the process fail loudly and restart (the spool keeps everything).
-      process.emitWarning(`queue worker failed: ${err.stack ?? err.message}`);
+    const died = (reason: string) => {
+      if (this.dead) return;
+      this.dead = reason;
+      this.started?.reject(new Error(reason));
+      // Nobody will answer now: settle every question so shutdown and /metrics do not hang.
+      for (const resolve of this.pending.values()) resolve(undefined);
+      this.pending.clear();
+      // A relay that cannot deliver must not look healthy: exit non-zero through the normal
+      // drain, and let the restart recover the spool (nothing accepted is lost).
+      // (Before start finished, the rejected start reports it instead.)
+      if (!this.running) return;
       process.exitCode = 1;
+      process.emitWarning(`queue worker stopped: ${reason}`);
       process.kill(process.pid, 'SIGTERM');
+    };
+    this.worker.on('error', (err) => died(err.stack ?? err.message));
+    this.worker.on('exit', (code) => {
+      if (!this.stopping) died(`exited with code ${code}`);
     });
   }
+
+  /** Why the worker is gone, if it is. */
+  dead: string | undefined;
+  private stopping = false;
+  private running = false;
 
   start(): Promise<RecoverySummary> {
     return new Promise((resolve, reject) => {
@@ -141,7 +161,11 @@ export class WorkerQueue implements QueueHandle {
   }
 
   enqueue(entry: SpoolEntry): void {
-    this.post({ type: 'enqueue', entry });
+    if (!entry.body) return this.post({ type: 'enqueue', entry });
+    // A small Buffer is a view into an 8 KiB shared pool: copy just its bytes and move them,
+    // so the worker holds what the body cache counts, and nothing of other messages.
+    const body = new Uint8Array(entry.body);
+    this.worker.postMessage({ type: 'enqueue', entry: { ...entry, body: body as Buffer } }, [body.buffer]);
   }
 
   reconfigure(config: RelayConfig): void {
@@ -149,17 +173,18 @@ export class WorkerQueue implements QueueHandle {
   }
 
   async stop(deadlineMs: number): Promise<number> {
-    const left = (await this.ask({ type: 'stop', deadlineMs, id: 0 })) as number;
+    this.stopping = true;
+    const left = this.dead ? undefined : ((await this.ask({ type: 'stop', deadlineMs, id: 0 })) as number | undefined);
     await this.worker.terminate();
-    return left;
+    return left ?? NaN;
   }
 
-  stats(): Promise<QueueStats> {
-    return this.ask({ type: 'stats', id: 0 }) as Promise<QueueStats>;
+  async stats(): Promise<QueueStats> {
+    return ((await this.ask({ type: 'stats', id: 0 })) as QueueStats | undefined) ?? { ready: 0, deferred: 0, inflight: 0, oldestReadySeconds: 0 };
   }
 
-  metrics(): Promise<MetricsJson> {
-    return this.ask({ type: 'metrics', id: 0 }) as Promise<MetricsJson>;
+  async metrics(): Promise<MetricsJson> {
+    return ((await this.ask({ type: 'metrics', id: 0 })) as MetricsJson | undefined) ?? [];
   }
 
   private post(m: ToWorker): void {
@@ -167,6 +192,7 @@ export class WorkerQueue implements QueueHandle {
   }
 
   private ask(m: Extract<ToWorker, { id: number }>): Promise<unknown> {
+    if (this.dead) return Promise.resolve(undefined);
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);

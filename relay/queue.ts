@@ -6,8 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { buildDsn, mayBounce, type DsnRecipient } from './bounce.js';
-import type { RecipientOutcome } from './delivery/outcome.js';
-import { DeliveryFailure } from './delivery/outcome.js';
+import { DeliveryFailure, type RecipientOutcome } from './delivery/outcome.js';
 import type { OutboundMessage, Route, RouteSession } from './delivery/routes.js';
 import { providerOf, type QueueMetrics } from './metrics.js';
 import { Scheduler, type Unit } from './scheduler.js';
@@ -62,9 +61,42 @@ export class QueueManager {
   /** New limits and route (config reload). Connections already open finish as they were. */
   reconfigure(settings: QueueSettings, route?: Route): void {
     this.settings = settings;
-    if (route) this.route = route;
     this.scheduler.reconfigure({ ...settings, jitter: Math.random });
+    if (route) {
+      this.route = route;
+      this.regroup();
+    }
     this.pump();
+  }
+
+  /**
+   * A new route names destinations differently (a smarthost instead of recipient domains):
+   * waiting units are regrouped under the new route's destinations, keeping their timing.
+   * Units in flight finish on the connection they are on.
+   */
+  private regroup(): void {
+    const now = this.now();
+    // Per message and new destination: its recipients, the earliest due time, the most attempts.
+    const merged = new Map<string, Unit>();
+    for (const unit of this.scheduler.takeAllWaiting()) {
+      const record = this.messages.get(unit.messageId);
+      if (!record) continue;
+      record.openUnits--;
+      for (const r of unit.recipients) {
+        const destination = this.route.destinationOf(r);
+        const id = `${unit.messageId}/${destination}`;
+        const into = merged.get(id);
+        if (into) {
+          into.recipients.push(r);
+          into.dueAt = Math.min(into.dueAt, unit.dueAt);
+          into.attempts = Math.max(into.attempts, unit.attempts);
+        } else {
+          merged.set(id, { ...unit, id, destination, recipients: [r] });
+          record.openUnits++;
+        }
+      }
+    }
+    for (const unit of merged.values()) this.scheduler.add(unit, now);
   }
 
   get size(): number {
@@ -135,8 +167,12 @@ export class QueueManager {
       session = await this.route.connect(destination);
     } catch (err) {
       const failure = err instanceof DeliveryFailure ? err : new DeliveryFailure('deferred', '4.4.2', `cannot deliver: ${(err as Error).message}`);
-      // A dead destination: every unit ready for it now shares the outcome, without a connection each.
-      const units = this.scheduler.drainDestination(destination);
+      // A dead destination: every unit ready for it now shares the outcome, without a connection
+      // each. But while other connections to it work (a 421 on the twentieth connection), only
+      // the one unit this connection would have carried pays for the failure.
+      const others = this.scheduler.connectionsTo(destination) - 1;
+      const one = others > 0 ? this.scheduler.take(destination) : undefined;
+      const units = others > 0 ? (one ? [one] : []) : this.scheduler.drainDestination(destination);
       this.scheduler.closeConnection(destination);
       await Promise.all(units.map((u) => this.settle(u, failure.forRecipients(u.recipients), destination)));
       this.pump();
@@ -153,7 +189,15 @@ export class QueueManager {
           continue;
         }
         const started = process.hrtime.bigint();
-        const outcomes = await session.deliver(this.outbound(record.entry, unit));
+        let outcomes: RecipientOutcome[];
+        try {
+          outcomes = await session.deliver(this.outbound(record.entry, unit));
+        } catch (err) {
+          // A local failure (the outbox disk is full, the body cannot be read): try again later.
+          outcomes = new DeliveryFailure('deferred', '4.3.0', `local error while delivering: ${(err as Error).message}`).forRecipients(unit.recipients);
+          await this.settle(unit, outcomes, destination);
+          break;
+        }
         this.deps.metrics.attemptSeconds.observe({ route: this.route.name }, Number(process.hrtime.bigint() - started) / 1e9);
         await this.settle(unit, outcomes, destination);
       }
@@ -243,8 +287,16 @@ export class QueueManager {
         remoteMta: r.remoteMta,
         lastAttempt: new Date(this.now()),
       }));
-      // The DSN must be durable before the original may go.
-      await this.storeNotice(record, recipients);
+      // The DSN must be durable before the original may go. If it cannot be stored (a full
+      // spool), keep the original with its final statuses and try again in a minute.
+      try {
+        await this.storeNotice(record, recipients);
+      } catch (err) {
+        this.deps.log.error({ err, queueId: env.id }, 'could not queue the delivery status notification; will try again in a minute');
+        await this.saveState(record);
+        setTimeout(() => void this.finish(record), 60_000).unref();
+        return;
+      }
     }
     await record.saving;
     this.messages.delete(env.id);
@@ -255,12 +307,16 @@ export class QueueManager {
     const env = record.entry.envelope;
     const after = this.settings.delayNoticeAfter;
     if (!after || env.delayNoticeSent || now - env.receivedAt < after * 1000 || !mayBounce(env.sender)) return;
-    env.delayNoticeSent = true;
     const willRetryUntil = new Date(env.receivedAt + this.settings.lifetime * 1000);
     const recipients: DsnRecipient[] = env.recipients
       .filter((r) => r.status === 'pending')
       .map((r) => ({ address: r.address, action: 'delayed', status: r.statusCode ?? '4.0.0', diagnostic: r.lastReply, remoteMta: r.remoteMta, lastAttempt: new Date(now), willRetryUntil }));
-    await this.storeNotice(record, recipients);
+    try {
+      await this.storeNotice(record, recipients);
+      env.delayNoticeSent = true;
+    } catch (err) {
+      this.deps.log.warn({ err, queueId: env.id }, 'could not queue the delay notice; will try after the next attempt');
+    }
   }
 
   private async storeNotice(record: MessageRecord, recipients: DsnRecipient[]): Promise<void> {

@@ -106,6 +106,23 @@ export class Scheduler {
     this.forgetIfIdle(destination, dest);
   }
 
+  /** Open connections to a destination. */
+  connectionsTo(destination: string): number {
+    return this.destinations.get(destination)?.connections ?? 0;
+  }
+
+  /**
+   * Takes every unit that is not in flight out of the queue (ready and deferred), for a
+   * caller that must regroup them (the route changed).
+   */
+  takeAllWaiting(): Unit[] {
+    const units = [...this.deferred.splice(0)];
+    for (const dest of this.destinations.values()) units.push(...dest.ready.splice(0));
+    this.readyCount = 0;
+    for (const [name, dest] of this.destinations) this.forgetIfIdle(name, dest);
+    return units;
+  }
+
   /** The next ready unit for a connection to this destination, now in flight. */
   take(destination: string): Unit | undefined {
     const dest = this.destinations.get(destination);

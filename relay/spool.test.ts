@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Spool, type Envelope } from './spool.js';
+import { DirSyncer, Spool, type Envelope } from './spool.js';
 
 function envelope(over: Partial<Envelope> = {}): Omit<Envelope, 'id'> {
   return {
@@ -101,4 +101,20 @@ describe('spool', () => {
     const report = await new Spool(dir).recover();
     expect(new Set(report.entries.map((e) => e.envelope.id))).toEqual(new Set(stored.map((s) => s.envelope.id)));
   });
+
+  it('a failed directory fsync fails only the commits waiting on it; later ones succeed', async () => {
+    let calls = 0;
+    const syncer = new DirSyncer(async () => {
+      calls++;
+      await new Promise((r) => setTimeout(r, 5));
+      if (calls === 1) throw new Error('EIO');
+    });
+    const first = syncer.sync();
+    const queued = syncer.sync();
+    await expect(first).rejects.toThrow('EIO');
+    await expect(queued).resolves.toBeUndefined();
+    const later = await Promise.allSettled([syncer.sync(), syncer.sync(), syncer.sync()]);
+    expect(later.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+  });
 });
+

@@ -54,6 +54,8 @@ export interface SpoolEntry {
 
 const TRAILER_MAGIC = 'MFQ1';
 
+class SpoolFileInvalid extends Error {}
+
 function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== 'ENOENT') throw err;
 }
@@ -73,11 +75,11 @@ export function newQueueId(now = Date.now()): string {
 }
 
 /** Coalesces directory fsyncs: every caller waits for one fsync that began after it asked. */
-class DirSyncer {
+export class DirSyncer {
   private running: Promise<void> | null = null;
   private queued: Promise<void> | null = null;
 
-  constructor(private readonly dir: string) {}
+  constructor(private readonly run: () => Promise<void>) {}
 
   sync(): Promise<void> {
     if (!this.running) {
@@ -85,20 +87,24 @@ class DirSyncer {
       return this.running;
     }
     // A sync is in flight and may have started before our rename: join the next one.
-    this.queued ??= this.running.then(() => {
-      this.queued = null;
-      return this.sync();
-    });
+    // Whatever the running sync's outcome, the next one must still happen (a failed fsync
+    // must not poison every later commit).
+    this.queued ??= this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.sync();
+      });
     return this.queued;
   }
+}
 
-  private async run(): Promise<void> {
-    const handle = await fsp.open(this.dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
@@ -151,7 +157,14 @@ export class SpoolWriter {
     await this.handle.close();
     this.closed = true;
     await fsp.rename(this.tmpPath, this.spool.messagePath(this.id));
-    await this.spool.syncQueueDir();
+    try {
+      await this.spool.syncQueueDir();
+    } catch (err) {
+      // Not durable, so not acknowledged: take it back out, or a restart would deliver a
+      // message the client was told to send again.
+      await fsp.unlink(this.spool.messagePath(this.id)).catch(() => undefined);
+      throw err;
+    }
     // The queue decides whether to keep the body in memory (reserveCache).
     return { envelope, bodyLength, body };
   }
@@ -184,7 +197,7 @@ export class Spool {
     this.queueDir = path.join(dir, 'q');
     this.tmpDir = path.join(dir, 'tmp');
     this.corruptDir = path.join(dir, 'corrupt');
-    this.syncer = new DirSyncer(this.queueDir);
+    this.syncer = new DirSyncer(() => fsyncDir(this.queueDir));
   }
 
   /** Creates the layout and checks it is writable. */
@@ -257,7 +270,10 @@ export class Spool {
           const id = ids[next++]!;
           try {
             entries.push(await this.readEntry(id, withState.has(id)));
-          } catch {
+          } catch (err) {
+            // Only a file that fails validation is set aside; an I/O error stops the start
+            // (a restart retries) rather than hiding an acknowledged message in corrupt/.
+            if (!(err instanceof SpoolFileInvalid)) throw err;
             corrupt.push(id);
             await fsp.rename(this.messagePath(id), path.join(this.corruptDir, id)).catch(() => undefined);
           }
@@ -276,17 +292,22 @@ export class Spool {
     const handle = await fsp.open(this.messagePath(id), 'r');
     try {
       const { size } = await handle.stat();
-      if (size < TRAILER_LENGTH) throw new Error('too short');
+      if (size < TRAILER_LENGTH) throw new SpoolFileInvalid('too short');
       const trailer = Buffer.alloc(TRAILER_LENGTH);
       await handle.read(trailer, 0, TRAILER_LENGTH, size - TRAILER_LENGTH);
       const text = trailer.toString('latin1');
-      if (!text.startsWith(TRAILER_MAGIC)) throw new Error('no trailer');
+      if (!text.startsWith(TRAILER_MAGIC)) throw new SpoolFileInvalid('no trailer');
       const bodyLength = parseInt(text.slice(4, 20), 16);
       const jsonLength = parseInt(text.slice(20, 28), 16);
-      if (bodyLength + jsonLength + TRAILER_LENGTH !== size) throw new Error('bad lengths');
+      if (bodyLength + jsonLength + TRAILER_LENGTH !== size) throw new SpoolFileInvalid('bad lengths');
       const json = Buffer.alloc(jsonLength);
       await handle.read(json, 0, jsonLength, bodyLength);
-      const envelope = JSON.parse(json.toString('utf8')) as Envelope;
+      let envelope: Envelope;
+      try {
+        envelope = JSON.parse(json.toString('utf8')) as Envelope;
+      } catch {
+        throw new SpoolFileInvalid('envelope is not JSON');
+      }
       const state = hasState ? await this.readState(id) : null;
       if (state) Object.assign(envelope, state);
       return { envelope, bodyLength, hasState: state !== null };

@@ -4,7 +4,9 @@
  * delay notices, connection reuse and per-destination concurrency.
  */
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startScriptedSink, type ScriptedSink, type SinkReply } from './peers/scripted-sink.js';
@@ -180,6 +182,47 @@ describe('delivery through a smarthost', () => {
     } finally {
       await new Promise<void>((r) => server.close(() => r()));
     }
+  });
+
+  it('defers, never bounces, when the smarthost refuses the login (a rotated credential)', async () => {
+    const server = new SMTPServer({
+      allowInsecureAuth: true,
+      disableReverseLookup: true,
+      logger: false,
+      onAuth(_auth, _session, cb) {
+        cb(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
+      },
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.server.address() as net.AddressInfo).port;
+      relay = await startTestRelay({ retry: { minBackoff: '1h', maxBackoff: '1h' } });
+      const credentials = path.join(relay.dir, 'upstream');
+      fs.writeFileSync(credentials, 'user:old-password\n');
+      const config = JSON.parse(fs.readFileSync(path.join(relay.dir, 'relay.yaml'), 'utf8'));
+      fs.writeFileSync(path.join(relay.dir, 'relay.yaml'), JSON.stringify({ ...config, delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none', credentialsFile: credentials } } }));
+      expect(await relay.reload()).toBe(true);
+      for (let i = 0; i < 3; i++) expect(await submit(relay.ports.open!, 'app@example.test', [`r${i}@dest.test`], MSG(`auth${i}`))).toMatch(/^250/);
+      await waitFor(async () => (await counter(relay!, 'result="deferred"')) === 3, 'three deferrals');
+      expect(await counter(relay, 'result="bounced"')).toBe(0);
+      expect(await relay.queueStats()).toMatchObject({ deferred: 3 });
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it('regroups waiting mail when a reload changes the route, and delivers it by the new one', async () => {
+    sink = await startScriptedSink();
+    const deadPort = sink.port;
+    await sink.stop();
+    relay = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: deadPort, tls: 'none' } }, retry: { minBackoff: '300ms', maxBackoff: '300ms' } });
+    expect(await submit(relay.ports.open!, 'app@example.test', ['a@one.test', 'b@two.test'], MSG('rerouted'))).toMatch(/^250/);
+    await waitFor(async () => (await counter(relay!, 'result="deferred"')) >= 2, 'a deferral');
+    const config = JSON.parse(fs.readFileSync(path.join(relay.dir, 'relay.yaml'), 'utf8'));
+    fs.writeFileSync(path.join(relay.dir, 'relay.yaml'), JSON.stringify({ ...config, delivery: { route: { type: 'file', dir: 'outbox' } } }));
+    expect(await relay.reload()).toBe(true);
+    await waitFor(() => relay!.delivered().length === 1, 'the message in the outbox');
+    await waitFor(() => relay!.spooled().length === 0, 'the spool to empty');
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { classifyError, classifyReply, type RecipientOutcome } from './outcome.js';
+import { classifyError, classifyReply, DeliveryFailure, type RecipientOutcome } from './outcome.js';
 
 export interface SmtpClientOptions {
   host: string;
@@ -68,7 +68,9 @@ export class SmtpClient {
       }
     } catch (err) {
       client.conn.close();
-      throw classifyError(err as NodeJS.ErrnoException, options.remoteMta);
+      // A refusal before any message (a 554 greeting, a 535 AUTH after a credential rotation)
+      // says nothing about the recipients: defer, never bounce the whole queue over it.
+      throw asTemporary(classifyError(err as NodeJS.ErrnoException, options.remoteMta));
     }
     return client;
   }
@@ -127,4 +129,9 @@ export class SmtpClient {
     if (this.usable) this.conn.quit();
     else this.conn.close();
   }
+}
+
+function asTemporary(f: DeliveryFailure): DeliveryFailure {
+  if (f.kind === 'deferred') return f;
+  return new DeliveryFailure('deferred', `4${f.statusCode.slice(1)}`, `${f.reply} (refused before any message was sent; will retry)`, f.remoteMta);
 }
