@@ -122,6 +122,7 @@ export const configSchema = z
         maxConnections: z.number().int().min(1).default(100).describe('Outbound connections in total.'),
         maxConnectionsPerDestination: z.number().int().min(1).default(20).describe('Outbound connections per destination domain (or to the smarthost).'),
         messagesPerConnection: z.number().int().min(1).default(100).describe('Messages sent over one connection before it is closed.'),
+        idleConnectionTime: duration.default(2).describe('How long an idle outbound connection waits for more mail before it closes (like Postfix smtp_connection_cache_time_limit); 0 closes at once.'),
         connectTimeout: duration.default(30).describe('Longest wait for an outbound connection and its greeting.'),
         responseTimeout: duration.default(300).describe('Longest wait for a reply (after DATA Postfix waits 600 s).'),
       }),

@@ -43,6 +43,7 @@ export function queueSettings(c: RelayConfig): QueueSettings {
     maxBackoff: c.retry.maxBackoff,
     lifetime: c.retry.lifetime,
     delayNoticeAfter: c.retry.delayNoticeAfter,
+    idleConnectionTime: c.delivery.idleConnectionTime,
   };
 }
 

@@ -21,6 +21,8 @@ export interface QueueSettings {
   maxBackoff: number;
   lifetime: number;
   delayNoticeAfter: number;
+  /** Seconds an idle outbound connection waits for more mail before it closes. */
+  idleConnectionTime: number;
 }
 
 interface MessageRecord {
@@ -136,6 +138,7 @@ export class QueueManager {
   async stop(deadlineMs: number): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
+    for (const waiters of this.idle.values()) for (const wake of [...waiters]) wake(false);
     const remaining = Math.max(0, deadlineMs - this.now());
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.connections]), new Promise((r) => (timeout = setTimeout(r, remaining)))]);
@@ -144,10 +147,42 @@ export class QueueManager {
     await Promise.allSettled([...this.messages.values()].map((m) => m.saving));
   }
 
+  /** Idle connections waiting for mail, per destination. */
+  private readonly idle = new Map<string, Set<(work: boolean) => void>>();
+
+  /** Resolves true when a unit for this destination may be ready, false after the idle time. */
+  private waitForWork(destination: string): Promise<boolean> {
+    if (!this.running || this.settings.idleConnectionTime <= 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiters = this.idle.get(destination) ?? new Set();
+      this.idle.set(destination, waiters);
+      const wake = (work: boolean) => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        if (!waiters.size) this.idle.delete(destination);
+        resolve(work);
+      };
+      const timer = setTimeout(() => wake(false), this.settings.idleConnectionTime * 1000);
+      waiters.add(wake);
+    });
+  }
+
+  /** Hands ready units to idle connections first; pump() then opens new ones only for the rest. */
+  private wakeIdle(): void {
+    for (const [destination, waiters] of this.idle) {
+      let ready = this.scheduler.readyFor(destination);
+      for (const wake of [...waiters]) {
+        if (ready-- <= 0) break;
+        wake(true);
+      }
+    }
+  }
+
   /** Opens every connection the scheduler allows now, and arms the timer for the next due unit. */
   pump(): void {
     if (!this.running) return;
     this.scheduler.tick(this.now());
+    this.wakeIdle();
     for (let dest = this.scheduler.openConnection(); dest; dest = this.scheduler.openConnection()) {
       const run = this.runConnection(dest).catch((err) => this.deps.log.error({ err, destination: dest }, 'connection worker failed'));
       this.connections.add(run);
@@ -182,7 +217,15 @@ export class QueueManager {
     try {
       for (let sent = 0; sent < this.settings.messagesPerConnection && session.usable && this.running; sent++) {
         const unit = this.scheduler.take(destination);
-        if (!unit) break;
+        if (!unit) {
+          // Keep the connection a moment for mail that is about to come (Postfix's connection
+          // cache does the same): a steady trickle then costs no connection per message.
+          if (await this.waitForWork(destination)) {
+            sent--;
+            continue;
+          }
+          break;
+        }
         const record = this.messages.get(unit.messageId);
         if (!record) {
           this.scheduler.complete(unit);

@@ -106,6 +106,11 @@ export class Scheduler {
     this.forgetIfIdle(destination, dest);
   }
 
+  /** Ready units of a destination. */
+  readyFor(destination: string): number {
+    return this.destinations.get(destination)?.ready.length ?? 0;
+  }
+
   /** Open connections to a destination. */
   connectionsTo(destination: string): number {
     return this.destinations.get(destination)?.connections ?? 0;

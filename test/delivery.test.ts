@@ -224,5 +224,15 @@ describe('delivery through a smarthost', () => {
     await waitFor(() => relay!.delivered().length === 1, 'the message in the outbox');
     await waitFor(() => relay!.spooled().length === 0, 'the spool to empty');
   });
+
+  it('keeps an idle connection for mail that trickles in, instead of a connection per message', async () => {
+    const { relay, sink } = await setup({ delivery: { idleConnectionTime: '2s' } });
+    for (let i = 0; i < 8; i++) {
+      expect(await submit(relay.ports.open!, 'app@example.test', [`t${i}@dest.test`], MSG(`trickle${i}`))).toMatch(/^250/);
+      await sink.waitForMessages(i + 1, 5_000);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(sink.connections).toBe(1);
+  });
 });
 
