@@ -234,5 +234,20 @@ describe('delivery through a smarthost', () => {
     }
     expect(sink.connections).toBe(1);
   });
+
+  it('keeps a recipient greylisted at RCPT deferred when DATA then fails for the others', async () => {
+    sink = await startScriptedSink({
+      replies: ({ rcpt }) => (rcpt.startsWith('grey') ? { code: 450, message: '4.2.0 greylisted, try again later' } : undefined),
+      dataReply: ({ envelope }) => (envelope.from === '' ? undefined : { code: 554, message: '5.6.0 content rejected' }),
+    });
+    relay = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } }, retry: { minBackoff: '1h', maxBackoff: '1h' } });
+    expect(await submit(relay.ports.open!, 'app@example.test', ['grey@dest.test', 'ok@dest.test'], MSG('mixed'))).toMatch(/^250/);
+    // ok@ bounced on the DATA reply; grey@ keeps its own 450 and waits for its retry (the one
+    // DSN for the message goes out when grey@ is final too).
+    await waitFor(async () => (await counter(relay!, 'result="bounced"')) === 1, 'the bounce of ok@');
+    expect(await counter(relay, 'result="deferred"')).toBe(1);
+    expect(await relay.queueStats()).toMatchObject({ deferred: 1 });
+    expect(sink.messages).toHaveLength(0);
+  });
 });
 

@@ -121,8 +121,21 @@ export class SmtpClient {
           return { address, ...classifyReply(reply), reply, remoteMta };
         });
       }
-      return classifyError(err, remoteMta).forRecipients(recipients);
+      // A failure after the envelope (DATA refused, connection lost) applies to the recipients
+      // the server had accepted; those refused at RCPT keep their own reply (a greylisted 450
+      // must not turn into a bounce because DATA then failed with a 5xx).
+      const failure = classifyError(err, remoteMta);
+      const atRcpt = new Map(this.rcptRefusals().map((r) => [r.recipient ?? '', r.response ?? r.message]));
+      return recipients.map((address) => {
+        const own = atRcpt.get(address);
+        return own !== undefined ? { address, ...classifyReply(own), reply: own, remoteMta } : failure.forRecipients([address])[0]!;
+      });
     }
+  }
+
+  /** RCPT refusals of the transaction in progress (nodemailer keeps them on its envelope only). */
+  private rcptRefusals(): SMTPConnection.SMTPError[] {
+    return (this.conn as unknown as { _envelope?: { rejectedErrors?: SMTPConnection.SMTPError[] } })._envelope?.rejectedErrors ?? [];
   }
 
   close(): void {
