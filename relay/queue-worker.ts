@@ -5,7 +5,8 @@ import { createLogger } from './log.js';
 import { InlineQueue, type FromWorker, type ToWorker } from './queue-handle.js';
 
 const { config, logLevel } = workerData as { config: RelayConfig; logLevel: string };
-const queue = new InlineQueue(config, createLogger(logLevel));
+const log = createLogger(logLevel);
+const queue = new InlineQueue(config, log);
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 
@@ -25,6 +26,7 @@ port.on('message', (m: ToWorker) => {
       break;
     }
     case 'reconfigure':
+      log.level = m.config.log.level;
       queue.reconfigure(m.config);
       break;
     case 'stop':
