@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
+import { domainOf } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config.js';
 import { SmtpRefusal, type RejectionReason } from './errors.js';
 import { addedHeaders, headerEnd, headerFacts, type HeaderFacts } from './headers.js';
@@ -58,10 +59,6 @@ function bodyType(session: SMTPServerSession): string {
   const from = session.envelope.mailFrom;
   const args = from ? (from as { args?: Record<string, unknown> }).args : undefined;
   return String(args?.BODY ?? '').toUpperCase();
-}
-
-function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
 /** A sender domain the user may use: a configured domain or a subdomain of one, allowed for the user. */

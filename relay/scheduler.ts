@@ -196,11 +196,6 @@ export class Scheduler {
     };
   }
 
-  /** Units not in flight, for handing the queue elsewhere at shutdown. */
-  hasWork(): boolean {
-    return this.readyCount > 0 || this.deferred.length > 0 || this.inflight.size > 0;
-  }
-
   private pushReady(unit: Unit): void {
     let dest = this.destinations.get(unit.destination);
     if (!dest) {

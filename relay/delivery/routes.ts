@@ -8,6 +8,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import { domainOf } from '../address.js';
 import type { RouteConfig } from '../config.js';
 import { MxResolver } from './mx.js';
 import { DeliveryFailure, type RecipientOutcome } from './outcome.js';
@@ -42,10 +43,6 @@ export interface RouteContext {
   heloName: string;
   connectTimeoutMs: number;
   responseTimeoutMs: number;
-}
-
-export function domainOf(address: string): string {
-  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
 export function createRoute(config: RouteConfig, ctx: RouteContext): Route {
