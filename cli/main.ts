@@ -9,7 +9,9 @@ import { devSetup } from '../relay/dev.js';
 import { MailfleetError } from '../relay/errors.js';
 import { startRelay } from '../relay/main.js';
 import { hashPassword } from '../relay/users.js';
+import { recordsCommand } from './records.js';
 import { sendCommand } from './send.js';
+import { suppressionsCommand } from './suppressions.js';
 
 const USAGE = `usage: mailfleet <command> [options]
 
@@ -18,6 +20,9 @@ commands:
                                (loopback ports 2525 and 2587, spool and outbox in ./.mailfleet)
   send --server HOST:PORT ...  send a test message and show every step (mailfleet send --help)
   hash-password [--user NAME]  read a password on stdin, print a users-file entry
+  records --config FILE        the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender
+                               domains need; --verify compares with what DNS serves now
+  suppressions list|remove     the recipients that hard-bounced, per sender domain
 
 Run \`mailfleet <command> --help\` for a command's options.`;
 
@@ -83,6 +88,10 @@ export async function main(argv: string[]): Promise<number> {
       return sendCommand(rest);
     case 'hash-password':
       return hashPasswordCommand(rest);
+    case 'records':
+      return recordsCommand(rest);
+    case 'suppressions':
+      return suppressionsCommand(rest);
     case undefined:
     case 'help':
     case '--help':

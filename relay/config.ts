@@ -58,9 +58,45 @@ export const listenerSchema = z
   })
   .describe('An SMTP listener.');
 
+const dkimKeySchema = z.object({
+  selector: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9-]+)*$/, 'a DKIM selector: letters, digits, dashes and dots').describe('Selector: the record is published at `SELECTOR._domainkey.DOMAIN`.'),
+  privateKeyFile: z.string().describe('PEM private key (PKCS#8 or PKCS#1): RSA of at least 2048 bits, or Ed25519. The algorithm follows from the key.'),
+  active: z.boolean().default(true).describe('Signs new mail. At most one active key per algorithm; inactive keys stay published for rotation.'),
+});
+
+const spfSchema = z.object({
+  include: z.array(domainName).default([]).describe('Extra `include:` mechanisms (other services that send for this domain).'),
+  ipRanges: z.array(cidr).default([]).describe('Extra `ip4:`/`ip6:` ranges that send for this domain.'),
+  all: z.enum(['~all', '-all']).default('~all').describe('What receivers do with mail from elsewhere: `~all` (soft fail) or `-all` (fail).'),
+});
+
+const dmarcSchema = z.object({
+  policy: z.enum(['none', 'quarantine', 'reject']).default('none').describe('`p=`: start with `none` and reports, then tighten.'),
+  subdomainPolicy: z.enum(['none', 'quarantine', 'reject']).optional().describe('`sp=`; omitted: the same as policy.'),
+  rua: z.array(z.string().regex(/^mailto:\S+@\S+$/, 'a mailto: URI')).default([]).describe('Where aggregate reports go (`mailto:` URIs).'),
+  pct: z.number().int().min(0).max(100).default(100).describe('Percentage of failing mail the policy applies to.'),
+  alignment: z.enum(['relaxed', 'strict']).default('relaxed').describe('DKIM and SPF alignment (`adkim`, `aspf`).'),
+});
+
+const mtaStsPublishSchema = z.object({
+  mode: z.enum(['enforce', 'testing', 'none']).default('testing').describe('Policy mode published for mail sent TO this domain.'),
+  mx: z.array(z.string().min(1)).min(1).describe('MX host names (or `*.example.com` patterns) the policy allows.'),
+  maxAge: duration.default(604800).describe('`max_age` of the policy.'),
+});
+
 export const senderDomainSchema = z.object({
   domain: domainName.describe('A domain that mail may be sent from (envelope sender and header From, or subdomains of it).'),
   users: z.array(z.string()).optional().describe('Authenticated users allowed to send from this domain. Omitted: every authenticated user.'),
+  dkim: z
+    .object({
+      keys: z.array(dkimKeySchema).min(1).describe('Signing keys with their selectors.'),
+    })
+    .optional()
+    .describe('DKIM signing: every message whose header From is this domain (or a subdomain) is signed with each active key.'),
+  spf: spfSchema.prefault({}).describe('The SPF record to recommend; the route and `delivery.egressAddresses` add what the relay itself needs.'),
+  dmarc: dmarcSchema.prefault({}).describe('The DMARC record to recommend.'),
+  mtaSts: mtaStsPublishSchema.optional().describe('Publish an MTA-STS policy for this domain (`_mta-sts` TXT and the policy file).'),
+  tlsRpt: z.object({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/, 'a mailto: or https: URI')).min(1) }).optional().describe('Publish a TLS-RPT record (`_smtp._tls`).'),
 });
 
 const smarthostRoute = z.object({
@@ -83,6 +119,23 @@ const mxRoute = z.object({
 const fileRoute = z.object({
   type: z.literal('file'),
   dir: z.string().describe('Directory where each delivered message is written as an .eml file (development).'),
+});
+
+export const providerSchema = z.object({
+  name: z.string().regex(/^[a-z0-9-]+$/, 'lower-case letters, digits and dashes').describe('Provider name: the `provider` metric label and the key that overrides a built-in provider.'),
+  mxHosts: z.array(z.string().min(1)).default([]).describe('MX host name suffixes that identify the provider (e.g. `google.com` matches `gmail-smtp-in.l.google.com`). Domains whose MX hosts match share its limits (MX rollup).'),
+  maxConnections: z.number().int().min(1).optional().describe('Outbound connections to the provider at once, over all its domains.'),
+  messagesPerMinute: z.number().int().min(1).optional().describe('Messages handed to the provider per minute.'),
+  messagesPerHour: z.number().int().min(1).optional().describe('Messages handed to the provider per hour.'),
+  throttleBackoff: duration.default(300).describe('After a reply that says the provider is throttling (421/451 with "rate", "too many", "throttl"...), pause the whole provider this long.'),
+  requireTls: z.boolean().default(false).describe('Deliver to this provider only over TLS with a verified certificate.'),
+});
+
+const tlsPolicySchema = z.object({
+  requireTls: z.array(z.string().min(1)).default([]).describe('Recipient domains or provider names that get mail only over TLS with a verified certificate (defer otherwise).'),
+  mtaSts: z.enum(['on', 'off']).default('on').describe('Honour recipient domains\' MTA-STS policies (RFC 8461): in `enforce` mode mail goes only to matching MX hosts over verified TLS; `testing` delivers and logs.'),
+  mtaStsPort: port.default(443).describe('HTTPS port of `mta-sts.DOMAIN`. Only tests change it.'),
+  caFile: z.string().optional().describe('Extra PEM CA certificates trusted when verifying outbound TLS and MTA-STS policy servers (a private CA).'),
 });
 
 export const routeSchema = z.discriminatedUnion('type', [mxRoute, smarthostRoute, fileRoute]);
@@ -125,7 +178,17 @@ export const configSchema = z
         idleConnectionTime: duration.default(2).describe('How long an idle outbound connection waits for more mail before it closes (like Postfix smtp_connection_cache_time_limit); 0 closes at once.'),
         connectTimeout: duration.default(30).describe('Longest wait for an outbound connection and its greeting.'),
         responseTimeout: duration.default(300).describe('Longest wait for a reply (after DATA Postfix waits 600 s).'),
+        egressAddresses: z.array(cidr).default([]).describe('Public addresses mail leaves from (after NAT), for the SPF records `mailfleet records` recommends with the mx route.'),
+        providers: z.array(providerSchema).default([]).describe('Traffic shaping per destination provider, merged over the built-in defaults for gmail, microsoft, yahoo and apple (docs/providers.md). Applies to the mx route.'),
+        tlsPolicy: tlsPolicySchema.prefault({}).describe('Outbound TLS policy for the mx route: opportunistic STARTTLS unless a rule here or MTA-STS asks for more.'),
       }),
+    suppression: z
+      .object({
+        enabled: z.boolean().default(true).describe('Put recipients that hard-bounce (5.1.x and the like) on a list per sender domain.'),
+        ttl: duration.default(30 * 86400).describe('How long an address stays on the list.'),
+        action: z.enum(['refuse', 'bounce']).default('refuse').describe('`refuse`: RCPT TO gets 550 5.1.1 saying since when it is suppressed; `bounce`: accept and bounce without an attempt.'),
+      })
+      .prefault({}),
     retry: z
       .object({
         minBackoff: duration.default(60).describe('Wait before the first retry.'),
@@ -138,6 +201,7 @@ export const configSchema = z
       .object({
         address: hostname.default('0.0.0.0').describe('Address of the HTTP endpoint.'),
         port: port.default(9090).describe('Serves /metrics, /healthz and /readyz.'),
+        adminTokenFile: z.string().optional().describe('A file holding the bearer token for the /admin endpoints (suppression list); omitted: no admin endpoints.'),
       })
       .prefault({}),
     shutdown: z
@@ -163,6 +227,21 @@ export const configSchema = z
       if (seen.has(key) && l.port !== 0) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'port'], message: `two listeners bind ${key}` });
       seen.add(key);
     });
+    const domains = new Set<string>();
+    cfg.senderDomains.forEach((d, i) => {
+      if (domains.has(d.domain)) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'domain'], message: `sender domain ${d.domain} is listed twice` });
+      domains.add(d.domain);
+      const selectors = new Set<string>();
+      d.dkim?.keys.forEach((k, j) => {
+        if (selectors.has(k.selector)) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'dkim', 'keys', j, 'selector'], message: `selector ${k.selector} is used twice for ${d.domain}` });
+        selectors.add(k.selector);
+      });
+    });
+    const providers = new Set<string>();
+    cfg.delivery.providers.forEach((p, i) => {
+      if (providers.has(p.name)) ctx.addIssue({ code: 'custom', path: ['delivery', 'providers', i, 'name'], message: `provider ${p.name} is listed twice` });
+      providers.add(p.name);
+    });
     if (cfg.retry.minBackoff > cfg.retry.maxBackoff) {
       ctx.addIssue({ code: 'custom', path: ['retry', 'minBackoff'], message: 'minBackoff must not exceed maxBackoff' });
     }
@@ -172,6 +251,8 @@ export type RelayConfig = z.output<typeof configSchema>;
 export type RelayConfigInput = z.input<typeof configSchema>;
 export type ListenerConfig = z.output<typeof listenerSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
+export type SenderDomainConfig = z.output<typeof senderDomainSchema>;
+export type ProviderConfig = z.output<typeof providerSchema>;
 
 /** Formats zod issues as `field.path: problem` lines. */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
@@ -216,8 +297,11 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
     spool: { ...cfg.spool, dir: abs(cfg.spool.dir) },
     tls: cfg.tls && { certFile: abs(cfg.tls.certFile), keyFile: abs(cfg.tls.keyFile) },
     auth: cfg.auth && { usersFile: abs(cfg.auth.usersFile) },
+    senderDomains: cfg.senderDomains.map((d) => (d.dkim ? { ...d, dkim: { ...d.dkim, keys: d.dkim.keys.map((k) => ({ ...k, privateKeyFile: abs(k.privateKeyFile) })) } } : d)),
+    http: { ...cfg.http, adminTokenFile: cfg.http.adminTokenFile && abs(cfg.http.adminTokenFile) },
     delivery: {
       ...cfg.delivery,
+      tlsPolicy: { ...cfg.delivery.tlsPolicy, caFile: cfg.delivery.tlsPolicy.caFile && abs(cfg.delivery.tlsPolicy.caFile) },
       route:
         route.type === 'file'
           ? { ...route, dir: abs(route.dir) }

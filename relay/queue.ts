@@ -39,6 +39,16 @@ export interface QueueDeps {
   log: Logger;
   metrics: QueueMetrics;
   now?: () => number;
+  /** Told of every recipient that failed for good at the destination (the suppression list listens). */
+  onPermanentFailure?: (failure: PermanentFailure) => void;
+}
+
+export interface PermanentFailure {
+  sender: string;
+  recipient: string;
+  statusCode: string;
+  reply: string;
+  at: number;
 }
 
 export class QueueManager {
@@ -282,6 +292,7 @@ export class QueueManager {
         this.deps.log.info({ event: 'delivered', ...fields }, 'delivered');
       } else if (o.kind === 'failed' || decision?.kind === 'expired') {
         r.status = 'failed';
+        if (o.kind === 'failed') this.deps.onPermanentFailure?.({ sender: env.sender, recipient: o.address, statusCode: o.statusCode, reply: o.reply, at: now });
         if (o.kind === 'deferred') {
           r.statusCode = '4.4.7';
           r.lastReply = `message expired after ${Math.round((now - env.receivedAt) / 3600_000)} h in the queue; last reply: ${o.reply}`;
