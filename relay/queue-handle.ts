@@ -7,6 +7,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
+import { providerTable } from './delivery/providers.js';
 import { createRoute } from './delivery/routes.js';
 import { QueueMetrics } from './metrics.js';
 import { QueueManager, type QueueSettings } from './queue.js';
@@ -48,7 +49,13 @@ export function queueSettings(c: RelayConfig): QueueSettings {
 }
 
 function routeFor(c: RelayConfig) {
-  return createRoute(c.delivery.route, { heloName: c.hostname, connectTimeoutMs: c.delivery.connectTimeout * 1000, responseTimeoutMs: c.delivery.responseTimeout * 1000 });
+  return createRoute(c.delivery.route, {
+    heloName: c.hostname,
+    connectTimeoutMs: c.delivery.connectTimeout * 1000,
+    responseTimeoutMs: c.delivery.responseTimeout * 1000,
+    providers: providerTable(c.delivery.providers),
+    tlsPolicy: c.delivery.tlsPolicy,
+  });
 }
 
 /** The queue in this thread. */

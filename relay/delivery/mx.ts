@@ -22,6 +22,17 @@ export class MxResolver {
     if (servers.length) this.resolver.setServers(servers);
   }
 
+  /** MX host names in preference order (the domain itself when it has none), without addresses. */
+  async mxNames(domain: string): Promise<string[]> {
+    let records: { exchange: string; priority: number }[] = [];
+    try {
+      records = await this.resolver.resolveMx(domain);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== dns.NODATA) throw err;
+    }
+    return records.length ? [...records].sort((a, b) => a.priority - b.priority).map((r) => r.exchange) : [domain];
+  }
+
   async resolve(domain: string): Promise<MxHost[]> {
     let records: { exchange: string; priority: number }[];
     try {

@@ -9,8 +9,9 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { domainOf } from '../address.js';
-import type { RouteConfig } from '../config.js';
+import type { RelayConfig, RouteConfig } from '../config.js';
 import { MxResolver } from './mx.js';
+import { classifyMx, OTHER, type Provider } from './providers.js';
 import { DeliveryFailure, type RecipientOutcome } from './outcome.js';
 import { SmtpClient, type SmtpClientOptions } from './smtp-client.js';
 
@@ -37,12 +38,18 @@ export interface Route {
   destinationOf(recipient: string): string;
   /** Opens a session to a destination. Throws DeliveryFailure when none can be had. */
   connect(destination: string): Promise<RouteSession>;
+  /** The provider whose limits a destination shares (MX rollup); also the `provider` metric label. */
+  providerOf(destination: string): Promise<string>;
 }
 
 export interface RouteContext {
   heloName: string;
   connectTimeoutMs: number;
   responseTimeoutMs: number;
+  /** Providers for MX rollup (built-ins merged with config). */
+  providers: Provider[];
+  /** Outbound TLS policy of the mx route (require lists, MTA-STS, extra CAs). */
+  tlsPolicy: RelayConfig['delivery']['tlsPolicy'];
 }
 
 export function createRoute(config: RouteConfig, ctx: RouteContext): Route {
@@ -74,6 +81,9 @@ class FileRoute implements Route {
   constructor(private readonly dir: string) {}
   destinationOf(): string {
     return 'outbox';
+  }
+  providerOf(): Promise<string> {
+    return Promise.resolve(OTHER);
   }
   async connect(): Promise<RouteSession> {
     await fsp.mkdir(this.dir, { recursive: true });
@@ -107,6 +117,9 @@ class SmarthostRoute implements Route {
   }
   destinationOf(): string {
     return `smarthost:${this.config.host}:${this.config.port}`;
+  }
+  providerOf(): Promise<string> {
+    return Promise.resolve('smarthost');
   }
   async connect(): Promise<RouteSession> {
     const c = this.config;
@@ -146,6 +159,22 @@ class MxRoute implements Route {
   }
   destinationOf(recipient: string): string {
     return domainOf(recipient);
+  }
+  private readonly providerCache = new Map<string, { name: string; expiresAt: number }>();
+  /** From the domain's MX host names, cached for a few minutes; `other` when DNS cannot say. */
+  async providerOf(domain: string): Promise<string> {
+    const cached = this.providerCache.get(domain);
+    if (cached && cached.expiresAt > Date.now()) return cached.name;
+    let name = OTHER;
+    let ttl = 300_000;
+    try {
+      name = classifyMx(await this.resolver.mxNames(domain), this.ctx.providers)?.name ?? OTHER;
+    } catch {
+      ttl = 30_000; // a DNS hiccup: ask again soon
+    }
+    if (this.providerCache.size > 10_000) this.providerCache.clear();
+    this.providerCache.set(domain, { name, expiresAt: Date.now() + ttl });
+    return name;
   }
   /** Tries each MX host (and each of its addresses) in preference order until one answers. */
   async connect(domain: string): Promise<RouteSession> {
