@@ -5,9 +5,11 @@
  * sender. The scheduler decides; this module does the I/O.
  */
 import type { Logger } from 'pino';
+import { Readable } from 'node:stream';
 import { buildDsn, mayBounce, type DsnRecipient } from './bounce.js';
 import { DeliveryFailure, type RecipientOutcome } from './delivery/outcome.js';
 import type { OutboundMessage, Route, RouteSession } from './delivery/routes.js';
+import type { DkimSigner } from './dkim.js';
 import { providerOf, type QueueMetrics } from './metrics.js';
 import { Scheduler, type Unit } from './scheduler.js';
 import { newQueueId, type Envelope, type Spool, type SpoolEntry } from './spool.js';
@@ -31,6 +33,8 @@ interface MessageRecord {
   openUnits: number;
   /** Serialises state-file writes of one message. */
   saving: Promise<void>;
+  /** The DKIM signature being made (units to several destinations share it). */
+  signing?: Promise<string>;
 }
 
 export interface QueueDeps {
@@ -39,6 +43,8 @@ export interface QueueDeps {
   log: Logger;
   metrics: QueueMetrics;
   now?: () => number;
+  /** Signs mail of the configured sender domains before its first attempt. */
+  signer?: DkimSigner;
   /** Told of every recipient that failed for good at the destination (the suppression list listens). */
   onPermanentFailure?: (failure: PermanentFailure) => void;
 }
@@ -241,10 +247,19 @@ export class QueueManager {
           this.scheduler.complete(unit);
           continue;
         }
+        let signature: string;
+        try {
+          signature = await this.signatureOf(record);
+        } catch (err) {
+          // Never unsigned: the message waits, and the log says which key failed.
+          this.deps.log.error({ err, queueId: unit.messageId }, 'DKIM signing failed');
+          await this.settle(unit, new DeliveryFailure('deferred', '4.3.0', `DKIM signing failed, the message waits rather than leave unsigned: ${(err as Error).message}`).forRecipients(unit.recipients), destination);
+          continue;
+        }
         const started = process.hrtime.bigint();
         let outcomes: RecipientOutcome[];
         try {
-          outcomes = await session.deliver(this.outbound(record.entry, unit));
+          outcomes = await session.deliver(this.outbound(record.entry, unit, signature));
         } catch (err) {
           // A local failure (the outbox disk is full, the body cannot be read): try again later.
           outcomes = new DeliveryFailure('deferred', '4.3.0', `local error while delivering: ${(err as Error).message}`).forRecipients(unit.recipients);
@@ -262,15 +277,36 @@ export class QueueManager {
     }
   }
 
-  private outbound(entry: SpoolEntry, unit: Unit): OutboundMessage {
+  private outbound(entry: SpoolEntry, unit: Unit, signature: string): OutboundMessage {
+    const spool = this.deps.spool;
     return {
       id: entry.envelope.id,
       sender: entry.envelope.sender,
       recipients: unit.recipients,
-      size: entry.bodyLength,
+      size: entry.bodyLength + Buffer.byteLength(signature),
       eightBit: entry.envelope.eightBit,
-      body: () => this.deps.spool.openBody(entry),
+      body: () => (signature ? Readable.from(prepend(Buffer.from(signature), spool.openBody(entry))) : spool.openBody(entry)),
     };
+  }
+
+  /** The message's DKIM signature, made once (before its first attempt) and kept in its state. */
+  private signatureOf(record: MessageRecord): Promise<string> {
+    const env = record.entry.envelope;
+    const signer = this.deps.signer;
+    if (env.dkimSignature !== undefined) return Promise.resolve(env.dkimSignature);
+    if (!signer || signer.empty) return Promise.resolve('');
+    record.signing ??= signer.sign(this.deps.spool.openBody(record.entry), env.headerLength).then(
+      (signed) => {
+        env.dkimSignature = signed?.headers ?? '';
+        if (signed) for (const algorithm of signed.algorithms) this.deps.metrics.dkimSignatures.inc({ domain: signed.domain, algorithm });
+        return env.dkimSignature;
+      },
+      (err: unknown) => {
+        record.signing = undefined; // the next attempt tries again
+        throw err;
+      },
+    );
+    return record.signing;
   }
 
   /** Records outcomes for a unit's recipients; retries the deferred ones or bounces them once expired. */
@@ -404,4 +440,9 @@ export class QueueManager {
     this.deps.log.info({ event: 'dsn', queueId: id, originalQueueId: env.id, action: recipients[0]?.action, recipients: recipients.length }, 'delivery status notification queued');
     this.enqueue(entry);
   }
+}
+
+async function* prepend(first: Buffer, rest: Readable): AsyncGenerator<Buffer> {
+  yield first;
+  for await (const chunk of rest) yield chunk as Buffer;
 }

@@ -41,6 +41,11 @@ export interface Envelope {
   attempts: number;
   nextAttemptAt: number;
   delayNoticeSent?: boolean;
+  /**
+   * The DKIM-Signature fields made at the first delivery attempt ('' when no sender domain
+   * signs this mail): later attempts, and a peer that takes the message over, send the same.
+   */
+  dkimSignature?: string;
 }
 
 export interface SpoolEntry {
@@ -326,10 +331,10 @@ export class Spool {
 
   /** Records per-recipient progress and retry timing (atomic replace, no fsync: see the file comment). */
   async saveState(entry: SpoolEntry): Promise<void> {
-    const { id, recipients, attempts, nextAttemptAt, delayNoticeSent } = entry.envelope;
+    const { id, recipients, attempts, nextAttemptAt, delayNoticeSent, dkimSignature } = entry.envelope;
     const tmp = `${this.statePath(id)}.tmp`;
     entry.hasState = true;
-    await fsp.writeFile(tmp, JSON.stringify({ recipients, attempts, nextAttemptAt, delayNoticeSent }));
+    await fsp.writeFile(tmp, JSON.stringify({ recipients, attempts, nextAttemptAt, delayNoticeSent, dkimSignature }));
     await fsp.rename(tmp, this.statePath(id));
   }
 
