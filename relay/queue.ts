@@ -10,7 +10,8 @@ import { buildDsn, mayBounce, type DsnRecipient } from './bounce.js';
 import { DeliveryFailure, type RecipientOutcome } from './delivery/outcome.js';
 import type { OutboundMessage, Route, RouteSession } from './delivery/routes.js';
 import type { DkimSigner } from './dkim.js';
-import { providerOf, type QueueMetrics } from './metrics.js';
+import { isThrottling, OTHER, type Provider } from './delivery/providers.js';
+import type { QueueMetrics } from './metrics.js';
 import { Scheduler, type Unit } from './scheduler.js';
 import { newQueueId, type Envelope, type Spool, type SpoolEntry } from './spool.js';
 
@@ -25,7 +26,20 @@ export interface QueueSettings {
   delayNoticeAfter: number;
   /** Seconds an idle outbound connection waits for more mail before it closes. */
   idleConnectionTime: number;
+  /** Providers whose domains share limits (MX rollup); none: every destination stands alone. */
+  providers?: Provider[];
 }
+
+/** What the queue knows of a destination's provider. */
+interface Classified {
+  /** The scheduler group: a provider's name, or the destination itself when it has none. */
+  group: string;
+  /** The `provider` metric label. */
+  label: string;
+  expiresAt: number;
+}
+
+const CLASSIFICATION_TTL_MS = 3600_000;
 
 interface MessageRecord {
   entry: SpoolEntry;
@@ -73,13 +87,45 @@ export class QueueManager {
   ) {
     this.route = deps.route;
     this.now = deps.now ?? Date.now;
-    this.scheduler = new Scheduler({ ...settings, jitter: Math.random });
+    this.scheduler = new Scheduler(this.schedulerOptions(settings));
+  }
+
+  private schedulerOptions(settings: QueueSettings) {
+    const providers = new Map((settings.providers ?? []).map((p) => [p.name, p]));
+    return { ...settings, jitter: Math.random, groupOf: (d: string) => this.classified(d)?.group, groupLimits: (g: string) => providers.get(g) };
+  }
+
+  private readonly classification = new Map<string, Classified>();
+  private readonly classifying = new Set<string>();
+
+  private classified(destination: string): Classified | undefined {
+    const c = this.classification.get(destination);
+    return c && c.expiresAt > this.now() ? c : undefined;
+  }
+
+  /** Finds the provider of a destination (an MX lookup for the mx route), then pumps again. */
+  private classify(destination: string): void {
+    if (this.classifying.has(destination)) return;
+    this.classifying.add(destination);
+    const route = this.route;
+    void route
+      .providerOf(destination)
+      .catch(() => OTHER)
+      .then((label) => {
+        this.classifying.delete(destination);
+        if (route !== this.route) return; // the route changed meanwhile: ask the new one
+        const named = label !== OTHER && (this.settings.providers ?? []).some((p) => p.name === label);
+        if (this.classification.size > 50_000) this.classification.clear();
+        this.classification.set(destination, { group: named ? label : destination, label, expiresAt: this.now() + CLASSIFICATION_TTL_MS });
+        this.pump();
+      });
   }
 
   /** New limits and route (config reload). Connections already open finish as they were. */
   reconfigure(settings: QueueSettings, route?: Route): void {
     this.settings = settings;
-    this.scheduler.reconfigure({ ...settings, jitter: Math.random });
+    this.scheduler.reconfigure(this.schedulerOptions(settings));
+    this.classification.clear(); // providers or the route may have changed
     if (route) {
       this.route = route;
       this.regroup();
@@ -186,7 +232,7 @@ export class QueueManager {
   /** Hands ready units to idle connections first; pump() then opens new ones only for the rest. */
   private wakeIdle(): void {
     for (const [destination, waiters] of this.idle) {
-      let ready = this.scheduler.readyFor(destination);
+      let ready = this.scheduler.readyFor(destination, this.now());
       for (const wake of [...waiters]) {
         if (ready-- <= 0) break;
         wake(true);
@@ -197,15 +243,17 @@ export class QueueManager {
   /** Opens every connection the scheduler allows now, and arms the timer for the next due unit. */
   pump(): void {
     if (!this.running) return;
-    this.scheduler.tick(this.now());
+    const now = this.now();
+    this.scheduler.tick(now);
+    for (const d of this.scheduler.unclassified()) this.classify(d);
     this.wakeIdle();
-    for (let dest = this.scheduler.openConnection(); dest; dest = this.scheduler.openConnection()) {
+    for (let dest = this.scheduler.openConnection(now); dest; dest = this.scheduler.openConnection(now)) {
       const run = this.runConnection(dest).catch((err) => this.deps.log.error({ err, destination: dest }, 'connection worker failed'));
       this.connections.add(run);
       void run.finally(() => this.connections.delete(run));
     }
     clearTimeout(this.timer);
-    const next = this.scheduler.nextDueAt();
+    const next = this.scheduler.nextDueAt(this.now());
     if (next !== undefined) {
       // Timers beyond ~24 days overflow; wake at least every minute anyway.
       this.timer = setTimeout(() => this.pump(), Math.min(Math.max(next - this.now(), 0) + 5, 60_000));
@@ -222,9 +270,9 @@ export class QueueManager {
       // each. But while other connections to it work (a 421 on the twentieth connection), only
       // the one unit this connection would have carried pays for the failure.
       const others = this.scheduler.connectionsTo(destination) - 1;
-      const one = others > 0 ? this.scheduler.take(destination) : undefined;
+      const one = others > 0 ? this.scheduler.take(destination, this.now()) : undefined;
       const units = others > 0 ? (one ? [one] : []) : this.scheduler.drainDestination(destination);
-      this.scheduler.closeConnection(destination);
+      this.scheduler.closeConnection(destination, this.now());
       await Promise.all(units.map((u) => this.settle(u, failure.forRecipients(u.recipients), destination)));
       this.pump();
       return;
@@ -232,7 +280,7 @@ export class QueueManager {
     this.sessions.add(session);
     try {
       for (let sent = 0; sent < this.settings.messagesPerConnection && session.usable && this.running; sent++) {
-        const unit = this.scheduler.take(destination);
+        const unit = this.scheduler.take(destination, this.now());
         if (!unit) {
           // Keep the connection a moment for mail that is about to come (Postfix's connection
           // cache does the same): a steady trickle then costs no connection per message.
@@ -272,7 +320,7 @@ export class QueueManager {
     } finally {
       session.close();
       this.sessions.delete(session);
-      this.scheduler.closeConnection(destination);
+      this.scheduler.closeConnection(destination, this.now());
       this.pump();
     }
   }
@@ -315,8 +363,11 @@ export class QueueManager {
     if (!record) return;
     const env = record.entry.envelope;
     const now = this.now();
-    const provider = providerOf(this.route.name, destination);
+    const classified = this.classified(destination);
+    const provider = classified?.label ?? OTHER;
     const deferred = outcomes.filter((o) => o.kind === 'deferred');
+    const throttled = deferred.find((o) => isThrottling(o.reply, o.statusCode));
+    if (throttled && classified) this.throttle(classified, throttled.reply, now);
     const decision = deferred.length ? this.scheduler.decideAfterFailure(unit, now) : undefined;
     for (const o of outcomes) {
       const r = env.recipients.find((x) => x.address === o.address);
@@ -355,6 +406,14 @@ export class QueueManager {
     record.openUnits--;
     if (record.openUnits > 0) await this.saveState(record);
     else await this.finish(record);
+  }
+
+  /** The provider (or lone destination) said it is limiting us: all its mail waits, not just this message. */
+  private throttle(classified: Classified, reply: string, now: number): void {
+    const backoff = this.settings.providers?.find((p) => p.name === classified.group)?.throttleBackoff ?? 300;
+    const until = now + backoff * 1000;
+    this.scheduler.pauseGroup(classified.group, until, now);
+    this.deps.log.warn({ event: 'provider_throttled', provider: classified.group, until: new Date(until).toISOString(), reply }, `${classified.group} is throttling: its mail waits ${backoff} s`);
   }
 
   private saveState(record: MessageRecord): Promise<void> {

@@ -89,4 +89,58 @@ describe('scheduler', () => {
     expect(seen).toEqual([...times].sort((a, b) => a - b));
     expect(s.nextDueAt()).toBeUndefined();
   });
+
+  describe('providers (MX rollup)', () => {
+    const providerOf: Record<string, string> = { 'gmail.com': 'gmail', 'corp-on-google.test': 'gmail', 'small.test': 'small.test' };
+    const limits: Record<string, { maxConnections?: number; messagesPerMinute?: number }> = { gmail: { maxConnections: 3, messagesPerMinute: 60 } };
+    const grouped = (over = {}) => new Scheduler({ ...opts, maxConnections: 100, maxConnectionsPerDestination: 10, groupOf: (d) => providerOf[d], groupLimits: (g) => limits[g], ...over });
+
+    it('domains whose MX hosts belong to one provider share its connection limit', () => {
+      const s = grouped();
+      for (let i = 0; i < 5; i++) for (const d of ['gmail.com', 'corp-on-google.test', 'small.test']) s.add(unit(d, 0), 0);
+      const opened: string[] = [];
+      for (let d = s.openConnection(0); d; d = s.openConnection(0)) opened.push(d);
+      expect(opened.filter((d) => d !== 'small.test')).toHaveLength(3);
+      expect(opened.filter((d) => d === 'small.test')).toHaveLength(5);
+      s.closeConnection('gmail.com', 0);
+      expect(s.openConnection(0)).not.toBe('small.test');
+    });
+
+    it('hands a provider no more than its rate: ten seconds of burst, then one message per interval', () => {
+      const s = grouped();
+      for (let i = 0; i < 20; i++) s.add(unit('gmail.com', 0), 0);
+      expect(s.openConnection(0)).toBe('gmail.com');
+      let taken = 0;
+      while (s.take('gmail.com', 0)) taken++;
+      expect(taken).toBe(10);
+      expect(s.readyFor('gmail.com', 0)).toBe(0);
+      expect(s.nextDueAt(0)).toBe(1000);
+      expect(s.stats(0)).toMatchObject({ ready: 0, deferred: 10 });
+      expect(s.take('gmail.com', 999)).toBeUndefined();
+      expect(s.take('gmail.com', 1000)).toBeDefined();
+    });
+
+    it('a throttling provider pauses all its domains, not others, and its waiting mail is not counted as due', () => {
+      const s = grouped();
+      for (const d of ['gmail.com', 'corp-on-google.test', 'small.test']) s.add(unit(d, 0), 0);
+      s.pauseGroup('gmail', 300_000, 0);
+      const opened: string[] = [];
+      for (let d = s.openConnection(0); d; d = s.openConnection(0)) opened.push(d);
+      expect(opened).toEqual(['small.test']);
+      expect(s.stats(0)).toMatchObject({ ready: 1, deferred: 2 });
+      expect(s.nextDueAt(0)).toBe(300_000);
+      expect(s.openConnection(300_000)).toBeDefined();
+    });
+
+    it('a destination whose provider is not known yet gets no connection until it is', () => {
+      const known: Record<string, string> = {};
+      const s = grouped({ groupOf: (d: string) => known[d] });
+      s.add(unit('new.test', 0), 0);
+      expect(s.unclassified()).toEqual(['new.test']);
+      expect(s.openConnection(0)).toBeUndefined();
+      known['new.test'] = 'new.test';
+      expect(s.unclassified()).toEqual([]);
+      expect(s.openConnection(0)).toBe('new.test');
+    });
+  });
 });

@@ -31,6 +31,62 @@ export interface SchedulerOptions {
   lifetime: number;
   /** Spread retries so a destination's deferred mail does not return all at once: 0..1 -> factor. */
   jitter?: () => number;
+  /**
+   * The provider a destination belongs to (destinations of one provider share its limits);
+   * undefined while not known yet: such a destination gets no connection until it is.
+   * Without this option every destination is its own group with no group limits.
+   */
+  groupOf?: (destination: string) => string | undefined;
+  /** A provider's limits; undefined: none beyond the per-destination ones. */
+  groupLimits?: (group: string) => GroupLimits | undefined;
+}
+
+export interface GroupLimits {
+  maxConnections?: number;
+  messagesPerMinute?: number;
+  messagesPerHour?: number;
+}
+
+/**
+ * A rate as a token bucket that holds ten seconds' worth: sending is smooth rather than a
+ * whole minute's (or hour's) allowance in the first second.
+ */
+class Bucket {
+  private tokens: number;
+  private at: number;
+  constructor(
+    private readonly perMs: number,
+    private readonly capacity: number,
+    now: number,
+  ) {
+    this.tokens = capacity;
+    this.at = now;
+  }
+  static of(limit: number | undefined, windowMs: number, now: number): Bucket | undefined {
+    return limit === undefined ? undefined : new Bucket(limit / windowMs, Math.max(1, Math.floor((limit * 10_000) / windowMs)), now);
+  }
+  private refill(now: number): void {
+    this.tokens = Math.min(this.capacity, this.tokens + Math.max(0, now - this.at) * this.perMs);
+    this.at = now;
+  }
+  /** When one token is there (now or later). */
+  availableAt(now: number): number {
+    this.refill(now);
+    return this.tokens >= 1 ? now : now + Math.ceil((1 - this.tokens) / this.perMs);
+  }
+  take(now: number): void {
+    this.refill(now);
+    this.tokens -= 1;
+  }
+}
+
+interface Group {
+  connections: number;
+  minute?: Bucket;
+  hour?: Bucket;
+  pausedUntil: number;
+  /** The limits the buckets were made for (a reload may change them). */
+  limitsKey: string;
 }
 
 export type FailureDecision = { kind: 'retry'; at: number } | { kind: 'expired' };
@@ -38,6 +94,8 @@ export type FailureDecision = { kind: 'retry'; at: number } | { kind: 'expired' 
 interface Destination {
   ready: Unit[];
   connections: number;
+  /** The group its open connections were counted against. */
+  group?: string;
 }
 
 export interface QueueStats {
@@ -53,6 +111,7 @@ export class Scheduler {
   /** Deferred units ordered by dueAt (a binary heap). */
   private readonly deferred: Unit[] = [];
   private readonly inflight = new Set<string>();
+  private readonly groups = new Map<string, Group>();
   private totalConnections = 0;
   private readyCount = 0;
 
@@ -74,40 +133,73 @@ export class Scheduler {
     while (this.deferred.length && this.deferred[0]!.dueAt <= now) this.pushReady(heapPop(this.deferred)!);
   }
 
-  /** When the next deferred unit becomes due, for the caller's timer. */
-  nextDueAt(): number | undefined {
-    return this.deferred[0]?.dueAt;
+  /** When the next deferred unit becomes due, or a held-back provider may send again: for the caller's timer. */
+  nextDueAt(now = Date.now()): number | undefined {
+    let next = this.deferred[0]?.dueAt;
+    for (const [name, dest] of this.destinations) {
+      if (!dest.ready.length) continue;
+      const group = this.groupName(name);
+      const at = group === undefined ? undefined : this.groupBlockedUntil(group, now);
+      if (at !== undefined && at > now && (next === undefined || at < next)) next = at;
+    }
+    return next;
   }
 
   /**
    * A destination that should get one more connection now: it has more ready units than
-   * open connections, and neither its limit nor the total limit is reached. The caller
-   * opens the connection; the count is taken here.
+   * open connections, and neither its limit, its provider's limits nor the total limit is
+   * reached. The caller opens the connection; the count is taken here.
    */
-  openConnection(): string | undefined {
+  openConnection(now = Date.now()): string | undefined {
     if (this.totalConnections >= this.options.maxConnections) return undefined;
-    let best: { name: string; dest: Destination } | undefined;
+    let best: { name: string; dest: Destination; group: string } | undefined;
     for (const [name, dest] of this.destinations) {
       if (dest.ready.length <= dest.connections || dest.connections >= this.options.maxConnectionsPerDestination) continue;
+      const group = this.groupName(name);
+      if (group === undefined || this.groupBlockedUntil(group, now) > now) continue;
+      const limit = this.options.groupLimits?.(group)?.maxConnections;
+      if (limit !== undefined && (this.groups.get(group)?.connections ?? 0) >= limit) continue;
       // Oldest head first, so one busy destination does not starve the others.
-      if (!best || dest.ready[0]!.dueAt < best.dest.ready[0]!.dueAt) best = { name, dest };
+      if (!best || dest.ready[0]!.dueAt < best.dest.ready[0]!.dueAt) best = { name, dest, group };
     }
     if (!best) return undefined;
     best.dest.connections++;
+    best.dest.group = best.group;
+    this.group(best.group, now).connections++;
     this.totalConnections++;
     return best.name;
   }
 
-  closeConnection(destination: string): void {
+  closeConnection(destination: string, now = Date.now()): void {
     const dest = this.destinations.get(destination);
     if (!dest) return;
     dest.connections--;
     this.totalConnections--;
+    const group = dest.group !== undefined ? this.groups.get(dest.group) : undefined;
+    if (group) group.connections--;
     this.forgetIfIdle(destination, dest);
+    if (dest.group !== undefined) this.forgetGroupIfIdle(dest.group, now);
   }
 
-  /** Ready units of a destination. */
-  readyFor(destination: string): number {
+  /**
+   * Pauses every destination of a provider until `until` (it said it is throttling us).
+   * Units stay queued; connections open now take nothing more.
+   */
+  pauseGroup(group: string, until: number, now = Date.now()): void {
+    const g = this.group(group, now);
+    g.pausedUntil = Math.max(g.pausedUntil, until);
+  }
+
+  /** Destinations with ready units whose provider is not known yet. */
+  unclassified(): string[] {
+    if (!this.options.groupOf) return [];
+    return [...this.destinations].filter(([name, d]) => d.ready.length && this.options.groupOf!(name) === undefined).map(([name]) => name);
+  }
+
+  /** Ready units of a destination that its provider lets go now. */
+  readyFor(destination: string, now = Date.now()): number {
+    const group = this.groupName(destination);
+    if (group === undefined || this.groupBlockedUntil(group, now) > now) return 0;
     return this.destinations.get(destination)?.ready.length ?? 0;
   }
 
@@ -128,11 +220,16 @@ export class Scheduler {
     return units;
   }
 
-  /** The next ready unit for a connection to this destination, now in flight. */
-  take(destination: string): Unit | undefined {
+  /** The next ready unit for a connection to this destination, now in flight, if its provider lets it go now. */
+  take(destination: string, now = Date.now()): Unit | undefined {
     const dest = this.destinations.get(destination);
-    const unit = dest?.ready.shift();
-    if (!unit) return undefined;
+    if (!dest?.ready.length) return undefined;
+    const group = this.groupName(destination);
+    if (group === undefined || this.groupBlockedUntil(group, now) > now) return undefined;
+    const g = this.groups.get(group);
+    g?.minute?.take(now);
+    g?.hour?.take(now);
+    const unit = dest.ready.shift()!;
     this.readyCount--;
     this.inflight.add(unit.id);
     return unit;
@@ -183,17 +280,56 @@ export class Scheduler {
     return jitter ? base * (1 - 0.1 * jitter()) : base;
   }
 
+  /**
+   * Units held back by their provider (paused or at its rate) count as deferred, not ready:
+   * they are not due, and more relays would not make them go faster.
+   */
   stats(now: number): QueueStats {
     let oldest = Infinity;
-    for (const dest of this.destinations.values()) {
+    let held = 0;
+    for (const [name, dest] of this.destinations) {
+      const group = this.groupName(name);
+      if (group !== undefined && this.groupBlockedUntil(group, now) > now) {
+        held += dest.ready.length;
+        continue;
+      }
       for (const u of dest.ready) if (u.dueAt < oldest) oldest = u.dueAt;
     }
     return {
-      ready: this.readyCount,
-      deferred: this.deferred.length,
+      ready: this.readyCount - held,
+      deferred: this.deferred.length + held,
       inflight: this.inflight.size,
       oldestReadySeconds: oldest === Infinity ? 0 : Math.max(0, (now - oldest) / 1000),
     };
+  }
+
+  private groupName(destination: string): string | undefined {
+    return this.options.groupOf ? this.options.groupOf(destination) : destination;
+  }
+
+  /** The provider's state, with rate buckets matching its current limits. */
+  private group(name: string, now: number): Group {
+    const limits = this.options.groupLimits?.(name);
+    const limitsKey = `${limits?.messagesPerMinute}/${limits?.messagesPerHour}`;
+    let g = this.groups.get(name);
+    if (!g || g.limitsKey !== limitsKey) {
+      g = { connections: g?.connections ?? 0, pausedUntil: g?.pausedUntil ?? 0, limitsKey, minute: Bucket.of(limits?.messagesPerMinute, 60_000, now), hour: Bucket.of(limits?.messagesPerHour, 3_600_000, now) };
+      this.groups.set(name, g);
+    }
+    return g;
+  }
+
+  /** A group without limits keeps no state once idle: destinations come and go by the thousand. */
+  private forgetGroupIfIdle(name: string, now: number): void {
+    const g = this.groups.get(name);
+    if (g && g.connections === 0 && g.pausedUntil <= now && !g.minute && !g.hour) this.groups.delete(name);
+  }
+
+  /** When the provider may take its next message: now, or a later time (paused, or at its rate). */
+  private groupBlockedUntil(name: string, now: number): number {
+    if (!this.groups.has(name) && !this.options.groupLimits?.(name)) return now;
+    const g = this.group(name, now);
+    return Math.max(now, g.pausedUntil, g.minute?.availableAt(now) ?? now, g.hour?.availableAt(now) ?? now);
   }
 
   private pushReady(unit: Unit): void {

@@ -62,14 +62,16 @@ export function classifyMx(mxHosts: readonly string[], providers: readonly Provi
   return undefined;
 }
 
-const THROTTLE_TEXT = /rate.?limit|throttl|too many|unusual rate|temporarily deferred|server busy|try again later|excessive|volume/i;
-const THROTTLE_CODES = /^4\.7\.(0|28|500|650|651)$/;
+// Greylisting ("451 4.7.1 greylisted, try again later") is about one message, not the sender:
+// it is deliberately not here. Nor is "too many recipients" (a per-message limit).
+const THROTTLE_TEXT = /rate.?limit|throttl|too many (connections|messages|sessions|concurrent)|unusual rate|temporarily deferred|server busy|excessive|sending rate|volume/i;
+const THROTTLE_CODES = new Set(['4.7.28', '4.7.500', '4.7.650', '4.7.651']);
 
 /**
  * A temporary reply that says the provider is limiting us as a sender, not that this message
  * or mailbox has a problem: the whole provider should slow down, not just this message.
  */
 export function isThrottling(reply: string, statusCode: string): boolean {
-  if (!/^4/.test(statusCode) && !/^4\d\d/.test(reply)) return false;
-  return THROTTLE_TEXT.test(reply) || (THROTTLE_CODES.test(statusCode) && /^421|^451/.test(reply));
+  if (!statusCode.startsWith('4')) return false;
+  return THROTTLE_CODES.has(statusCode) || THROTTLE_TEXT.test(reply);
 }
