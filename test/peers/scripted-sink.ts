@@ -32,6 +32,10 @@ export interface ScriptedSinkOptions {
   starttls?: { key: string | Buffer; cert: string | Buffer };
   /** Name in the greeting and EHLO reply. */
   hostname?: string;
+  /** Address to listen on (default 127.0.0.1): several sinks can share a port on 127.0.0.x. */
+  address?: string;
+  /** Wait this long before answering each DATA (a slow destination, so connections overlap). */
+  dataDelayMs?: number;
 }
 
 export interface ScriptedSink {
@@ -61,7 +65,7 @@ const envelopeOf = (session: SMTPServerSession): SinkEnvelope => ({
   to: session.envelope.rcptTo.map((r) => r.address),
 });
 
-/** An SMTP destination on 127.0.0.1 that keeps exact message bytes and replies as scripted. */
+/** An SMTP destination on loopback that keeps exact message bytes and replies as scripted. */
 export async function startScriptedSink(opts: ScriptedSinkOptions = {}): Promise<ScriptedSink> {
   const messages: ReceivedMessage[] = [];
   const rcptAttempts = new Map<string, number>();
@@ -92,9 +96,11 @@ export async function startScriptedSink(opts: ScriptedSinkOptions = {}): Promise
         const raw = Buffer.concat(chunks);
         const envelope = envelopeOf(session);
         const reply = opts.dataReply?.({ attempt: ++dataAttempts, envelope, raw });
-        if (reply && reply.code >= 400) return callback(smtpError(reply));
-        messages.push({ envelope, raw });
-        callback(null, reply?.message);
+        setTimeout(() => {
+          if (reply && reply.code >= 400) return callback(smtpError(reply));
+          messages.push({ envelope, raw });
+          callback(null, reply?.message);
+        }, opts.dataDelayMs ?? 0);
       });
     },
   });
@@ -112,7 +118,7 @@ export async function startScriptedSink(opts: ScriptedSinkOptions = {}): Promise
   const port = opts.port ?? (await freePort());
   await new Promise<void>((resolve, reject) => {
     server.server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.listen(port, opts.address ?? '127.0.0.1', () => resolve());
   });
 
   let stopping: Promise<void> | undefined;
