@@ -3,9 +3,10 @@
  * The `mailfleet` command: one binary, one subcommand per job.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../relay/config.js';
-import { devSetup } from '../relay/dev.js';
+import { DEV_SENDER_DOMAIN, devSetup } from '../relay/dev.js';
 import { MailfleetError } from '../relay/errors.js';
 import { startRelay } from '../relay/main.js';
 import { hashPassword } from '../relay/users.js';
@@ -47,6 +48,8 @@ async function relayCommand(argv: string[]): Promise<number> {
       `  spool:   ${config.spool.dir}`,
       `  outbox:  ${config.delivery.route.type === 'file' ? config.delivery.route.dir : ''}  (each delivered message as an .eml file)`,
       `  metrics: http://127.0.0.1:${config.http.port}/metrics`,
+      `  DKIM:    mail From ${DEV_SENDER_DOMAIN} is signed (rsa and ed25519 keys in ${path.join(path.dirname(config.spool.dir), 'dkim')});`,
+      `           the submission user may send only from ${DEV_SENDER_DOMAIN}`,
       `try:  npx mailfleet send --server 127.0.0.1:2525 --from app@example.test --to you@example.test`,
     ];
   }

@@ -65,7 +65,7 @@ const dkimKeySchema = z.object({
 });
 
 const spfSchema = z.object({
-  include: z.array(domainName).default([]).describe('Extra `include:` mechanisms (other services that send for this domain).'),
+  include: z.array(z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$/, 'must be a domain name such as _spf.google.com')).default([]).describe('Extra `include:` mechanisms (other services that send for this domain).'),
   ipRanges: z.array(cidr).default([]).describe('Extra `ip4:`/`ip6:` ranges that send for this domain.'),
   all: z.enum(['~all', '-all']).default('~all').describe('What receivers do with mail from elsewhere: `~all` (soft fail) or `-all` (fail).'),
 });
@@ -110,7 +110,7 @@ const smarthostRoute = z.object({
 
 const mxRoute = z.object({
   type: z.literal('mx'),
-  dnsServers: z.array(z.string()).default([]).describe('DNS servers as host or host:port; empty uses the system resolver.'),
+  dnsServers: z.array(z.string()).default([]).describe('DNS servers as IP address or IP:port (names are not accepted: they would need DNS themselves); empty uses the system resolver.'),
   port: port.default(25).describe('Destination port. Only tests change it.'),
   requireTls: z.boolean().default(false).describe('Refuse to deliver over plain text (defer instead).'),
   verifyCertificate: z.boolean().default(false).describe('Verify the MX certificate when STARTTLS is used (opportunistic TLS does not).'),

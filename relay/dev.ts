@@ -2,14 +2,19 @@
  * The embedded development defaults behind `npm start`: a relay on loopback that needs no
  * cluster and no network. Port 2525 takes mail from loopback without AUTH (a development
  * listener), port 2587 offers STARTTLS with a certificate made on first start and requires
- * AUTH as user `dev`, and delivered mail lands as .eml files in .mailfleet/outbox/.
+ * AUTH as user `dev`, mail from example.test is DKIM-signed (RSA and Ed25519 keys made on first
+ * start), and delivered mail lands as .eml files in .mailfleet/outbox/.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { generate } from 'selfsigned';
 import { parseConfig, type RelayConfig } from './config.js';
+import { generateDkimKey, type DkimAlgorithm } from './dkim-keys.js';
 import { hashPassword } from './users.js';
+
+/** The development sender domain: mail from it (or its subdomains) is DKIM-signed. */
+export const DEV_SENDER_DOMAIN = 'example.test';
 
 export interface DevSetup {
   config: RelayConfig;
@@ -40,6 +45,16 @@ export async function devSetup(root = path.resolve('.mailfleet')): Promise<DevSe
   const usersFile = path.join(root, 'users');
   if (!fs.existsSync(usersFile)) fs.writeFileSync(usersFile, `dev:${await hashPassword(password)}\n`, { mode: 0o600 });
 
+  // A sender domain whose DKIM keys are made on first start: mail from it arrives signed.
+  const dkimDir = path.join(root, 'dkim');
+  fs.mkdirSync(dkimDir, { recursive: true });
+  const keys = (['rsa-sha256', 'ed25519-sha256'] as DkimAlgorithm[]).map((algorithm) => {
+    const selector = algorithm === 'rsa-sha256' ? 'dev-rsa' : 'dev-ed25519';
+    const file = path.join(dkimDir, `example.test.${selector}.key`);
+    if (!fs.existsSync(file)) fs.writeFileSync(file, generateDkimKey(algorithm).privateKeyPem, { mode: 0o600 });
+    return { selector, privateKeyFile: path.relative(root, file) };
+  });
+
   const config = parseConfig(
     {
       hostname: 'localhost',
@@ -50,6 +65,7 @@ export async function devSetup(root = path.resolve('.mailfleet')): Promise<DevSe
       ],
       tls: { certFile: 'tls/dev.crt', keyFile: 'tls/dev.key' },
       auth: { usersFile: 'users' },
+      senderDomains: [{ domain: DEV_SENDER_DOMAIN, dkim: { keys } }],
       delivery: { route: { type: 'file', dir: 'outbox' } },
       http: { address: '127.0.0.1', port: 9090 },
     },

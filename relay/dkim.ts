@@ -17,6 +17,7 @@ import { formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders } from '
 import { domainOf } from './address.js';
 import type { SenderDomainConfig } from './config.js';
 import { loadDkimKey, type DkimAlgorithm } from './dkim-keys.js';
+import { ErrorCodes, MailfleetError } from './errors.js';
 import { headerFacts } from './headers.js';
 
 /** Headers signed when present. */
@@ -60,7 +61,9 @@ export class DkimSigner {
       const keys: ActiveKey[] = [];
       for (const k of loaded.filter((x) => x.active)) {
         const twin = keys.find((x) => x.algorithm === k.algorithm);
-        if (twin) throw new Error(`sender domain ${d.domain} has two active ${k.algorithm} keys (selectors ${twin.selector} and ${k.selector}); mark one active: false`);
+        if (twin) {
+          throw new MailfleetError(ErrorCodes.DKIM_KEY_INVALID, `sender domain ${d.domain} has two active ${k.algorithm} keys (selectors ${twin.selector} and ${k.selector})`, 'mark all but one of them `active: false`');
+        }
         keys.push({ selector: k.selector, algorithm: k.algorithm, privateKey: crypto.createPrivateKey(k.privateKeyPem) });
       }
       if (keys.length) domains.push({ domain: d.domain, keys });
