@@ -57,7 +57,7 @@ export interface QueueDeps {
   log: Logger;
   metrics: QueueMetrics;
   now?: () => number;
-  /** Signs mail of the configured sender domains before its first attempt. */
+  /** Signs mail of the configured sender domains before its first attempt (replaced on reload). */
   signer?: DkimSigner;
   /** Told of every recipient that failed for good at the destination (the suppression list listens). */
   onPermanentFailure?: (failure: PermanentFailure) => void;
@@ -122,8 +122,9 @@ export class QueueManager {
   }
 
   /** New limits and route (config reload). Connections already open finish as they were. */
-  reconfigure(settings: QueueSettings, route?: Route): void {
+  reconfigure(settings: QueueSettings, route?: Route, signer?: DkimSigner): void {
     this.settings = settings;
+    if (signer) this.deps.signer = signer; // rotated keys sign from the next message on
     this.scheduler.reconfigure(this.schedulerOptions(settings));
     this.classification.clear(); // providers or the route may have changed
     if (route) {
