@@ -64,13 +64,13 @@ const dkimKeySchema = z.object({
   active: z.boolean().default(true).describe('Signs new mail. At most one active key per algorithm; inactive keys stay published for rotation.'),
 });
 
-const spfSchema = z.object({
+export const spfSchema = z.object({
   include: z.array(z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$/, 'must be a domain name such as _spf.google.com')).default([]).describe('Extra `include:` mechanisms (other services that send for this domain).'),
   ipRanges: z.array(cidr).default([]).describe('Extra `ip4:`/`ip6:` ranges that send for this domain.'),
   all: z.enum(['~all', '-all']).default('~all').describe('What receivers do with mail from elsewhere: `~all` (soft fail) or `-all` (fail).'),
 });
 
-const dmarcSchema = z.object({
+export const dmarcSchema = z.object({
   policy: z.enum(['none', 'quarantine', 'reject']).default('none').describe('`p=`: start with `none` and reports, then tighten.'),
   subdomainPolicy: z.enum(['none', 'quarantine', 'reject']).optional().describe('`sp=`; omitted: the same as policy.'),
   rua: z.array(z.string().regex(/^mailto:\S+@\S+$/, 'a mailto: URI')).default([]).describe('Where aggregate reports go (`mailto:` URIs).'),
@@ -184,7 +184,7 @@ export const configSchema = z
       }),
     suppression: z
       .object({
-        enabled: z.boolean().default(true).describe('Put recipients that hard-bounce (5.1.x and the like) on a list per sender domain.'),
+        enabled: z.boolean().default(true).describe('Put recipients that hard-bounce (5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10, 5.2.1) on a list per sender domain; policy refusals (5.7.x) and full mailboxes do not count.'),
         ttl: duration.default(30 * 86400).describe('How long an address stays on the list.'),
         action: z.enum(['refuse', 'bounce']).default('refuse').describe('`refuse`: RCPT TO gets 550 5.1.1 saying since when it is suppressed; `bounce`: accept and bounce without an attempt.'),
       })
@@ -200,7 +200,7 @@ export const configSchema = z
     http: z
       .object({
         address: hostname.default('0.0.0.0').describe('Address of the HTTP endpoint.'),
-        port: port.default(9090).describe('Serves /metrics, /healthz and /readyz.'),
+        port: port.default(9090).describe('Serves /metrics, /healthz, /readyz and, with adminTokenFile, /admin/suppressions.'),
         adminTokenFile: z.string().optional().describe('A file holding the bearer token for the /admin endpoints (suppression list); omitted: no admin endpoints.'),
       })
       .prefault({}),

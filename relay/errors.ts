@@ -45,6 +45,7 @@ export type RejectionReason =
   | 'rate'
   | 'connections'
   | 'storage'
+  | 'suppressed'
   | 'policy';
 
 /** An SMTP refusal that smtp-server turns into a reply line. */

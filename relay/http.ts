@@ -1,4 +1,9 @@
-/** The relay's HTTP endpoint: /metrics for Prometheus, /healthz (alive) and /readyz (take traffic). */
+/**
+ * The relay's HTTP endpoint: /metrics for Prometheus, /healthz (alive) and /readyz (take
+ * traffic), and, with a bearer token configured, /admin (the suppression list).
+ */
+import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
 
@@ -7,20 +12,71 @@ export interface Probe {
   reason?: string;
 }
 
-export function startHttp(opts: { address: string; port: number; metrics: () => Promise<{ text: string; contentType: string }>; ready: () => Promise<Probe>; healthy: () => Probe }): Promise<http.Server> {
+export interface AdminApi {
+  /** The file holding the bearer token; undefined turns /admin off. Read on each request, so a rotated Secret applies at once. */
+  tokenFile: () => string | undefined;
+  suppressions: (senderDomain?: string) => unknown[];
+  /** Resolves with what was removed (nothing: the address was not on the list). */
+  removeSuppression: (senderDomain: string, address: string) => Promise<unknown[]>;
+}
+
+type Reply = (code: number, body: string, type?: string, headers?: Record<string, string>) => void;
+
+const json = (reply: Reply, code: number, value: unknown) => reply(code, JSON.stringify(value, null, 2) + '\n', 'application/json');
+
+const digest = (s: string) => crypto.createHash('sha256').update(s).digest();
+
+/** Whether the request carries the token; compared as digests, in constant time whatever the lengths. */
+function authorized(req: http.IncomingMessage, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  return !!m && crypto.timingSafeEqual(digest(m[1]!), digest(token));
+}
+
+async function admin(api: AdminApi, tokenFile: string, req: http.IncomingMessage, pathname: string, query: URLSearchParams, reply: Reply): Promise<void> {
+  let token: string;
+  try {
+    token = (await fsp.readFile(tokenFile, 'utf8')).trim();
+  } catch {
+    // The caller is not authenticated yet: no file names or errors in the reply.
+    return reply(503, 'admin endpoint unavailable: the token file cannot be read\n');
+  }
+  // An empty token would let "Bearer " through; refuse instead.
+  if (!token) return reply(503, 'admin endpoint unavailable: the token file is empty\n');
+  if (!authorized(req, token)) return reply(401, 'unauthorized: send Authorization: Bearer <token>\n', undefined, { 'www-authenticate': 'Bearer realm="mailfleet"' });
+
+  let parts: string[];
+  try {
+    parts = pathname.split('/').slice(2).map(decodeURIComponent);
+  } catch {
+    return reply(400, 'bad request: malformed percent-encoding in the path\n');
+  }
+  if (parts[0] !== 'suppressions') return reply(404, 'not found: try /admin/suppressions\n');
+  if (req.method === 'GET' && parts.length === 1) return json(reply, 200, { suppressions: api.suppressions(query.get('domain') ?? undefined) });
+  if (req.method === 'DELETE' && parts.length === 3 && parts[1] && parts[2]) {
+    const [, domain, address] = parts as [string, string, string];
+    const removed = await api.removeSuppression(domain, address);
+    return removed.length ? json(reply, 200, { removed }) : json(reply, 404, { error: `${address} is not on the suppression list for ${domain}` });
+  }
+  reply(405, 'use GET /admin/suppressions or DELETE /admin/suppressions/<sender-domain>/<address>\n', undefined, { allow: 'GET, DELETE' });
+}
+
+export function startHttp(opts: { address: string; port: number; metrics: () => Promise<{ text: string; contentType: string }>; ready: () => Promise<Probe>; healthy: () => Probe; admin?: AdminApi }): Promise<http.Server> {
   const server = http.createServer((req, res) => {
-    const reply = (code: number, body: string, type = 'text/plain; charset=utf-8') => {
-      res.writeHead(code, { 'content-type': type });
+    const reply: Reply = (code, body, type = 'text/plain; charset=utf-8', headers = {}) => {
+      res.writeHead(code, { 'content-type': type, ...headers });
       res.end(body);
     };
-    const url = (req.url ?? '/').split('?')[0];
-    if (url === '/metrics') {
+    const [pathname = '/', query] = (req.url ?? '/').split('?');
+    const tokenFile = opts.admin?.tokenFile();
+    if (pathname === '/metrics') {
       opts.metrics().then((m) => reply(200, m.text, m.contentType), (err: Error) => reply(500, err.message));
-    } else if (url === '/healthz') {
+    } else if (pathname === '/healthz') {
       const p = opts.healthy();
       reply(p.ok ? 200 : 503, p.ok ? 'ok\n' : `not healthy: ${p.reason}\n`);
-    } else if (url === '/readyz') {
+    } else if (pathname === '/readyz') {
       opts.ready().then((p) => reply(p.ok ? 200 : 503, p.ok ? 'ready\n' : `not ready: ${p.reason}\n`), (err: Error) => reply(503, `not ready: ${err.message}\n`));
+    } else if (opts.admin && tokenFile && (pathname === '/admin' || pathname.startsWith('/admin/'))) {
+      admin(opts.admin, tokenFile, req, pathname, new URLSearchParams(query), reply).catch((err: Error) => reply(500, `${err.message}\n`));
     } else {
       reply(404, 'not found: try /metrics, /healthz or /readyz\n');
     }

@@ -13,7 +13,8 @@ import { SmtpRefusal, type RejectionReason } from './errors.js';
 import { addedHeaders, headerEnd, headerFacts, type HeaderFacts } from './headers.js';
 import type { IntakeMetrics } from './metrics.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
-import type { Spool, SpoolEntry, SpoolWriter } from './spool.js';
+import type { RecipientState, Spool, SpoolEntry, SpoolWriter } from './spool.js';
+import { describeSuppression, type Suppression, type SuppressionList } from './suppression.js';
 import type { UserStore } from './users.js';
 
 patchGreetingDelay();
@@ -34,9 +35,21 @@ export interface IntakeDeps {
   accepted: (entry: SpoolEntry) => void;
   /** Whether new mail may be accepted now (false while draining). */
   accepting: () => boolean;
+  /** Recipients that hard-bounced, per sender domain: refused, or accepted and bounced at once (suppression.action). */
+  suppressions: SuppressionList;
 }
 
 const refuse = (code: number, enhanced: string, text: string, reason: RejectionReason) => new SmtpRefusal(code, enhanced, text, reason);
+
+/** The `reason` label of refusals: errors.ts's set, and the suppression list's. */
+
+/** A recipient accepted with suppression.action `bounce`: stored as failed, so the queue bounces it without an attempt. */
+type RcptAddress = SMTPServerAddress & { suppressed?: Suppression };
+
+function recipientState(r: RcptAddress): RecipientState {
+  if (!r.suppressed) return { address: r.address, status: 'pending' };
+  return { address: r.address, status: 'failed', statusCode: '5.1.1', lastReply: `${describeSuppression(r.suppressed)}; not attempted` };
+}
 
 /** Strips an IPv4-mapped IPv6 prefix so 127.0.0.1 matches 127.0.0.0/8. */
 function plainAddress(address: string): string {
@@ -192,8 +205,9 @@ export class SmtpListener {
   }
 
   private reject(err: SmtpRefusal, session: SMTPServerSession | undefined, cb: (err?: Error | null) => void): void {
-    this.deps.metrics.rejections.inc({ reason: err.reason });
-    this.deps.log.info({ event: 'rejected', listener: this.config.name, session: session?.id, client: session?.remoteAddress, user: session?.user, reason: err.reason, reply: `${err.responseCode} ${err.message}` }, 'refused');
+    const reason = err.reason;
+    this.deps.metrics.rejections.inc({ reason });
+    this.deps.log.info({ event: 'rejected', listener: this.config.name, session: session?.id, client: session?.remoteAddress, user: session?.user, reason, reply: `${err.responseCode} ${err.message}` }, 'refused');
     const e = new Error(err.message) as Error & { responseCode: number };
     e.responseCode = err.responseCode;
     cb(e);
@@ -273,6 +287,15 @@ export class SmtpListener {
     if (rcpt.startsWith('@') || /[%!]/.test(local) || local.includes('@')) {
       return this.reject(refuse(553, '5.1.3', `<${rcpt}>: Source-routed, percent-hack and UUCP addresses are not accepted`, 'bad_address'), session, cb);
     }
+    const { suppression } = this.deps.policy().config;
+    const suppressed = suppression.enabled ? this.deps.suppressions.lookup(session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rcpt) : undefined;
+    if (suppressed && suppression.action === 'refuse') {
+      this.deps.metrics.suppressionRefusals.inc({ action: 'refuse' });
+      const text = `<${rcpt}>: ${describeSuppression(suppressed)}; remove with mailfleet suppressions remove`;
+      return this.reject(refuse(550, '5.1.1', text, 'suppressed'), session, cb);
+    }
+    // smtp-server puts this very object into the envelope: DATA reads the mark from there.
+    (address as RcptAddress).suppressed = suppressed;
     cb();
   }
 
@@ -324,7 +347,7 @@ export class SmtpListener {
       const entry = await writer.commit({
         id,
         sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-        recipients: session.envelope.rcptTo.map((r) => ({ address: r.address, status: 'pending' })),
+        recipients: session.envelope.rcptTo.map(recipientState),
         receivedAt: now,
         listener: this.config.name,
         client: session.remoteAddress,
@@ -337,8 +360,10 @@ export class SmtpListener {
       });
       this.deps.metrics.spoolWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       this.deps.metrics.received.inc({ listener: this.config.name });
+      const suppressed = entry.envelope.recipients.filter((r) => r.status === 'failed').length;
+      if (suppressed) this.deps.metrics.suppressionRefusals.inc({ action: 'bounce' }, suppressed);
       this.deps.log.info(
-        { event: 'received', queueId: id, messageId, listener: this.config.name, client: session.remoteAddress, user, size: entry.bodyLength, recipients: entry.envelope.recipients.length },
+        { event: 'received', queueId: id, messageId, listener: this.config.name, client: session.remoteAddress, user, size: entry.bodyLength, recipients: entry.envelope.recipients.length, suppressed: suppressed || undefined },
         'received',
       );
       this.deps.accepted(entry);

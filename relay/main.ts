@@ -6,15 +6,19 @@
 import fs from 'node:fs';
 import type http from 'node:http';
 import type { Logger } from 'pino';
+import { domainOf } from './address.js';
 import { loadConfigFile, type ListenerConfig, type RelayConfig } from './config.js';
+import { DkimSigner } from './dkim.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { createListeners, SmtpListener, type IntakePolicy } from './intake.js';
 import { createLogger } from './log.js';
 import { exposition, IntakeMetrics } from './metrics.js';
 import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
+import type { PermanentFailure } from './queue.js';
 import type { QueueStats } from './scheduler.js';
 import { Spool } from './spool.js';
+import { SuppressionList, suppressionJson } from './suppression.js';
 import { UserStore } from './users.js';
 
 export interface RelayOptions {
@@ -36,6 +40,7 @@ export interface RunningRelay {
   metricsText(): Promise<string>;
   queueStats(): Promise<QueueStats>;
   spool: Spool;
+  suppressions: SuppressionList;
   /** Re-reads the config file now (what a change or SIGHUP triggers). Resolves true when applied. */
   reload(): Promise<boolean>;
   /** Stops accepting, lets sessions finish, delivers until the drain deadline, leaves the spool intact. */
@@ -52,6 +57,9 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
     }
   }
   const users = config.auth ? UserStore.load(config.auth.usersFile) : UserStore.empty();
+  // The queue loads the keys to sign; loading them here too stops a start (or refuses a
+  // reload) with the name of an unreadable key before any mail is accepted.
+  DkimSigner.fromConfig(config.senderDomains);
   return { config, users, tls };
 }
 
@@ -65,13 +73,24 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const spool = new Spool(opts.config.spool.dir);
   await spool.open();
   const metrics = new IntakeMetrics();
-  const queue: QueueHandle = opts.queue === 'worker' ? new WorkerQueue(opts.config, opts.config.log.level) : new InlineQueue(opts.config, log);
+  const suppressions = await SuppressionList.open(opts.config.spool.dir, {
+    ttl: () => policy.config.suppression.ttl,
+    compact: true,
+    onError: (err) => log.warn({ err }, 'suppression list: could not read, append to or compact its file'),
+  });
+  if (suppressions.skipped) log.warn({ event: 'suppressions_skipped', file: suppressions.file, lines: suppressions.skipped }, 'unreadable suppression list lines dropped');
+  const onPermanentFailure = (failure: PermanentFailure) => {
+    if (!policy.config.suppression.enabled || !suppressions.add(failure)) return;
+    metrics.suppressionAdditions.inc();
+    log.info({ event: 'suppression_added', senderDomain: domainOf(failure.sender), recipientDomain: domainOf(failure.recipient), statusCode: failure.statusCode }, 'recipient put on the suppression list after a hard bounce');
+  };
+  const queue: QueueHandle = opts.queue === 'worker' ? new WorkerQueue(opts.config, opts.config.log.level, onPermanentFailure) : new InlineQueue(opts.config, log, onPermanentFailure);
   const report = await queue.start();
   log.info({ event: 'recovered', ...report }, 'spool recovered');
   if (report.corrupt.length) log.error({ event: 'corrupt', files: report.corrupt }, `unreadable spool files moved to ${opts.config.spool.dir}/corrupt/`);
   const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);
 
-  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining };
+  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining, suppressions };
   let listeners: SmtpListener[] = createListeners(intakeDeps);
   try {
     for (const l of listeners) await l.listen();
@@ -86,6 +105,15 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     port: opts.config.http.port,
     metrics: metricsText,
     healthy: () => ({ ok: true }),
+    admin: {
+      tokenFile: () => policy.config.http.adminTokenFile,
+      suppressions: (domain) => suppressions.list(domain).map(suppressionJson),
+      removeSuppression: async (domain, address) => {
+        const removed = await suppressions.remove(address, domain);
+        if (removed.length) log.info({ event: 'suppression_removed', senderDomain: domain, recipient: address, by: 'admin endpoint' }, 'recipient removed from the suppression list');
+        return removed.map(suppressionJson);
+      },
+    },
     ready: async () => {
       if (draining) return { ok: false, reason: 'shutting down' };
       const free = await spool.freeBytes();
@@ -94,6 +122,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     },
   });
 
+  // Removals by `mailfleet suppressions remove` (another process) take effect within a second.
+  suppressions.watch(1000);
   for (const l of listeners) log.info({ event: 'listening', listener: l.config.name, address: l.config.address, port: l.port, tls: l.config.tls, auth: l.config.auth }, 'listening');
 
   let reloading: Promise<boolean> = Promise.resolve(true);
@@ -131,12 +161,13 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   };
   const reloadSerial = () => (reloading = reloading.then(reload, reload));
 
-  // The config file and the files it names (TLS key pair, users) are watched: cert-manager
+  // The config file and the files it names (TLS key pair, users, DKIM keys) are watched: cert-manager
   // renewing a certificate or a new users Secret must take effect like a config change.
   // Polling the paths sees a Secret's or ConfigMap's symlink swap, which fs.watch can miss.
   const watchedFiles = () => {
     const c = policy.config;
-    return [opts.configFile!, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile].filter((f): f is string => !!f);
+    const dkimKeys = c.senderDomains.flatMap((d) => d.dkim?.keys.map((k) => k.privateKeyFile) ?? []);
+    return [opts.configFile!, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile, ...dkimKeys].filter((f): f is string => !!f);
   };
   const fingerprint = () => watchedFiles().map((f) => `${f}:${fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs}`).join('|');
   let lastSeen = opts.configFile ? fingerprint() : '';
@@ -164,6 +195,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       const sessionDeadline = Date.now() + (deadline - Date.now()) / 2;
       await Promise.all(listeners.map((l) => l.drain(sessionDeadline)));
       const left = await queue.stop(deadline);
+      // After the queue: its last bounces still go on the list.
+      await suppressions.close();
       await new Promise<void>((r) => httpServer.close(() => r()));
       httpServer.closeAllConnections();
       const leftText = Number.isNaN(left) ? 'the queue worker had stopped; every undelivered message stays' : `${left} message(s) stay`;
@@ -181,6 +214,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     metricsText: async () => (await metricsText()).text,
     queueStats: () => queue.stats(),
     spool,
+    suppressions,
     reload: reloadSerial,
     shutdown,
   };

@@ -37,6 +37,8 @@ export class IntakeMetrics {
   readonly authFailures: client.Counter;
   readonly configReloads: client.Counter<'result'>;
   readonly spoolWriteSeconds: client.Histogram;
+  readonly suppressionAdditions: client.Counter;
+  readonly suppressionRefusals: client.Counter<'action'>;
 
   constructor() {
     const registers = [this.registry];
@@ -52,6 +54,13 @@ export class IntakeMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
       registers,
     });
+    this.suppressionAdditions = new client.Counter({ name: `${PREFIX}suppression_additions_total`, help: 'Recipients put on the suppression list after a hard bounce.', registers });
+    this.suppressionRefusals = new client.Counter({
+      name: `${PREFIX}suppression_refusals_total`,
+      help: 'Recipients not sent to because they are on the suppression list: refused at RCPT (action="refuse") or bounced without an attempt (action="bounce").',
+      labelNames: ['action'],
+      registers,
+    });
   }
 }
 
@@ -61,6 +70,7 @@ export class QueueMetrics {
   readonly deliveries: client.Counter<'result' | 'route' | 'provider'>;
   readonly attemptSeconds: client.Histogram<'route'>;
   readonly residenceSeconds: client.Histogram;
+  readonly dkimSignatures: client.Counter<'domain' | 'algorithm'>;
 
   constructor(queue: () => QueueGauges) {
     const registers = [this.registry];
@@ -95,6 +105,12 @@ export class QueueMetrics {
       help: 'Time of one delivery attempt of one message (connection setup excluded).',
       labelNames: ['route'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.dkimSignatures = new client.Counter({
+      name: `${PREFIX}dkim_signatures_total`,
+      help: 'DKIM signatures made, by signing domain (configured sender domains only) and algorithm.',
+      labelNames: ['domain', 'algorithm'],
       registers,
     });
     this.residenceSeconds = new client.Histogram({

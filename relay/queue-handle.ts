@@ -9,8 +9,9 @@ import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
 import { providerTable } from './delivery/providers.js';
 import { createRoute } from './delivery/routes.js';
+import { DkimSigner } from './dkim.js';
 import { QueueMetrics } from './metrics.js';
-import { QueueManager, type QueueSettings } from './queue.js';
+import { QueueManager, type PermanentFailure, type QueueSettings } from './queue.js';
 import type { QueueStats } from './scheduler.js';
 import { Spool, type SpoolEntry } from './spool.js';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
@@ -22,6 +23,9 @@ export interface RecoverySummary {
   discardedPartial: number;
   corrupt: string[];
 }
+
+/** Hears of every recipient that failed for good at the destination (the suppression list, in the main thread). */
+export type PermanentFailureListener = (failure: PermanentFailure) => void;
 
 export interface QueueHandle {
   /** Recovers the spool and starts delivering. */
@@ -45,6 +49,8 @@ export function queueSettings(c: RelayConfig): QueueSettings {
     lifetime: c.retry.lifetime,
     delayNoticeAfter: c.retry.delayNoticeAfter,
     idleConnectionTime: c.delivery.idleConnectionTime,
+    // Only the mx route reaches providers directly; a smarthost or the outbox is one destination.
+    providers: c.delivery.route.type === 'mx' ? providerTable(c.delivery.providers) : [],
   };
 }
 
@@ -65,12 +71,16 @@ export class InlineQueue implements QueueHandle {
   private readonly queueMetrics: QueueMetrics;
   private config: RelayConfig;
 
-  constructor(config: RelayConfig, log: Logger) {
+  constructor(
+    config: RelayConfig,
+    private readonly log: Logger,
+    onPermanentFailure?: PermanentFailureListener,
+  ) {
     this.config = config;
     this.spool = new Spool(config.spool.dir);
     const ref: { manager?: QueueManager } = {};
     this.queueMetrics = new QueueMetrics(() => ref.manager!.scheduler.stats(Date.now()));
-    this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config), log, metrics: this.queueMetrics });
+    this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config), log, metrics: this.queueMetrics, onPermanentFailure, signer: DkimSigner.fromConfig(config.senderDomains) });
   }
 
   async start(): Promise<RecoverySummary> {
@@ -88,7 +98,17 @@ export class InlineQueue implements QueueHandle {
   reconfigure(config: RelayConfig): void {
     const routeChanged = JSON.stringify(config.delivery) !== JSON.stringify(this.config.delivery);
     this.config = config;
-    this.manager.reconfigure(queueSettings(config), routeChanged ? routeFor(config) : undefined);
+    this.manager.reconfigure(queueSettings(config), routeChanged ? routeFor(config) : undefined, this.signerFor(config));
+  }
+
+  /** New keys on reload; keys that vanished since the main thread checked them keep the old signer. */
+  private signerFor(config: RelayConfig): DkimSigner | undefined {
+    try {
+      return DkimSigner.fromConfig(config.senderDomains);
+    } catch (err) {
+      this.log.error({ err }, 'DKIM keys could not be loaded; signing goes on with the previous keys');
+      return undefined;
+    }
   }
 
   async stop(deadlineMs: number): Promise<number> {
@@ -114,7 +134,11 @@ export type ToWorker =
   | { type: 'stats'; id: number }
   | { type: 'metrics'; id: number };
 
-export type FromWorker = { type: 'reply'; id: number; value: unknown } | { type: 'started'; summary: RecoverySummary } | { type: 'failed'; message: string };
+export type FromWorker =
+  | { type: 'reply'; id: number; value: unknown }
+  | { type: 'started'; summary: RecoverySummary }
+  | { type: 'failed'; message: string }
+  | { type: 'permanentFailure'; failure: PermanentFailure };
 
 /** The queue in a worker thread. */
 export class WorkerQueue implements QueueHandle {
@@ -123,7 +147,7 @@ export class WorkerQueue implements QueueHandle {
   private readonly pending = new Map<number, (value: unknown) => void>();
   private started?: { resolve: (s: RecoverySummary) => void; reject: (e: Error) => void };
 
-  constructor(config: RelayConfig, logLevel: string) {
+  constructor(config: RelayConfig, logLevel: string, onPermanentFailure?: PermanentFailureListener) {
     this.worker = new Worker(new URL('./queue-worker.js', import.meta.url), { workerData: { config, logLevel } });
     this.worker.on('message', (m: FromWorker) => {
       if (m.type === 'reply') {
@@ -132,7 +156,7 @@ export class WorkerQueue implements QueueHandle {
       } else if (m.type === 'started') {
         this.running = true;
         this.started?.resolve(m.summary);
-      }
+      } else if (m.type === 'permanentFailure') onPermanentFailure?.(m.failure);
       else this.started?.reject(new Error(m.message));
     });
     const died = (reason: string) => {

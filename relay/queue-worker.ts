@@ -6,9 +6,10 @@ import { InlineQueue, type FromWorker, type ToWorker } from './queue-handle.js';
 
 const { config, logLevel } = workerData as { config: RelayConfig; logLevel: string };
 const log = createLogger(logLevel);
-const queue = new InlineQueue(config, log);
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
+// The suppression list lives in the main thread, where intake reads it.
+const queue = new InlineQueue(config, log, (failure) => send({ type: 'permanentFailure', failure }));
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {

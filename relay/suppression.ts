@@ -1,0 +1,311 @@
+/**
+ * The suppression list: recipients that hard-bounced, per sender domain, so the relay stops
+ * sending to them (a sender that keeps mailing unknown users loses reputation at the big
+ * providers). Intake asks it at every RCPT, so lookups are in memory.
+ *
+ * The truth is a JSON-lines file in the spool directory (the persistent volume): each line
+ * adds or removes an entry, in the order it happened, and replaying the lines gives the list.
+ * The relay and `mailfleet suppressions` (another process, e.g. through `kubectl exec`) both
+ * append to it; the relay reads what others appended by polling the file's size. One line is
+ * one write(2) on a file opened with O_APPEND, so two writers never interleave within a line.
+ * Appends are not fsynced: a lost line (power loss) costs one more attempt to a bad address,
+ * which then bounces and is added again.
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { domainOf } from './address.js';
+
+export const SUPPRESSION_FILE = 'suppressions.jsonl';
+
+/**
+ * Enhanced status codes (RFC 3463, RFC 7505) that say the address itself is bad for good:
+ * no such mailbox (5.1.1), no such domain (5.1.2), a bad address (5.1.3), moved without a
+ * forwarding address (5.1.6), a domain that takes no mail (5.1.10, null MX), a disabled
+ * mailbox (5.2.1). Not the failures that are about this message or this sender: policy and
+ * spam refusals (5.7.x), a full mailbox (5.2.2), size (5.3.4, 5.2.3), and not a 5xx reply
+ * without an enhanced code (5.0.0): receivers use bare 550 for policy refusals too.
+ */
+const HARD_BOUNCES = new Set(['5.1.1', '5.1.2', '5.1.3', '5.1.6', '5.1.10', '5.2.1']);
+
+export function isHardBounce(statusCode: string): boolean {
+  return HARD_BOUNCES.has(statusCode);
+}
+
+export interface Suppression {
+  senderDomain: string;
+  recipient: string;
+  /** When the (latest) hard bounce happened, ms since the epoch. */
+  since: number;
+  /** The enhanced status code and the reply of that bounce. */
+  statusCode: string;
+  reply: string;
+}
+
+export interface ListedSuppression extends Suppression {
+  expiresAt: number;
+}
+
+/** A permanent delivery failure, as the queue reports it. */
+export interface HardBounceCandidate {
+  sender: string;
+  recipient: string;
+  statusCode: string;
+  reply: string;
+  at: number;
+}
+
+/** One line of the file. A remove without a sender domain removes the address for every sender domain. */
+type Line =
+  | { op: 'add'; senderDomain: string; recipient: string; at: string; statusCode: string; reply: string }
+  | { op: 'remove'; senderDomain?: string; recipient: string; at: string };
+
+export interface SuppressionOptions {
+  /** Seconds an entry lives, asked on each use: a config reload applies to every entry. */
+  ttl: () => number;
+  now?: () => number;
+  /** Told of failures in the background (an append or a poll that failed). */
+  onError?: (err: Error) => void;
+}
+
+/** Quoted replies are cut here, so a stored line and the RCPT reply quoting it stay short. */
+const MAX_REPLY = 160;
+const SWEEP_EVERY_MS = 3600_000;
+
+const keyOf = (senderDomain: string, recipient: string) => `${senderDomain}\0${recipient}`;
+
+/** "suppressed since 2026-11-28T10:00:00Z after a hard bounce (550 5.1.1 ...)": for RCPT replies and DSNs. */
+export function describeSuppression(s: Suppression): string {
+  return `suppressed since ${new Date(s.since).toISOString().replace(/\.\d{3}Z$/, 'Z')} after a hard bounce (${s.reply})`;
+}
+
+export function suppressionJson(s: ListedSuppression) {
+  return { senderDomain: s.senderDomain, recipient: s.recipient, since: new Date(s.since).toISOString(), expires: new Date(s.expiresAt).toISOString(), statusCode: s.statusCode, reply: s.reply };
+}
+
+export class SuppressionList {
+  private readonly entries = new Map<string, Suppression>();
+  private readonly now: () => number;
+  /** Bytes of the file applied so far, and which file (compaction at a start replaces it). */
+  private offset = 0;
+  private ino = 0;
+  /** Serialise reads and appends: two reads of the same bytes would both advance the offset. */
+  private reading: Promise<void> = Promise.resolve();
+  private writing: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private lastSweep: number;
+  /** Unreadable lines met so far (a line cut short by a full disk); compaction drops them. */
+  skipped = 0;
+
+  private constructor(
+    readonly file: string,
+    private readonly opts: SuppressionOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.lastSweep = this.now();
+  }
+
+  /**
+   * Reads the list from `dir`. The relay compacts it (only live entries stay); the CLI does
+   * not, because it may run beside a relay that is appending (a line appended to the old file
+   * during the rewrite would be lost: the relay compacts only at its start).
+   */
+  static async open(dir: string, opts: SuppressionOptions & { compact?: boolean }): Promise<SuppressionList> {
+    const list = new SuppressionList(path.join(dir, SUPPRESSION_FILE), opts);
+    await list.refresh();
+    // Not fatal (a full disk): the long file works as well, and the next start tries again.
+    if (opts.compact) await list.compact().catch((err: Error) => opts.onError?.(err));
+    return list;
+  }
+
+  private ttlMs(): number {
+    return this.opts.ttl() * 1000;
+  }
+
+  private live(s: Suppression, now = this.now()): boolean {
+    return s.since + this.ttlMs() > now;
+  }
+
+  /** The entry that suppresses mail from `sender` to `recipient`, if one is live. Never for the null sender. */
+  lookup(sender: string, recipient: string): Suppression | undefined {
+    if (!sender) return undefined;
+    const key = keyOf(domainOf(sender), recipient.toLowerCase());
+    const s = this.entries.get(key);
+    if (s && !this.live(s)) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return s;
+  }
+
+  /**
+   * Records a permanent failure if it is a hard bounce of a real sender (DSNs, sent from
+   * `<>`, have no sender domain). Resolves at once; the line is appended in the background.
+   * Returns whether the address is newly suppressed (false when it was already, or when the
+   * failure does not count).
+   */
+  add(bounce: HardBounceCandidate): boolean {
+    if (!bounce.sender || !isHardBounce(bounce.statusCode)) return false;
+    const fresh = !this.lookup(bounce.sender, bounce.recipient);
+    const reply = bounce.reply.replace(/\s+/g, ' ').trim().slice(0, MAX_REPLY);
+    const line: Line = { op: 'add', senderDomain: domainOf(bounce.sender), recipient: bounce.recipient.toLowerCase(), at: new Date(bounce.at).toISOString(), statusCode: bounce.statusCode, reply };
+    this.apply(line);
+    this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
+    return fresh;
+  }
+
+  /**
+   * Removes `recipient` for one sender domain, or for every one. Reads what other writers
+   * appended first, so the answer is about the current list. Resolves with what was removed
+   * once the removal is in the file.
+   */
+  async remove(recipient: string, senderDomain?: string): Promise<ListedSuppression[]> {
+    await this.refresh();
+    const rcpt = recipient.toLowerCase();
+    const domain = senderDomain?.toLowerCase();
+    const removed = this.list(domain).filter((s) => s.recipient === rcpt);
+    if (!removed.length) return [];
+    const line: Line = { op: 'remove', senderDomain: domain, recipient: rcpt, at: new Date(this.now()).toISOString() };
+    this.apply(line);
+    const written = this.writing.then(() => this.append(line));
+    this.writing = written.catch(() => undefined);
+    await written;
+    return removed;
+  }
+
+  /** Live entries, oldest first. */
+  list(senderDomain?: string): ListedSuppression[] {
+    const now = this.now();
+    const ttl = this.ttlMs();
+    return [...this.entries.values()]
+      .filter((s) => this.live(s, now) && (senderDomain === undefined || s.senderDomain === senderDomain.toLowerCase()))
+      .sort((a, b) => a.since - b.since)
+      .map((s) => ({ ...s, expiresAt: s.since + ttl }));
+  }
+
+  /** Applies lines appended since the last read; starts over when the file was replaced or removed. */
+  refresh(): Promise<void> {
+    const run = this.reading.then(() => this.readAppended());
+    this.reading = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Polls the file for other writers' lines (the CLI's removals). */
+  watch(intervalMs: number): void {
+    this.timer = setInterval(() => {
+      this.refresh().catch((err: Error) => this.opts.onError?.(err));
+      if (this.now() - this.lastSweep > SWEEP_EVERY_MS) this.sweep();
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops polling and waits for pending appends. */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.writing;
+    await this.reading;
+  }
+
+  private sweep(): void {
+    this.lastSweep = this.now();
+    for (const [key, s] of this.entries) if (!this.live(s, this.lastSweep)) this.entries.delete(key);
+  }
+
+  private apply(line: Line): void {
+    if (line.op === 'add') {
+      const s: Suppression = { senderDomain: line.senderDomain, recipient: line.recipient, since: Date.parse(line.at), statusCode: line.statusCode, reply: line.reply };
+      const key = keyOf(s.senderDomain, s.recipient);
+      if (this.live(s)) this.entries.set(key, s);
+      else this.entries.delete(key);
+      return;
+    }
+    if (line.senderDomain !== undefined) {
+      this.entries.delete(keyOf(line.senderDomain, line.recipient));
+      return;
+    }
+    for (const [key, s] of this.entries) if (s.recipient === line.recipient) this.entries.delete(key);
+  }
+
+  private async readAppended(): Promise<void> {
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(this.file, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // Deleted by hand: the list is empty.
+      if (this.ino) this.entries.clear();
+      this.offset = this.ino = 0;
+      return;
+    }
+    try {
+      const { size, ino } = await handle.stat();
+      if (ino !== this.ino || size < this.offset) {
+        this.entries.clear();
+        this.offset = 0;
+        this.ino = ino;
+      }
+      if (size === this.offset) return;
+      const buf = Buffer.alloc(size - this.offset);
+      const { bytesRead } = await handle.read(buf, 0, buf.length, this.offset);
+      // Only whole lines: a writer may be half-way through one.
+      const end = buf.subarray(0, bytesRead).lastIndexOf(0x0a) + 1;
+      for (const text of buf.subarray(0, end).toString('utf8').split('\n')) {
+        if (!text.trim()) continue;
+        const line = parseLine(text);
+        if (line) this.apply(line);
+        else this.skipped++;
+      }
+      this.offset += end;
+    } finally {
+      await handle.close();
+    }
+  }
+
+  private async append(line: Line): Promise<void> {
+    const handle = await fsp.open(this.file, 'a+');
+    try {
+      // A line cut short (a full disk) would swallow the next one: end it first.
+      const { size } = await handle.stat();
+      const last = Buffer.alloc(1);
+      if (size > 0) await handle.read(last, 0, 1, size - 1);
+      const text = `${size > 0 && last[0] !== 0x0a ? '\n' : ''}${JSON.stringify(line)}\n`;
+      await handle.write(text);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Rewrites the file with one add line per live entry: tmp, fsync, rename, fsync the directory. */
+  private async compact(): Promise<void> {
+    const tmp = `${this.file}.tmp`;
+    const lines = this.list().map((s) => JSON.stringify({ op: 'add', senderDomain: s.senderDomain, recipient: s.recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply } satisfies Line) + '\n');
+    const handle = await fsp.open(tmp, 'w');
+    try {
+      await handle.write(lines.join(''));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsp.rename(tmp, this.file);
+    const dir = await fsp.open(path.dirname(this.file), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+    const st = await fsp.stat(this.file);
+    this.offset = st.size;
+    this.ino = st.ino;
+  }
+}
+
+function parseLine(text: string): Line | undefined {
+  try {
+    const l = JSON.parse(text) as Partial<Line> | null;
+    if (!l || typeof l.recipient !== 'string' || typeof l.at !== 'string' || Number.isNaN(Date.parse(l.at))) return undefined;
+    if (l.op === 'add' && typeof l.senderDomain === 'string' && typeof l.statusCode === 'string' && typeof l.reply === 'string') return l as Line;
+    if (l.op === 'remove' && (l.senderDomain === undefined || typeof l.senderDomain === 'string')) return l as Line;
+    return undefined;
+  } catch {
+    return undefined;
+  }
+}
