@@ -1,0 +1,220 @@
+/**
+ * The operator's resources, group `mailfleet.io`, version `v1alpha1`: zod schemas that are the
+ * one source of truth. The CRDs in crds/ are generated from them (`npm run crds`; a test fails
+ * when they drift), `mailfleet render` validates manifests with them, and the controllers
+ * read specs through them (so defaults are the same everywhere).
+ *
+ * Field types stay within what a structural CRD schema can say: durations and sizes are
+ * strings here ("90d", "1Gi") and become numbers only when rendered into the relay's config.
+ */
+import { z } from 'zod';
+import { dmarcSchema, spfSchema } from '../../relay/config.js';
+
+export const GROUP = 'mailfleet.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+const DURATION = /^\d+(\.\d+)?(ms|s|m|h|d)$/;
+const duration = (what: string) => z.string().regex(DURATION, `${what}: a duration such as 90s, 5m, 12h or 30d`);
+const quantity = z.string().regex(/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'a Kubernetes quantity such as 512Mi or 2Gi');
+const dnsName = z.string().regex(/^(?!-)[a-z0-9-]+(\.[a-z0-9-]+)+$/, 'a lower-case domain name such as example.com');
+const objectName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a Kubernetes object name').max(253);
+const resolver = z.string().regex(/^[0-9a-fA-F:.[\]]+$/, 'an IP address, or IP:port');
+/** Fields passed to Kubernetes as they are (resources, affinity...): validated by the API server. */
+const passthrough = (description: string) => z.record(z.string(), z.unknown()).meta({ 'x-kubernetes-preserve-unknown-fields': true }).describe(description);
+
+const labelSelector = z
+  .object({
+    matchLabels: z.record(z.string(), z.string()).optional(),
+    matchExpressions: z
+      .array(z.object({ key: z.string(), operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']), values: z.array(z.string()).optional() }))
+      .optional(),
+  })
+  .describe('A label selector, as in a Deployment. An empty selector selects every object in the namespace.');
+
+export const conditionSchema = z.object({
+  type: z.string(),
+  status: z.enum(['True', 'False', 'Unknown']),
+  observedGeneration: z.number().int().optional(),
+  lastTransitionTime: z.string(),
+  reason: z.string(),
+  message: z.string(),
+});
+export type Condition = z.infer<typeof conditionSchema>;
+
+// ---------------------------------------------------------------------------------------
+// SenderDomain
+// ---------------------------------------------------------------------------------------
+
+export const senderDomainSpecSchema = z.object({
+  domain: dnsName.describe('The domain mail is sent from (header From and envelope sender).'),
+  dkim: z
+    .object({
+      keyType: z.enum(['rsa-2048', 'ed25519', 'both']).default('both').describe('Keys to generate: both signs every message twice, so receivers without Ed25519 still verify.'),
+      selectorPrefix: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).max(40).default('mailfleet').describe('Selectors are PREFIX-YYYYMMDD-ALG; a rotation makes a new date.'),
+      rotation: z
+        .object({
+          period: duration('rotation.period').optional().describe('Rotate keys this often; omitted: never.'),
+          overlap: duration('rotation.overlap').default('7d').describe('Keep the old key published this long after signing switches to the new one.'),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  spf: spfSchema.prefault({}),
+  dmarc: dmarcSchema.prefault({}),
+  mtaSts: z
+    .object({
+      mode: z.enum(['enforce', 'testing', 'none']).default('testing'),
+      mx: z.array(z.string().min(1)).min(1),
+      maxAge: duration('mtaSts.maxAge').default('7d'),
+    })
+    .optional()
+    .describe('Publish an MTA-STS policy for mail sent to this domain.'),
+  tlsRpt: z.object({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/)).min(1) }).optional(),
+  dnsEndpoint: z
+    .object({
+      enabled: z.boolean().default(false).describe('Apply an external-dns DNSEndpoint with the records.'),
+      ttl: z.number().int().min(60).default(300),
+    })
+    .prefault({}),
+  verification: z
+    .object({
+      resolvers: z.array(resolver).default([]).describe('DNS servers to check the records against; empty: the operator pod\'s resolver.'),
+      interval: duration('verification.interval').default('10m'),
+    })
+    .prefault({}),
+});
+export type SenderDomainSpec = z.output<typeof senderDomainSpecSchema>;
+
+export const dnsRecordStatusSchema = z.object({
+  name: z.string(),
+  type: z.string(),
+  value: z.string(),
+  strings: z.array(z.string()),
+  purpose: z.string(),
+  selector: z.string().optional(),
+  dns: z.enum(['match', 'missing', 'different', 'error', 'unknown']).describe('What DNS served at the last check.'),
+  difference: z.string().optional(),
+});
+
+export const dkimKeyStatusSchema = z.object({
+  selector: z.string(),
+  algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']),
+  state: z.enum(['next', 'active', 'retiring']).describe('next: published, not signing yet; active: signing; retiring: published through the overlap.'),
+  createdAt: z.string(),
+  activatedAt: z.string().optional(),
+  retireAt: z.string().optional(),
+});
+
+export const senderDomainStatusSchema = z.object({
+  observedGeneration: z.number().int().optional(),
+  conditions: z.array(conditionSchema).optional(),
+  secretName: z.string().optional(),
+  activeSelectors: z.string().optional().describe('Selectors signing now, comma-separated (a printer column).'),
+  keys: z.array(dkimKeyStatusSchema).optional(),
+  nextRotationAt: z.string().optional(),
+  records: z.array(dnsRecordStatusSchema).optional(),
+  lastVerifiedAt: z.string().optional(),
+});
+
+// ---------------------------------------------------------------------------------------
+// MailRelay
+// ---------------------------------------------------------------------------------------
+
+const relayListener = z.object({
+  name: z.string().regex(/^[a-z0-9-]+$/).max(15),
+  port: z.number().int().min(1).max(65535),
+  tls: z.enum(['none', 'starttls', 'implicit']).default('starttls'),
+  auth: z.enum(['required', 'optional', 'none']).default('required'),
+  trustedNetworks: z.array(z.string()).default([]).describe('Client ranges that may relay without AUTH (for example the cluster\'s pod CIDR, for applications that cannot AUTH).'),
+});
+
+export const autoscalingSchema = z
+  .object({
+    enabled: z.boolean().default(false).describe('The operator sets replicas from the relays\' queue metrics. Off: replicas is left to the user, an HPA or KEDA.'),
+    minReplicas: z.number().int().min(1).default(2),
+    maxReplicas: z.number().int().min(1).default(10),
+    interval: duration('autoscaling.interval').default('15s'),
+    targets: z
+      .object({
+        readyMessagesPerReplica: z.number().int().min(1).default(500).describe('Messages due now per replica.'),
+        oldestReadySeconds: z.number().int().min(1).default(60).describe('Age of the oldest message due now.'),
+        sessionsPerReplica: z.number().int().min(1).default(200).describe('Open SMTP sessions per replica.'),
+      })
+      .prefault({}),
+    scaleDownStabilization: duration('autoscaling.scaleDownStabilization').default('300s'),
+  })
+  .meta({ 'x-kubernetes-validations': [{ rule: 'self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' }] });
+
+export const mailRelaySpecSchema = z.object({
+  replicas: z.number().int().min(0).default(2).describe('Relay pods when autoscaling is off (the scale subresource writes here).'),
+  image: z.string().optional().describe('Relay image; default: the operator\'s own image.'),
+  listeners: z.array(relayListener).min(1).default([{ name: 'submission', port: 587, tls: 'starttls', auth: 'required', trustedNetworks: [] }]),
+  tlsSecretName: objectName.optional().describe('A kubernetes.io/tls Secret (cert-manager writes these) for STARTTLS and implicit TLS.'),
+  usersSecretName: objectName.optional().describe('A Secret whose key `users` holds `name:scrypt-hash` lines (mailfleet hash-password).'),
+  senderDomainSelector: labelSelector.optional().describe('SenderDomains in this namespace this relay signs for; omitted: none (any sender domain, unsigned).'),
+  delivery: z
+    .object({
+      route: z.enum(['mx', 'smarthost']).default('mx'),
+      smarthost: z
+        .object({
+          host: z.string().min(1),
+          port: z.number().int().min(1).max(65535).default(587),
+          tls: z.enum(['starttls', 'implicit']).default('starttls'),
+          credentialsSecretName: objectName.optional().describe('A Secret with keys `username` and `password`.'),
+        })
+        .optional(),
+      dnsServers: z.array(resolver).default([]),
+      egressAddresses: z.array(z.string()).default([]).describe('Public addresses mail leaves from, for SPF.'),
+      maxConnections: z.number().int().min(1).default(100),
+      maxConnectionsPerDestination: z.number().int().min(1).default(20),
+    })
+    .prefault({})
+    .meta({ 'x-kubernetes-validations': [{ rule: "self.route != 'smarthost' || has(self.smarthost)", message: 'route smarthost needs smarthost.host' }] }),
+  limits: z
+    .object({
+      maxMessageSize: quantity.default('25Mi'),
+      maxRecipients: z.number().int().min(1).default(100),
+      maxConnections: z.number().int().min(1).default(1000),
+      messagesPerUserPerMinute: z.number().int().min(1).default(1200),
+    })
+    .prefault({}),
+  retry: z
+    .object({
+      minBackoff: duration('retry.minBackoff').default('1m'),
+      maxBackoff: duration('retry.maxBackoff').default('1h'),
+      lifetime: duration('retry.lifetime').default('5d'),
+    })
+    .prefault({}),
+  spool: z.object({ sizeLimit: quantity.default('2Gi').describe('Size limit of the spool emptyDir.') }).prefault({}),
+  autoscaling: autoscalingSchema.prefault({}),
+  terminationGracePeriodSeconds: z.number().int().min(10).default(60).describe('Time to drain and hand off mail on scale-down.'),
+  resources: passthrough('Container resources, as in a Pod.').optional(),
+  nodeSelector: z.record(z.string(), z.string()).optional(),
+  tolerations: z.array(z.record(z.string(), z.unknown()).meta({ 'x-kubernetes-preserve-unknown-fields': true })).optional(),
+  affinity: passthrough('Pod affinity, as in a Pod.').optional(),
+});
+export type MailRelaySpec = z.output<typeof mailRelaySpecSchema>;
+
+export const mailRelayStatusSchema = z.object({
+  observedGeneration: z.number().int().optional(),
+  conditions: z.array(conditionSchema).optional(),
+  replicas: z.number().int().optional(),
+  readyReplicas: z.number().int().optional(),
+  selector: z.string().optional().describe('Label selector of the relay pods (the scale subresource reads it).'),
+  endpoint: z.string().optional().describe('In-cluster SMTP endpoint, host:port.'),
+  queue: z.object({ ready: z.number().int(), deferred: z.number().int(), inflight: z.number().int() }).optional(),
+  queueSummary: z.string().optional().describe('Messages in the queue (a printer column).'),
+  lastScale: z.object({ time: z.string(), from: z.number().int(), to: z.number().int(), reason: z.string() }).optional(),
+});
+
+/** A resource as the API server stores it. */
+export interface Resource<Spec, Status> {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; uid?: string; generation?: number; resourceVersion?: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string; finalizers?: string[] };
+  spec: Spec;
+  status?: Status;
+}
+export type SenderDomain = Resource<SenderDomainSpec, z.output<typeof senderDomainStatusSchema>>;
+export type MailRelay = Resource<MailRelaySpec, z.output<typeof mailRelayStatusSchema>>;
