@@ -106,6 +106,8 @@ const smarthostRoute = z.object({
   tls: z.enum(['starttls', 'implicit', 'none']).default('starttls').describe('`starttls` requires STARTTLS (587), `implicit` is port 465, `none` only for local test peers.'),
   verifyCertificate: z.boolean().default(true).describe('Verify the upstream certificate against the system CAs. Only local test peers turn this off.'),
   credentialsFile: z.string().optional().describe('A file with `username:password` on its first line (from a Secret).'),
+  usernameFile: z.string().optional().describe('Instead of credentialsFile: a file holding the user name (a Secret key `username`)...'),
+  passwordFile: z.string().optional().describe('...and one holding the password (a Secret key `password`), as the operator mounts them.'),
 });
 
 const mxRoute = z.object({
@@ -242,6 +244,13 @@ export const configSchema = z
       if (providers.has(p.name)) ctx.addIssue({ code: 'custom', path: ['delivery', 'providers', i, 'name'], message: `provider ${p.name} is listed twice` });
       providers.add(p.name);
     });
+    const route = cfg.delivery.route;
+    if (route.type === 'smarthost' && (route.usernameFile === undefined) !== (route.passwordFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['delivery', 'route', route.usernameFile ? 'passwordFile' : 'usernameFile'], message: 'usernameFile and passwordFile go together' });
+    }
+    if (route.type === 'smarthost' && route.credentialsFile && route.usernameFile) {
+      ctx.addIssue({ code: 'custom', path: ['delivery', 'route', 'credentialsFile'], message: 'give either credentialsFile or usernameFile and passwordFile, not both' });
+    }
     if (cfg.retry.minBackoff > cfg.retry.maxBackoff) {
       ctx.addIssue({ code: 'custom', path: ['retry', 'minBackoff'], message: 'minBackoff must not exceed maxBackoff' });
     }
@@ -305,8 +314,8 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
       route:
         route.type === 'file'
           ? { ...route, dir: abs(route.dir) }
-          : route.type === 'smarthost' && route.credentialsFile
-            ? { ...route, credentialsFile: abs(route.credentialsFile) }
+          : route.type === 'smarthost'
+            ? { ...route, credentialsFile: route.credentialsFile && abs(route.credentialsFile), usernameFile: route.usernameFile && abs(route.usernameFile), passwordFile: route.passwordFile && abs(route.passwordFile) }
             : route,
     },
   };

@@ -60,6 +60,8 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
   // The queue loads the keys to sign; loading them here too stops a start (or refuses a
   // reload) with the name of an unreadable key before any mail is accepted.
   DkimSigner.fromConfig(config.senderDomains);
+  const caFile = config.delivery.tlsPolicy.caFile;
+  if (caFile && !fs.existsSync(caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile ${caFile}`, 'mount the CA bundle, or fix the path');
   return { config, users, tls };
 }
 

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
 import { providerTable } from './delivery/providers.js';
-import { createRoute } from './delivery/routes.js';
+import { createRoute, type Route } from './delivery/routes.js';
 import { DkimSigner } from './dkim.js';
 import { QueueMetrics } from './metrics.js';
 import { QueueManager, type PermanentFailure, type QueueSettings } from './queue.js';
@@ -54,13 +54,14 @@ export function queueSettings(c: RelayConfig): QueueSettings {
   };
 }
 
-function routeFor(c: RelayConfig) {
+function routeFor(c: RelayConfig, log: Logger) {
   return createRoute(c.delivery.route, {
     heloName: c.hostname,
     connectTimeoutMs: c.delivery.connectTimeout * 1000,
     responseTimeoutMs: c.delivery.responseTimeout * 1000,
     providers: providerTable(c.delivery.providers),
     tlsPolicy: c.delivery.tlsPolicy,
+    log,
   });
 }
 
@@ -80,7 +81,7 @@ export class InlineQueue implements QueueHandle {
     this.spool = new Spool(config.spool.dir);
     const ref: { manager?: QueueManager } = {};
     this.queueMetrics = new QueueMetrics(() => ref.manager!.scheduler.stats(Date.now()));
-    this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config), log, metrics: this.queueMetrics, onPermanentFailure, signer: DkimSigner.fromConfig(config.senderDomains) });
+    this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config, log), log, metrics: this.queueMetrics, onPermanentFailure, signer: DkimSigner.fromConfig(config.senderDomains) });
   }
 
   async start(): Promise<RecoverySummary> {
@@ -98,7 +99,17 @@ export class InlineQueue implements QueueHandle {
   reconfigure(config: RelayConfig): void {
     const routeChanged = JSON.stringify(config.delivery) !== JSON.stringify(this.config.delivery);
     this.config = config;
-    this.manager.reconfigure(queueSettings(config), routeChanged ? routeFor(config) : undefined, this.signerFor(config));
+    this.manager.reconfigure(queueSettings(config), routeChanged ? this.routeFor(config) : undefined, this.signerFor(config));
+  }
+
+  /** The new route; one that cannot be made (a CA file gone since the main thread checked) keeps the old. */
+  private routeFor(config: RelayConfig): Route | undefined {
+    try {
+      return routeFor(config, this.log);
+    } catch (err) {
+      this.log.error({ err }, 'the new delivery route could not be set up; delivery goes on with the previous one');
+      return undefined;
+    }
   }
 
   /** New keys on reload; keys that vanished since the main thread checked them keep the old signer. */

@@ -66,13 +66,19 @@ export class MxResolver {
     return resolved;
   }
 
-  private async addresses(name: string): Promise<string[]> {
+  /** IPv4 then IPv6 addresses of a host; none when the name does not exist. Throws DeliveryFailure on a DNS failure. */
+  async addresses(name: string): Promise<string[]> {
     const [v4, v6] = await Promise.allSettled([this.resolver.resolve4(name), this.resolver.resolve6(name)]);
     const out = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
     if (out.length) return out;
     const codes = [v4, v6].map((r) => (r.status === 'rejected' ? (r.reason as NodeJS.ErrnoException).code : dns.NODATA));
     if (codes.every((c) => NOT_FOUND.has(c ?? ''))) return [];
     throw this.failure(name, 'A/AAAA', codes.find((c) => !NOT_FOUND.has(c ?? '')));
+  }
+
+  /** TXT records of a name, each as its strings (for MTA-STS discovery, which reads the error codes). */
+  txt(name: string): Promise<string[][]> {
+    return this.resolver.resolveTxt(name);
   }
 
   private failure(name: string, type: string, code: string | undefined): DeliveryFailure {

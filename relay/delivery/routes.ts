@@ -8,12 +8,16 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
 import { domainOf } from '../address.js';
 import type { RelayConfig, RouteConfig } from '../config.js';
-import { MxResolver } from './mx.js';
+import { ErrorCodes, MailfleetError } from '../errors.js';
+import { MtaStsCache, mxAllowed, type MtaStsPolicy } from './mta-sts.js';
+import { MxResolver, type MxHost } from './mx.js';
 import { classifyMx, OTHER, type Provider } from './providers.js';
 import { DeliveryFailure, type RecipientOutcome } from './outcome.js';
-import { SmtpClient, type SmtpClientOptions } from './smtp-client.js';
+import { SmtpClient, TlsFailure, type SmtpClientOptions } from './smtp-client.js';
 
 export interface OutboundMessage {
   id: string;
@@ -50,6 +54,8 @@ export interface RouteContext {
   providers: Provider[];
   /** Outbound TLS policy of the mx route (require lists, MTA-STS, extra CAs). */
   tlsPolicy: RelayConfig['delivery']['tlsPolicy'];
+  /** Where the mx route logs MTA-STS warnings (testing-mode violations, failed policy fetches). */
+  log: Logger;
 }
 
 export function createRoute(config: RouteConfig, ctx: RouteContext): Route {
@@ -114,6 +120,7 @@ class SmarthostRoute implements Route {
     private readonly ctx: RouteContext,
   ) {
     if (config.credentialsFile) this.credentials = readCredentials(config.credentialsFile);
+    else if (config.usernameFile && config.passwordFile) this.credentials = { user: readSecretFile(config.usernameFile), pass: readSecretFile(config.passwordFile) };
   }
   destinationOf(): string {
     return `smarthost:${this.config.host}:${this.config.port}`;
@@ -138,6 +145,11 @@ class SmarthostRoute implements Route {
   }
 }
 
+/** A Secret key mounted as a file: its value, without the newline an editor may have added. */
+function readSecretFile(file: string): string {
+  return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+}
+
 /** `username:password` on the first line; the password may contain colons. */
 export function readCredentials(file: string): { user: string; pass: string } {
   const line = fs.readFileSync(file, 'utf8').split(/\r?\n/)[0] ?? '';
@@ -151,11 +163,26 @@ type MxConfig = Extract<RouteConfig, { type: 'mx' }>;
 class MxRoute implements Route {
   readonly name = 'mx';
   private readonly resolver: MxResolver;
+  private readonly log: Pick<Logger, 'warn'>;
+  /** CAs trusted for MX hosts and MTA-STS policy hosts; undefined: Node's default store. */
+  private readonly ca?: string[];
+  private readonly mtaSts?: MtaStsCache;
   constructor(
     private readonly config: MxConfig,
     private readonly ctx: RouteContext,
   ) {
     this.resolver = new MxResolver(config.dnsServers);
+    this.log = ctx.log;
+    const caFile = ctx.tlsPolicy.caFile;
+    if (caFile) {
+      try {
+        // A `ca` option replaces Node's bundled roots: add them back so public MX hosts still verify.
+        this.ca = [...tls.rootCertificates, fs.readFileSync(caFile, 'utf8')];
+      } catch (err) {
+        throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile: ${(err as Error).message}`, 'mount the CA bundle, or fix delivery.tlsPolicy.caFile');
+      }
+    }
+    if (ctx.tlsPolicy.mtaSts === 'on') this.mtaSts = new MtaStsCache({ dns: this.resolver, port: ctx.tlsPolicy.mtaStsPort, ca: this.ca, log: this.log });
   }
   destinationOf(recipient: string): string {
     return domainOf(recipient);
@@ -176,11 +203,16 @@ class MxRoute implements Route {
     this.providerCache.set(domain, { name, expiresAt: Date.now() + ttl });
     return name;
   }
-  /** Tries each MX host (and each of its addresses) in preference order until one answers. */
+  /**
+   * Tries each MX host the domain's MTA-STS policy permits (and each of its addresses) in
+   * preference order until one answers, with the TLS the outbound policy asks for
+   * (docs/tls.md). TLS that policy requires and cannot have defers: never a bounce.
+   */
   async connect(domain: string): Promise<RouteSession> {
-    const hosts = await this.resolver.resolve(domain);
+    const [hosts, policy] = await Promise.all([this.resolver.resolve(domain), this.mtaSts?.policyFor(domain)]);
+    const required = this.requiredTls(domain, hosts, policy);
     let last: DeliveryFailure | undefined;
-    for (const host of hosts) {
+    for (const host of this.permittedHosts(domain, hosts, policy)) {
       for (const address of host.addresses) {
         const options: SmtpClientOptions = {
           host: address,
@@ -188,20 +220,60 @@ class MxRoute implements Route {
           servername: host.name,
           remoteMta: `${host.name}[${address}]:${this.config.port}`,
           heloName: this.ctx.heloName,
-          tls: this.config.requireTls ? 'require' : 'opportunistic',
-          verifyCertificate: this.config.verifyCertificate,
+          tls: required ? 'require' : 'opportunistic',
+          verifyCertificate: required?.verify ?? this.config.verifyCertificate,
+          ca: this.ca,
           connectTimeoutMs: this.ctx.connectTimeoutMs,
           responseTimeoutMs: this.ctx.responseTimeoutMs,
         };
         try {
-          return new SmtpSession(await SmtpClient.connect(options));
+          const client = await SmtpClient.connect(options);
+          if (policy?.mode === 'testing') this.reportTestingViolations(policy, host.name, client, options.remoteMta);
+          return new SmtpSession(client);
         } catch (err) {
           if (!(err instanceof DeliveryFailure)) throw err;
-          last = err;
+          last = required && err instanceof TlsFailure ? new DeliveryFailure('deferred', err.statusCode, `${required.by} requires TLS${required.verify ? ` with a certificate valid for ${host.name}` : ''}: ${err.reply}`, err.remoteMta) : err;
         }
       }
     }
     // Every host refused or could not be reached: the destination is temporarily unavailable.
     throw new DeliveryFailure('deferred', last?.statusCode.startsWith('4') ? last.statusCode : '4.4.1', `no MX host of ${domain} accepted a connection; last: ${last?.reply ?? 'none'}`, last?.remoteMta);
+  }
+
+  /** Who insists on TLS for this domain, if anyone, and whether the certificate must verify too. */
+  private requiredTls(domain: string, hosts: MxHost[], policy: MtaStsPolicy | undefined): { by: string; verify: boolean } | undefined {
+    if (policy?.mode === 'enforce') return { by: `the MTA-STS policy of ${domain} (mode enforce)`, verify: true };
+    const listed = this.ctx.tlsPolicy.requireTls.map((entry) => entry.toLowerCase());
+    if (listed.includes(domain)) return { by: `delivery.tlsPolicy.requireTls (${domain})`, verify: true };
+    const provider = classifyMx(hosts.map((h) => h.name), this.ctx.providers);
+    if (provider?.requireTls || (provider && listed.includes(provider.name))) return { by: `the TLS policy of provider ${provider.name}`, verify: true };
+    if (this.config.requireTls) return { by: 'the mx route (requireTls)', verify: this.config.verifyCertificate };
+    return undefined;
+  }
+
+  /** MTA-STS `enforce` sends only to the MX hosts its policy lists; with none listed, mail waits. */
+  private permittedHosts(domain: string, hosts: MxHost[], policy: MtaStsPolicy | undefined): MxHost[] {
+    if (policy?.mode !== 'enforce') return hosts;
+    const listed = hosts.filter((h) => mxAllowed(policy, h.name));
+    if (listed.length) return listed;
+    throw new DeliveryFailure(
+      'deferred',
+      '4.7.5',
+      `the MTA-STS policy of ${domain} (mode enforce) allows only MX hosts matching ${policy.mx.join(', ')}, and none of its MX hosts (${hosts.map((h) => h.name).join(', ')}) does`,
+    );
+  }
+
+  /** MTA-STS `testing` delivers as usual and says what `enforce` would have refused. */
+  private reportTestingViolations(policy: MtaStsPolicy, mxHost: string, client: SmtpClient, remoteMta: string): void {
+    const violations: string[] = [];
+    if (!mxAllowed(policy, mxHost)) violations.push(`MX host ${mxHost} does not match the policy's mx (${policy.mx.join(', ')})`);
+    const state = client.tlsState;
+    if (!state.encrypted) violations.push('the session is not encrypted (no STARTTLS)');
+    else if (state.certificateProblem) violations.push(`the certificate is not valid for ${mxHost} (${state.certificateProblem})`);
+    if (!violations.length) return;
+    this.log.warn(
+      { event: 'mta-sts-testing', domain: policy.domain, remoteMta, violations },
+      `MTA-STS policy of ${policy.domain} is in mode testing; enforce would have deferred this delivery: ${violations.join('; ')}. Delivering anyway`,
+    );
   }
 }

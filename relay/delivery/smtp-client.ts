@@ -4,6 +4,7 @@
  * and per-recipient outcomes.
  */
 import type { Readable } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { classifyError, classifyReply, DeliveryFailure, type RecipientOutcome } from './outcome.js';
 
@@ -17,6 +18,8 @@ export interface SmtpClientOptions {
   heloName: string;
   tls: 'implicit' | 'require' | 'opportunistic' | 'none';
   verifyCertificate: boolean;
+  /** Trusted CAs (PEM); omitted: Node's default store. */
+  ca?: string[];
   auth?: { user: string; pass: string };
   connectTimeoutMs: number;
   responseTimeoutMs: number;
@@ -40,7 +43,7 @@ export class SmtpClient {
       greetingTimeout: options.responseTimeoutMs,
       socketTimeout: options.responseTimeoutMs,
       allowInternalNetworkInterfaces: true,
-      tls: { rejectUnauthorized: options.verifyCertificate, minVersion: 'TLSv1.2' },
+      tls: { rejectUnauthorized: options.verifyCertificate, minVersion: 'TLSv1.2', ca: options.ca },
     });
     this.conn.on('error', () => {
       this.broken = true;
@@ -68,6 +71,9 @@ export class SmtpClient {
       }
     } catch (err) {
       client.conn.close();
+      // A refused STARTTLS reports ETLS; a certificate refused during the handshake arrives as a
+      // socket error (ESOCKET) while the upgrade is still in progress.
+      if ((err as NodeJS.ErrnoException).code === 'ETLS' || client.conn.upgrading) throw tlsFailure(err as SMTPConnection.SMTPError, options.remoteMta);
       // A refusal before any message (a 554 greeting, a 535 AUTH after a credential rotation)
       // says nothing about the recipients: defer, never bounce the whole queue over it.
       throw asTemporary(classifyError(err as NodeJS.ErrnoException, options.remoteMta));
@@ -79,8 +85,15 @@ export class SmtpClient {
     return !this.broken && !this.conn.destroyed;
   }
 
-  get secure(): boolean {
-    return this.conn.secure;
+  /**
+   * Whether the session is encrypted and, if so, why its certificate would not verify. Node
+   * checks the chain and the name even when it does not reject, so a policy that only reports
+   * (MTA-STS testing) can say what enforcing would have refused.
+   */
+  get tlsState(): { encrypted: boolean; certificateProblem?: string } {
+    const socket = this.conn._socket;
+    if (!this.conn.secure || !(socket instanceof TLSSocket)) return { encrypted: false };
+    return socket.authorized ? { encrypted: true } : { encrypted: true, certificateProblem: String(socket.authorizationError) };
   }
 
   /** Sends one message; every recipient gets an outcome. A connection-level error throws DeliveryFailure. */
@@ -142,6 +155,15 @@ export class SmtpClient {
     if (this.usable) this.conn.quit();
     else this.conn.close();
   }
+}
+
+/** STARTTLS refused or not offered, or a TLS handshake that failed (an untrusted certificate among others). */
+export class TlsFailure extends DeliveryFailure {}
+
+function tlsFailure(err: SMTPConnection.SMTPError, remoteMta: string): TlsFailure {
+  // With a reply, the server answered STARTTLS with a refusal; without one, the handshake failed.
+  if (err.response) return new TlsFailure('deferred', '4.7.4', `${remoteMta} did not start TLS: its reply to STARTTLS was "${err.response}"`, remoteMta);
+  return new TlsFailure('deferred', '4.7.5', `TLS handshake with ${remoteMta} failed: ${err.message.replace(/^Error initiating TLS - /, '')}`, remoteMta);
 }
 
 function asTemporary(f: DeliveryFailure): DeliveryFailure {
