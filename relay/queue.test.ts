@@ -1,0 +1,59 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { createRoute } from './delivery/routes.js';
+import type { DkimSigner } from './dkim.js';
+import { QueueMetrics } from './metrics.js';
+import { QueueManager } from './queue.js';
+import { Spool } from './spool.js';
+
+const settings = { hostname: 'relay.test', messagesPerConnection: 10, maxConnections: 10, maxConnectionsPerDestination: 5, minBackoff: 60, maxBackoff: 3600, lifetime: 86400, delayNoticeAfter: 0, idleConnectionTime: 0 };
+
+describe('queue and DKIM', () => {
+  it('a signing failure defers the message: nothing leaves unsigned, and the next attempt signs', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-queue-'));
+    const spool = new Spool(path.join(dir, 'spool'));
+    await spool.open();
+    const outbox = path.join(dir, 'outbox');
+    let now = Date.parse('2026-11-28T10:00:00Z');
+    let failing = true;
+    const signer = {
+      empty: false,
+      sign: () => (failing ? Promise.reject(new Error('key store unavailable')) : Promise.resolve({ headers: 'DKIM-Signature: v=1; d=example.test; s=t; b=x\r\n', domain: 'example.test', algorithms: ['ed25519-sha256'] })),
+    } as unknown as DkimSigner;
+    const metrics = new QueueMetrics(() => queue.scheduler.stats(now));
+    const queue: QueueManager = new QueueManager(settings, {
+      spool,
+      route: createRoute({ type: 'file', dir: outbox }, { heloName: 'relay.test', connectTimeoutMs: 1000, responseTimeoutMs: 1000, providers: [], tlsPolicy: { requireTls: [], mtaSts: 'off', mtaStsPort: 443 }, log: pino({ level: 'silent' }) }),
+      log: pino({ level: 'silent' }),
+      metrics,
+      signer,
+      now: () => now,
+    });
+    const body = Buffer.from('From: a@example.test\r\nTo: b@dest.test\r\nSubject: s\r\n\r\nbody\r\n');
+    const entry = await spool.store({ sender: 'a@example.test', recipients: [{ address: 'b@dest.test', status: 'pending' }], receivedAt: now, listener: 'test', client: '127.0.0.1', headerLength: body.indexOf('\r\n\r\n') + 4, attempts: 0, nextAttemptAt: now }, body);
+    queue.start();
+    queue.enqueue(entry);
+
+    const until = async (check: () => boolean) => {
+      for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(check()).toBe(true);
+    };
+    await until(() => queue.scheduler.stats(now).deferred === 1);
+    expect(fs.existsSync(outbox) ? fs.readdirSync(outbox) : []).toEqual([]);
+    expect(entry.envelope.recipients[0]).toMatchObject({ status: 'pending', statusCode: '4.3.0' });
+    expect(entry.envelope.recipients[0]!.lastReply).toMatch(/DKIM signing failed.*key store unavailable/);
+
+    failing = false;
+    now += 61_000;
+    queue.pump();
+    await until(() => fs.existsSync(outbox) && fs.readdirSync(outbox).length === 1);
+    const sent = fs.readFileSync(path.join(outbox, fs.readdirSync(outbox)[0]!), 'utf8');
+    expect(sent.startsWith('DKIM-Signature: v=1; d=example.test')).toBe(true);
+    expect(sent).toContain('Subject: s');
+    await queue.stop(Date.now() + 1000);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
