@@ -11,6 +11,7 @@ import { MailfleetError } from '../relay/errors.js';
 import { startRelay } from '../relay/main.js';
 import { hashPassword } from '../relay/users.js';
 import { recordsCommand } from './records.js';
+import { renderCommand } from './render.js';
 import { sendCommand } from './send.js';
 import { suppressionsCommand } from './suppressions.js';
 
@@ -24,6 +25,8 @@ commands:
   records --config FILE        the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender
                                domains need; --verify compares with what DNS serves now
   suppressions list|remove     the recipients that hard-bounced, per sender domain
+  render -f FILE...            the objects the operator would create for MailRelay and
+                               SenderDomain manifests, and the DNS records to publish
 
 Run \`mailfleet <command> --help\` for a command's options.`;
 
@@ -93,6 +96,8 @@ export async function main(argv: string[]): Promise<number> {
       return hashPasswordCommand(rest);
     case 'records':
       return recordsCommand(rest);
+    case 'render':
+      return renderCommand(rest);
     case 'suppressions':
       return suppressionsCommand(rest);
     case undefined:

@@ -51,7 +51,7 @@ export const senderDomainSpecSchema = z.object({
   dkim: z
     .object({
       keyType: z.enum(['rsa-2048', 'ed25519', 'both']).default('both').describe('Keys to generate: both signs every message twice, so receivers without Ed25519 still verify.'),
-      selectorPrefix: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).max(40).default('mailfleet').describe('Selectors are PREFIX-YYYYMMDD-ALG; a rotation makes a new date.'),
+      selectorPrefix: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).max(40).default('mailfleet').describe('Selectors are PREFIX-N-rsa and PREFIX-N-ed; each rotation takes the next N.'),
       rotation: z
         .object({
           period: duration('rotation.period').optional().describe('Rotate keys this often; omitted: never.'),
@@ -102,9 +102,11 @@ export const dkimKeyStatusSchema = z.object({
   algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']),
   state: z.enum(['next', 'active', 'retiring']).describe('next: published, not signing yet; active: signing; retiring: published through the overlap.'),
   createdAt: z.string(),
+  servedAt: z.string().optional().describe('When DNS was first seen serving its record.'),
   activatedAt: z.string().optional(),
   retireAt: z.string().optional(),
 });
+export type DkimKeyStatus = z.infer<typeof dkimKeyStatusSchema>;
 
 export const senderDomainStatusSchema = z.object({
   observedGeneration: z.number().int().optional(),
@@ -149,6 +151,7 @@ export const autoscalingSchema = z
 export const mailRelaySpecSchema = z.object({
   replicas: z.number().int().min(0).default(2).describe('Relay pods when autoscaling is off (the scale subresource writes here).'),
   image: z.string().optional().describe('Relay image; default: the operator\'s own image.'),
+  hostname: z.string().regex(/^[a-z0-9.-]+$/).optional().describe('Name in the SMTP greeting, EHLO to next hops and Received headers: for the mx route, a public name whose PTR matches the egress address. Default: NAME.NAMESPACE.svc.'),
   listeners: z.array(relayListener).min(1).default([{ name: 'submission', port: 587, tls: 'starttls', auth: 'required', trustedNetworks: [] }]),
   tlsSecretName: objectName.optional().describe('A kubernetes.io/tls Secret (cert-manager writes these) for STARTTLS and implicit TLS.'),
   usersSecretName: objectName.optional().describe('A Secret whose key `users` holds `name:scrypt-hash` lines (mailfleet hash-password).'),

@@ -1,0 +1,105 @@
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Service } from 'kubernetes-models/v1/Service';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import YAML from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../relay/config.js';
+import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
+import { renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
+
+const relay = (spec: object = {}): MailRelay => ({
+  apiVersion: API_VERSION,
+  kind: 'MailRelay',
+  metadata: { name: 'outbound', namespace: 'mail', uid: 'uid-relay' },
+  spec: mailRelaySpecSchema.parse({ tlsSecretName: 'outbound-tls', usersSecretName: 'outbound-users', senderDomainSelector: { matchLabels: { relay: 'outbound' } }, ...spec }),
+});
+const domain: SenderDomain = {
+  apiVersion: API_VERSION,
+  kind: 'SenderDomain',
+  metadata: { name: 'example-com', namespace: 'mail', uid: 'uid-sd', labels: { relay: 'outbound' } },
+  spec: senderDomainSpecSchema.parse({ domain: 'example.com' }),
+  status: {
+    secretName: 'example-com-dkim',
+    keys: [
+      { selector: 'mf-2-rsa', algorithm: 'rsa-sha256', state: 'active', createdAt: '2026-01-01T00:00:00Z' },
+      { selector: 'mf-1-rsa', algorithm: 'rsa-sha256', state: 'retiring', createdAt: '2025-10-01T00:00:00Z' },
+    ],
+  },
+};
+const existing = new Set(['outbound-tls', 'outbound-users', 'example-com-dkim', 'ses']);
+const inputs = (over: Partial<RelayInputs> = {}): RelayInputs => ({ senderDomains: [domain], secretExists: (n) => existing.has(n), defaultImage: 'ghcr.io/mailfleet/mailfleet:0.1.0', serviceMonitors: false, ...over });
+
+function rendered(r = relay(), i = inputs()) {
+  const result = renderMailRelay(r, i);
+  if (!result.ok) throw new Error(result.message);
+  const byKind = (kind: string, name?: string) => result.objects.find((o) => o.kind === kind && (!name || o.metadata.name === name)) as KubeObject & Record<string, any>;
+  return { ...result, byKind };
+}
+
+describe('renderMailRelay', () => {
+  it('renders a relay config the relay itself accepts: ports above 1024, keys and secrets at their mount paths', () => {
+    const { config, byKind } = rendered();
+    const parsed = parseConfig(YAML.parse(config), '/');
+    expect(parsed.listeners.map((l) => [l.name, l.port, l.tls, l.auth])).toEqual([['submission', 10587, 'starttls', 'required']]);
+    expect(parsed.tls).toEqual({ certFile: '/etc/mailfleet/tls/tls.crt', keyFile: '/etc/mailfleet/tls/tls.key' });
+    expect(parsed.senderDomains[0]!.dkim!.keys).toEqual([
+      { selector: 'mf-2-rsa', privateKeyFile: '/etc/mailfleet/dkim/example.com/mf-2-rsa.pem', active: true },
+      { selector: 'mf-1-rsa', privateKeyFile: '/etc/mailfleet/dkim/example.com/mf-1-rsa.pem', active: false },
+    ]);
+    expect(parsed.shutdown.drainTimeout).toBe(55);
+    expect(byKind('ConfigMap').data['relay.yaml']).toBe(config);
+    const service = byKind('Service', 'outbound');
+    expect(service.spec.ports).toEqual([{ name: 'submission', port: 587, targetPort: 'submission', protocol: 'TCP' }]);
+  });
+
+  it('renders a hardened Deployment with probes, the spool on a sized emptyDir and every Secret mounted read-only', () => {
+    const { byKind } = rendered(relay({ resources: { requests: { cpu: '100m' } } }));
+    const d = byKind('Deployment');
+    const pod = d.spec.template.spec;
+    const c = pod.containers[0];
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(c.securityContext).toEqual({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+    expect(c.args).toEqual(['relay', '--config', '/etc/mailfleet/config/relay.yaml']);
+    expect(c.resources).toEqual({ requests: { cpu: '100m' } });
+    expect(pod.volumes).toContainEqual({ name: 'spool', emptyDir: { sizeLimit: '2Gi' } });
+    expect(pod.volumes.filter((v: { secret?: unknown }) => v.secret).map((v: { secret: { secretName: string } }) => v.secret.secretName)).toEqual(['outbound-tls', 'outbound-users', 'example-com-dkim']);
+    expect(c.volumeMounts.filter((m: { name: string }) => m.name !== 'spool').every((m: { readOnly: boolean }) => m.readOnly)).toBe(true);
+    expect(pod.terminationGracePeriodSeconds).toBe(60);
+    expect(pod.topologySpreadConstraints.map((t: { topologyKey: string }) => t.topologyKey)).toEqual(['topology.kubernetes.io/zone', 'kubernetes.io/hostname']);
+    expect(d.metadata.ownerReferences).toEqual([{ apiVersion: API_VERSION, kind: 'MailRelay', name: 'outbound', uid: 'uid-relay', controller: true, blockOwnerDeletion: true }]);
+  });
+
+  it('produces objects that validate against the Kubernetes OpenAPI schemas', () => {
+    const { objects } = rendered(relay({ delivery: { route: 'smarthost', smarthost: { host: 'email-smtp.eu-west-1.amazonaws.com', credentialsSecretName: 'ses' } } }));
+    const models: Record<string, new (o: object) => { validate(): void }> = { Deployment, ConfigMap, Service, PodDisruptionBudget };
+    for (const o of objects) {
+      const Model = models[o.kind];
+      expect(Model, o.kind).toBeDefined();
+      expect(() => new Model!(o).validate(), `${o.kind} ${o.metadata.name}`).not.toThrow();
+    }
+  });
+
+  it('mounts smarthost credentials as username and password files the relay reads', () => {
+    const { config, byKind } = rendered(relay({ delivery: { route: 'smarthost', smarthost: { host: 'smtp.sendgrid.net', credentialsSecretName: 'ses' } } }));
+    expect(YAML.parse(config).delivery.route).toEqual({ type: 'smarthost', host: 'smtp.sendgrid.net', port: 587, tls: 'starttls', usernameFile: '/etc/mailfleet/upstream/username', passwordFile: '/etc/mailfleet/upstream/password' });
+    expect(byKind('Deployment').spec.template.spec.volumes).toContainEqual({ name: 'upstream', secret: { secretName: 'ses', defaultMode: 0o440, items: [{ key: 'username', path: 'username' }, { key: 'password', path: 'password' }] } });
+  });
+
+  it('applies nothing half-made: a missing Secret or keyless SenderDomain is named; a config the relay would refuse is explained', () => {
+    const missing = renderMailRelay(relay(), inputs({ secretExists: (n) => n !== 'outbound-users' }));
+    expect(missing).toEqual({ ok: false, reason: 'Missing', message: 'waiting for Secret outbound-users (spec.usersSecretName)' });
+    const keyless = renderMailRelay(relay(), inputs({ senderDomains: [{ ...domain, status: {} }] }));
+    expect(keyless).toMatchObject({ ok: false, reason: 'Missing', message: expect.stringContaining('DKIM keys of SenderDomain example-com') });
+    const invalid = renderMailRelay(relay({ tlsSecretName: undefined }), inputs());
+    expect(invalid).toMatchObject({ ok: false, reason: 'Invalid', message: expect.stringMatching(/listeners\.0\.tls: listener "submission" uses TLS/) });
+  });
+
+  it('is a pure function: the same inputs give the same objects; a ServiceMonitor only where its CRD exists', () => {
+    expect(JSON.stringify(rendered().objects)).toBe(JSON.stringify(rendered().objects));
+    expect(rendered().objects.map((o) => o.kind)).toEqual(['ConfigMap', 'Deployment', 'Service', 'Service', 'PodDisruptionBudget']);
+    expect(rendered(relay(), inputs({ serviceMonitors: true })).objects.map((o) => o.kind)).toContain('ServiceMonitor');
+  });
+});

@@ -1,0 +1,243 @@
+/**
+ * A MailRelay's desired objects, as a pure function of its spec and the objects it refers to:
+ * the controller applies the result, `mailfleet render` prints it. Nothing here talks to a
+ * cluster, so the output for given inputs is always the same (tests and GitOps diffs rely on it).
+ *
+ * The relay's config is rendered into the relay's own schema (relay/config.ts) and checked by
+ * it: a MailRelay that would give the relay a config it refuses is reported, never applied.
+ */
+import crypto from 'node:crypto';
+import YAML from 'yaml';
+import { formatIssues, configSchema, type RelayConfigInput } from '../../relay/config.js';
+import { API_VERSION, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
+
+export type KubeObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: unknown[] };
+  [key: string]: unknown;
+};
+
+/** What the render needs from the cluster besides the MailRelay. */
+export interface RelayInputs {
+  /** SenderDomains the relay's selector matches (with their status: keys and Secret). */
+  senderDomains: SenderDomain[];
+  /** Whether a Secret of this name exists in the relay's namespace. */
+  secretExists: (name: string) => boolean;
+  /** The relay image when the spec names none (the operator's own image). */
+  defaultImage: string;
+  /** Whether the ServiceMonitor CRD (monitoring.coreos.com) is installed. */
+  serviceMonitors: boolean;
+}
+
+export type RenderResult = { ok: true; objects: KubeObject[]; config: string } | { ok: false; reason: 'Missing' | 'Invalid'; message: string };
+
+const CONFIG_DIR = '/etc/mailfleet/config';
+const SPOOL_DIR = '/var/spool/mailfleet';
+const METRICS_PORT = 9090;
+export const FIELD_MANAGER = 'mailfleet-operator';
+
+export function relayLabels(relay: MailRelay): Record<string, string> {
+  return { 'app.kubernetes.io/name': 'mailfleet-relay', 'app.kubernetes.io/instance': relay.metadata.name, 'app.kubernetes.io/managed-by': 'mailfleet-operator' };
+}
+
+/** The label selector of the relay's pods, as a string (the scale subresource's status.selector). */
+export function relaySelector(relay: MailRelay): string {
+  const l = relayLabels(relay);
+  return `app.kubernetes.io/name=${l['app.kubernetes.io/name']},app.kubernetes.io/instance=${l['app.kubernetes.io/instance']}`;
+}
+
+const QUANTITY: Record<string, number> = { '': 1, k: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
+export function quantityBytes(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(q);
+  if (!m) throw new Error(`${q} is not a quantity`);
+  return Math.round(Number(m[1]) * QUANTITY[m[2] ?? '']!);
+}
+
+/**
+ * The port the relay binds in its container. It runs without capabilities, so it cannot bind
+ * below 1024: the Service keeps the well-known port (587) and targets 10000 + port (10587).
+ */
+export const containerPort = (port: number) => (port < 1024 ? 10_000 + port : port);
+
+/** Where a SenderDomain's DKIM keys are mounted in the relay pod. */
+const dkimDir = (domain: SenderDomain) => `/etc/mailfleet/dkim/${domain.spec.domain}`;
+/** Volume names are DNS labels: the SenderDomain's object name, hashed when too long. */
+const dkimVolume = (domain: SenderDomain) => {
+  const name = `dkim-${domain.metadata.name}`;
+  return name.length <= 63 ? name : `dkim-${crypto.createHash('sha256').update(domain.metadata.name).digest('hex').slice(0, 20)}`;
+};
+
+function relayConfig(relay: MailRelay, inputs: RelayInputs): RelayConfigInput {
+  const spec = relay.spec;
+  const ns = relay.metadata.namespace ?? 'default';
+  const route =
+    spec.delivery.route === 'smarthost' && spec.delivery.smarthost
+      ? {
+          type: 'smarthost' as const,
+          host: spec.delivery.smarthost.host,
+          port: spec.delivery.smarthost.port,
+          tls: spec.delivery.smarthost.tls,
+          ...(spec.delivery.smarthost.credentialsSecretName ? { usernameFile: '/etc/mailfleet/upstream/username', passwordFile: '/etc/mailfleet/upstream/password' } : {}),
+        }
+      : { type: 'mx' as const, dnsServers: spec.delivery.dnsServers };
+  const spoolBytes = quantityBytes(spec.spool.sizeLimit);
+  return {
+    hostname: spec.hostname ?? `${relay.metadata.name}.${ns}.svc`,
+    spool: { dir: SPOOL_DIR, minFreeBytes: Math.floor(spoolBytes / 20) },
+    listeners: spec.listeners.map((l) => ({ name: l.name, address: '0.0.0.0', port: containerPort(l.port), tls: l.tls, auth: l.auth, trustedNetworks: l.trustedNetworks })),
+    ...(spec.tlsSecretName ? { tls: { certFile: '/etc/mailfleet/tls/tls.crt', keyFile: '/etc/mailfleet/tls/tls.key' } } : {}),
+    ...(spec.usersSecretName ? { auth: { usersFile: '/etc/mailfleet/users/users' } } : {}),
+    senderDomains: inputs.senderDomains.map((d) => ({
+      domain: d.spec.domain,
+      dkim: { keys: (d.status?.keys ?? []).map((k) => ({ selector: k.selector, privateKeyFile: `${dkimDir(d)}/${k.selector}.pem`, active: k.state === 'active' })) },
+      spf: d.spec.spf,
+      dmarc: d.spec.dmarc,
+    })),
+    limits: {
+      maxMessageSize: quantityBytes(spec.limits.maxMessageSize),
+      maxRecipients: spec.limits.maxRecipients,
+      maxConnections: spec.limits.maxConnections,
+      messagesPerUserPerMinute: spec.limits.messagesPerUserPerMinute,
+    },
+    delivery: {
+      route,
+      maxConnections: spec.delivery.maxConnections,
+      maxConnectionsPerDestination: spec.delivery.maxConnectionsPerDestination,
+      egressAddresses: spec.delivery.egressAddresses,
+    },
+    retry: spec.retry,
+    http: { address: '0.0.0.0', port: METRICS_PORT },
+    // Sessions and deliveries get the grace period less a margin for the process to exit.
+    shutdown: { drainTimeout: Math.max(5, spec.terminationGracePeriodSeconds - 5) },
+  };
+}
+
+/** Secrets the relay mounts, each with what it is for (in messages). */
+function referencedSecrets(relay: MailRelay, domains: SenderDomain[]): [string, string][] {
+  const s = relay.spec;
+  return [
+    ...(s.tlsSecretName ? [[s.tlsSecretName, 'spec.tlsSecretName'] as [string, string]] : []),
+    ...(s.usersSecretName ? [[s.usersSecretName, 'spec.usersSecretName'] as [string, string]] : []),
+    ...(s.delivery.smarthost?.credentialsSecretName ? [[s.delivery.smarthost.credentialsSecretName, 'spec.delivery.smarthost.credentialsSecretName'] as [string, string]] : []),
+    ...domains.flatMap((d) => (d.status?.secretName ? [[d.status.secretName, `the DKIM keys of SenderDomain ${d.metadata.name}`] as [string, string]] : [])),
+  ];
+}
+
+export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderResult {
+  const { name } = relay.metadata;
+  const namespace = relay.metadata.namespace ?? 'default';
+  const spec = relay.spec;
+
+  const keyless = inputs.senderDomains.filter((d) => !d.status?.secretName || !d.status.keys?.length);
+  const missing = [
+    ...referencedSecrets(relay, inputs.senderDomains).filter(([secret]) => !inputs.secretExists(secret)).map(([secret, what]) => `Secret ${secret} (${what})`),
+    ...keyless.map((d) => `DKIM keys of SenderDomain ${d.metadata.name} (not generated yet)`),
+  ];
+  if (missing.length) return { ok: false, reason: 'Missing', message: `waiting for ${missing.join(', ')}` };
+
+  const configInput = relayConfig(relay, inputs);
+  const checked = configSchema.safeParse(configInput);
+  if (!checked.success) return { ok: false, reason: 'Invalid', message: `the relay would refuse this configuration:\n${formatIssues(checked.error.issues)}` };
+  const config = YAML.stringify(configInput);
+
+  const labels = relayLabels(relay);
+  const selectorLabels = { 'app.kubernetes.io/name': labels['app.kubernetes.io/name']!, 'app.kubernetes.io/instance': name };
+  const owner = { apiVersion: API_VERSION, kind: 'MailRelay', name, uid: relay.metadata.uid ?? '', controller: true, blockOwnerDeletion: true };
+  // A preview (`mailfleet render`) has no uid yet: no owner reference then.
+  const meta = (suffix = '') => ({ name: `${name}${suffix}`, namespace, labels, ...(owner.uid ? { ownerReferences: [owner] } : {}) });
+
+  const secretVolume = (volume: string, secretName: string, items?: { key: string; path: string }[]) => ({ name: volume, secret: { secretName, defaultMode: 0o440, ...(items ? { items } : {}) } });
+  const volumes: unknown[] = [
+    { name: 'config', configMap: { name: `${name}-config` } },
+    { name: 'spool', emptyDir: { sizeLimit: spec.spool.sizeLimit } },
+  ];
+  const mounts: unknown[] = [
+    { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+    { name: 'spool', mountPath: SPOOL_DIR },
+  ];
+  const mountSecret = (volume: string, secretName: string, mountPath: string, items?: { key: string; path: string }[]) => {
+    volumes.push(secretVolume(volume, secretName, items));
+    mounts.push({ name: volume, mountPath, readOnly: true });
+  };
+  if (spec.tlsSecretName) mountSecret('tls', spec.tlsSecretName, '/etc/mailfleet/tls');
+  if (spec.usersSecretName) mountSecret('users', spec.usersSecretName, '/etc/mailfleet/users', [{ key: 'users', path: 'users' }]);
+  const credentials = spec.delivery.smarthost?.credentialsSecretName;
+  if (spec.delivery.route === 'smarthost' && credentials) mountSecret('upstream', credentials, '/etc/mailfleet/upstream', [{ key: 'username', path: 'username' }, { key: 'password', path: 'password' }]);
+  for (const d of inputs.senderDomains) mountSecret(dkimVolume(d), d.status!.secretName!, dkimDir(d));
+
+  const ports = [...spec.listeners.map((l) => ({ name: l.name, containerPort: containerPort(l.port), protocol: 'TCP' })), { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' }];
+  const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({ httpGet: { path, port: 'metrics' }, periodSeconds, failureThreshold, timeoutSeconds: 2 });
+
+  const deployment: KubeObject = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: meta(),
+    spec: {
+      replicas: spec.replicas,
+      selector: { matchLabels: selectorLabels },
+      // One pod at a time: a leaving pod hands its queue to the others, which must be there.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: { labels },
+        spec: {
+          terminationGracePeriodSeconds: spec.terminationGracePeriodSeconds,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'relay',
+              image: spec.image ?? inputs.defaultImage,
+              args: ['relay', '--config', `${CONFIG_DIR}/relay.yaml`],
+              ports,
+              readinessProbe: probe('/readyz', 5, 2),
+              livenessProbe: probe('/healthz', 10, 6),
+              ...(spec.resources ? { resources: spec.resources } : {}),
+              securityContext: { readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+              volumeMounts: mounts,
+            },
+          ],
+          volumes,
+          topologySpreadConstraints: ['topology.kubernetes.io/zone', 'kubernetes.io/hostname'].map((topologyKey) => ({ maxSkew: 1, topologyKey, whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels } })),
+          ...(spec.nodeSelector ? { nodeSelector: spec.nodeSelector } : {}),
+          ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
+          ...(spec.affinity ? { affinity: spec.affinity } : {}),
+        },
+      },
+    },
+  };
+
+  const objects: KubeObject[] = [
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: meta('-config'), data: { 'relay.yaml': config } },
+    deployment,
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta(),
+      spec: { selector: selectorLabels, ports: spec.listeners.map((l) => ({ name: l.name, port: l.port, targetPort: l.name, protocol: 'TCP' })) },
+    },
+    // The pods themselves, for Prometheus and for relays that hand mail to each other.
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: meta('-pods'),
+      spec: { clusterIP: 'None', publishNotReadyAddresses: false, selector: selectorLabels, ports: [{ name: 'metrics', port: METRICS_PORT, targetPort: 'metrics', protocol: 'TCP' }] },
+    },
+    { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: meta(), spec: { maxUnavailable: 1, selector: { matchLabels: selectorLabels } } },
+  ];
+  if (inputs.serviceMonitors) {
+    objects.push({
+      apiVersion: 'monitoring.coreos.com/v1',
+      kind: 'ServiceMonitor',
+      metadata: meta(),
+      spec: { selector: { matchLabels: { ...selectorLabels } }, endpoints: [{ port: 'metrics', path: '/metrics', interval: '15s' }] },
+    });
+  }
+  return { ok: true, objects, config };
+}
+
+/** The in-cluster endpoint applications use: the first listener on the Service. */
+export function relayEndpoint(relay: MailRelay): string {
+  return `${relay.metadata.name}.${relay.metadata.namespace ?? 'default'}.svc:${relay.spec.listeners[0]?.port ?? 587}`;
+}
