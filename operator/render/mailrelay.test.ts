@@ -33,7 +33,7 @@ const inputs = (over: Partial<RelayInputs> = {}): RelayInputs => ({ senderDomain
 function rendered(r = relay(), i = inputs()) {
   const result = renderMailRelay(r, i);
   if (!result.ok) throw new Error(result.message);
-  const byKind = (kind: string, name?: string) => result.objects.find((o) => o.kind === kind && (!name || o.metadata.name === name)) as KubeObject & Record<string, any>;
+  const byKind = (kind: string, name?: string) => result.objects.find((o) => o.kind === kind && (!name || o.metadata.name === name)) as KubeObject & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- objects read back in assertions
   return { ...result, byKind };
 }
 
