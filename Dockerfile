@@ -9,6 +9,7 @@ RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY cli ./cli
 COPY relay ./relay
+COPY operator ./operator
 RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:24-bookworm-slim
@@ -18,11 +19,13 @@ COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/cli ./dist/cli
 COPY --from=build /src/dist/relay ./dist/relay
+COPY --from=build /src/dist/operator ./dist/operator
 # Runs as the image's unprivileged "node" user (uid 1000); the root filesystem can be
 # read-only: the relay writes only to its spool, which belongs on a volume.
 RUN mkdir -p /var/spool/mailfleet && chown node:node /var/spool/mailfleet
 USER 1000:1000
 VOLUME ["/var/spool/mailfleet"]
-EXPOSE 587 465 2525 9090
+# The operator renders relay pods that bind 10000 + port (no capability for ports below 1024).
+EXPOSE 10587 10465 9090
 ENTRYPOINT ["node", "/app/dist/cli/main.js"]
 CMD ["--help"]
