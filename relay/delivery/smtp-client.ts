@@ -93,7 +93,7 @@ export class SmtpClient {
   get tlsState(): { encrypted: boolean; certificateProblem?: string } {
     const socket = this.conn._socket;
     if (!this.conn.secure || !(socket instanceof TLSSocket)) return { encrypted: false };
-    return socket.authorized ? { encrypted: true } : { encrypted: true, certificateProblem: String(socket.authorizationError) };
+    return socket.authorized ? { encrypted: true } : { encrypted: true, certificateProblem: tlsReason(String(socket.authorizationError)) };
   }
 
   /** Sends one message; every recipient gets an outcome. A connection-level error throws DeliveryFailure. */
@@ -163,10 +163,18 @@ export class TlsFailure extends DeliveryFailure {}
 function tlsFailure(err: SMTPConnection.SMTPError, remoteMta: string): TlsFailure {
   // With a reply, the server answered STARTTLS with a refusal; without one, the handshake failed.
   if (err.response) return new TlsFailure('deferred', '4.7.4', `${remoteMta} did not start TLS: its reply to STARTTLS was "${err.response}"`, remoteMta);
-  return new TlsFailure('deferred', '4.7.5', `TLS handshake with ${remoteMta} failed: ${err.message.replace(/^Error initiating TLS - /, '')}`, remoteMta);
+  return new TlsFailure('deferred', '4.7.5', `TLS handshake with ${remoteMta} failed: ${tlsReason(err.message)}`, remoteMta);
 }
 
 function asTemporary(f: DeliveryFailure): DeliveryFailure {
   if (f.kind === 'deferred') return f;
   return new DeliveryFailure('deferred', `4${f.statusCode.slice(1)}`, `${f.reply} (refused before any message was sent; will retry)`, f.remoteMta);
+}
+
+/**
+ * The TLS error without wrappers and hints meant for whoever runs Node (Node 24 adds "try
+ * running Node.js with --use-system-ca"): the reply should say what is wrong with the peer.
+ */
+function tlsReason(message: string): string {
+  return message.replace(/^Error initiating TLS - /, '').replace(/; if the root CA is installed locally, try running Node\.js with --use-system-ca$/, '');
 }
