@@ -206,7 +206,7 @@ export class QueueManager {
     let timeout: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.connections]), new Promise((r) => (timeout = setTimeout(r, remaining)))]);
     clearTimeout(timeout);
-    for (const s of this.sessions) s.close();
+    await Promise.all([...this.sessions].map((s) => s.close()));
     await Promise.allSettled([...this.messages.values()].map((m) => m.saving));
   }
 
@@ -319,7 +319,8 @@ export class QueueManager {
         await this.settle(unit, outcomes, destination);
       }
     } finally {
-      session.close();
+      // The slot is free only once the connection is closed: until then the peer counts it.
+      await session.close();
       this.sessions.delete(session);
       this.scheduler.closeConnection(destination, this.now());
       this.pump();

@@ -33,7 +33,8 @@ export interface RouteSession {
   /** Whether another message may go over this session. */
   readonly usable: boolean;
   deliver(message: OutboundMessage): Promise<RecipientOutcome[]>;
-  close(): void;
+  /** Ends the session; resolves when its connection is closed. */
+  close(): Promise<void> | void;
 }
 
 export interface Route {
@@ -77,8 +78,8 @@ class SmtpSession implements RouteSession {
   deliver(message: OutboundMessage): Promise<RecipientOutcome[]> {
     return this.client.send(message.sender, message.recipients, message.body(), message.size, message.eightBit);
   }
-  close(): void {
-    this.client.close();
+  close(): Promise<void> {
+    return this.client.close();
   }
 }
 

@@ -151,9 +151,26 @@ export class SmtpClient {
     return (this.conn as unknown as { _envelope?: { rejectedErrors?: SMTPConnection.SMTPError[] } })._envelope?.rejectedErrors ?? [];
   }
 
-  close(): void {
+  /**
+   * Says QUIT (or drops a broken connection) and resolves once the socket is closed, so the
+   * caller counts the connection as open until the peer can no longer see it (a provider's
+   * connection limit is about open sockets, not about sessions we have finished with).
+   */
+  close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
+      if (this.broken) return resolve();
+      const timer = setTimeout(() => {
+        this.conn.close();
+        resolve();
+      }, 2000);
+      this.conn.once('end', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
     if (this.usable) this.conn.quit();
     else this.conn.close();
+    return closed;
   }
 }
 
