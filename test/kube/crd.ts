@@ -1,0 +1,178 @@
+/**
+ * CustomResourceDefinitions: validating one (the structural checks are not modelled beyond
+ * required fields, naming and one storage version), turning its served versions into
+ * ResourceDefs, and the third-party CRDs the operator looks for (ServiceMonitor, DNSEndpoint),
+ * abbreviated to the fields it writes.
+ */
+import { deepEqual, getPath, isObject, type JsonObject, type KubeObject } from './json.js';
+import type { ResourceDef } from './resources.js';
+import type { JSONSchemaProps } from './schema.js';
+import { shapeFromSchema } from './shapes.js';
+import { fieldError, type FieldError } from './status.js';
+
+export const CRD_CLEANUP_FINALIZER = 'customresourcecleanup.apiextensions.k8s.io';
+
+interface CrdVersion {
+  name: string;
+  served?: boolean;
+  storage?: boolean;
+  schema?: { openAPIV3Schema?: JSONSchemaProps };
+  subresources?: { status?: object; scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath?: string } };
+}
+
+interface CrdSpec {
+  group?: string;
+  scope?: string;
+  names?: { kind?: string; plural?: string; singular?: string; listKind?: string; shortNames?: string[]; categories?: string[] };
+  versions?: CrdVersion[];
+}
+
+function crdSpec(crd: KubeObject): CrdSpec {
+  return (isObject(crd.spec) ? crd.spec : {}) as CrdSpec;
+}
+
+export function validateCrd(crd: KubeObject): FieldError[] {
+  const spec = crdSpec(crd);
+  const errs: FieldError[] = [];
+  if (!spec.group) errs.push(fieldError.required('spec.group'));
+  if (!spec.names?.plural) errs.push(fieldError.required('spec.names.plural'));
+  if (!spec.names?.kind) errs.push(fieldError.required('spec.names.kind'));
+  if (spec.scope !== 'Namespaced' && spec.scope !== 'Cluster') errs.push(fieldError.notSupported('spec.scope', spec.scope ?? '', ['Cluster', 'Namespaced']));
+  if (spec.group && spec.names?.plural && crd.metadata.name !== `${spec.names.plural}.${spec.group}`) {
+    errs.push(fieldError.invalid('metadata.name', crd.metadata.name, 'must be spec.names.plural+"."+spec.group'));
+  }
+  const versions = spec.versions ?? [];
+  if (versions.length === 0) errs.push(fieldError.required('spec.versions', 'must have exactly one version marked as storage version'));
+  else if (versions.filter((v) => v.storage).length !== 1) {
+    errs.push(fieldError.invalid('spec.versions', versions.map((v) => v.name), 'must have exactly one version marked as storage version'));
+  }
+  versions.forEach((version, i) => {
+    if (!version.schema?.openAPIV3Schema) errs.push(fieldError.required(`spec.versions[${i}].schema.openAPIV3Schema`, 'schemas are required'));
+  });
+  return errs;
+}
+
+function stripForGeneration(obj: KubeObject, withStatus: boolean): JsonObject {
+  const { metadata: _metadata, status, ...rest } = obj;
+  return (withStatus ? { ...rest, status } : rest) as JsonObject;
+}
+
+/** One ResourceDef per served version of a CRD, all sharing the storage of the CRD's resource. */
+export function resourcesFromCrd(crd: KubeObject): ResourceDef[] {
+  const spec = crdSpec(crd);
+  const group = spec.group as string;
+  const names = spec.names ?? {};
+  const kind = names.kind as string;
+  const plural = names.plural as string;
+  const storageVersion = (spec.versions ?? []).find((v) => v.storage)?.name as string;
+  return (spec.versions ?? [])
+    .filter((version) => version.served !== false)
+    .map((version): ResourceDef => {
+      const schema = version.schema?.openAPIV3Schema;
+      const statusSubresource = version.subresources?.status !== undefined;
+      const scale = version.subresources?.scale;
+      return {
+        group,
+        version: version.name,
+        kind,
+        listKind: names.listKind ?? `${kind}List`,
+        plural,
+        singular: names.singular ?? kind.toLowerCase(),
+        namespaced: spec.scope === 'Namespaced',
+        shortNames: names.shortNames ?? [],
+        categories: names.categories ?? [],
+        storage: `${group}/${plural}`,
+        custom: true,
+        // Generation counts every change outside metadata (and outside status, where status is a subresource).
+        specChanged: (a, b) => !deepEqual(stripForGeneration(a, !statusSubresource), stripForGeneration(b, !statusSubresource)),
+        statusSubresource,
+        ...(scale
+          ? {
+              scale: {
+                specReplicasPath: scale.specReplicasPath,
+                statusReplicasPath: scale.statusReplicasPath,
+                selector: (obj: KubeObject) => (scale.labelSelectorPath ? (getPath(obj, scale.labelSelectorPath) as string | undefined) : undefined),
+              },
+            }
+          : {}),
+        allowCreateOnUpdate: false,
+        allowUnconditionalUpdate: false,
+        returnDeletedObject: false,
+        nameRule: 'subdomain',
+        shape: shapeFromSchema(schema, true),
+        ...(schema ? { schema } : {}),
+        fieldLabels: {},
+        toStorage: (view) => ({ ...view, apiVersion: `${group}/${storageVersion}` }),
+      };
+    });
+}
+
+const preserved: JSONSchemaProps = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
+const labelSelector: JSONSchemaProps = {
+  type: 'object',
+  properties: {
+    matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+    matchExpressions: { type: 'array', items: preserved },
+  },
+  'x-kubernetes-map-type': 'atomic',
+};
+
+function crdObject(group: string, version: string, kind: string, plural: string, spec: JSONSchemaProps, withStatus: boolean): KubeObject {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${plural}.${group}` },
+    spec: {
+      group,
+      scope: 'Namespaced',
+      names: { kind, plural, singular: kind.toLowerCase(), listKind: `${kind}List` },
+      versions: [
+        {
+          name: version,
+          served: true,
+          storage: true,
+          schema: { openAPIV3Schema: { type: 'object', properties: { spec, ...(withStatus ? { status: preserved } : {}) } } },
+          ...(withStatus ? { subresources: { status: {} } } : {}),
+        },
+      ],
+    },
+  } as unknown as KubeObject;
+}
+
+export const wellKnownCrds = {
+  /** monitoring.coreos.com/v1 ServiceMonitor (prometheus-operator), abbreviated. */
+  ServiceMonitor: () =>
+    crdObject('monitoring.coreos.com', 'v1', 'ServiceMonitor', 'servicemonitors', {
+      type: 'object',
+      required: ['selector'],
+      properties: {
+        jobLabel: { type: 'string' },
+        endpoints: { type: 'array', items: preserved },
+        selector: labelSelector,
+        namespaceSelector: preserved,
+        podTargetLabels: { type: 'array', items: { type: 'string' } },
+      },
+    }, false),
+  /** externaldns.k8s.io/v1alpha1 DNSEndpoint (external-dns), abbreviated. */
+  DNSEndpoint: () =>
+    crdObject('externaldns.k8s.io', 'v1alpha1', 'DNSEndpoint', 'dnsendpoints', {
+      type: 'object',
+      properties: {
+        endpoints: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              dnsName: { type: 'string' },
+              recordType: { type: 'string' },
+              recordTTL: { type: 'integer', format: 'int64' },
+              targets: { type: 'array', items: { type: 'string' } },
+              labels: { type: 'object', additionalProperties: { type: 'string' } },
+              providerSpecific: { type: 'array', items: preserved },
+              setIdentifier: { type: 'string' },
+            },
+          },
+        },
+      },
+    }, true),
+};
