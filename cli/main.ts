@@ -10,6 +10,7 @@ import { DEV_SENDER_DOMAIN, devSetup } from '../relay/dev.js';
 import { MailfleetError } from '../relay/errors.js';
 import { startRelay } from '../relay/main.js';
 import { hashPassword } from '../relay/users.js';
+import { operatorCommand } from './operator.js';
 import { recordsCommand } from './records.js';
 import { renderCommand } from './render.js';
 import { sendCommand } from './send.js';
@@ -20,6 +21,7 @@ const USAGE = `usage: mailfleet <command> [options]
 commands:
   relay [--config FILE]        run the SMTP relay; without --config, on development defaults
                                (loopback ports 2525 and 2587, spool and outbox in ./.mailfleet)
+  operator [--namespaces ...]  reconcile MailRelay and SenderDomain resources (mailfleet operator --help)
   send --server HOST:PORT ...  send a test message and show every step (mailfleet send --help)
   hash-password [--user NAME]  read a password on stdin, print a users-file entry
   records --config FILE        the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender
@@ -98,6 +100,8 @@ export async function main(argv: string[]): Promise<number> {
       return recordsCommand(rest);
     case 'render':
       return renderCommand(rest);
+    case 'operator':
+      return operatorCommand(rest);
     case 'suppressions':
       return suppressionsCommand(rest);
     case undefined:

@@ -5,7 +5,6 @@
  * the end, so the output still parses): made for GitOps previews and CI diffs.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import type { z } from 'zod';
@@ -13,6 +12,7 @@ import { formatIssues } from '../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../operator/api/v1alpha1.js';
 import { planRotation } from '../operator/controllers/dkim-rotation.js';
 import { renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
+import { packageVersion } from './version.js';
 import { dkimSecret, dkimSecretName, dnsEndpoint, relaysSigningFor, senderDomainRecords } from '../operator/render/senderdomain.js';
 
 export const RENDER_USAGE = `usage: mailfleet render -f FILE [-f FILE]... [--namespace NS] [--image IMAGE] [--service-monitors]
@@ -43,7 +43,7 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
     options: {
       filename: { type: 'string', short: 'f', multiple: true },
       namespace: { type: 'string', short: 'n', default: 'default' },
-      image: { type: 'string', default: `ghcr.io/mailfleet/mailfleet:${version()}` },
+      image: { type: 'string', default: `ghcr.io/mailfleet/mailfleet:${packageVersion()}` },
       'service-monitors': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
@@ -142,13 +142,4 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
 function referencedSecretNames(relay: MailRelay): string[] {
   const s = relay.spec;
   return [s.tlsSecretName, s.usersSecretName, s.delivery.smarthost?.credentialsSecretName].filter((n): n is string => !!n);
-}
-
-/** The package's version, from its package.json (found upward: this file runs from src or dist). */
-function version(): string {
-  for (let dir = import.meta.dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    const file = path.join(dir, 'package.json');
-    if (fs.existsSync(file)) return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
-  }
-  return 'latest';
 }

@@ -116,7 +116,7 @@ export const senderDomainStatusSchema = z.object({
   keys: z.array(dkimKeyStatusSchema).optional(),
   nextRotationAt: z.string().optional(),
   records: z.array(dnsRecordStatusSchema).optional(),
-  lastVerifiedAt: z.string().optional(),
+  lastVerifiedAt: z.string().optional().describe('When a DNS check last changed what status says (checks that find the same are not written).'),
 });
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,30 @@
+/**
+ * Conditions as Kubernetes users read them (metav1.Condition): a transition time that moves
+ * only when the status does, and observedGeneration on each. Also the change test that keeps
+ * the operator quiet: status is written only when something other than timestamps changed.
+ */
+import type { Condition } from '../api/v1alpha1.js';
+
+export function setCondition(conditions: readonly Condition[] | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
+  const list = [...(conditions ?? [])];
+  const i = list.findIndex((c) => c.type === next.type);
+  const before = i >= 0 ? list[i] : undefined;
+  const condition: Condition = { ...next, lastTransitionTime: before && before.status === next.status ? before.lastTransitionTime : now.toISOString() };
+  if (i >= 0) list[i] = condition;
+  else list.push(condition);
+  return list;
+}
+
+export function conditionOf(conditions: readonly Condition[] | undefined, type: string): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}
+
+/** Whether two statuses differ in anything but the fields that only record when something was seen. */
+export function statusChanged(before: unknown, after: unknown, ignore: readonly string[] = []): boolean {
+  const strip = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.map(strip);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([k, x]) => !ignore.includes(k) && x !== undefined).map(([k, x]) => [k, strip(x)]));
+    return v;
+  };
+  return JSON.stringify(strip(before ?? {})) !== JSON.stringify(strip(after ?? {}));
+}
