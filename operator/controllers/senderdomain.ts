@@ -56,13 +56,31 @@ export class SenderDomainController {
     const secret = this.ctx.secret(namespace, secretName) ?? (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name: secretName }));
     const data = (secret?.data ?? {}) as Record<string, string>;
     const keys = keysOfSecret(secret as never);
-    const checkedDns = new Map((domain.status?.records ?? []).filter((r) => r.purpose === 'dkim' && r.selector).map((r) => [r.selector!, r.dns]));
-    const plan = planRotation({ spec, keys, served: (s) => checkedDns.get(s) === 'match', now, propagationSeconds: spec.dnsEndpoint.ttl });
     const pems = new Map<string, string>();
-    for (const k of plan.keys) {
-      const existing = data[`${k.selector}.pem`];
-      if (existing) pems.set(k.selector, Buffer.from(existing, 'base64').toString('utf8'));
+    for (const k of keys) pems.set(k.selector, Buffer.from(data[`${k.selector}.pem`]!, 'base64').toString('utf8'));
+    const recordsOf = (list: readonly DkimKeyStatus[]) =>
+      senderDomainRecords(
+        domain,
+        this.ctx.relays(),
+        list.map((k) => ({ selector: k.selector, algorithm: k.algorithm, publicKey: dkimPublicKeyFromPem(pems.get(k.selector)!, `DKIM key ${k.selector} of ${spec.domain}`).publicKey })),
+      );
+
+    // What DNS serves for the current keys (checked every verification interval, or when the
+    // records change): the rotation may switch signing only on what DNS was just seen to serve.
+    const current = recordsOf(keys);
+    const intervalMs = duration.parse(spec.verification.interval) * 1000;
+    const last = Math.max(this.lastChecked.get(domain.metadata.uid ?? '') ?? 0, domain.status?.lastVerifiedAt ? Date.parse(domain.status.lastVerifiedAt) : 0);
+    const sameRecords = JSON.stringify((domain.status?.records ?? []).map((r) => [r.name, r.value])) === JSON.stringify(current.records.map((r) => [r.name, r.value]));
+    let checks: RecordCheck[] | undefined;
+    if (!sameRecords || now.getTime() - last >= intervalMs) {
+      checks = await this.ctx.verify(current.records, spec.verification.resolvers);
+      this.lastChecked.set(domain.metadata.uid ?? '', now.getTime());
     }
+    const dnsOf = (r: { name: string; value: string }) =>
+      checks?.find((c) => c.record.name === r.name && c.record.value === r.value)?.status ?? domain.status?.records?.find((x) => x.name === r.name && x.value === r.value)?.dns;
+    const servedSelector = new Map(current.records.filter((r) => r.selector).map((r) => [r.selector!, dnsOf(r)]));
+
+    const plan = planRotation({ spec, keys, served: (selector) => servedSelector.get(selector) === 'match', now, propagationSeconds: spec.dnsEndpoint.ttl });
     for (const c of plan.create) pems.set(c.selector, generateDkimKey(c.algorithm).privateKeyPem);
     if (JSON.stringify(plan.keys) !== JSON.stringify(keys) || !secret) {
       const desired = dkimSecret(domain, plan.keys, pems);
@@ -71,21 +89,10 @@ export class SenderDomainController {
       await this.ctx.client.apply({ ...rest, data: Object.fromEntries(Object.entries(stringData).map(([k, v]) => [k, Buffer.from(v).toString('base64')])) } as never);
     }
     for (const e of plan.events) this.ctx.events.emit(domain as never, 'Normal', e.reason, e.message);
-
-    // Records, and what DNS serves (at most every verification interval, or when they change).
-    const publicKeys = plan.keys.map((k) => ({ selector: k.selector, algorithm: k.algorithm, publicKey: dkimPublicKeyFromPem(pems.get(k.selector)!, `DKIM key ${k.selector} of ${spec.domain}`).publicKey }));
-    const records = senderDomainRecords(domain, this.ctx.relays(), publicKeys);
-    const intervalMs = duration.parse(spec.verification.interval) * 1000;
-    const last = Math.max(this.lastChecked.get(domain.metadata.uid ?? '') ?? 0, domain.status?.lastVerifiedAt ? Date.parse(domain.status.lastVerifiedAt) : 0);
-    const sameRecords = JSON.stringify((domain.status?.records ?? []).map((r) => [r.name, r.value])) === JSON.stringify(records.records.map((r) => [r.name, r.value]));
-    let checks: RecordCheck[] | undefined;
-    if (!sameRecords || now.getTime() - last >= intervalMs) {
-      checks = await this.ctx.verify(records.records, spec.verification.resolvers);
-      this.lastChecked.set(domain.metadata.uid ?? '', now.getTime());
-    }
+    const records = JSON.stringify(plan.keys) === JSON.stringify(keys) ? current : recordsOf(plan.keys);
     const previous = new Map((domain.status?.records ?? []).map((r) => [`${r.name}|${r.value}`, r]));
     const recordStatus = records.records.map((r) => {
-      const check = checks?.find((c) => c.record === r);
+      const check = checks?.find((c) => c.record.name === r.name && c.record.value === r.value);
       const before = previous.get(`${r.name}|${r.value}`);
       const dns = check ? check.status : (before?.dns ?? 'unknown');
       const difference = check ? (check.difference ?? check.error) : before?.difference;

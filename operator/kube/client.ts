@@ -121,7 +121,7 @@ export class KubeClient {
   }
 
   /** Server-side apply with the operator's field manager (forced: it owns what it renders); creates when missing. */
-  async apply<T extends AnyObject>(object: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string | undefined } }): Promise<T> {
+  async apply<T extends AnyObject>(object: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string | undefined }; [field: string]: unknown }): Promise<T> {
     const path = `${resourcePath(object.apiVersion, object.kind, object.metadata.namespace, object.metadata.name)}?fieldManager=${FIELD_MANAGER}&force=true`;
     return this.request<T>('apply', 'PATCH', path, object, PatchStrategy.ServerSideApply);
   }
