@@ -121,6 +121,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   depth.unref();
 
   let leading = !opts.leaderElection.enabled;
+  let stopping = false;
   const enqueueNamespace = (q: WorkQueue, getAll: () => AnyObject[], namespace: string) => {
     for (const o of getAll()) if (o.metadata.namespace === namespace) q.add(keyOf(o));
   };
@@ -186,7 +187,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         ...le,
         onStartedLeading: startControllers,
         onStoppedLeading: () => {
-          if (!leading) return;
+          if (!leading || stopping) return;
           leading = false;
           metrics.leader.set(0);
           log.error({ event: 'lost_leadership', identity: le.identity }, 'lost the leader lease: stopping');
@@ -213,6 +214,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     isLeader: () => leading,
     requests: () => ({ ...requests }),
     stop: async () => {
+      stopping = true;
       clearInterval(crdTimer);
       clearInterval(depth);
       await Promise.all([domainQueue.stop(), relayQueue.stop()]);

@@ -185,3 +185,37 @@ describe('operator on the Kubernetes API emulator', () => {
     expect(lease.spec.holderIdentity).toBe('b');
   });
 });
+
+describe('operator: optional CRDs and broken watches', () => {
+  let cluster: KubeEmulator | undefined;
+  let op: RunningOperator | undefined;
+  afterEach(async () => {
+    await op?.stop();
+    await cluster?.stop();
+  });
+
+  it('makes a ServiceMonitor and a DNSEndpoint where those CRDs exist', async () => {
+    cluster = await startCluster({ thirdPartyCrds: ['ServiceMonitor', 'DNSEndpoint'] });
+    op = await startTestOperator(cluster);
+    await apply(cluster, secret('outbound-tls', { 'tls.crt': 'x', 'tls.key': 'y' }));
+    await apply(cluster, secret('outbound-users', { users: 'app:x' }));
+    await apply(cluster, senderDomain('example-com', 'example.com', { dnsEndpoint: { enabled: true, ttl: 600 }, verification: { resolvers: ['127.0.0.1:9'] } }));
+    await apply(cluster, mailRelay('outbound'));
+    await waitFor(() => !!cluster!.get({ apiVersion: 'monitoring.coreos.com/v1', kind: 'ServiceMonitor', namespace: 'mail', name: 'outbound' }), 'the ServiceMonitor');
+    await waitFor(() => !!cluster!.get({ apiVersion: 'externaldns.k8s.io/v1alpha1', kind: 'DNSEndpoint', namespace: 'mail', name: 'example-com-records' }), 'the DNSEndpoint');
+    const endpoint = cluster.get({ apiVersion: 'externaldns.k8s.io/v1alpha1', kind: 'DNSEndpoint', namespace: 'mail', name: 'example-com-records' }) as unknown as { spec: { endpoints: { dnsName: string; recordType: string; targets: string[]; recordTTL: number }[] } };
+    expect(endpoint.spec.endpoints.map((e) => `${e.recordType} ${e.dnsName} ${e.recordTTL}`)).toEqual(['TXT example.com 600', 'TXT mailfleet-1-rsa._domainkey.example.com 600', 'TXT mailfleet-1-ed._domainkey.example.com 600', 'TXT _dmarc.example.com 600']);
+    expect(endpoint.spec.endpoints[1]!.targets[0]).toMatch(/^v=DKIM1; k=rsa; p=MII/);
+  });
+
+  it('keeps reconciling after its watches are cut and their history is gone (410 Gone, relist)', async () => {
+    cluster = await startCluster();
+    op = await startTestOperator(cluster);
+    await apply(cluster, senderDomain('before-com', 'before.com', { verification: { resolvers: ['127.0.0.1:9'] } }));
+    await waitFor(() => condition(get(cluster!, SD, 'before-com'), 'KeysReady')?.status === 'True', 'the first domain');
+    cluster.compactHistory();
+    cluster.closeWatches();
+    await apply(cluster, senderDomain('after-com', 'after.com', { verification: { resolvers: ['127.0.0.1:9'] } }));
+    await waitFor(() => condition(get(cluster!, SD, 'after-com'), 'KeysReady')?.status === 'True', 'a domain created after the watches broke', 15_000);
+  });
+});
