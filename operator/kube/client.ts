@@ -47,6 +47,7 @@ const RESOURCES: Record<string, { plural: string; namespaced: boolean }> = {
   'v1/Service': { plural: 'services', namespaced: true },
   'v1/Pod': { plural: 'pods', namespaced: true },
   'v1/Event': { plural: 'events', namespaced: true },
+  'v1/Namespace': { plural: 'namespaces', namespaced: false },
   'apps/v1/Deployment': { plural: 'deployments', namespaced: true },
   'policy/v1/PodDisruptionBudget': { plural: 'poddisruptionbudgets', namespaced: true },
   'coordination.k8s.io/v1/Lease': { plural: 'leases', namespaced: true },
