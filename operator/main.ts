@@ -92,7 +92,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     dnsEndpoints: () => optional.dnsEndpoints,
     verify: (records, servers) => verifyRecords(records, { servers, timeoutMs: 5000 }),
   });
-  const mailRelayController = new MailRelayController({ client, events, log, now, senderDomains: domains, deployment: lookup('Deployment'), serviceMonitors: () => optional.serviceMonitors, defaultImage: opts.defaultImage, missingRetryMs: opts.missingRetryMs ?? 15_000 });
+  const mailRelayController = new MailRelayController({ client, events, log, now, senderDomains: domains, deployment: lookup('Deployment'), managedSecret: lookup('Secret'), serviceMonitors: () => optional.serviceMonitors, defaultImage: opts.defaultImage, missingRetryMs: opts.missingRetryMs ?? 15_000 });
 
   const queue = (controller: string, kind: string, reconcile: (o: AnyObject) => Promise<{ requeueAfterMs?: number } | void>) =>
     new WorkQueue(
@@ -125,25 +125,31 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const enqueueNamespace = (q: WorkQueue, getAll: () => AnyObject[], namespace: string) => {
     for (const o of getAll()) if (o.metadata.namespace === namespace) q.add(keyOf(o));
   };
+  /** Labels, spec and the named status fields: what other controllers read of an object. */
+  const relevant = (o: AnyObject | undefined, statusFields: string[]) => {
+    const status = (o?.status ?? {}) as Record<string, unknown>;
+    return JSON.stringify([o?.metadata.labels, o?.spec, statusFields.map((f) => status[f])]);
+  };
   const ownerChanged = (q: WorkQueue, key: string, owner: string | undefined) => owner && q.add(`${key.split('/')[0]}/${owner}`);
   const ownerName = (o: AnyObject | undefined, kind: string) => (o?.metadata.ownerReferences as { kind: string; name: string }[] | undefined)?.find((r) => r.kind === kind)?.name;
   const watchers: { kind: string; apiVersion: string; labelSelector?: string; onChange: (key: string, o: AnyObject | undefined, previous: AnyObject | undefined) => void }[] = [
     {
       apiVersion: API_VERSION,
       kind: 'SenderDomain',
-      onChange: (key) => {
+      onChange: (key, o, previous) => {
         domainQueue.add(key);
-        // Relays that sign for a domain render its keys into their config.
-        enqueueNamespace(relayQueue, relays as never, key.split('/')[0]!);
+        // Relays that sign for a domain render its keys into their config: they care about its
+        // labels, spec and keys, not about its conditions or DNS checks.
+        if (relevant(o, ['keys', 'secretName']) !== relevant(previous, ['keys', 'secretName'])) enqueueNamespace(relayQueue, relays as never, key.split('/')[0]!);
       },
     },
     {
       apiVersion: API_VERSION,
       kind: 'MailRelay',
-      onChange: (key) => {
+      onChange: (key, o, previous) => {
         relayQueue.add(key);
-        // A relay's route and egress addresses shape its domains' SPF records.
-        enqueueNamespace(domainQueue, domains as never, key.split('/')[0]!);
+        // A relay's route and egress addresses shape its domains' SPF records (its status does not).
+        if (relevant(o, []) !== relevant(previous, [])) enqueueNamespace(domainQueue, domains as never, key.split('/')[0]!);
       },
     },
     // The operator's own Deployments and Secrets: a change (a pod ready, a key Secret edited) goes to the owner.

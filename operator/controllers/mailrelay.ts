@@ -26,6 +26,8 @@ export interface MailRelayContext {
   senderDomains: () => SenderDomain[];
   /** The relay's Deployment as the Deployment informer has it. */
   deployment: (namespace: string, name: string) => AnyObject | undefined;
+  /** A Secret the operator made (the DKIM keys), from its informer; others are asked for. */
+  managedSecret: (namespace: string, name: string) => AnyObject | undefined;
   serviceMonitors: () => boolean;
   defaultImage: string;
   /** While a reference is missing, look again this often (the Secrets users make are not watched). */
@@ -54,7 +56,9 @@ export class MailRelayController {
     const senderDomains = this.ctx.senderDomains().filter((d) => (d.metadata.namespace ?? 'default') === namespace && matches(relay.spec.senderDomainSelector, d.metadata.labels));
     const referenced = [relay.spec.tlsSecretName, relay.spec.usersSecretName, relay.spec.delivery.smarthost?.credentialsSecretName, ...senderDomains.map((d) => d.status?.secretName)].filter((n): n is string => !!n);
     const existing = new Set<string>();
-    for (const name of new Set(referenced)) if (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name })) existing.add(name);
+    for (const name of new Set(referenced)) {
+      if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) existing.add(name);
+    }
 
     const result = renderMailRelay(relay, { senderDomains, secretExists: (n) => existing.has(n), defaultImage: this.ctx.defaultImage, serviceMonitors: this.ctx.serviceMonitors() });
     if (!result.ok) {

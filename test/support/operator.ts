@@ -6,10 +6,17 @@ import YAML from 'yaml';
 import { startOperator, type OperatorOptions, type RunningOperator } from '../../operator/main.js';
 import { startKubeEmulator, type KubeEmulator, type KubeEmulatorOptions } from '../kube/emulator.js';
 
-const CRD_DIR = path.resolve(import.meta.dirname, '../../crds');
+/** crds/ at the package root, whether this runs from the sources or from dist/. */
+function crdDir(): string {
+  for (let dir = import.meta.dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'crds');
+  }
+  throw new Error('no package.json above test/support');
+}
 
 export function mailfleetCrds(): object[] {
-  return fs.readdirSync(CRD_DIR).filter((f) => f.endsWith('.yaml')).map((f) => YAML.parse(fs.readFileSync(path.join(CRD_DIR, f), 'utf8')) as object);
+  const dir = crdDir();
+  return fs.readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => YAML.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as object);
 }
 
 export function startCluster(opts: KubeEmulatorOptions = {}): Promise<KubeEmulator> {

@@ -1,8 +1,15 @@
 /** Runs `mailfleet` from dist/ as a child process, as users and Kubernetes run it. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 
-export const CLI = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+/** dist/cli/main.js at the package root, whether this file runs from the sources or from dist/. */
+export const CLI = (() => {
+  for (let dir = import.meta.dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return path.join(dir, 'dist/cli/main.js');
+  }
+  throw new Error('no package.json above test/support');
+})();
 
 export interface RelayProcess {
   child: ChildProcess;
