@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     if (domainsReady === DOMAINS && relaysReady === RELAYS) break;
     if (op.child.exitCode !== null) throw new Error(`the operator exited:\n${op.output()}`);
     if (performance.now() - started > 600_000) throw new Error(`not converged after 10 minutes: ${domainsReady}/${DOMAINS} domains, ${relaysReady}/${RELAYS} relays`);
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 1000));
   }
   const convergeSeconds = (performance.now() - started) / 1000;
   const requestsToConverge = cluster.requestCount();

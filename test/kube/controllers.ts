@@ -79,7 +79,11 @@ export class Controllers {
   private react(change: StoredChange): void {
     const meta = change.object.metadata;
     const { scheduler } = this;
-    if (change.type === 'DELETED' || meta.deletionTimestamp || meta.ownerReferences?.length) {
+    // The collector walks everything: run it when an owner may have gone (a deletion). An
+    // object whose owners changed may name one that does not exist: a pass too, but only if
+    // one of its owners is missing (a uid lookup), not on every write of an owned object.
+    const ownersChanged = JSON.stringify(change.previous?.metadata.ownerReferences ?? []) !== JSON.stringify(meta.ownerReferences ?? []);
+    if (change.type === 'DELETED' || meta.deletionTimestamp || (meta.ownerReferences?.length && ownersChanged && this.missesAnOwner(meta.ownerReferences))) {
       scheduler.schedule('garbage-collector', this.options.gcDelayMs, () => this.collectGarbage());
     }
     if (change.type === 'DELETED' || meta.deletionTimestamp) {
@@ -93,6 +97,17 @@ export class Controllers {
     if (availableAfter !== undefined && def.group === 'apps' && def.plural === 'deployments') {
       scheduler.schedule(`deployment/${meta.namespace}/${meta.name}`, availableAfter, () => this.reportAvailable(def, meta.namespace as string, meta.name as string));
     }
+  }
+
+  private missesAnOwner(refs: OwnerReference[]): boolean {
+    const uids = new Set(refs.map((r) => r.uid));
+    for (const def of this.registry.resources.storages()) {
+      for (const stored of this.registry.store.scan(def.storage)) {
+        uids.delete(stored.metadata.uid as string);
+        if (!uids.size) return false;
+      }
+    }
+    return true;
   }
 
   private everything(): Located[] {

@@ -49,6 +49,11 @@ export class Store {
   }
 
   /** Objects in key order (namespace, then name), as etcd lists them. */
+  /** The stored objects themselves, unsorted and not copied: for read-only scans that must be cheap. */
+  *scan(storage: string): Iterable<Readonly<KubeObject>> {
+    yield* this.objects.get(storage)?.values() ?? [];
+  }
+
   list(storage: string, namespace?: string): KubeObject[] {
     const all = [...(this.objects.get(storage)?.entries() ?? [])].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return all.map(([, obj]) => obj).filter((obj) => namespace === undefined || obj.metadata.namespace === namespace).map((obj) => clone(obj));
