@@ -62,8 +62,9 @@ async function main(): Promise<void> {
   const convergeSeconds = (performance.now() - started) / 1000;
   const requestsToConverge = cluster.requestCount();
 
-  // Steady state: nothing changes; what does the operator still ask?
-  await new Promise((r) => setTimeout(r, 2000));
+  // Steady state: nothing changes; what does the operator still ask? (After a settling time:
+  // the last status writes of convergence still come back once through the watches.)
+  await new Promise((r) => setTimeout(r, Number(process.env.BENCH_SETTLE_MS ?? 10_000)));
   cluster.resetRequests();
   await new Promise((r) => setTimeout(r, STEADY_MS));
   const steady = cluster.requests().filter((r) => r.verb !== 'watch');
