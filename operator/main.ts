@@ -91,8 +91,9 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     secret: lookup('Secret'),
     dnsEndpoints: () => optional.dnsEndpoints,
     verify: (records, servers) => verifyRecords(records, { servers, timeoutMs: 5000 }),
+    metrics,
   });
-  const mailRelayController = new MailRelayController({ client, events, log, now, senderDomains: domains, deployment: lookup('Deployment'), managedSecret: lookup('Secret'), serviceMonitors: () => optional.serviceMonitors, defaultImage: opts.defaultImage, missingRetryMs: opts.missingRetryMs ?? 15_000 });
+  const mailRelayController = new MailRelayController({ client, events, log, now, senderDomains: domains, deployment: lookup('Deployment'), managedSecret: lookup('Secret'), serviceMonitors: () => optional.serviceMonitors, defaultImage: opts.defaultImage, missingRetryMs: opts.missingRetryMs ?? 15_000, metrics });
 
   const queue = (controller: string, kind: string, reconcile: (o: AnyObject) => Promise<{ requeueAfterMs?: number } | void>) =>
     new WorkQueue(
@@ -138,6 +139,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       kind: 'SenderDomain',
       onChange: (key, o, previous) => {
         domainQueue.add(key);
+        if (!o && previous) {
+          const labels = { namespace: previous.metadata.namespace ?? '', name: previous.metadata.name, domain: (previous.spec as { domain?: string }).domain ?? '' };
+          metrics.senderDomainDnsVerified.remove(labels);
+          metrics.senderDomainKeyWaitingSeconds.remove(labels);
+        }
         // Relays that sign for a domain render its keys into their config: they care about its
         // labels, spec and keys, not about its conditions or DNS checks.
         if (relevant(o, ['keys', 'secretName']) !== relevant(previous, ['keys', 'secretName'])) enqueueNamespace(relayQueue, relays as never, key.split('/')[0]!);
@@ -148,6 +154,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
       kind: 'MailRelay',
       onChange: (key, o, previous) => {
         relayQueue.add(key);
+        if (!o && previous) for (const state of ['desired', 'ready']) metrics.mailRelayReplicas.remove({ namespace: previous.metadata.namespace ?? '', name: previous.metadata.name, state });
         // A relay's route and egress addresses shape its domains' SPF records (its status does not).
         if (relevant(o, []) !== relevant(previous, [])) enqueueNamespace(domainQueue, domains as never, key.split('/')[0]!);
       },

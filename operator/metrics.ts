@@ -15,6 +15,10 @@ export class OperatorMetrics {
   readonly queueDepth: client.Gauge<'controller'>;
   readonly leader: client.Gauge;
   readonly apiRequests: client.Counter<'verb'>;
+  /** Per object (bounded by the objects in the cluster, like kube-state-metrics). */
+  readonly senderDomainDnsVerified: client.Gauge<'namespace' | 'name' | 'domain'>;
+  readonly senderDomainKeyWaitingSeconds: client.Gauge<'namespace' | 'name' | 'domain'>;
+  readonly mailRelayReplicas: client.Gauge<'namespace' | 'name' | 'state'>;
 
   constructor() {
     const registers = [this.registry];
@@ -29,6 +33,14 @@ export class OperatorMetrics {
     });
     this.queueDepth = new client.Gauge({ name: `${PREFIX}workqueue_depth`, help: 'Objects waiting to be reconciled.', labelNames: ['controller'], registers });
     this.leader = new client.Gauge({ name: `${PREFIX}leader`, help: '1 while this replica holds the leader lease.', registers });
+    this.senderDomainDnsVerified = new client.Gauge({ name: `${PREFIX}senderdomain_dns_verified`, help: '1 when DNS serves every record a SenderDomain needs (its DNSVerified condition).', labelNames: ['namespace', 'name', 'domain'], registers });
+    this.senderDomainKeyWaitingSeconds = new client.Gauge({
+      name: `${PREFIX}senderdomain_key_waiting_seconds`,
+      help: 'How long the next DKIM key of a rotation has waited for DNS to serve its record (0 when none waits).',
+      labelNames: ['namespace', 'name', 'domain'],
+      registers,
+    });
+    this.mailRelayReplicas = new client.Gauge({ name: `${PREFIX}mailrelay_replicas`, help: 'Relay pods of a MailRelay: desired and ready.', labelNames: ['namespace', 'name', 'state'], registers });
     this.apiRequests = new client.Counter({ name: `${PREFIX}api_requests_total`, help: 'Requests to the Kubernetes API by verb (watch streams count once).', labelNames: ['verb'], registers });
   }
 }

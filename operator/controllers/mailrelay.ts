@@ -17,6 +17,7 @@ import type { ReconcileResult } from '../kube/workqueue.js';
 import { relayEndpoint, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
+import type { OperatorMetrics } from '../metrics.js';
 
 export interface MailRelayContext {
   client: KubeClient;
@@ -32,6 +33,7 @@ export interface MailRelayContext {
   defaultImage: string;
   /** While a reference is missing, look again this often (the Secrets users make are not watched). */
   missingRetryMs: number;
+  metrics?: OperatorMetrics;
 }
 
 type Status = NonNullable<MailRelay['status']>;
@@ -78,6 +80,8 @@ export class MailRelayController {
     let conditions = setCondition(relay.status?.conditions, { type: 'Degraded', status: 'False', reason: 'Reconciled', message: 'every reference resolved; objects applied', observedGeneration: generation }, now);
     conditions = setCondition(conditions, { type: 'Progressing', status: rolledOut ? 'False' : 'True', reason: rolledOut ? 'RolledOut' : 'RollingOut', message: rolledOut ? `${desired} replica(s) at the current version` : `rolling out: ${dstatus.updatedReplicas ?? 0} of ${desired} updated`, observedGeneration: generation }, now);
     conditions = setCondition(conditions, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Available' : 'NotAvailable', message: `${readyReplicas} of ${desired} relay pod(s) ready`, observedGeneration: generation }, now);
+    this.ctx.metrics?.mailRelayReplicas.set({ namespace, name: relay.metadata.name, state: 'desired' }, desired);
+    this.ctx.metrics?.mailRelayReplicas.set({ namespace, name: relay.metadata.name, state: 'ready' }, readyReplicas);
     const wasReady = relay.status?.conditions?.find((c) => c.type === 'Ready')?.status;
     if (wasReady !== (ready ? 'True' : 'False') && ready) this.ctx.events.emit(relay as never, 'Normal', 'Ready', `${readyReplicas} relay pod(s) ready at ${relayEndpoint(relay)}`);
     await this.writeStatus(relay, {

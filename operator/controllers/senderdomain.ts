@@ -17,6 +17,7 @@ import { dkimSecret, dkimSecretName, dnsEndpoint, keysOfSecret, senderDomainReco
 import { setCondition, statusChanged } from './conditions.js';
 import { planRotation } from './dkim-rotation.js';
 import type { EventSink } from './events.js';
+import type { OperatorMetrics } from '../metrics.js';
 
 export interface SenderDomainContext {
   client: KubeClient;
@@ -30,6 +31,7 @@ export interface SenderDomainContext {
   /** Whether the external-dns DNSEndpoint CRD exists in the cluster. */
   dnsEndpoints: () => boolean;
   verify: (records: DnsRecord[], servers: string[]) => Promise<RecordCheck[]>;
+  metrics?: OperatorMetrics;
 }
 
 type Status = NonNullable<SenderDomain['status']>;
@@ -130,6 +132,10 @@ export class SenderDomainController {
       lastVerifiedAt: checks ? now.toISOString() : domain.status?.lastVerifiedAt,
     };
     await this.writeStatus(domain, status);
+    const labels = { namespace, name: domain.metadata.name, domain: spec.domain };
+    this.ctx.metrics?.senderDomainDnsVerified.set(labels, notMatching.length ? 0 : 1);
+    const waitingSince = plan.keys.filter((k) => k.state === 'next').map((k) => Date.parse(k.createdAt));
+    this.ctx.metrics?.senderDomainKeyWaitingSeconds.set(labels, waitingSince.length ? (now.getTime() - Math.min(...waitingSince)) / 1000 : 0);
     if (records.warnings.length && checks) this.ctx.log.info({ event: 'records_warnings', senderDomain: `${namespace}/${domain.metadata.name}`, warnings: records.warnings }, 'record warnings');
 
     // Come back for the next rotation step or DNS check, whichever is first.
