@@ -207,7 +207,16 @@ export const configSchema = z
       })
       .prefault({}),
     shutdown: z
-      .object({ drainTimeout: duration.default(25).describe('After SIGTERM, keep delivering this long, then exit with the spool intact.') })
+      .object({ drainTimeout: duration.default(25).describe('After SIGTERM, keep delivering this long, then (with handoff) hand the rest to a peer, then exit with what is left intact in the spool.') })
+      .prefault({}),
+    handoff: z
+      .object({
+        tokenFile: z.string().optional().describe('Bearer token shared by the relays of one fleet (a Secret the operator makes). With it the relay takes messages from peers (POST /internal/handoff) and hands its own to them when it stops.'),
+        peers: z.array(z.string().regex(/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/, 'host:port')).default([]).describe('Peer relays as host:port of their HTTP endpoint (a static list).'),
+        peerService: z.string().optional().describe('A DNS name whose A/AAAA records are the peers (the fleet\'s headless Service); the pod\'s own address (env POD_IP) is left out.'),
+        peerPort: port.default(9090).describe('HTTP port of the peers found through peerService.'),
+        window: duration.default(10).describe('Time kept at the end of the drain for handing the remaining messages to peers.'),
+      })
       .prefault({}),
     log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('Log level of the JSON log lines on stdout.') }).prefault({}),
   })
@@ -250,6 +259,9 @@ export const configSchema = z
     }
     if (route.type === 'smarthost' && route.credentialsFile && route.usernameFile) {
       ctx.addIssue({ code: 'custom', path: ['delivery', 'route', 'credentialsFile'], message: 'give either credentialsFile or usernameFile and passwordFile, not both' });
+    }
+    if (cfg.handoff.tokenFile && cfg.handoff.window >= cfg.shutdown.drainTimeout) {
+      ctx.addIssue({ code: 'custom', path: ['handoff', 'window'], message: `the handoff window (${cfg.handoff.window} s) must be shorter than shutdown.drainTimeout (${cfg.shutdown.drainTimeout} s)` });
     }
     if (cfg.retry.minBackoff > cfg.retry.maxBackoff) {
       ctx.addIssue({ code: 'custom', path: ['retry', 'minBackoff'], message: 'minBackoff must not exceed maxBackoff' });
@@ -308,6 +320,7 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
     auth: cfg.auth && { usersFile: abs(cfg.auth.usersFile) },
     senderDomains: cfg.senderDomains.map((d) => (d.dkim ? { ...d, dkim: { ...d.dkim, keys: d.dkim.keys.map((k) => ({ ...k, privateKeyFile: abs(k.privateKeyFile) })) } } : d)),
     http: { ...cfg.http, adminTokenFile: cfg.http.adminTokenFile && abs(cfg.http.adminTokenFile) },
+    handoff: { ...cfg.handoff, tokenFile: cfg.handoff.tokenFile && abs(cfg.handoff.tokenFile) },
     delivery: {
       ...cfg.delivery,
       tlsPolicy: { ...cfg.delivery.tlsPolicy, caFile: cfg.delivery.tlsPolicy.caFile && abs(cfg.delivery.tlsPolicy.caFile) },

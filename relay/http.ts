@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
+import { HANDOFF_PATH } from './handoff.js';
 
 export interface Probe {
   ok: boolean;
@@ -60,7 +61,16 @@ async function admin(api: AdminApi, tokenFile: string, req: http.IncomingMessage
   reply(405, 'use GET /admin/suppressions or DELETE /admin/suppressions/<sender-domain>/<address>\n', undefined, { allow: 'GET, DELETE' });
 }
 
-export function startHttp(opts: { address: string; port: number; metrics: () => Promise<{ text: string; contentType: string }>; ready: () => Promise<Probe>; healthy: () => Probe; admin?: AdminApi }): Promise<http.Server> {
+export function startHttp(opts: {
+  address: string;
+  port: number;
+  metrics: () => Promise<{ text: string; contentType: string }>;
+  ready: () => Promise<Probe>;
+  healthy: () => Probe;
+  admin?: AdminApi;
+  /** Takes a message from a peer relay (relay/handoff.ts). */
+  handoff?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
+}): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     const reply: Reply = (code, body, type = 'text/plain; charset=utf-8', headers = {}) => {
       res.writeHead(code, { 'content-type': type, ...headers });
@@ -75,6 +85,8 @@ export function startHttp(opts: { address: string; port: number; metrics: () => 
       reply(p.ok ? 200 : 503, p.ok ? 'ok\n' : `not healthy: ${p.reason}\n`);
     } else if (pathname === '/readyz') {
       opts.ready().then((p) => reply(p.ok ? 200 : 503, p.ok ? 'ready\n' : `not ready: ${p.reason}\n`), (err: Error) => reply(503, `not ready: ${err.message}\n`));
+    } else if (opts.handoff && pathname === HANDOFF_PATH) {
+      opts.handoff(req).then((r) => reply(r.code, r.body), (err: Error) => reply(500, `${err.message}\n`));
     } else if (opts.admin && tokenFile && (pathname === '/admin' || pathname.startsWith('/admin/'))) {
       admin(opts.admin, tokenFile, req, pathname, new URLSearchParams(query), reply).catch((err: Error) => reply(500, `${err.message}\n`));
     } else {

@@ -13,6 +13,7 @@ import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { createListeners, SmtpListener, type IntakePolicy } from './intake.js';
 import { createLogger } from './log.js';
+import { findPeers, handOffSpool, readToken, receiveHandoff } from './handoff.js';
 import { exposition, IntakeMetrics } from './metrics.js';
 import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
 import type { PermanentFailure } from './queue.js';
@@ -107,6 +108,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     port: opts.config.http.port,
     metrics: metricsText,
     healthy: () => ({ ok: true }),
+    handoff: (req) =>
+      receiveHandoff(req, {
+        tokenFile: () => policy.config.handoff.tokenFile,
+        accepting: () => !draining,
+        spool,
+        enqueue: (entry) => queue.enqueue(entry),
+        maxBytes: () => policy.config.limits.maxMessageSize + 1024 * 1024,
+        log,
+        received: () => metrics.handoffMessages.inc({ direction: 'received' }),
+      }),
     admin: {
       tokenFile: () => policy.config.http.adminTokenFile,
       suppressions: (domain) => suppressions.list(domain).map(suppressionJson),
@@ -196,7 +207,20 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       // Sessions get at most half the drain time to finish; delivery gets the rest.
       const sessionDeadline = Date.now() + (deadline - Date.now()) / 2;
       await Promise.all(listeners.map((l) => l.drain(sessionDeadline)));
-      const left = await queue.stop(deadline);
+      // With a fleet to hand to, delivery stops early enough to hand the rest over in time.
+      const handoff = policy.config.handoff;
+      const token = await readToken(handoff.tokenFile);
+      const peers = token ? await findPeers(handoff).catch(() => []) : [];
+      const handingOff = !!token && peers.length > 0;
+      let left = await queue.stop(handingOff ? deadline - handoff.window * 1000 : deadline);
+      if (handingOff && left !== 0) {
+        const result = await handOffSpool({ spool, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
+        metrics.handoffMessages.inc({ direction: 'left' }, result.left);
+        log.info({ event: 'handoff', handed: result.handed, left: result.left, peers }, `handed ${result.handed} message(s) to peers; ${result.left} stay`);
+        left = result.left;
+      } else if (token && left !== 0) {
+        log.warn({ event: 'handoff', handed: 0, left, peers: [] }, 'no peer to hand the remaining mail to: it stays in the spool');
+      }
       // After the queue: its last bounces still go on the list.
       await suppressions.close();
       await new Promise<void>((r) => httpServer.close(() => r()));

@@ -37,6 +37,7 @@ export class IntakeMetrics {
   readonly authFailures: client.Counter;
   readonly configReloads: client.Counter<'result'>;
   readonly spoolWriteSeconds: client.Histogram;
+  readonly handoffMessages: client.Counter<'direction'>;
   readonly suppressionAdditions: client.Counter;
   readonly suppressionRefusals: client.Counter<'action'>;
 
@@ -48,6 +49,12 @@ export class IntakeMetrics {
     this.sessions = new client.Gauge({ name: `${PREFIX}smtp_sessions`, help: 'Open SMTP sessions.', labelNames: ['listener'], registers });
     this.authFailures = new client.Counter({ name: `${PREFIX}auth_failures_total`, help: 'Failed AUTH attempts.', registers });
     this.configReloads = new client.Counter({ name: `${PREFIX}config_reloads_total`, help: 'Config reloads by result.', labelNames: ['result'], registers });
+    this.handoffMessages = new client.Counter({
+      name: `${PREFIX}handoff_messages_total`,
+      help: 'Messages handed between relays of a fleet when one stops: sent (taken by a peer), received (taken from a peer), left (no peer took it; it stays in the spool).',
+      labelNames: ['direction'],
+      registers,
+    });
     this.spoolWriteSeconds = new client.Histogram({
       name: `${PREFIX}spool_write_seconds`,
       help: 'Time to make an accepted message durable (write, fsync file and directory).',

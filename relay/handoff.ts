@@ -1,0 +1,190 @@
+/**
+ * Handoff: a relay that stops hands the mail it could not deliver in time to a peer relay of
+ * the same fleet, so scaling down or rolling out loses nothing and strands nothing.
+ *
+ * One message per request: `POST /internal/handoff` with the fleet's bearer token, the
+ * envelope (pending recipients, first-acceptance time, attempts, next attempt, the DKIM
+ * signature already made) base64url-encoded in `x-mailfleet-envelope`, and the message bytes
+ * as the body. The peer answers 200 only once the message is in its spool, fsynced, exactly as
+ * intake does before a 250; only then does the sender remove its copy. A crash between the two
+ * can deliver a message twice (at least once, as everywhere in the relay), never lose it.
+ */
+import crypto from 'node:crypto';
+import dns from 'node:dns/promises';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import type { Logger } from 'pino';
+import type { RelayConfig } from './config.js';
+import type { Envelope, Spool, SpoolEntry } from './spool.js';
+
+export const HANDOFF_PATH = '/internal/handoff';
+const ENVELOPE_HEADER = 'x-mailfleet-envelope';
+
+/** What travels with the message: what the peer needs to go on where this relay stopped. */
+export type HandoffEnvelope = Pick<Envelope, 'sender' | 'receivedAt' | 'listener' | 'client' | 'user' | 'messageId' | 'eightBit' | 'headerLength' | 'attempts' | 'nextAttemptAt' | 'delayNoticeSent' | 'dkimSignature'> & {
+  recipients: string[];
+  /** The queue id at the relay that handed it over, for the logs of both. */
+  originId: string;
+};
+
+export async function readToken(file: string | undefined): Promise<string | undefined> {
+  if (!file) return undefined;
+  const token = (await fsp.readFile(file, 'utf8').catch(() => '')).trim();
+  return token || undefined;
+}
+
+const digest = (s: string) => crypto.createHash('sha256').update(s).digest();
+
+export interface ReceiveDeps {
+  tokenFile: () => string | undefined;
+  /** False while this relay drains: a stopping relay takes nothing new. */
+  accepting: () => boolean;
+  spool: Spool;
+  enqueue: (entry: SpoolEntry) => void;
+  maxBytes: () => number;
+  log: Logger;
+  /** Counts received handoffs. */
+  received: () => void;
+}
+
+/** Serves one handoff request: 200 once the message is durable here, else 4xx/5xx and nothing kept. */
+export async function receiveHandoff(req: http.IncomingMessage, deps: ReceiveDeps): Promise<{ code: number; body: string }> {
+  const token = await readToken(deps.tokenFile());
+  if (!token) return { code: 404, body: 'handoff is not configured here\n' };
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!m || !crypto.timingSafeEqual(digest(m[1]!), digest(token))) return { code: 401, body: 'unauthorized\n' };
+  if (req.method !== 'POST') return { code: 405, body: `use POST ${HANDOFF_PATH}\n` };
+  if (!deps.accepting()) return { code: 503, body: 'this relay is stopping: hand the message to another peer\n' };
+  let envelope: HandoffEnvelope;
+  try {
+    envelope = JSON.parse(Buffer.from(String(req.headers[ENVELOPE_HEADER] ?? ''), 'base64url').toString('utf8')) as HandoffEnvelope;
+    if (typeof envelope.sender !== 'string' || !Array.isArray(envelope.recipients) || !envelope.recipients.length) throw new Error('no recipients');
+  } catch (err) {
+    return { code: 400, body: `bad envelope: ${(err as Error).message}\n` };
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > deps.maxBytes()) return { code: 413, body: 'message larger than this relay accepts\n' };
+    chunks.push(chunk as Buffer);
+  }
+  const body = Buffer.concat(chunks);
+  const { recipients, originId, ...rest } = envelope;
+  try {
+    // Due at once here: the failure may have been the old pod's own (its address, its
+    // connections). Attempts and the first acceptance time go on, so backoff and lifetime do.
+    const entry = await deps.spool.store({ ...rest, nextAttemptAt: Date.now(), recipients: recipients.map((address) => ({ address, status: 'pending' })) }, body);
+    deps.enqueue(entry);
+    deps.received();
+    deps.log.info({ event: 'handoff_received', queueId: entry.envelope.id, originId, messageId: envelope.messageId, recipients: recipients.length, attempts: envelope.attempts }, 'message taken over from a peer');
+    return { code: 200, body: `${entry.envelope.id}\n` };
+  } catch (err) {
+    deps.log.error({ err, originId }, 'could not store a handed-over message');
+    return { code: 503, body: 'could not store the message here\n' };
+  }
+}
+
+/** The peers to hand mail to: the static list, and the addresses of the fleet's Service (but this pod). */
+export async function findPeers(config: RelayConfig['handoff'], ownAddress = process.env.POD_IP): Promise<string[]> {
+  const peers = [...config.peers];
+  if (config.peerService) {
+    const [v4, v6] = await Promise.allSettled([dns.resolve4(config.peerService), dns.resolve6(config.peerService)]);
+    const addresses = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
+    for (const a of addresses) if (a !== ownAddress) peers.push(a.includes(':') ? `[${a}]:${config.peerPort}` : `${a}:${config.peerPort}`);
+  }
+  return peers;
+}
+
+function toHandoffEnvelope(env: Envelope): HandoffEnvelope {
+  return {
+    sender: env.sender,
+    recipients: env.recipients.filter((r) => r.status === 'pending').map((r) => r.address),
+    receivedAt: env.receivedAt,
+    listener: env.listener,
+    client: env.client,
+    user: env.user,
+    messageId: env.messageId,
+    eightBit: env.eightBit,
+    headerLength: env.headerLength,
+    attempts: env.attempts,
+    nextAttemptAt: env.nextAttemptAt,
+    delayNoticeSent: env.delayNoticeSent,
+    dkimSignature: env.dkimSignature,
+    originId: env.id,
+  };
+}
+
+/** POSTs one message to one peer; resolves with the peer's answer (or throws on a network error). */
+function post(peer: string, token: string, spool: Spool, entry: SpoolEntry, deadline: number): Promise<{ code: number; body: string }> {
+  const [, host, port] = /^\[?([^\]]+?)\]?:(\d+)$/.exec(peer) ?? [];
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host,
+        port: Number(port),
+        method: 'POST',
+        path: HANDOFF_PATH,
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': entry.bodyLength, [ENVELOPE_HEADER]: Buffer.from(JSON.stringify(toHandoffEnvelope(entry.envelope))).toString('base64url') },
+        timeout: Math.max(1000, deadline - Date.now()),
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ code: res.statusCode ?? 0, body: text.trim() }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${peer} before the drain deadline`)));
+    req.on('error', reject);
+    const body = spool.openBody(entry);
+    body.on('error', (err) => req.destroy(err));
+    body.pipe(req);
+  });
+}
+
+export interface HandoffResult {
+  handed: number;
+  left: number;
+}
+
+/**
+ * Hands every message in the spool (the queue has stopped) to peers until the deadline. A
+ * message goes to the next peer when one refuses or cannot be reached; it stays here when no
+ * peer takes it, for the next start (or the volume's next owner).
+ */
+export async function handOffSpool(opts: { spool: Spool; peers: string[]; token: string; deadline: number; log: Logger; sent: () => void }): Promise<HandoffResult> {
+  const { entries } = await opts.spool.recover();
+  let handed = 0;
+  let next = 0;
+  const refusedBy = new Set<string>();
+  // A peer that cannot be reached is not tried again for every message.
+  const unreachable = new Set<string>();
+  for (const entry of entries) {
+    if (!entry.envelope.recipients.some((r) => r.status === 'pending')) continue;
+    let done = false;
+    for (let tries = 0; tries < opts.peers.length && !done && Date.now() < opts.deadline; tries++) {
+      const peer = opts.peers[next++ % opts.peers.length]!;
+      if (unreachable.has(peer)) continue;
+      try {
+        const answer = await post(peer, opts.token, opts.spool, entry, opts.deadline);
+        if (answer.code === 200) {
+          await opts.spool.remove(entry);
+          opts.sent();
+          handed++;
+          done = true;
+          opts.log.info({ event: 'handoff_sent', queueId: entry.envelope.id, peer, peerQueueId: answer.body, messageId: entry.envelope.messageId }, 'message handed to a peer');
+        } else if (!refusedBy.has(`${peer} ${answer.code}`)) {
+          refusedBy.add(`${peer} ${answer.code}`);
+          opts.log.warn({ event: 'handoff_refused', peer, code: answer.code, reply: answer.body }, 'a peer refused a handoff; trying another');
+        }
+      } catch (err) {
+        unreachable.add(peer);
+        opts.log.warn({ event: 'handoff_failed', peer, error: (err as Error).message }, 'a peer could not be reached; trying another');
+      }
+    }
+  }
+  const left = entries.filter((e) => e.envelope.recipients.some((r) => r.status === 'pending')).length - handed;
+  return { handed, left };
+}

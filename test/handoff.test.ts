@@ -1,0 +1,97 @@
+/**
+ * Handoff between two real relays: A cannot deliver (its upstream answers 451), is told to
+ * stop, and hands every queued message to B, which delivers them. Nothing is lost, nothing is
+ * signed twice, and A leaves an empty spool; with no peer reachable A keeps its spool intact.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { generateDkimKey } from '../relay/dkim-keys.js';
+import { freePort } from './peers/ports.js';
+import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
+import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
+import { submit } from './support/smtp-talk.js';
+
+const MSG = (n: number) => `From: App <app@example.test>\r\nTo: user${n}@dest.test\r\nSubject: handoff ${n}\r\nMessage-ID: <handoff-${n}@example.test>\r\n\r\nMessage number ${n}.\r\n`;
+
+function keyFile(dir: string, name: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, generateDkimKey('ed25519-sha256').privateKeyPem);
+  return file;
+}
+
+const counter = async (relay: TestRelay, direction: string) => Number(new RegExp(`mailfleet_relay_handoff_messages_total\\{direction="${direction}"\\} (\\d+)`).exec(await relay.metricsText())?.[1] ?? 0);
+
+describe('handoff on shutdown', () => {
+  const stops: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop().catch(() => undefined);
+  });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-handoff-'));
+  const token = path.join(dir, 'token');
+  fs.writeFileSync(token, 'fleet-secret-token\n');
+
+  async function relayA(peers: string[], sink: ScriptedSink): Promise<TestRelay> {
+    const a = await startTestRelay({
+      senderDomains: [{ domain: 'example.test', dkim: { keys: [{ selector: 'a-ed', privateKeyFile: keyFile(dir, 'a.pem') }] } }],
+      delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } },
+      retry: { minBackoff: '1h', maxBackoff: '2h' },
+      shutdown: { drainTimeout: '4s' },
+      handoff: { tokenFile: token, peers, window: '2s' },
+    });
+    stops.push(() => a.stop());
+    return a;
+  }
+
+  it('hands every queued message to a peer, which delivers each once with the signature made here', async () => {
+    const sink = await startScriptedSink({ replies: () => ({ code: 451, message: '4.3.0 try later' }) });
+    stops.push(() => sink.stop());
+    // B signs example.test with another key: a message signed again would carry b-ed too.
+    const b = await startTestRelay({ senderDomains: [{ domain: 'example.test', dkim: { keys: [{ selector: 'b-ed', privateKeyFile: keyFile(dir, 'b.pem') }] } }], handoff: { tokenFile: token } });
+    stops.push(() => b.stop());
+    const a = await relayA([`127.0.0.1:${b.httpPort}`], sink);
+
+    for (let n = 0; n < 20; n++) expect(await submit(a.ports.open!, 'app@example.test', [`user${n}@dest.test`], MSG(n))).toMatch(/^250/);
+    await waitFor(async () => (await a.queueStats()).deferred === 20, 'every message deferred at A');
+
+    await a.shutdown();
+    expect(a.spooled()).toEqual([]);
+    expect(await counter(a, 'sent')).toBe(20);
+    await waitFor(() => b.delivered().length === 20, 'every message delivered by B');
+    expect(await counter(b, 'received')).toBe(20);
+    const delivered = b.delivered().map((m) => m.toString());
+    expect(new Set(delivered.map((m) => /Subject: (handoff \d+)/.exec(m)![1])).size).toBe(20);
+    for (const m of delivered) {
+      expect(m.match(/^DKIM-Signature:/gm)).toHaveLength(1);
+      expect(m).toMatch(/s=a-ed;/);
+    }
+  });
+
+  it('refuses a handoff without the fleet token and keeps nothing', async () => {
+    const b = await startTestRelay({ handoff: { tokenFile: token } });
+    stops.push(() => b.stop());
+    const post = (auth: string) =>
+      fetch(`http://127.0.0.1:${b.httpPort}/internal/handoff`, {
+        method: 'POST',
+        headers: { authorization: auth, 'x-mailfleet-envelope': Buffer.from(JSON.stringify({ sender: 'a@x.test', recipients: ['b@y.test'], receivedAt: 1, listener: 'x', client: 'x', headerLength: 0, attempts: 0, nextAttemptAt: 1, originId: 'x' })).toString('base64url') },
+        body: 'Subject: x\r\n\r\nx\r\n',
+      });
+    expect((await post('Bearer wrong')).status).toBe(401);
+    expect((await post('')).status).toBe(401);
+    expect(b.spooled()).toEqual([]);
+  });
+
+  it('with no peer to take them, the messages stay in the spool for the next start, counted', async () => {
+    const sink = await startScriptedSink({ replies: () => ({ code: 451, message: '4.3.0 try later' }) });
+    stops.push(() => sink.stop());
+    const nobody = await freePort();
+    const a = await relayA([`127.0.0.1:${nobody}`], sink);
+    for (let n = 0; n < 5; n++) expect(await submit(a.ports.open!, 'app@example.test', [`user${n}@dest.test`], MSG(n))).toMatch(/^250/);
+    await waitFor(async () => (await a.queueStats()).deferred === 5, 'every message deferred at A');
+    await a.shutdown();
+    expect(a.spooled().filter((f) => !f.endsWith('.state'))).toHaveLength(5);
+    expect(await counter(a, 'left')).toBe(5);
+    expect(await counter(a, 'sent')).toBe(0);
+  });
+});
