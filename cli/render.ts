@@ -11,7 +11,7 @@ import type { z } from 'zod';
 import { formatIssues } from '../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../operator/api/v1alpha1.js';
 import { planRotation } from '../operator/controllers/dkim-rotation.js';
-import { renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
+import { handoffSecretName, relayLabels, renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
 import { packageVersion } from './version.js';
 import { dkimSecret, dkimSecretName, dnsEndpoint, relaysSigningFor, senderDomainRecords } from '../operator/render/senderdomain.js';
 
@@ -131,6 +131,8 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
       out.error(`mailfleet render: MailRelay ${namespace}/${relay.metadata.name}: ${result.message}`);
       return 1;
     }
+    // The fleet's handoff token, which the operator makes once per MailRelay.
+    objects.push({ apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: handoffSecretName(relay), namespace, labels: relayLabels(relay) }, stringData: { token: PLACEHOLDER_KEY } });
     objects.push(...result.objects);
     const expected = referencedSecretNames(relay).filter((s) => !secrets.has(`${namespace}/${s}`));
     if (expected.length) comments.push(`MailRelay ${namespace}/${relay.metadata.name} expects Secret(s) not in these files: ${expected.join(', ')}`);

@@ -19,6 +19,9 @@ export class OperatorMetrics {
   readonly senderDomainDnsVerified: client.Gauge<'namespace' | 'name' | 'domain'>;
   readonly senderDomainKeyWaitingSeconds: client.Gauge<'namespace' | 'name' | 'domain'>;
   readonly mailRelayReplicas: client.Gauge<'namespace' | 'name' | 'state'>;
+  /** The autoscaler's decisions and its wanted replicas per MailRelay (defined here; the autoscaler sets them). */
+  readonly scalingDecisions: client.Counter<'namespace' | 'name' | 'direction'>;
+  readonly autoscalerDesiredReplicas: client.Gauge<'namespace' | 'name'>;
 
   constructor() {
     const registers = [this.registry];
@@ -41,6 +44,18 @@ export class OperatorMetrics {
       registers,
     });
     this.mailRelayReplicas = new client.Gauge({ name: `${PREFIX}mailrelay_replicas`, help: 'Relay pods of a MailRelay: desired and ready.', labelNames: ['namespace', 'name', 'state'], registers });
+    this.scalingDecisions = new client.Counter({
+      name: `${PREFIX}scaling_decisions_total`,
+      help: 'Replica changes the autoscaler decided for a MailRelay, by direction (up, down).',
+      labelNames: ['namespace', 'name', 'direction'],
+      registers,
+    });
+    this.autoscalerDesiredReplicas = new client.Gauge({
+      name: `${PREFIX}autoscaler_desired_replicas`,
+      help: 'Relay pods the autoscaler wants for a MailRelay at its last evaluation (after min/max and stabilisation).',
+      labelNames: ['namespace', 'name'],
+      registers,
+    });
     this.apiRequests = new client.Counter({ name: `${PREFIX}api_requests_total`, help: 'Requests to the Kubernetes API by verb (watch streams count once).', labelNames: ['verb'], registers });
   }
 }

@@ -112,6 +112,11 @@ describe('operator on the Kubernetes API emulator', () => {
     expect(ready.status).toMatchObject({ replicas: 2, readyReplicas: 2, selector: 'app.kubernetes.io/name=mailfleet-relay,app.kubernetes.io/instance=outbound', endpoint: 'outbound.mail.svc:587', observedGeneration: 1 });
     const deployment = cluster.get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'mail', name: 'outbound' }) as Obj;
     expect(deployment.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem).toBe(true);
+    // The fleet's handoff token: made once by the operator, owned by the relay, mounted in its pods.
+    const handoff = cluster.get({ apiVersion: 'v1', kind: 'Secret', namespace: 'mail', name: 'outbound-handoff' }) as unknown as { data: { token: string }; metadata: { ownerReferences: { name: string }[] } };
+    expect(Buffer.from(handoff.data.token, 'base64').toString()).toMatch(/^[0-9a-f]{64}$/);
+    expect(handoff.metadata.ownerReferences[0]!.name).toBe('outbound');
+    expect(deployment.spec.template.spec.volumes).toContainEqual({ name: 'handoff', secret: { secretName: 'outbound-handoff', defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] } });
     expect((deployment as { metadata: { managedFields?: { manager: string }[] } }).metadata.managedFields?.map((f) => f.manager)).toContain('mailfleet-operator');
   });
 

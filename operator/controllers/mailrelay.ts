@@ -11,10 +11,10 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { mailRelaySpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
-import type { AnyObject, KubeClient } from '../kube/client.js';
+import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import { matches } from '../kube/selector.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
-import { relayEndpoint, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
+import { handoffSecretName, relayEndpoint, relayLabels, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
 import type { OperatorMetrics } from '../metrics.js';
@@ -55,8 +55,9 @@ export class MailRelayController {
       return;
     }
     const relay: MailRelay = { ...raw, spec: parsed.data };
+    await this.ensureHandoffSecret(relay);
     const senderDomains = this.ctx.senderDomains().filter((d) => (d.metadata.namespace ?? 'default') === namespace && matches(relay.spec.senderDomainSelector, d.metadata.labels));
-    const referenced = [relay.spec.tlsSecretName, relay.spec.usersSecretName, relay.spec.delivery.smarthost?.credentialsSecretName, ...senderDomains.map((d) => d.status?.secretName)].filter((n): n is string => !!n);
+    const referenced = [handoffSecretName(relay), relay.spec.tlsSecretName, relay.spec.usersSecretName, relay.spec.delivery.smarthost?.credentialsSecretName, ...senderDomains.map((d) => d.status?.secretName)].filter((n): n is string => !!n);
     const existing = new Set<string>();
     for (const name of new Set(referenced)) {
       if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) existing.add(name);
@@ -94,6 +95,28 @@ export class MailRelayController {
       endpoint: relayEndpoint(relay),
     });
     return undefined;
+  }
+
+  /**
+   * The fleet's handoff token, made once (create, never apply: a token that changed under
+   * running pods would make them refuse each other's mail).
+   */
+  private async ensureHandoffSecret(relay: MailRelay): Promise<void> {
+    const namespace = relay.metadata.namespace ?? 'default';
+    const name = handoffSecretName(relay);
+    if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) return;
+    const owner = { apiVersion: relay.apiVersion, kind: relay.kind, name: relay.metadata.name, uid: relay.metadata.uid ?? '', controller: true, blockOwnerDeletion: true };
+    try {
+      await this.ctx.client.create({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name, namespace, labels: relayLabels(relay), ownerReferences: [owner] },
+        data: { token: Buffer.from(crypto.randomBytes(32).toString('hex')).toString('base64') },
+      });
+    } catch (err) {
+      if (!(err instanceof KubeError && err.code === 409)) throw err;
+    }
   }
 
   /** Server-side apply, skipped when the rendered object and the live one are as last applied. */

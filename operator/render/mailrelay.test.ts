@@ -27,7 +27,7 @@ const domain: SenderDomain = {
     ],
   },
 };
-const existing = new Set(['outbound-tls', 'outbound-users', 'example-com-dkim', 'ses']);
+const existing = new Set(['outbound-tls', 'outbound-users', 'example-com-dkim', 'ses', 'outbound-handoff']);
 const inputs = (over: Partial<RelayInputs> = {}): RelayInputs => ({ senderDomains: [domain], secretExists: (n) => existing.has(n), defaultImage: 'ghcr.io/mailfleet/mailfleet:0.1.0', serviceMonitors: false, ...over });
 
 function rendered(r = relay(), i = inputs()) {
@@ -65,7 +65,7 @@ describe('renderMailRelay', () => {
     expect(c.args).toEqual(['relay', '--config', '/etc/mailfleet/config/relay.yaml']);
     expect(c.resources).toEqual({ requests: { cpu: '100m' } });
     expect(pod.volumes).toContainEqual({ name: 'spool', emptyDir: { sizeLimit: '2Gi' } });
-    expect(pod.volumes.filter((v: { secret?: unknown }) => v.secret).map((v: { secret: { secretName: string } }) => v.secret.secretName)).toEqual(['outbound-tls', 'outbound-users', 'example-com-dkim']);
+    expect(pod.volumes.filter((v: { secret?: unknown }) => v.secret).map((v: { secret: { secretName: string } }) => v.secret.secretName)).toEqual(['outbound-tls', 'outbound-users', 'example-com-dkim', 'outbound-handoff']);
     expect(c.volumeMounts.filter((m: { name: string }) => m.name !== 'spool').every((m: { readOnly: boolean }) => m.readOnly)).toBe(true);
     expect(pod.terminationGracePeriodSeconds).toBe(60);
     expect(pod.topologySpreadConstraints.map((t: { topologyKey: string }) => t.topologyKey)).toEqual(['topology.kubernetes.io/zone', 'kubernetes.io/hostname']);
@@ -89,7 +89,7 @@ describe('renderMailRelay', () => {
   });
 
   it('applies nothing half-made: a missing Secret or keyless SenderDomain is named; a config the relay would refuse is explained', () => {
-    const missing = renderMailRelay(relay(), inputs({ secretExists: (n) => n !== 'outbound-users' }));
+    const missing = renderMailRelay(relay(), inputs({ secretExists: (n) => existing.has(n) && n !== 'outbound-users' }));
     expect(missing).toEqual({ ok: false, reason: 'Missing', message: 'waiting for Secret outbound-users (spec.usersSecretName)' });
     const keyless = renderMailRelay(relay(), inputs({ senderDomains: [{ ...domain, status: {} }] }));
     expect(keyless).toMatchObject({ ok: false, reason: 'Missing', message: expect.stringContaining('DKIM keys of SenderDomain example-com') });

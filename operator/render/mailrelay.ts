@@ -110,13 +110,24 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs): RelayConfigInput {
     http: { address: '0.0.0.0', port: METRICS_PORT },
     // Sessions and deliveries get the grace period less a margin for the process to exit.
     shutdown: { drainTimeout: Math.max(5, spec.terminationGracePeriodSeconds - 5) },
+    // A stopping pod hands what it could not deliver to the others, found through the headless Service.
+    handoff: {
+      tokenFile: '/etc/mailfleet/handoff/token',
+      peerService: `${relay.metadata.name}-pods.${ns}.svc.cluster.local`,
+      peerPort: METRICS_PORT,
+      window: Math.min(10, Math.max(2, Math.floor((spec.terminationGracePeriodSeconds - 5) / 3))),
+    },
   };
 }
+
+/** The Secret holding the fleet's handoff token: made by the operator, one per MailRelay. */
+export const handoffSecretName = (relay: MailRelay) => `${relay.metadata.name}-handoff`;
 
 /** Secrets the relay mounts, each with what it is for (in messages). */
 function referencedSecrets(relay: MailRelay, domains: SenderDomain[]): [string, string][] {
   const s = relay.spec;
   return [
+    [handoffSecretName(relay), 'the handoff token the operator makes'],
     ...(s.tlsSecretName ? [[s.tlsSecretName, 'spec.tlsSecretName'] as [string, string]] : []),
     ...(s.usersSecretName ? [[s.usersSecretName, 'spec.usersSecretName'] as [string, string]] : []),
     ...(s.delivery.smarthost?.credentialsSecretName ? [[s.delivery.smarthost.credentialsSecretName, 'spec.delivery.smarthost.credentialsSecretName'] as [string, string]] : []),
@@ -165,6 +176,7 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
   const credentials = spec.delivery.smarthost?.credentialsSecretName;
   if (spec.delivery.route === 'smarthost' && credentials) mountSecret('upstream', credentials, '/etc/mailfleet/upstream', [{ key: 'username', path: 'username' }, { key: 'password', path: 'password' }]);
   for (const d of inputs.senderDomains) mountSecret(dkimVolume(d), d.status!.secretName!, dkimDir(d));
+  mountSecret('handoff', handoffSecretName(relay), '/etc/mailfleet/handoff', [{ key: 'token', path: 'token' }]);
 
   const ports = [...spec.listeners.map((l) => ({ name: l.name, containerPort: containerPort(l.port), protocol: 'TCP' })), { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' }];
   const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({ httpGet: { path, port: 'metrics' }, periodSeconds, failureThreshold, timeoutSeconds: 2 });
@@ -190,6 +202,8 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
               name: 'relay',
               image: spec.image ?? inputs.defaultImage,
               args: ['relay', '--config', `${CONFIG_DIR}/relay.yaml`],
+              // Its own address, left out of the peers it hands mail to.
+              env: [{ name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
               ports,
               readinessProbe: probe('/readyz', 5, 2),
               livenessProbe: probe('/healthz', 10, 6),
