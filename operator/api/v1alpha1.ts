@@ -208,7 +208,14 @@ export const mailRelayStatusSchema = z.object({
   endpoint: z.string().optional().describe('In-cluster SMTP endpoint, host:port.'),
   queue: z.object({ ready: z.number().int(), deferred: z.number().int(), inflight: z.number().int() }).optional(),
   queueSummary: z.string().optional().describe('Messages in the queue (a printer column).'),
-  lastScale: z.object({ time: z.string(), from: z.number().int(), to: z.number().int(), reason: z.string() }).optional(),
+  lastScale: z.object({ time: z.string(), from: z.number().int(), to: z.number().int(), reason: z.string() }).optional().describe('The autoscaler\'s last change of replicas, and why.'),
+  autoscaler: z
+    .object({
+      desiredReplicas: z.number().int().optional().describe('Replicas the autoscaler wants (autoscaling on); the Deployment follows it.'),
+      lastDecision: z.string().optional().describe('The last decision in words, with its inputs (also an Event when replicas change).'),
+      state: z.record(z.string(), z.unknown()).meta({ 'x-kubernetes-preserve-unknown-fields': true }).optional().describe('What the next decision needs (stabilisation window, rate history).'),
+    })
+    .optional(),
 });
 
 /** A resource as the API server stores it. */

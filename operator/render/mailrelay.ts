@@ -186,7 +186,9 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
     kind: 'Deployment',
     metadata: meta(),
     spec: {
-      replicas: spec.replicas,
+      // Autoscaling on: the autoscaler's decision (kept in status); off: the spec, which a user,
+      // an HPA or KEDA sets through the scale subresource.
+      replicas: spec.autoscaling.enabled ? (relay.status?.autoscaler?.desiredReplicas ?? spec.autoscaling.minReplicas) : spec.replicas,
       selector: { matchLabels: selectorLabels },
       // One pod at a time: a leaving pod hands its queue to the others, which must be there.
       strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
