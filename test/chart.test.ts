@@ -462,7 +462,7 @@ describeHelm('Helm chart charts/mailfleet (real helm, kubernetes-models validati
     expect(sm.metadata.labels.release).toBe('kube-prometheus-stack');
     expect(sm.spec.namespaceSelector).toEqual({ matchNames: [NS] });
     expect(svc.metadata.labels).toMatchObject(sm.spec.selector.matchLabels);
-    expect(sm.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '15s' }]);
+    expect(sm.spec.endpoints).toEqual([{ port: 'metrics', path: '/metrics', interval: '15s', honorLabels: true }]);
     expect(svc.spec.ports).toEqual([{ name: 'metrics', port: 9100, targetPort: 'metrics', protocol: 'TCP' }]);
   });
 
