@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { verifyRecords } from '../relay/records-verify.js';
 import { API_VERSION, type MailRelay, type SenderDomain } from './api/v1alpha1.js';
 import { KubeEvents } from './controllers/events.js';
+import { FleetAutoscaler } from './controllers/fleet-autoscaler.js';
 import { MailRelayController } from './controllers/mailrelay.js';
 import { SenderDomainController } from './controllers/senderdomain.js';
 import { KubeClient, type AnyObject } from './kube/client.js';
@@ -162,6 +163,8 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     // The operator's own Deployments and Secrets: a change (a pod ready, a key Secret edited) goes to the owner.
     { apiVersion: 'apps/v1', kind: 'Deployment', labelSelector: MANAGED, onChange: (key, o, previous) => ownerChanged(relayQueue, key, ownerName(o ?? previous, 'MailRelay')) },
     { apiVersion: 'v1', kind: 'Secret', labelSelector: MANAGED, onChange: (key, o, previous) => ownerChanged(domainQueue, key, ownerName(o ?? previous, 'SenderDomain')) },
+    // Relay pods, for the autoscaler (it reads the cache every interval).
+    { apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED, onChange: () => undefined },
   ];
   for (const scope of scopes) {
     for (const w of watchers) {
@@ -181,8 +184,20 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   }
   await Promise.all(informers.map((i) => i.start()));
 
+  const autoscaler = new FleetAutoscaler({
+    client,
+    events,
+    log,
+    now,
+    metrics,
+    relays,
+    pods: (namespace) => informers.filter((i) => i.kind === 'Pod').flatMap((i) => [...i.cache.values()]).filter((p) => p.metadata.namespace === namespace),
+    deployment: lookup('Deployment'),
+  });
+
   const startControllers = () => {
     leading = true;
+    autoscaler.start();
     metrics.leader.set(1);
     log.info({ event: 'leading', identity: opts.leaderElection.identity }, 'leading: reconciling');
     for (const i of informers) for (const [key, object] of i.cache) watchers.find((w) => w.kind === i.kind)!.onChange(key, object, undefined);
@@ -202,6 +217,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         onStoppedLeading: () => {
           if (!leading || stopping) return;
           leading = false;
+          autoscaler.stop();
           metrics.leader.set(0);
           log.error({ event: 'lost_leadership', identity: le.identity }, 'lost the leader lease: stopping');
           void Promise.all([domainQueue.stop(), relayQueue.stop()]).then(() => opts.onLostLeadership?.());
@@ -228,6 +244,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     requests: () => ({ ...requests }),
     stop: async () => {
       stopping = true;
+      autoscaler.stop();
       clearInterval(crdTimer);
       clearInterval(depth);
       await Promise.all([domainQueue.stop(), relayQueue.stop()]);
