@@ -94,8 +94,8 @@ export class SmtpTalk {
 }
 
 /** One message through a listener that needs no AUTH; returns the reply to the final dot. */
-export async function submit(port: number, from: string, to: string[], message: string): Promise<string> {
-  const { talk } = await SmtpTalk.connect(port);
+export async function submit(port: number, from: string, to: string[], message: string, host = '127.0.0.1'): Promise<string> {
+  const { talk } = await SmtpTalk.connect(port, host);
   try {
     await talk.send('EHLO client.test');
     const mail = await talk.send(`MAIL FROM:<${from}>`);
