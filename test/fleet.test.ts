@@ -164,6 +164,65 @@ describe('fleet: autoscaling real relays on the emulator', () => {
     expect(accepted.size).toBe(MESSAGES);
     expect(lost).toBe(0);
   });
+
+  it('scales from 4 relays to 1 under load (through the scale subresource): the stopping pods hand their queues over', async () => {
+    await operator?.stop();
+    await kubelet?.stop();
+    await cluster?.stop();
+    sink = await startScriptedSink({ dataDelayMs: 50 });
+    cluster = await startCluster({ deploymentsBecomeAvailable: false });
+    operator = await startTestOperator(cluster);
+    kubelet = startKubelet(cluster, { namespace: 'mail', dir: path.join(dir, 'down'), deliverTo: { host: '127.0.0.1', port: sink.port } });
+    const r = await fetch(`${cluster.url}/apis/mailfleet.io/v1alpha1/namespaces/mail/mailrelays/down?fieldManager=kubectl`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/apply-patch+yaml' },
+      body: JSON.stringify({
+        apiVersion: 'mailfleet.io/v1alpha1',
+        kind: 'MailRelay',
+        metadata: { name: 'down', namespace: 'mail' },
+        spec: { replicas: 4, listeners: [{ name: 'apps', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }], delivery: { route: 'mx', maxConnectionsPerDestination: 1 }, terminationGracePeriodSeconds: 12 },
+      }),
+    });
+    expect(r.status).toBe(201);
+    const ready = () => kubelet!.pods().filter((p) => p.ready && !p.process.output().includes('"event":"draining"'));
+    await waitFor(() => ready().length === 4, 'four relay pods ready', 40_000);
+
+    const accepted = new Set<string>();
+    let next = 0;
+    let sent = 0;
+    const sendOne = async (n: number) => {
+      const id = `<down-${n}@app.test>`;
+      const msg = `From: app@app.test\r\nTo: user@dest.test\r\nSubject: down ${n}\r\nMessage-ID: ${id}\r\n\r\nMessage ${n}.\r\n`;
+      for (let attempt = 0; attempt < 50; attempt++) {
+        const pods = ready();
+        const pod = pods[next++ % Math.max(1, pods.length)];
+        if (pod) {
+          try {
+            if ((await submitTo(pod.ip, 2525, msg)).startsWith('250')) return void accepted.add(id);
+          } catch {
+            // stopped meanwhile: another pod
+          }
+        }
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    };
+    const load = Promise.all(Array.from({ length: 6 }, async () => { while (sent < MESSAGES) await sendOne(sent++); }));
+    await waitFor(() => accepted.size >= MESSAGES / 3, 'a third of the load accepted', 30_000);
+    const scaled = await fetch(`${cluster.url}/apis/mailfleet.io/v1alpha1/namespaces/mail/mailrelays/down/scale`, { method: 'PATCH', headers: { 'content-type': 'application/merge-patch+json' }, body: JSON.stringify({ spec: { replicas: 1 } }) });
+    expect(scaled.status).toBe(200);
+    await load;
+    await waitFor(() => kubelet!.pods().length === 1, 'three pods stopped', 90_000);
+
+    const received = () => new Set(sink!.messages.map((m) => /Message-ID: (<[^>]+>)/i.exec(m.raw.toString())?.[1]));
+    await waitFor(() => [...accepted].every((id) => received().has(id)), 'every accepted message delivered', 90_000);
+    const lost = [...accepted].filter((id) => !received().has(id)).length;
+    const duplicates = sink.messages.length - received().size;
+    const handedOver = kubelet.history().reduce((n, p) => n + Number(/"event":"handoff","handed":(\d+)/.exec(p.output())?.[1] ?? 0), 0);
+    process.stdout.write(`scale 4 -> 1: ${accepted.size} accepted, lost ${lost}, duplicates ${duplicates}, handed over ${handedOver}\n`);
+    expect(accepted.size).toBe(MESSAGES);
+    expect(lost).toBe(0);
+    expect(handedOver).toBeGreaterThan(0);
+  });
 });
 
 /** submit() to a listener on another loopback address. */
