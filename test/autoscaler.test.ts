@@ -122,6 +122,11 @@ describe('autoscaler (operator on the emulator, pods with scripted /metrics)', (
     expect(deploymentReplicas()).toBe(5);
     expect(relay().spec.replicas).toBe(5);
     expect(relay().status?.autoscaler).toBeUndefined();
+    // The queue over the fleet still shows in status (kubectl's Queue column).
+    const pod = await fakePod('outbound-a', { ready: 7, queued: 10 });
+    pods.push(pod);
+    await addPod(c, pod);
+    await waitFor(() => (relay().status as { queueSummary?: string } | undefined)?.queueSummary === '7 due, 3 waiting', 'the queue summary in status');
   });
 
   async function upDecisions(): Promise<number> {

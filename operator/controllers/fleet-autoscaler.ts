@@ -1,6 +1,6 @@
 /**
- * The autoscaler's loop: for each MailRelay with autoscaling on, every interval, scrape its
- * ready pods' /metrics, decide (./autoscaler.ts, the HPA's rules), and when replicas change,
+ * The autoscaler's loop: for each MailRelay, every interval, scrape its ready pods' /metrics
+ * (the queue summary in status comes from them); with autoscaling on, decide (./autoscaler.ts, the HPA's rules), and when replicas change,
  * record the decision in status (the MailRelay controller then scales the Deployment), emit
  * an Event and count it. It also marks each pod's deletion cost from the mail it holds, so a
  * scale-down takes the emptiest pods first and hands over the least.
@@ -19,6 +19,7 @@ import type { EventSink } from './events.js';
 import { scrapeSignals, type RelaySignals } from './relay-metrics.js';
 
 export const DELETION_COST = 'controller.kubernetes.io/pod-deletion-cost';
+const sum = (values: number[]) => values.reduce((n, v) => n + v, 0);
 const SCRAPE_TIMEOUT_MS = 5000;
 /** Without a change of replicas, the state is written at most this often. */
 const STATE_WRITE_MS = 60_000;
@@ -66,7 +67,7 @@ export class FleetAutoscaler {
     await Promise.all(
       this.ctx.relays().map(async (relay) => {
         const uid = relay.metadata.uid ?? `${relay.metadata.namespace}/${relay.metadata.name}`;
-        if (!relay.spec.autoscaling?.enabled || this.running.has(uid)) return;
+        if (!relay.spec.autoscaling || this.running.has(uid)) return;
         const memory = this.memory.get(uid);
         if (memory && now < memory.nextAt) return;
         this.running.add(uid);
@@ -101,6 +102,20 @@ export class FleetAutoscaler {
     await this.markDeletionCosts(samples);
 
     const memory = this.memory.get(uid) ?? { state: restoreState(relay.status?.autoscaler?.state), nextAt: 0, writtenAt: 0 };
+    // The queue over the fleet, for status (kubectl's Queue column): written at most every minute.
+    const answered = samples.filter((x) => x.metrics);
+    const queue = { ready: sum(answered.map((x) => x.metrics!.ready)), deferred: 0, inflight: 0 };
+    queue.deferred = sum(answered.map((x) => x.metrics!.queued)) - queue.ready;
+    const queueSummary = answered.length ? `${queue.ready} due, ${queue.deferred} waiting` : 'no metrics';
+    if (!spec.enabled) {
+      memory.nextAt = now.getTime() + duration.parse(spec.interval) * 1000;
+      this.memory.set(uid, memory);
+      if (queueSummary !== relay.status?.queueSummary && now.getTime() - memory.writtenAt >= STATE_WRITE_MS) {
+        await this.ctx.client.patchStatus({ apiVersion: relay.apiVersion, kind: relay.kind, namespace, name }, { queue, queueSummary });
+        memory.writtenAt = now.getTime();
+      }
+      return;
+    }
     const current = Number((this.ctx.deployment(namespace, name)?.spec as { replicas?: number } | undefined)?.replicas ?? relay.status?.autoscaler?.desiredReplicas ?? spec.minReplicas);
     const decision = decide({ spec, currentReplicas: current, pods: samples, now, state: memory.state });
     memory.state = decision.state;
@@ -112,7 +127,7 @@ export class FleetAutoscaler {
     if (!changed && now.getTime() - memory.writtenAt < STATE_WRITE_MS) return;
     const autoscaler = { desiredReplicas: decision.desired, lastDecision: decision.reason, state: decision.state as unknown as Record<string, unknown> };
     const lastScale = changed ? { time: now.toISOString(), from: current, to: decision.desired, reason: decision.reason } : relay.status?.lastScale;
-    await this.ctx.client.patchStatus({ apiVersion: relay.apiVersion, kind: relay.kind, namespace, name }, { autoscaler, ...(lastScale ? { lastScale } : {}) });
+    await this.ctx.client.patchStatus({ apiVersion: relay.apiVersion, kind: relay.kind, namespace, name }, { autoscaler, queue, queueSummary, ...(lastScale ? { lastScale } : {}) });
     memory.writtenAt = now.getTime();
     if (changed) {
       const direction = decision.desired > current ? 'up' : 'down';

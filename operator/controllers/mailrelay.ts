@@ -141,10 +141,10 @@ export class MailRelayController {
     await this.writeStatus(relay, { ...relay.status, observedGeneration: generation, conditions, selector: relaySelector(relay), endpoint: relayEndpoint(relay) });
   }
 
-  /** Writes this controller's fields only: the autoscaler's (autoscaler, lastScale) are its own, and a merge patch leaves them alone. */
+  /** Writes this controller's fields only: the autoscaler's (autoscaler, lastScale, queue) are its own, and a merge patch leaves them alone. */
   private async writeStatus(relay: MailRelay, status: Status): Promise<void> {
     if (!statusChanged(relay.status, status)) return;
-    const { autoscaler: _autoscaler, lastScale: _lastScale, ...own } = status;
+    const { autoscaler: _autoscaler, lastScale: _lastScale, queue: _queue, queueSummary: _queueSummary, ...own } = status;
     await this.ctx.client.patchStatus({ apiVersion: relay.apiVersion, kind: relay.kind, namespace: relay.metadata.namespace, name: relay.metadata.name }, own);
   }
 }
