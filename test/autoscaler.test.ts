@@ -126,7 +126,7 @@ describe('autoscaler (operator on the emulator, pods with scripted /metrics)', (
     const pod = await fakePod('outbound-a', { ready: 7, queued: 10 });
     pods.push(pod);
     await addPod(c, pod);
-    await waitFor(() => (relay().status as { queueSummary?: string } | undefined)?.queueSummary === '7 due, 3 waiting', 'the queue summary in status');
+    await waitFor(() => (relay().status as { queueSummary?: string } | undefined)?.queueSummary === '7 due, 3 waiting', 'the queue summary in status', 25_000);
   });
 
   async function upDecisions(): Promise<number> {

@@ -110,7 +110,7 @@ export class FleetAutoscaler {
     if (!spec.enabled) {
       memory.nextAt = now.getTime() + duration.parse(spec.interval) * 1000;
       this.memory.set(uid, memory);
-      if (queueSummary !== relay.status?.queueSummary && now.getTime() - memory.writtenAt >= STATE_WRITE_MS) {
+      if (answered.length && queueSummary !== relay.status?.queueSummary && now.getTime() - memory.writtenAt >= STATE_WRITE_MS) {
         await this.ctx.client.patchStatus({ apiVersion: relay.apiVersion, kind: relay.kind, namespace, name }, { queue, queueSummary });
         memory.writtenAt = now.getTime();
       }
