@@ -162,7 +162,16 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     },
     // The operator's own Deployments and Secrets: a change (a pod ready, a key Secret edited) goes to the owner.
     { apiVersion: 'apps/v1', kind: 'Deployment', labelSelector: MANAGED, onChange: (key, o, previous) => ownerChanged(relayQueue, key, ownerName(o ?? previous, 'MailRelay')) },
-    { apiVersion: 'v1', kind: 'Secret', labelSelector: MANAGED, onChange: (key, o, previous) => ownerChanged(domainQueue, key, ownerName(o ?? previous, 'SenderDomain')) },
+    // A deleted handoff Secret (owned by a MailRelay) is made again at once, not at the next resync.
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      labelSelector: MANAGED,
+      onChange: (key, o, previous) => {
+        ownerChanged(domainQueue, key, ownerName(o ?? previous, 'SenderDomain'));
+        ownerChanged(relayQueue, key, ownerName(o ?? previous, 'MailRelay'));
+      },
+    },
     // Relay pods, for the autoscaler (it reads the cache every interval).
     { apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED, onChange: () => undefined },
   ];

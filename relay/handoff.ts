@@ -18,11 +18,11 @@ import type { RelayConfig } from './config.js';
 import type { Envelope, Spool, SpoolEntry } from './spool.js';
 
 export const HANDOFF_PATH = '/internal/handoff';
+const HANDOFF_CONCURRENCY = 8;
 const ENVELOPE_HEADER = 'x-mailfleet-envelope';
 
 /** What travels with the message: what the peer needs to go on where this relay stopped. */
-export type HandoffEnvelope = Pick<Envelope, 'sender' | 'receivedAt' | 'listener' | 'client' | 'user' | 'messageId' | 'eightBit' | 'headerLength' | 'attempts' | 'nextAttemptAt' | 'delayNoticeSent' | 'dkimSignature'> & {
-  recipients: string[];
+export type HandoffEnvelope = Pick<Envelope, 'sender' | 'recipients' | 'receivedAt' | 'listener' | 'client' | 'user' | 'messageId' | 'eightBit' | 'headerLength' | 'attempts' | 'nextAttemptAt' | 'delayNoticeSent' | 'dkimSignature'> & {
   /** The queue id at the relay that handed it over, for the logs of both. */
   originId: string;
 };
@@ -42,6 +42,8 @@ export interface ReceiveDeps {
   spool: Spool;
   enqueue: (entry: SpoolEntry) => void;
   maxBytes: () => number;
+  /** The earliest retry here (seconds): a handed-over message is tried no later than this from now. */
+  minBackoff: () => number;
   log: Logger;
   /** Counts received handoffs. */
   received: () => void;
@@ -59,6 +61,7 @@ export async function receiveHandoff(req: http.IncomingMessage, deps: ReceiveDep
   try {
     envelope = JSON.parse(Buffer.from(String(req.headers[ENVELOPE_HEADER] ?? ''), 'base64url').toString('utf8')) as HandoffEnvelope;
     if (typeof envelope.sender !== 'string' || !Array.isArray(envelope.recipients) || !envelope.recipients.length) throw new Error('no recipients');
+    if (!envelope.recipients.every((r) => typeof r?.address === 'string' && ['pending', 'delivered', 'failed'].includes(r.status))) throw new Error('bad recipient states');
   } catch (err) {
     return { code: 400, body: `bad envelope: ${(err as Error).message}\n` };
   }
@@ -70,11 +73,14 @@ export async function receiveHandoff(req: http.IncomingMessage, deps: ReceiveDep
     chunks.push(chunk as Buffer);
   }
   const body = Buffer.concat(chunks);
-  const { recipients, originId, ...rest } = envelope;
+  const { recipients, originId, id: _id, ...rest } = envelope as HandoffEnvelope & { id?: string };
   try {
-    // Due at once here: the failure may have been the old pod's own (its address, its
-    // connections). Attempts and the first acceptance time go on, so backoff and lifetime do.
-    const entry = await deps.spool.store({ ...rest, nextAttemptAt: Date.now(), recipients: recipients.map((address) => ({ address, status: 'pending' })) }, body);
+    // Every recipient travels with its state: one that failed still gets its DSN from here.
+    // The retry time holds, but no later than this relay's first backoff: the failure may have
+    // been the old pod's own (its address, its connections). Attempts and the first acceptance
+    // time go on, so backoff and lifetime do.
+    const nextAttemptAt = Math.min(envelope.nextAttemptAt, Date.now() + deps.minBackoff() * 1000);
+    const entry = await deps.spool.store({ ...rest, nextAttemptAt, recipients }, body);
     deps.enqueue(entry);
     deps.received();
     deps.log.info({ event: 'handoff_received', queueId: entry.envelope.id, originId, messageId: envelope.messageId, recipients: recipients.length, attempts: envelope.attempts }, 'message taken over from a peer');
@@ -99,7 +105,7 @@ export async function findPeers(config: RelayConfig['handoff'], ownAddress = pro
 function toHandoffEnvelope(env: Envelope): HandoffEnvelope {
   return {
     sender: env.sender,
-    recipients: env.recipients.filter((r) => r.status === 'pending').map((r) => r.address),
+    recipients: env.recipients,
     receivedAt: env.receivedAt,
     listener: env.listener,
     client: env.client,
@@ -152,19 +158,20 @@ export interface HandoffResult {
 /**
  * Hands every message in the spool (the queue has stopped) to peers until the deadline. A
  * message goes to the next peer when one refuses or cannot be reached; it stays here when no
- * peer takes it, for the next start (or the volume's next owner).
+ * peer takes it (lost with the pod if the spool is an emptyDir: a PersistentVolume keeps it
+ * for the pod's successor).
  */
 export async function handOffSpool(opts: { spool: Spool; peers: string[]; token: string; deadline: number; log: Logger; sent: () => void }): Promise<HandoffResult> {
+  // Every message left, including one whose recipients all failed but whose DSN is not out yet.
   const { entries } = await opts.spool.recover();
   let handed = 0;
   let next = 0;
+  let taken = 0;
   const refusedBy = new Set<string>();
   // A peer that cannot be reached is not tried again for every message.
   const unreachable = new Set<string>();
-  for (const entry of entries) {
-    if (!entry.envelope.recipients.some((r) => r.status === 'pending')) continue;
-    let done = false;
-    for (let tries = 0; tries < opts.peers.length && !done && Date.now() < opts.deadline; tries++) {
+  const handOne = async (entry: SpoolEntry): Promise<void> => {
+    for (let tries = 0; tries < opts.peers.length && Date.now() < opts.deadline; tries++) {
       const peer = opts.peers[next++ % opts.peers.length]!;
       if (unreachable.has(peer)) continue;
       try {
@@ -173,9 +180,10 @@ export async function handOffSpool(opts: { spool: Spool; peers: string[]; token:
           await opts.spool.remove(entry);
           opts.sent();
           handed++;
-          done = true;
           opts.log.info({ event: 'handoff_sent', queueId: entry.envelope.id, peer, peerQueueId: answer.body, messageId: entry.envelope.messageId }, 'message handed to a peer');
-        } else if (!refusedBy.has(`${peer} ${answer.code}`)) {
+          return;
+        }
+        if (!refusedBy.has(`${peer} ${answer.code}`)) {
           refusedBy.add(`${peer} ${answer.code}`);
           opts.log.warn({ event: 'handoff_refused', peer, code: answer.code, reply: answer.body }, 'a peer refused a handoff; trying another');
         }
@@ -184,7 +192,12 @@ export async function handOffSpool(opts: { spool: Spool; peers: string[]; token:
         opts.log.warn({ event: 'handoff_failed', peer, error: (err as Error).message }, 'a peer could not be reached; trying another');
       }
     }
-  }
-  const left = entries.filter((e) => e.envelope.recipients.some((r) => r.status === 'pending')).length - handed;
-  return { handed, left };
+  };
+  // Several at once: each peer fsyncs before it answers, and its fsyncs coalesce across requests.
+  await Promise.all(
+    Array.from({ length: Math.min(HANDOFF_CONCURRENCY, entries.length) }, async () => {
+      while (taken < entries.length && Date.now() < opts.deadline) await handOne(entries[taken++]!);
+    }),
+  );
+  return { handed, left: entries.length - handed };
 }

@@ -71,7 +71,8 @@ export function startHttp(opts: {
   /** Takes a message from a peer relay (relay/handoff.ts). */
   handoff?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
 }): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+  // A handoff carries its envelope in a header: one with many recipients outgrows Node's 16 KiB default.
+  const server = http.createServer({ maxHeaderSize: 1024 * 1024 }, (req, res) => {
     const reply: Reply = (code, body, type = 'text/plain; charset=utf-8', headers = {}) => {
       res.writeHead(code, { 'content-type': type, ...headers });
       res.end(body);

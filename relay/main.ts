@@ -103,21 +103,30 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   }
   const ports = () => Object.fromEntries(listeners.map((l) => [l.config.name, l.port]));
 
+  /** Handoffs from peers being stored now: a stopping relay waits for them before it hands its own spool on. */
+  let receiving = 0;
   const httpServer: http.Server = await startHttp({
     address: opts.config.http.address,
     port: opts.config.http.port,
     metrics: metricsText,
     healthy: () => ({ ok: true }),
-    handoff: (req) =>
-      receiveHandoff(req, {
+    handoff: async (req) => {
+      receiving++;
+      try {
+        return await receiveHandoff(req, {
         tokenFile: () => policy.config.handoff.tokenFile,
         accepting: () => !draining,
         spool,
         enqueue: (entry) => queue.enqueue(entry),
         maxBytes: () => policy.config.limits.maxMessageSize + 1024 * 1024,
+        minBackoff: () => policy.config.retry.minBackoff,
         log,
         received: () => metrics.handoffMessages.inc({ direction: 'received' }),
-      }),
+        });
+      } finally {
+        receiving--;
+      }
+    },
     admin: {
       tokenFile: () => policy.config.http.adminTokenFile,
       suppressions: (domain) => suppressions.list(domain).map(suppressionJson),
@@ -213,7 +222,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       const peers = token ? await findPeers(handoff).catch(() => []) : [];
       const handingOff = !!token && peers.length > 0;
       let left = await queue.stop(handingOff ? deadline - handoff.window * 1000 : deadline);
-      if (handingOff && left !== 0) {
+      // A peer's message that passed the accepting check before the drain began is stored first.
+      while (receiving > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (handingOff) {
         const result = await handOffSpool({ spool, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
         metrics.handoffMessages.inc({ direction: 'left' }, result.left);
         log.info({ event: 'handoff', handed: result.handed, left: result.left, peers }, `handed ${result.handed} message(s) to peers; ${result.left} stay`);

@@ -48,7 +48,12 @@ describe('handoff on shutdown', () => {
     const sink = await startScriptedSink({ replies: () => ({ code: 451, message: '4.3.0 try later' }) });
     stops.push(() => sink.stop());
     // B signs example.test with another key: a message signed again would carry b-ed too.
-    const b = await startTestRelay({ senderDomains: [{ domain: 'example.test', dkim: { keys: [{ selector: 'b-ed', privateKeyFile: keyFile(dir, 'b.pem') }] } }], handoff: { tokenFile: token } });
+    // A retry time travels with a message, but B tries it no later than its own first backoff.
+    const b = await startTestRelay({
+      senderDomains: [{ domain: 'example.test', dkim: { keys: [{ selector: 'b-ed', privateKeyFile: keyFile(dir, 'b.pem') }] } }],
+      retry: { minBackoff: '300ms', maxBackoff: '1s' },
+      handoff: { tokenFile: token },
+    });
     stops.push(() => b.stop());
     const a = await relayA([`127.0.0.1:${b.httpPort}`], sink);
 

@@ -68,4 +68,10 @@ describe('DKIM rotation', () => {
     const again = planRotation({ spec: spec(), keys: withoutEd, served: () => true, now: plus(DAY), propagationSeconds: 300 });
     expect(again.create).toEqual([{ selector: 'mailfleet-2-ed', algorithm: 'ed25519-sha256' }]);
   });
+
+  it('a Secret lost with all its keys is replaced under new selectors, never the published ones', () => {
+    const first = planRotation({ spec: spec(), keys: [], served: () => true, now: t0, propagationSeconds: 300 }).keys;
+    const again = planRotation({ spec: spec(), keys: [], served: () => true, now: plus(DAY), propagationSeconds: 300, usedSelectors: first.map((k) => k.selector) });
+    expect(again.create.map((c) => c.selector)).toEqual(['mailfleet-2-rsa', 'mailfleet-2-ed']);
+  });
 });

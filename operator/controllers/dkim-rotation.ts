@@ -42,6 +42,8 @@ export interface RotationInput {
   now: Date;
   /** Seconds to wait after DNS first serves a record (its TTL: resolvers may cache the old answer that long). */
   propagationSeconds: number;
+  /** Selectors used before (status): a key lost with its Secret is replaced under a new selector, never an old one. */
+  usedSelectors?: readonly string[];
 }
 
 const SUFFIX: Record<DkimAlgorithm, string> = { 'rsa-sha256': 'rsa', 'ed25519-sha256': 'ed' };
@@ -67,7 +69,7 @@ export function planRotation(input: RotationInput): RotationPlan {
   const due: Date[] = [];
 
   // One generation number per rotation, shared by its keys: mailfleet-3-rsa and mailfleet-3-ed.
-  let generation = Math.max(0, ...keys.map((k) => Number(/-(\d+)-(rsa|ed)$/.exec(k.selector)?.[1] ?? 0)));
+  let generation = Math.max(0, ...[...keys.map((k) => k.selector), ...(input.usedSelectors ?? [])].map((s) => Number(/-(\d+)-(rsa|ed)$/.exec(s)?.[1] ?? 0)));
   let nextGeneration: number | undefined;
   const newSelector = (algorithm: DkimAlgorithm) => {
     nextGeneration ??= ++generation;

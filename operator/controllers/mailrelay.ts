@@ -125,9 +125,11 @@ export class MailRelayController {
     const hash = crypto.createHash('sha256').update(JSON.stringify(object)).digest('hex');
     const last = this.applied.get(key);
     // Deployments: the informer shows whether anyone changed the spec since (its generation).
-    const live = object.kind === 'Deployment' ? this.ctx.deployment(object.metadata.namespace ?? 'default', object.metadata.name) : undefined;
-    const liveVersion = live ? String(live.metadata.generation ?? '') : undefined;
-    if (last && last.hash === hash && (liveVersion === undefined || liveVersion === last.version)) return;
+    // Deployments: a deleted one, or one someone edited (its generation moved), is applied again.
+    if (object.kind === 'Deployment') {
+      const live = this.ctx.deployment(object.metadata.namespace ?? 'default', object.metadata.name);
+      if (last && last.hash === hash && live && String(live.metadata.generation ?? '') === last.version) return;
+    } else if (last && last.hash === hash) return;
     const result = await this.ctx.client.apply<AnyObject>(object);
     this.applied.set(key, { hash, version: String(result.metadata.generation ?? '') });
   }

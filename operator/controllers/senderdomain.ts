@@ -82,7 +82,7 @@ export class SenderDomainController {
       checks?.find((c) => c.record.name === r.name && c.record.value === r.value)?.status ?? domain.status?.records?.find((x) => x.name === r.name && x.value === r.value)?.dns;
     const servedSelector = new Map(current.records.filter((r) => r.selector).map((r) => [r.selector!, dnsOf(r)]));
 
-    const plan = planRotation({ spec, keys, served: (selector) => servedSelector.get(selector) === 'match', now, propagationSeconds: spec.dnsEndpoint.ttl });
+    const plan = planRotation({ spec, keys, served: (selector) => servedSelector.get(selector) === 'match', now, propagationSeconds: spec.dnsEndpoint.ttl, usedSelectors: (domain.status?.keys ?? []).map((k) => k.selector) });
     for (const c of plan.create) pems.set(c.selector, generateDkimKey(c.algorithm).privateKeyPem);
     if (JSON.stringify(plan.keys) !== JSON.stringify(keys) || !secret) {
       const desired = dkimSecret(domain, plan.keys, pems);

@@ -63,12 +63,21 @@ export class LeaderElector {
 
   start(): void {
     void this.loop();
+    // A watchdog apart from the requests: a renew that hangs must not keep this replica leading
+    // past the deadline, after which another may take the lease.
+    this.watchdog = setInterval(() => {
+      if (this.leading && this.now() - this.lastRenew >= this.options.renewDeadlineMs) this.setLeading(false);
+    }, Math.min(this.options.retryPeriodMs, 500));
+    this.watchdog.unref();
   }
+
+  private watchdog: NodeJS.Timeout | undefined;
 
   /** Stops; a leader gives the lease up so a standby takes over without waiting for it to expire. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.watchdog);
     if (!this.leading) return;
     this.setLeading(false);
     try {
@@ -118,13 +127,16 @@ export class LeaderElector {
   private async loop(): Promise<void> {
     if (this.stopped) return;
     let held = false;
+    const attemptAt = this.now();
     try {
       held = await this.tryAcquireOrRenew();
     } catch (err) {
       // A conflict means another replica wrote first: not ours this round.
       if ((err as { code?: number }).code !== 409) this.options.onError?.(err);
     }
-    if (held) this.lastRenew = this.now();
+    if (this.stopped) return;
+    // The lease counts from when the renew was sent, not from when its answer came.
+    if (held) this.lastRenew = attemptAt;
     if (held && !this.leading) this.setLeading(true);
     // A leader that has not renewed within the deadline must stop before the lease can expire.
     if (!held && this.leading && this.now() - this.lastRenew >= this.options.renewDeadlineMs) this.setLeading(false);

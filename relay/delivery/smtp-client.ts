@@ -28,6 +28,8 @@ export interface SmtpClientOptions {
 export class SmtpClient {
   private readonly conn: SMTPConnection;
   private broken = false;
+  /** A transaction (MAIL FROM to the reply after DATA) is under way. */
+  private busy = false;
 
   private constructor(private readonly options: SmtpClientOptions) {
     this.conn = new SMTPConnection({
@@ -99,6 +101,7 @@ export class SmtpClient {
   /** Sends one message; every recipient gets an outcome. A connection-level error throws DeliveryFailure. */
   async send(sender: string, recipients: string[], body: Readable, size: number, eightBit = false): Promise<RecipientOutcome[]> {
     const remoteMta = this.options.remoteMta;
+    this.busy = true;
     try {
       const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
         // A connection that breaks mid-transaction reports through events, not the callback.
@@ -143,6 +146,8 @@ export class SmtpClient {
         const own = atRcpt.get(address);
         return own !== undefined ? { address, ...classifyReply(own), reply: own, remoteMta } : failure.forRecipients([address])[0]!;
       });
+    } finally {
+      this.busy = false;
     }
   }
 
@@ -157,6 +162,12 @@ export class SmtpClient {
    * connection limit is about open sockets, not about sessions we have finished with).
    */
   close(): Promise<void> {
+    // In the middle of a transaction a QUIT would land inside the message body: drop the
+    // connection instead (the peer discards the unfinished message; it is sent again later).
+    if (this.busy) {
+      this.conn.close();
+      return Promise.resolve();
+    }
     const closed = new Promise<void>((resolve) => {
       if (this.broken) return resolve();
       const timer = setTimeout(() => {

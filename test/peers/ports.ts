@@ -6,29 +6,32 @@ const RESERVED = new Set([25, 465, 587]);
 // this process must not be given to the next one before the first has bound it.
 const handedOut = new Set<number>();
 
-function bindZero(): Promise<number> {
-  return new Promise((resolve, reject) => {
+// Ports below the kernel's ephemeral range (32768-60999 by default): a port from that range,
+// picked now and bound a moment later, can meanwhile become the local port of any outbound
+// connection (a peer binding it then fails with "Address already in use").
+const LOW = 20_000;
+const HIGH = 32_000;
+
+function tryBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0, exclusive: true }, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen({ host: '127.0.0.1', port, exclusive: true }, () => server.close(() => resolve(true)));
   });
 }
 
-/** A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read it, close). */
+/** A TCP port on 127.0.0.1, below the ephemeral range, that was free a moment ago. */
 export async function freePort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await bindZero();
-    if (port > 0 && !RESERVED.has(port) && !handedOut.has(port)) {
+  for (let i = 0; i < 200; i++) {
+    const port = LOW + Math.floor(Math.random() * (HIGH - LOW));
+    if (RESERVED.has(port) || handedOut.has(port)) continue;
+    if (await tryBind(port)) {
       handedOut.add(port);
       return port;
     }
   }
-  throw new Error('freePort: no free port on 127.0.0.1 after 50 tries');
+  throw new Error(`freePort: no free port on 127.0.0.1 between ${LOW} and ${HIGH} after 200 tries`);
 }
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */
