@@ -73,6 +73,24 @@ describe('handoff on shutdown', () => {
     }
   });
 
+  it('a recipient that already failed still gets its DSN from the peer after a handoff', async () => {
+    const sink = await startScriptedSink({ replies: ({ rcpt }) => (rcpt.startsWith('gone@') ? { code: 550, message: '5.1.1 no such user' } : { code: 451, message: '4.3.0 try later' }) });
+    stops.push(() => sink.stop());
+    const b = await startTestRelay({ retry: { minBackoff: '300ms', maxBackoff: '1s' }, handoff: { tokenFile: token } });
+    stops.push(() => b.stop());
+    const a = await relayA([`127.0.0.1:${b.httpPort}`], sink);
+    expect(await submit(a.ports.open!, 'app@example.test', ['gone@dest.test', 'later@dest.test'], MSG(99))).toMatch(/^250/);
+    await waitFor(async () => (await a.queueStats()).deferred === 1, 'the message deferred at A with one recipient failed');
+    await a.shutdown();
+    expect(a.spooled()).toEqual([]);
+    // B delivers the pending recipient and bounces the failed one to the sender: two messages.
+    await waitFor(() => b.delivered().length === 2, 'the message and the DSN at B');
+    const dsn = b.delivered().map((m) => m.toString()).find((m) => /report-type=delivery-status/.test(m));
+    expect(dsn).toBeDefined();
+    expect(dsn).toMatch(/Final-Recipient: rfc822; gone@dest\.test/i);
+    expect(dsn).toMatch(/Status: 5\.1\.1/);
+  });
+
   it('refuses a handoff without the fleet token and keeps nothing', async () => {
     const b = await startTestRelay({ handoff: { tokenFile: token } });
     stops.push(() => b.stop());
