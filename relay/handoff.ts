@@ -168,11 +168,13 @@ export async function handOffSpool(opts: { spool: Spool; peers: string[]; token:
   let next = 0;
   let taken = 0;
   const refusedBy = new Set<string>();
-  // A peer that cannot be reached is not tried again for every message.
+  // A peer that cannot be reached, or is stopping, is not tried again for every message.
   const unreachable = new Set<string>();
   const handOne = async (entry: SpoolEntry): Promise<void> => {
-    for (let tries = 0; tries < opts.peers.length && Date.now() < opts.deadline; tries++) {
-      const peer = opts.peers[next++ % opts.peers.length]!;
+    // Every peer once, from a rotating start (several messages go at once: each must still try them all).
+    const start = next++;
+    for (let i = 0; i < opts.peers.length && Date.now() < opts.deadline; i++) {
+      const peer = opts.peers[(start + i) % opts.peers.length]!;
       if (unreachable.has(peer)) continue;
       try {
         const answer = await post(peer, opts.token, opts.spool, entry, opts.deadline);
@@ -183,6 +185,8 @@ export async function handOffSpool(opts: { spool: Spool; peers: string[]; token:
           opts.log.info({ event: 'handoff_sent', queueId: entry.envelope.id, peer, peerQueueId: answer.body, messageId: entry.envelope.messageId }, 'message handed to a peer');
           return;
         }
+        // A peer that is stopping itself takes nothing more: do not ask it again.
+        if (answer.code === 503) unreachable.add(peer);
         if (!refusedBy.has(`${peer} ${answer.code}`)) {
           refusedBy.add(`${peer} ${answer.code}`);
           opts.log.warn({ event: 'handoff_refused', peer, code: answer.code, reply: answer.body }, 'a peer refused a handoff; trying another');

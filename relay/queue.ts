@@ -312,11 +312,11 @@ export class QueueManager {
         } catch (err) {
           // A local failure (the outbox disk is full, the body cannot be read): try again later.
           outcomes = new DeliveryFailure('deferred', '4.3.0', `local error while delivering: ${(err as Error).message}`).forRecipients(unit.recipients);
-          await this.settle(unit, outcomes, destination);
+          await this.settle(unit, outcomes, destination, !this.running);
           break;
         }
         this.deps.metrics.attemptSeconds.observe({ route: this.route.name }, Number(process.hrtime.bigint() - started) / 1e9);
-        await this.settle(unit, outcomes, destination);
+        await this.settle(unit, outcomes, destination, !this.running);
       }
     } finally {
       // The slot is free only once the connection is closed: until then the peer counts it.
@@ -360,7 +360,11 @@ export class QueueManager {
   }
 
   /** Records outcomes for a unit's recipients; retries the deferred ones or bounces them once expired. */
-  private async settle(unit: Unit, outcomes: RecipientOutcome[], destination: string): Promise<void> {
+  /**
+   * `interrupted`: the relay is stopping and cut this attempt short itself: what did not go is
+   * due again at once (for the next start or the peer it is handed to), not after a backoff.
+   */
+  private async settle(unit: Unit, outcomes: RecipientOutcome[], destination: string, interrupted = false): Promise<void> {
     const record = this.messages.get(unit.messageId);
     if (!record) return;
     const env = record.entry.envelope;
@@ -370,7 +374,7 @@ export class QueueManager {
     const deferred = outcomes.filter((o) => o.kind === 'deferred');
     const throttled = deferred.find((o) => isThrottling(o.reply, o.statusCode));
     if (throttled && classified) this.throttle(classified, throttled.reply, now);
-    const decision = deferred.length ? this.scheduler.decideAfterFailure(unit, now) : undefined;
+    const decision = deferred.length ? (interrupted ? { kind: 'retry' as const, at: now } : this.scheduler.decideAfterFailure(unit, now)) : undefined;
     for (const o of outcomes) {
       const r = env.recipients.find((x) => x.address === o.address);
       if (!r) continue;

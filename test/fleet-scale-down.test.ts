@@ -17,7 +17,7 @@ import { submit } from './support/smtp-talk.js';
 const RELAYS = 4;
 const MESSAGES = 400;
 
-describe('fleet scale-down from 4 relays to 1 under load', () => {
+describe('fleet scale-down from 4 relays to 1 under load', { timeout: 240_000 }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-fleet-'));
   const relays: { process: RelayProcess; smtp: number; http: number }[] = [];
   let sink: ScriptedSink;

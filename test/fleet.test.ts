@@ -3,6 +3,7 @@
  * `mailfleet relay` processes by a kubelet stand-in (test/fleet/kubelet.ts), load from
  * clients, a slow destination (50 ms a message, one connection per pod). Every message that
  * got a 250 must reach the destination: lost must be 0; duplicates are counted and reported.
+ * Minutes of wall time on a busy machine: the suite's 60 s test timeout is raised here.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,7 +30,7 @@ interface Fleet {
   deploymentReplicas(name: string): number;
 }
 
-describe('fleet: the operator, relay processes and load', () => {
+describe('fleet: the operator, relay processes and load', { timeout: 240_000 }, () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-fleet-'));
   const stops: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
