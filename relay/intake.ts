@@ -13,7 +13,7 @@ import { SmtpRefusal, type RejectionReason } from './errors.js';
 import { addedHeaders, headerEnd, headerFacts, type HeaderFacts } from './headers.js';
 import type { IntakeMetrics } from './metrics.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
-import type { RecipientState, Spool, SpoolEntry, SpoolWriter } from './spool.js';
+import type { Envelope, RecipientState, Spool, SpoolEntry, SpoolWriter } from './spool.js';
 import { describeSuppression, type Suppression, type SuppressionList } from './suppression.js';
 import type { UserStore } from './users.js';
 
@@ -31,8 +31,10 @@ export interface IntakeDeps {
   metrics: IntakeMetrics;
   log: Logger;
   policy: () => IntakePolicy;
-  /** Hands a durable message to the queue. */
+  /** Hands a durable message (a large one, in a file of its own) to the queue. */
   accepted: (entry: SpoolEntry) => void;
+  /** Stores a small message in the journal and queues it; resolves once it is durable. */
+  accept: (envelope: Envelope, body: Buffer) => Promise<void>;
   /** Whether new mail may be accepted now (false while draining). */
   accepting: () => boolean;
   /** Recipients that hard-bounced, per sender domain: refused, or accepted and bounced at once (suppression.action). */
@@ -310,7 +312,7 @@ export class SmtpListener {
       this.reject(refuse(452, '4.3.1', 'Could not store the message, try again later', 'storage'), session, cb);
     };
     (async () => {
-      writer = await this.deps.spool.createWriter();
+      writer = this.deps.spool.createWriter();
       const id = writer.id;
       let head: Buffer | undefined = Buffer.alloc(0);
       let facts: HeaderFacts | undefined;
@@ -344,7 +346,7 @@ export class SmtpListener {
         }
       }
       const now = Date.now();
-      const entry = await writer.commit({
+      const envelope: Envelope = {
         id,
         sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
         recipients: session.envelope.rcptTo.map(recipientState),
@@ -357,16 +359,19 @@ export class SmtpListener {
         headerLength: facts!.length,
         attempts: 0,
         nextAttemptAt: now,
-      });
+      };
+      const small = writer.smallBody();
+      const size = writer.bodyLength;
+      if (small) await this.deps.accept(envelope, small);
+      else this.deps.accepted(await writer.commit(envelope));
       this.deps.metrics.spoolWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       this.deps.metrics.received.inc({ listener: this.config.name });
-      const suppressed = entry.envelope.recipients.filter((r) => r.status === 'failed').length;
+      const suppressed = envelope.recipients.filter((r) => r.status === 'failed').length;
       if (suppressed) this.deps.metrics.suppressionRefusals.inc({ action: 'bounce' }, suppressed);
       this.deps.log.info(
-        { event: 'received', queueId: id, messageId, listener: this.config.name, client: session.remoteAddress, user, size: entry.bodyLength, recipients: entry.envelope.recipients.length, suppressed: suppressed || undefined },
+        { event: 'received', queueId: id, messageId, listener: this.config.name, client: session.remoteAddress, user, size, recipients: envelope.recipients.length, suppressed: suppressed || undefined },
         'received',
       );
-      this.deps.accepted(entry);
       cb(null, `2.0.0 Ok: queued as ${id}`);
     })().catch(fail);
   }

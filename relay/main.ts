@@ -18,7 +18,7 @@ import { exposition, IntakeMetrics } from './metrics.js';
 import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
 import type { PermanentFailure } from './queue.js';
 import type { QueueStats } from './scheduler.js';
-import { Spool } from './spool.js';
+import { Spool, type Envelope } from './spool.js';
 import { SuppressionList, suppressionJson } from './suppression.js';
 import { UserStore } from './users.js';
 
@@ -93,7 +93,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   if (report.corrupt.length) log.error({ event: 'corrupt', files: report.corrupt }, `unreadable spool files moved to ${opts.config.spool.dir}/corrupt/`);
   const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);
 
-  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining, suppressions };
+  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accept: (env: Envelope, body: Buffer) => queue.accept(env, body), accepting: () => !draining, suppressions };
   let listeners: SmtpListener[] = createListeners(intakeDeps);
   try {
     for (const l of listeners) await l.listen();
@@ -232,6 +232,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       } else if (token && left !== 0) {
         log.warn({ event: 'handoff', handed: 0, left, peers: [] }, 'no peer to hand the remaining mail to: it stays in the spool');
       }
+      // The handed-over messages' done marks reach the disk before the process ends.
+      await spool.close();
       // After the queue: its last bounces still go on the list.
       await suppressions.close();
       await new Promise<void>((r) => httpServer.close(() => r()));

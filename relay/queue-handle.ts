@@ -13,7 +13,7 @@ import { DkimSigner } from './dkim.js';
 import { QueueMetrics } from './metrics.js';
 import { QueueManager, type PermanentFailure, type QueueSettings } from './queue.js';
 import type { QueueStats } from './scheduler.js';
-import { Spool, type SpoolEntry } from './spool.js';
+import { Spool, type Envelope, type SpoolEntry } from './spool.js';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
@@ -31,6 +31,8 @@ export interface QueueHandle {
   /** Recovers the spool and starts delivering. */
   start(): Promise<RecoverySummary>;
   enqueue(entry: SpoolEntry): void;
+  /** Stores a small message in the journal and queues it; resolves once it is durable. */
+  accept(envelope: Envelope, body: Buffer): Promise<void>;
   reconfigure(config: RelayConfig): void;
   /** Stops delivery by the deadline; resolves with the number of messages left in the spool. */
   stop(deadlineMs: number): Promise<number>;
@@ -96,6 +98,10 @@ export class InlineQueue implements QueueHandle {
     this.manager.enqueue(entry);
   }
 
+  async accept(envelope: Envelope, body: Buffer): Promise<void> {
+    this.manager.enqueue(await this.spool.append(envelope, body));
+  }
+
   reconfigure(config: RelayConfig): void {
     const routeChanged = JSON.stringify(config.delivery) !== JSON.stringify(this.config.delivery);
     this.config = config;
@@ -124,6 +130,7 @@ export class InlineQueue implements QueueHandle {
 
   async stop(deadlineMs: number): Promise<number> {
     await this.manager.stop(deadlineMs);
+    await this.spool.close();
     return this.manager.size;
   }
 
@@ -140,6 +147,7 @@ export class InlineQueue implements QueueHandle {
 export type ToWorker =
   | { type: 'start' }
   | { type: 'enqueue'; entry: SpoolEntry }
+  | { type: 'accept'; envelope: Envelope; body: Uint8Array; id: number }
   | { type: 'reconfigure'; config: RelayConfig }
   | { type: 'stop'; deadlineMs: number; id: number }
   | { type: 'stats'; id: number }
@@ -211,6 +219,13 @@ export class WorkerQueue implements QueueHandle {
     this.worker.postMessage({ type: 'enqueue', entry: { ...entry, body: body as Buffer } }, [body.buffer]);
   }
 
+  async accept(envelope: Envelope, body: Buffer): Promise<void> {
+    // The body's own bytes move to the worker (a small Buffer is a view into a shared pool).
+    const bytes = new Uint8Array(body);
+    const answer = await this.ask({ type: 'accept', envelope, body: bytes, id: 0 }, [bytes.buffer]);
+    if (answer !== true) throw new Error((answer as { error?: string } | undefined)?.error ?? `the queue worker is gone: ${this.dead ?? 'no answer'}`);
+  }
+
   reconfigure(config: RelayConfig): void {
     this.post({ type: 'reconfigure', config });
   }
@@ -234,12 +249,12 @@ export class WorkerQueue implements QueueHandle {
     this.worker.postMessage(m);
   }
 
-  private ask(m: Extract<ToWorker, { id: number }>): Promise<unknown> {
+  private ask(m: Extract<ToWorker, { id: number }>, transfer: ArrayBuffer[] = []): Promise<unknown> {
     if (this.dead) return Promise.resolve(undefined);
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.post({ ...m, id });
+      this.worker.postMessage({ ...m, id }, transfer);
     });
   }
 }

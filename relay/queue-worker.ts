@@ -26,6 +26,12 @@ port.on('message', (m: ToWorker) => {
       queue.enqueue(m.entry);
       break;
     }
+    case 'accept':
+      queue.accept(m.envelope, Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength)).then(
+        () => send({ type: 'reply', id: m.id, value: true }),
+        (err: Error) => send({ type: 'reply', id: m.id, value: { error: err.message } }),
+      );
+      break;
     case 'reconfigure':
       log.level = m.config.log.level;
       queue.reconfigure(m.config);

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { DirSyncer, Spool, type Envelope } from './spool.js';
+import { DirSyncer, Spool, newQueueId, type Envelope } from './spool.js';
 
 function envelope(over: Partial<Envelope> = {}): Omit<Envelope, 'id'> {
   return {
@@ -48,7 +48,7 @@ describe('spool', () => {
   it('streams a body written in chunks and reads per-recipient state back over the envelope', async () => {
     const spool = new Spool(dir);
     await spool.open();
-    const writer = await spool.createWriter();
+    const writer = spool.createWriter();
     await writer.write(Buffer.from('Subject: x\r\n\r\n'));
     await writer.write(Buffer.alloc(100_000, 'a'));
     const entry = await writer.commit({ ...envelope(), id: writer.id });
@@ -68,8 +68,10 @@ describe('spool', () => {
   it('discards half-written messages that were never acknowledged and quarantines damaged files', async () => {
     const spool = new Spool(dir);
     await spool.open();
-    const writer = await spool.createWriter();
-    await writer.write(Buffer.from('partial'));
+    const writer = spool.createWriter();
+    // Large enough for a file of its own (smaller bodies wait in memory for the journal).
+    await writer.write(Buffer.alloc(300 * 1024, 'p'));
+    expect(writer.smallBody()).toBeUndefined();
     // the process dies here: no commit
     fs.writeFileSync(path.join(dir, 'q', 'BROKEN1'), 'not a spool file at all, no trailer');
     const kept = await spool.store(envelope(), Buffer.from('x'));
@@ -116,5 +118,129 @@ describe('spool', () => {
     const later = await Promise.allSettled([syncer.sync(), syncer.sync(), syncer.sync()]);
     expect(later.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
   });
-});
 
+  describe('journal', () => {
+    const env = (over: Partial<Envelope> = {}): Envelope => ({ ...envelope(), id: newQueueId(), ...over });
+    const journalFiles = () => fs.readdirSync(path.join(dir, 'j')).sort();
+
+    it('makes concurrent appends durable together and finds them after a restart, bodies on disk', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const sent = Array.from({ length: 40 }, (_, i) => ({ env: env(), body: Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`) }));
+      const entries = await Promise.all(sent.map((m) => spool.append(m.env, m.body)));
+      // All 40 went into one segment.
+      expect(new Set(entries.map((e) => e.location!.segment)).size).toBe(1);
+      const reopened = new Spool(dir);
+      await reopened.open();
+      const report = await reopened.recover();
+      expect(report.entries.map((e) => e.envelope.id).sort()).toEqual(sent.map((m) => m.env.id).sort());
+      for (const e of report.entries) {
+        expect(e.body).toBeUndefined();
+        const want = sent.find((m) => m.env.id === e.envelope.id)!.body.toString();
+        expect(await text(reopened.openBody(e))).toBe(want);
+        expect((await reopened.readBody(e, 10)).toString()).toBe(want.slice(0, 10));
+      }
+    });
+
+    it('a message marked done is not found again; a segment with nothing left goes at the next start', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const a = await spool.append(env(), Buffer.from('a'));
+      const b = await spool.append(env(), Buffer.from('b'));
+      await spool.remove(a);
+      await spool.close();
+      const again = new Spool(dir);
+      await again.open();
+      expect((await again.recover()).entries.map((e) => e.envelope.id)).toEqual([b.envelope.id]);
+      await again.remove((await new Spool(dir).scan()).entries[0]!);
+      await again.close();
+      const third = new Spool(dir);
+      await third.open();
+      expect((await third.recover()).entries).toEqual([]);
+      expect(journalFiles()).toEqual([]);
+    });
+
+    it('deletes a sealed segment as soon as its last message is done', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const a = await spool.append(env(), Buffer.from('a'));
+      await spool.close();
+      // A new instance (a restart) never writes into an old segment.
+      const next = new Spool(dir);
+      await next.open();
+      const [found] = (await next.recover()).entries;
+      const c = await next.append(env(), Buffer.from('c'));
+      expect(c.location!.segment).not.toBe(a.location!.segment);
+      await next.remove(found!);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(journalFiles()).toEqual([c.location!.segment]);
+    });
+
+    it('a record cut short by a crash was never acknowledged: recovery drops it and keeps the rest', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const kept = await spool.append(env(), Buffer.from('kept'));
+      await spool.close();
+      const file = path.join(dir, 'j', kept.location!.segment);
+      const whole = fs.readFileSync(file);
+      // Half of a second record: the header and a few bytes (what a crash mid-write leaves).
+      fs.appendFileSync(file, whole.subarray(0, 20));
+      const report = await new Spool(dir).recover();
+      expect(report.discardedPartial).toBe(1);
+      expect(report.entries.map((e) => e.envelope.id)).toEqual([kept.envelope.id]);
+      // Damaged bytes inside a record (zeros where the body should be): its checksum fails.
+      fs.writeFileSync(file, Buffer.concat([whole.subarray(0, 20), Buffer.alloc(whole.length - 20)]));
+      expect((await new Spool(dir).scan()).entries).toEqual([]);
+    });
+
+    it('moves a message that needs state to a file of its own before the journal lets it go', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const entry = await spool.append(env(), Buffer.from('Subject: later\r\n\r\nbody\r\n'));
+      const segment = entry.location!.segment;
+      entry.envelope.recipients[0]!.status = 'delivered';
+      entry.envelope.attempts = 1;
+      await spool.saveState(entry);
+      expect(entry.location).toBeUndefined();
+      expect(fs.readdirSync(path.join(dir, 'q'))).toEqual([entry.envelope.id]);
+      await spool.close();
+      const report = await new Spool(dir).recover();
+      expect(report.entries).toHaveLength(1);
+      expect(report.entries[0]!.location).toBeUndefined();
+      expect(report.entries[0]!.envelope.recipients.map((r) => r.status)).toEqual(['delivered', 'pending']);
+      expect(await text(new Spool(dir).openBody(report.entries[0]!))).toBe('Subject: later\r\n\r\nbody\r\n');
+      // The segment held nothing else: gone at that start.
+      expect(journalFiles().filter((f) => f.startsWith(segment.slice(0, -4)))).toEqual([]);
+    });
+
+    it('prefers the file when the done mark of a moved message was lost', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const entry = await spool.append(env(), Buffer.from('x'));
+      await spool.close();
+      // The file exists (moved out) but the journal still has the record as live.
+      await new Spool(dir).store({ ...entry.envelope, attempts: 3 }, Buffer.from('x'));
+      const report = await new Spool(dir).recover();
+      expect(report.entries).toHaveLength(1);
+      expect(report.entries[0]!.envelope.attempts).toBe(3);
+      expect(report.entries[0]!.location).toBeUndefined();
+    });
+
+    it('a failed write refuses the messages of its batch; later appends go to a new segment', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const first = await spool.append(env(), Buffer.from('first'));
+      // Take the segment's file handle away under the journal: its next write fails.
+      const journal = (spool as unknown as { journal: { active: { handle: { close(): Promise<void> } } } }).journal;
+      await journal.active.handle.close();
+      const refused = env();
+      await expect(spool.append(refused, Buffer.from('x'))).rejects.toThrow();
+      const later = await spool.append(env(), Buffer.from('later'));
+      expect(later.location!.segment).not.toBe(first.location!.segment);
+      await spool.close();
+      const ids = (await new Spool(dir).recover()).entries.map((e) => e.envelope.id).sort();
+      expect(ids).toEqual([first.envelope.id, later.envelope.id].sort());
+      expect(ids).not.toContain(refused.id);
+    });
+  });
+});

@@ -1,9 +1,14 @@
 /**
- * The durable spool. One file per message holds the body followed by its envelope and a
- * fixed-size trailer, written to tmp/, fsynced, renamed into q/ and made durable by an
- * fsync of q/ before the caller may answer 250 (RFC 5321 6.1). Per-recipient progress lives
- * in a small `<id>.state` file beside it; losing a state update can only repeat a delivery
- * (at least once), never lose one. Only envelopes are kept in memory: bodies stream from disk.
+ * The durable spool. Nothing is acknowledged before it is on disk and fsynced (RFC 5321 6.1).
+ *
+ * Small messages (up to 256 KiB, nearly all mail) go to the journal (relay/journal.ts): appended
+ * in groups that share one fdatasync, marked done when finished. Larger ones, and any message
+ * that must stay past its first delivery round (deferred, partly delivered), have a file of
+ * their own: the body followed by its envelope and a fixed-size trailer, written to tmp/,
+ * fsynced, renamed into q/ and made durable by an fsync of q/. Per-recipient progress of such
+ * a message lives in a small `<id>.state` file beside it; losing a state update can only
+ * repeat a delivery (at least once), never lose one. Only envelopes are kept in memory: bodies
+ * stream from disk.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -11,6 +16,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ErrorCodes, MailfleetError } from './errors.js';
+import { Journal, journalBodyStream, syncDir, type JournalLocation } from './journal.js';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed';
 
@@ -55,6 +61,8 @@ export interface SpoolEntry {
   body?: Buffer;
   /** Whether a state file exists beside the message (so removal need not look for one). */
   hasState?: boolean;
+  /** Where the message is in the journal; absent for a message with a file of its own. */
+  location?: JournalLocation;
 }
 
 const TRAILER_MAGIC = 'MFQ1';
@@ -68,6 +76,8 @@ const TRAILER_LENGTH = 4 + 16 + 8 + 1; // magic, body length, envelope length (h
 
 /** Bodies up to this size stay in memory until delivered, up to BODY_CACHE_BYTES in all. */
 const CACHE_BODY_MAX = 256 * 1024;
+/** Bodies up to this size go to the journal; larger ones to a file of their own. */
+const JOURNAL_MAX = 256 * 1024;
 const BODY_CACHE_BYTES = 64 * 1024 * 1024;
 
 const ID_PREFIX = crypto.randomBytes(3).toString('hex').toUpperCase();
@@ -104,19 +114,14 @@ export class DirSyncer {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fsp.open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
+/**
+ * Receives one message's body. It stays in memory while it is small (the journal takes it);
+ * past JOURNAL_MAX it goes to a file of its own as it arrives.
+ */
 export class SpoolWriter {
+  private handle: fsp.FileHandle | undefined;
   /** Bytes handed to the file so far. */
   private flushed = 0;
-  /** Small messages are written in one call at commit: buffer until this much piles up. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private closed = false;
@@ -125,16 +130,16 @@ export class SpoolWriter {
     private readonly spool: Spool,
     readonly id: string,
     private readonly tmpPath: string,
-    private readonly handle: fsp.FileHandle,
   ) {}
 
   async write(chunk: Buffer): Promise<void> {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= 256 * 1024) await this.flush();
+    if (this.pendingBytes >= JOURNAL_MAX) await this.flush();
   }
 
   private async flush(): Promise<void> {
+    this.handle ??= await fsp.open(this.tmpPath, 'wx');
     const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
     this.pending = [];
     this.pendingBytes = 0;
@@ -150,7 +155,12 @@ export class SpoolWriter {
     return this.flushed + this.pendingBytes;
   }
 
-  /** Appends the envelope, fsyncs file and directory. Resolves only when the message is durable. */
+  /** The whole body, when it stayed small enough for the journal (Spool.append); undefined once it went to a file. */
+  smallBody(): Buffer | undefined {
+    return this.flushed === 0 ? Buffer.concat(this.pending, this.pendingBytes) : undefined;
+  }
+
+  /** Writes the message to a file of its own: body, envelope, trailer; fsyncs file and directory. Resolves only when the message is durable. */
   async commit(envelope: Envelope): Promise<SpoolEntry> {
     const json = Buffer.from(JSON.stringify(envelope));
     const bodyLength = this.bodyLength;
@@ -158,8 +168,8 @@ export class SpoolWriter {
     const body = this.flushed === 0 && bodyLength <= CACHE_BODY_MAX ? Buffer.concat(this.pending, bodyLength) : undefined;
     this.pending.push(json, trailer);
     await this.flush();
-    await this.handle.sync();
-    await this.handle.close();
+    await this.handle!.sync();
+    await this.handle!.close();
     this.closed = true;
     await fsp.rename(this.tmpPath, this.spool.messagePath(this.id));
     try {
@@ -176,6 +186,8 @@ export class SpoolWriter {
 
   /** Drops a message that will not be acknowledged. */
   async abort(): Promise<void> {
+    this.pending = [];
+    if (!this.handle) return;
     if (!this.closed) {
       this.closed = true;
       await this.handle.close().catch(() => undefined);
@@ -194,7 +206,10 @@ export class Spool {
   private readonly queueDir: string;
   private readonly tmpDir: string;
   private readonly corruptDir: string;
+  private readonly journalDir: string;
   private readonly syncer: DirSyncer;
+  /** Appends go here; marks for segments it did not write go to disk directly. */
+  private readonly journal: Journal;
   private freeCache: { at: number; bytes: number } | null = null;
   private cachedBytes = 0;
 
@@ -202,13 +217,15 @@ export class Spool {
     this.queueDir = path.join(dir, 'q');
     this.tmpDir = path.join(dir, 'tmp');
     this.corruptDir = path.join(dir, 'corrupt');
-    this.syncer = new DirSyncer(() => fsyncDir(this.queueDir));
+    this.journalDir = path.join(dir, 'j');
+    this.syncer = new DirSyncer(() => syncDir(this.queueDir));
+    this.journal = new Journal(this.journalDir, () => newQueueId());
   }
 
   /** Creates the layout and checks it is writable. */
   async open(): Promise<void> {
     try {
-      for (const d of [this.queueDir, this.tmpDir, this.corruptDir]) await fsp.mkdir(d, { recursive: true });
+      for (const d of [this.queueDir, this.tmpDir, this.corruptDir, this.journalDir]) await fsp.mkdir(d, { recursive: true });
       const probe = path.join(this.tmpDir, `.probe-${process.pid}`);
       await fsp.writeFile(probe, 'ok');
       await fsp.rm(probe);
@@ -236,15 +253,19 @@ export class Spool {
     return this.syncer.sync();
   }
 
-  async createWriter(id = newQueueId()): Promise<SpoolWriter> {
-    const tmpPath = path.join(this.tmpDir, id);
-    const handle = await fsp.open(tmpPath, 'wx');
-    return new SpoolWriter(this, id, tmpPath, handle);
+  createWriter(id = newQueueId()): SpoolWriter {
+    return new SpoolWriter(this, id, path.join(this.tmpDir, id));
   }
 
-  /** Stores a whole message (used for DSNs and handoff) and returns when it is durable. */
+  /** Stores a small message in the journal; resolves once it is durable. */
+  async append(envelope: Envelope, body: Buffer): Promise<SpoolEntry> {
+    const location = await this.journal.append(envelope, body);
+    return { envelope, bodyLength: body.length, body, location };
+  }
+
+  /** Stores a whole message in a file of its own (DSNs, handoff) and returns when it is durable. */
   async store(envelope: Omit<Envelope, 'id'> & { id?: string }, body: Buffer): Promise<SpoolEntry> {
-    const writer = await this.createWriter(envelope.id);
+    const writer = this.createWriter(envelope.id);
     try {
       await writer.write(body);
       return await writer.commit({ ...envelope, id: writer.id });
@@ -255,15 +276,12 @@ export class Spool {
   }
 
   /**
-   * Reads every stored message's envelope. Half-written files in tmp/ were never
-   * acknowledged and are discarded; unreadable queue files are moved to corrupt/.
+   * Every message in the spool, as a restart would find it (files in q/ with their state, live
+   * journal records), without their bodies. Changes nothing: safe beside a running relay.
    */
-  async recover(): Promise<RecoveryReport> {
-    const tmp = await fsp.readdir(this.tmpDir);
-    await Promise.all(tmp.map((f) => fsp.rm(path.join(this.tmpDir, f), { force: true })));
+  async scan(): Promise<RecoveryReport & { finishedSegments: string[]; shadowed: SpoolEntry[] }> {
     const names = await fsp.readdir(this.queueDir);
     const ids = names.filter((n) => !n.endsWith('.state') && !n.endsWith('.state.tmp'));
-    const idSet = new Set(ids);
     const withState = new Set(names.filter((n) => n.endsWith('.state')).map((n) => n.slice(0, -6)));
     const entries: SpoolEntry[] = [];
     const corrupt: string[] = [];
@@ -280,17 +298,45 @@ export class Spool {
             // (a restart retries) rather than hiding an acknowledged message in corrupt/.
             if (!(err instanceof SpoolFileInvalid)) throw err;
             corrupt.push(id);
-            await fsp.rename(this.messagePath(id), path.join(this.corruptDir, id)).catch(() => undefined);
           }
         }
       }),
     );
+    const journal = await Journal.scan(this.journalDir);
+    // A message moved out to its own file whose done mark was lost: the file is the newer copy.
+    const inFiles = new Set(ids);
+    const shadowed: SpoolEntry[] = [];
+    for (const r of journal.records) {
+      const entry = { envelope: r.envelope, bodyLength: r.bodyLength, location: r.location };
+      (inFiles.has(r.envelope.id) ? shadowed : entries).push(entry);
+    }
+    entries.sort((a, b) => a.envelope.receivedAt - b.envelope.receivedAt);
+    return { entries, discardedPartial: journal.torn, corrupt, finishedSegments: journal.finished, shadowed };
+  }
+
+  /**
+   * Reads every stored message's envelope and tidies the spool for a start: half-written files
+   * in tmp/ were never acknowledged and are discarded; unreadable queue files are moved to
+   * corrupt/; finished journal segments are deleted. Then this instance counts the journal's
+   * live records, so segments go once their mail is out.
+   */
+  async recover(): Promise<RecoveryReport> {
+    const tmp = await fsp.readdir(this.tmpDir);
+    await Promise.all(tmp.map((f) => fsp.rm(path.join(this.tmpDir, f), { force: true })));
+    const report = await this.scan();
+    for (const id of report.corrupt) await fsp.rename(this.messagePath(id), path.join(this.corruptDir, id)).catch(() => undefined);
+    for (const entry of report.shadowed) this.journal.markDone(entry.location!, entry.envelope.id);
+    await Journal.removeFinished(this.journalDir, report.finishedSegments);
+    const live = new Map<string, number>();
+    for (const e of report.entries) if (e.location) live.set(e.location.segment, (live.get(e.location.segment) ?? 0) + 1);
+    this.journal.adopt(live);
     // A state file whose message is gone belongs to a finished message.
+    const names = await fsp.readdir(this.queueDir);
+    const idSet = new Set(names.filter((n) => !n.endsWith('.state') && !n.endsWith('.state.tmp')));
     for (const n of names) {
       if (n.endsWith('.state.tmp') || (n.endsWith('.state') && !idSet.has(n.slice(0, -6)))) await fsp.rm(path.join(this.queueDir, n), { force: true });
     }
-    entries.sort((a, b) => a.envelope.receivedAt - b.envelope.receivedAt);
-    return { entries, discardedPartial: tmp.length, corrupt };
+    return { entries: report.entries, discardedPartial: tmp.length + report.discardedPartial, corrupt: report.corrupt };
   }
 
   private async readEntry(id: string, hasState: boolean): Promise<SpoolEntry> {
@@ -329,8 +375,13 @@ export class Spool {
     }
   }
 
-  /** Records per-recipient progress and retry timing (atomic replace, no fsync: see the file comment). */
+  /**
+   * Records per-recipient progress and retry timing (atomic replace, no fsync: see the file
+   * comment). A journal message first moves to a file of its own, fsynced, so that segments
+   * hold only mail in its first delivery round.
+   */
   async saveState(entry: SpoolEntry): Promise<void> {
+    if (entry.location) return this.moveOutOfJournal(entry);
     const { id, recipients, attempts, nextAttemptAt, delayNoticeSent, dkimSignature } = entry.envelope;
     const tmp = `${this.statePath(id)}.tmp`;
     entry.hasState = true;
@@ -338,18 +389,37 @@ export class Spool {
     await fsp.rename(tmp, this.statePath(id));
   }
 
+  private async moveOutOfJournal(entry: SpoolEntry): Promise<void> {
+    const location = entry.location!;
+    const body = await this.readBody(entry);
+    // Durable in its new place before the journal lets go of it.
+    const writer = this.createWriter(entry.envelope.id);
+    try {
+      await writer.write(body);
+      await writer.commit(entry.envelope);
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    entry.location = undefined;
+    entry.hasState = false;
+    this.journal.markDone(location, entry.envelope.id);
+  }
+
   openBody(entry: SpoolEntry): Readable {
     if (entry.body) return Readable.from([entry.body]);
     if (entry.bodyLength === 0) return Readable.from([]);
+    if (entry.location) return journalBodyStream(this.journalDir, entry.location, entry.bodyLength);
     return fs.createReadStream(this.messagePath(entry.envelope.id), { start: 0, end: entry.bodyLength - 1 });
   }
 
   async readBody(entry: SpoolEntry, limit = entry.bodyLength): Promise<Buffer> {
     if (entry.body) return entry.body.subarray(0, limit);
-    const handle = await fsp.open(this.messagePath(entry.envelope.id), 'r');
+    const file = entry.location ? path.join(this.journalDir, entry.location.segment) : this.messagePath(entry.envelope.id);
+    const handle = await fsp.open(file, 'r');
     try {
       const buf = Buffer.alloc(Math.min(limit, entry.bodyLength));
-      await handle.read(buf, 0, buf.length, 0);
+      await handle.read(buf, 0, buf.length, entry.location?.offset ?? 0);
       return buf;
     } finally {
       await handle.close();
@@ -363,8 +433,14 @@ export class Spool {
       this.cachedBytes -= entry.body.length;
       entry.body = undefined;
     }
+    if (entry.location) return this.journal.markDone(entry.location, id);
     await fsp.unlink(this.messagePath(id)).catch(ignoreMissing);
     if (entry.hasState) await fsp.unlink(this.statePath(id)).catch(ignoreMissing);
+  }
+
+  /** Finishes pending journal writes and done marks (at shutdown). */
+  close(): Promise<void> {
+    return this.journal.close();
   }
 
   /** Free bytes on the spool's file system, cached for a second (asked for on every message). */

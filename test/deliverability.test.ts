@@ -144,6 +144,6 @@ describePeer('deliverability: DKIM, SPF and DMARC as receivers see them', [...DN
   it('mail from a domain without keys leaves unsigned', async () => {
     const raw = await relayed('app@unsigned.test', 'unsigned');
     expect(raw.toString()).not.toMatch(/^DKIM-Signature:/im);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
   });
 });

@@ -62,7 +62,7 @@ describe('delivery through a smarthost', () => {
     expect(sink.messages[0]!.envelope).toEqual({ from: 'app@example.test', to: ['r@dest.test'] });
     expect(await counter(relay, 'result="deferred"')).toBe(2);
     expect(await counter(relay, 'result="delivered"')).toBe(1);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     expect(sink.messages).toHaveLength(1);
   });
 
@@ -70,7 +70,7 @@ describe('delivery through a smarthost', () => {
     const { relay, sink } = await setup({ replies: ({ rcpt }) => (rcpt.startsWith('gone') ? { code: 550, message: '5.1.1 <gone@dest.test>: user unknown' } : undefined) });
     expect(await submit(relay.ports.open!, 'app@example.test', ['ok@dest.test', 'gone@dest.test'], MSG('partial'))).toMatch(/^250/);
     await sink.waitForMessages(2, 10_000);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     const [original, dsn] = sink.messages;
     expect(original!.envelope).toEqual({ from: 'app@example.test', to: ['ok@dest.test'] });
     expect(dsn!.envelope).toEqual({ from: '', to: ['app@example.test'] });
@@ -88,7 +88,7 @@ describe('delivery through a smarthost', () => {
   it('never sends a DSN for a message from the null sender', async () => {
     const { relay, sink } = await setup({ replies: () => ({ code: 550, message: '5.1.1 user unknown' }) });
     expect(await submit(relay.ports.open!, '', ['gone@dest.test'], MSG('nullsender'))).toMatch(/^250/);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     await new Promise((r) => setTimeout(r, 300));
     expect(sink.messages).toHaveLength(0);
     expect(await counter(relay, 'result="bounced"')).toBe(1);
@@ -101,7 +101,7 @@ describe('delivery through a smarthost', () => {
     });
     expect(await submit(relay.ports.open!, 'app@example.test', ['slow@dest.test'], MSG('expire'))).toMatch(/^250/);
     await sink.waitForMessages(2, 10_000);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     const [delay, final] = sink.messages.map((m) => ({ env: m.envelope, dsn: parseDsn(m.raw), raw: m.raw.toString() }));
     expect(delay!.env.to).toEqual(['app@example.test']);
     expect(delay!.dsn.groups[1]).toMatchObject({ action: 'delayed', status: '4.4.1' });
@@ -127,7 +127,7 @@ describe('delivery through a smarthost', () => {
     relay = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none' } }, retry: { minBackoff: '300ms', maxBackoff: '300ms' } });
     expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('down'))).toMatch(/^250/);
     await waitFor(async () => (await counter(relay!, 'result="deferred"')) >= 1, 'a deferral');
-    expect(relay.spooled().length).toBeGreaterThan(0);
+    expect((await relay.spooled()).length).toBeGreaterThan(0);
     sink = await startScriptedSink({ port });
     await sink.waitForMessages(1, 10_000);
   });
@@ -143,7 +143,7 @@ describe('delivery through a smarthost', () => {
       });
       expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('hang'))).toMatch(/^250/);
       await waitFor(async () => (await counter(relay!, 'result="deferred"')) === 1, 'a deferral after the timeout', 5_000);
-      expect(relay.spooled().length).toBeGreaterThan(0);
+      expect((await relay.spooled()).length).toBeGreaterThan(0);
       expect(await relay.queueStats()).toMatchObject({ deferred: 1, inflight: 0 });
     } finally {
       silent.close();
@@ -222,7 +222,7 @@ describe('delivery through a smarthost', () => {
     fs.writeFileSync(path.join(relay.dir, 'relay.yaml'), JSON.stringify({ ...config, delivery: { route: { type: 'file', dir: 'outbox' } } }));
     expect(await relay.reload()).toBe(true);
     await waitFor(() => relay!.delivered().length === 1, 'the message in the outbox');
-    await waitFor(() => relay!.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay!.spooled()).length === 0, 'the spool to empty');
   });
 
   it('keeps an idle connection for mail that trickles in, instead of a connection per message', async () => {

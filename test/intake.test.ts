@@ -87,8 +87,8 @@ describe('intake: who may relay (open-relay battery)', () => {
     await t.quit();
   });
 
-  it('queued nothing for any refused attempt', () => {
-    expect(relay.spooled()).toEqual([]);
+  it('queued nothing for any refused attempt', async () => {
+    expect(await relay.spooled()).toEqual([]);
     expect(relay.delivered()).toEqual([]);
   });
 
@@ -128,7 +128,7 @@ describe('intake: limits and message handling', () => {
     await talk.send('RCPT TO:<b@dest.test>');
     expect(await talk.data(`Subject: big\r\n\r\n${'x'.repeat(3000)}\r\n`)).toMatch(/^552/);
     await talk.quit();
-    expect(relay.spooled()).toEqual([]);
+    expect(await relay.spooled()).toEqual([]);
   });
 
   it('limits recipients per message', async () => {
@@ -194,7 +194,7 @@ describe('intake: spool below the disk floor', () => {
       const res = await fetch(`http://127.0.0.1:${relay.httpPort}/readyz`);
       expect(res.status).toBe(503);
       expect(await res.text()).toMatch(/below the floor/);
-      expect(relay.spooled()).toEqual([]);
+      expect(await relay.spooled()).toEqual([]);
     } finally {
       await relay.stop();
     }

@@ -240,7 +240,7 @@ describePeer(
       expect(fields[1]).toMatch(relayField);
       expect(relayField.exec(fields[1]!)?.groups?.id).toBe(queuedAs);
 
-      await waitFor(() => relay.spooled().length === 0, 'the relay spool to empty');
+      await waitFor(async () => (await relay.spooled()).length === 0, 'the relay spool to empty');
       await waitFor(async () => (await postfix.queueCount()) === 0, 'the Postfix queue to empty');
       expect(postfix.maillog()).toMatch(/status=sent/);
     });
@@ -321,7 +321,7 @@ describePeer('e2e: mx route with dnsmasq', [...DNSMASQ_BINARIES, PYTHON], () => 
     expect(await submit(relay.ports.open!, 'app@sender.test', [rcpt], MSG(subject, rcpt))).toMatch(/^250/);
     await sink.waitForMessages(1, 10_000);
     const elapsed = Date.now() - started;
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     // Longer than maxBackoff: a retry of the original or a second DSN would show by now.
     await sleep(600);
     expect(sink.messages).toHaveLength(1);
@@ -347,7 +347,7 @@ describePeer('e2e: mx route with dnsmasq', [...DNSMASQ_BINARIES, PYTHON], () => 
     await sink.waitForMessages(1, 10_000);
     expect(sink.messages[0]!.envelope).toEqual({ from: 'app@sender.test', to: ['rcpt@dest.test'] });
     expect(sink.messages[0]!.raw.toString()).toMatch(/\r\n\r\nHello over the mx route\.\r\n$/);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     expect(await deliveries(relay, 'result="delivered"')).toBe(1);
   });
 
@@ -374,7 +374,7 @@ describePeer('e2e: mx route with dnsmasq', [...DNSMASQ_BINARIES, PYTHON], () => 
 
     expect(await submit(relay.ports.open!, 'app@sender.test', ['rcpt@fallback.test'], MSG('fallback', 'rcpt@fallback.test'))).toMatch(/^250/);
     await sink.waitForMessages(1, 10_000);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     expect(sink.messages[0]!.envelope).toEqual({ from: 'app@sender.test', to: ['rcpt@fallback.test'] });
     // Delivered on the first attempt (fallback within one attempt, not a deferral and retry).
     expect(await deliveries(relay, 'result="deferred"')).toBe(0);
@@ -406,7 +406,7 @@ describePeer('e2e: mx route with dnsmasq', [...DNSMASQ_BINARIES, PYTHON], () => 
     await expect(dns.resolver().resolveMx('implicit.test')).rejects.toMatchObject({ code: 'ENODATA' });
     expect(await submit(relay.ports.open!, 'app@sender.test', ['rcpt@implicit.test'], MSG('implicit', 'rcpt@implicit.test'))).toMatch(/^250/);
     await sink.waitForMessages(1, 10_000);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     expect(sink.messages[0]!.envelope).toEqual({ from: 'app@sender.test', to: ['rcpt@implicit.test'] });
     expect(await deliveries(relay, 'result="delivered"')).toBe(1);
     expect(await deliveries(relay, 'result="bounced"')).toBe(0);
@@ -459,7 +459,7 @@ describePeer(
       const relayId = relayField.exec(fields[0]!)?.groups?.id;
       await waitFor(async () => (await postfix.queueCount()) === 0, 'the Postfix queue to empty');
       expect(postfix.maillog()).toMatch(new RegExp(`relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${relay.ports.open}.*status=sent \\(250 2\\.0\\.0 Ok: queued as ${relayId}\\)`));
-      await waitFor(() => relay.spooled().length === 0, 'the relay spool to empty');
+      await waitFor(async () => (await relay.spooled()).length === 0, 'the relay spool to empty');
     });
   },
   { root: true },
@@ -502,7 +502,7 @@ describePeer('e2e: swaks open-relay probe', [...SWAKS_BINARIES], () => {
     expect(sub.code, sub.stdout + sub.stderr).toBe(23);
     expect(sub.stdout).toMatch(/530 5\.7\.0 Authentication required/);
 
-    expect(relay.spooled()).toEqual([]);
+    expect(await relay.spooled()).toEqual([]);
     expect(relay.delivered()).toEqual([]);
     expect(await counter(relay, 'mailfleet_relay_smtp_rejections_total', 'reason="relay_denied"')).toBe(2);
   });

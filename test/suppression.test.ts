@@ -159,7 +159,7 @@ describe('suppression list (action bounce)', () => {
 
     expect(await submit(port, 'app@example.test', ['ok@dest.test', GONE], MSG('second'))).toMatch(/^250/);
     await waitForDsn(sink, 2);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     expect(goneAttempts()).toBe(1);
     const original = sink.messages.find((m) => m.raw.toString().includes('Subject: second') && m.envelope.from);
     expect(original!.envelope.to).toEqual(['ok@dest.test']);

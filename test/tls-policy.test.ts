@@ -97,19 +97,16 @@ describePeer('outbound TLS policy', ['openssl', '/usr/sbin/dnsmasq'], () => {
   }
 
   /** The recipients' last replies as the spool keeps them (what an operator reads in the queue). */
-  function lastReplies(r: TestRelay): { lastReply?: string; statusCode?: string }[] {
-    const dir = path.join(r.dir, 'spool', 'q');
-    return r
-      .spooled()
-      .filter((f) => f.endsWith('.state'))
-      .flatMap((f) => (JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as { recipients: { lastReply?: string; statusCode?: string }[] }).recipients);
+  async function lastReplies(r: TestRelay): Promise<{ lastReply?: string; statusCode?: string }[]> {
+    return (await r.spooled()).flatMap((e) => e.recipients).filter((x) => x.lastReply !== undefined);
   }
 
   async function expectDeferred(r: TestRelay, s: ScriptedSink, reply: RegExp, statusCode: string): Promise<void> {
     await waitFor(async () => (await counter(r, 'deferred')) === 1, 'a deferral');
-    await waitFor(() => lastReplies(r).length === 1, 'the deferral in the spool');
-    expect(lastReplies(r)[0]!.lastReply).toMatch(reply);
-    expect(lastReplies(r)[0]!.statusCode).toBe(statusCode);
+    await waitFor(async () => (await lastReplies(r)).length === 1, 'the deferral in the spool');
+    const [last] = await lastReplies(r);
+    expect(last!.lastReply).toMatch(reply);
+    expect(last!.statusCode).toBe(statusCode);
     expect(await r.queueStats()).toMatchObject({ deferred: 1 });
     expect(await counter(r, 'bounced')).toBe(0);
     expect(s.messages).toHaveLength(0);
@@ -135,7 +132,7 @@ describePeer('outbound TLS policy', ['openssl', '/usr/sbin/dnsmasq'], () => {
     expect(await submit(relay.ports.open!, 'app@sender.test', ['someone@example.test'], MSG)).toMatch(/^250/);
     await sink.waitForMessages(1);
     expect(sink.messages[0]!.envelope).toEqual({ from: 'app@sender.test', to: ['someone@example.test'] });
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
     expect(sink.errors).toEqual([]);
   });
 
@@ -197,7 +194,7 @@ describePeer('outbound TLS policy', ['openssl', '/usr/sbin/dnsmasq'], () => {
     const { relay, sink } = await start({ cert: untrusted });
     expect(await submit(relay.ports.open!, 'app@sender.test', ['someone@plain.test'], MSG)).toMatch(/^250/);
     await sink.waitForMessages(1);
-    await waitFor(() => relay.spooled().length === 0, 'the spool to empty');
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
   });
 
   // As a process, so the assertion reads the JSON log lines a user reads in `kubectl logs`.

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { parseConfig, type RelayConfigInput } from '../../relay/config.js';
 import { devSetup } from '../../relay/dev.js';
 import { startRelay, type RunningRelay } from '../../relay/main.js';
+import { Spool, type Envelope } from '../../relay/spool.js';
 
 export interface TestRelay extends RunningRelay {
   dir: string;
@@ -16,8 +17,8 @@ export interface TestRelay extends RunningRelay {
   password: string;
   certFile: string;
   outbox: string;
-  /** Files in the spool's queue directory (messages and state files). */
-  spooled(): string[];
+  /** The envelopes of the messages in the spool, as a restart would find them (read-only). */
+  spooled(): Promise<Envelope[]>;
   delivered(): Buffer[];
   stop(): Promise<void>;
 }
@@ -51,7 +52,7 @@ export async function startTestRelay(overrides: Overrides = {}): Promise<TestRel
     password: dev.password,
     certFile: dev.certFile,
     outbox,
-    spooled: () => fs.readdirSync(path.join(dir, 'spool', 'q')),
+    spooled: async () => (await new Spool(path.join(dir, 'spool')).scan()).entries.map((e) => e.envelope),
     delivered: () => (fs.existsSync(outbox) ? fs.readdirSync(outbox).filter((f) => f.endsWith('.eml') && !f.startsWith('.')).sort().map((f) => fs.readFileSync(path.join(outbox, f))) : []),
     stop: async () => {
       await relay.shutdown();

@@ -1,0 +1,343 @@
+/**
+ * The spool's journal: where small messages live from their 250 until their first delivery
+ * round ends. A file per message costs an open, a write, an fsync, a close, a rename and an
+ * unlink each, and the file system's inode churn besides; most mail is delivered within a
+ * second of arriving. So messages are appended to a segment file instead, and every message
+ * that arrived while the previous write was on its way to the disk shares the next write and
+ * the next fdatasync (group commit, as databases do). Nobody is answered before the
+ * fdatasync that covers their record has returned.
+ *
+ * A finished message is marked done by appending its id to the segment's `.done` file (not
+ * synced: losing a mark can only repeat a delivery, never lose one). A segment no longer
+ * written to whose messages are all done is deleted. A message that needs to stay longer (a
+ * deferral, a partial delivery) is moved out to a file of its own first (Spool.saveState), so
+ * a segment never lives longer than the first attempts of the mail in it.
+ *
+ * Record: 'MFJ1', body length, envelope length, CRC-32 of both (big-endian u32), the body,
+ * the envelope as JSON. A record that fails its checks is a torn write at a segment's end:
+ * it was never acknowledged.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { Envelope } from './spool.js';
+
+export interface JournalLocation {
+  /** The segment's file name in the journal directory. */
+  segment: string;
+  /** Where the body starts in that file. */
+  offset: number;
+}
+
+export interface JournalRecord {
+  envelope: Envelope;
+  bodyLength: number;
+  location: JournalLocation;
+}
+
+export interface JournalScan {
+  records: JournalRecord[];
+  /** Segments with nothing left in them (every record done). */
+  finished: string[];
+  /** Records cut short by a crash during their write (never acknowledged). */
+  torn: number;
+}
+
+const MAGIC = 0x4d464a31; // 'MFJ1'
+const HEADER = 16;
+/** A new segment after this many bytes: old ones are deleted as soon as their mail is out. */
+const SEGMENT_BYTES = 16 * 1024 * 1024;
+
+interface Waiting {
+  id: string;
+  bytes: Buffer[];
+  length: number;
+  resolve: (location: JournalLocation) => void;
+  reject: (err: Error) => void;
+}
+
+interface Segment {
+  name: string;
+  handle?: fsp.FileHandle;
+  size: number;
+  /** Acknowledged records not yet done. */
+  live: number;
+  /** No more appends: deleted when live reaches 0. */
+  sealed: boolean;
+  doneHandle?: Promise<fsp.FileHandle>;
+  pendingDone: string[];
+}
+
+const segmentName = (stamp: string) => `${stamp}.log`;
+const doneName = (segment: string) => `${segment.slice(0, -4)}.done`;
+
+export function encodeRecord(envelope: Envelope, body: Buffer): Buffer[] {
+  const json = Buffer.from(JSON.stringify(envelope));
+  const header = Buffer.alloc(HEADER);
+  header.writeUInt32BE(MAGIC, 0);
+  header.writeUInt32BE(body.length, 4);
+  header.writeUInt32BE(json.length, 8);
+  header.writeUInt32BE(crc32(json, crc32(body)), 12);
+  return [header, body, json];
+}
+
+export class Journal {
+  private readonly segments = new Map<string, Segment>();
+  private active: Segment | undefined;
+  private waiting: Waiting[] = [];
+  private writing = false;
+  private doneFlush: NodeJS.Immediate | undefined;
+  private readonly deleting = new Set<Promise<void>>();
+  private closed = false;
+
+  /** `newName` makes a unique, time-ordered name for each new segment. */
+  constructor(
+    readonly dir: string,
+    private readonly newName: () => string,
+  ) {}
+
+  /** Segments found at recovery: sealed, with their live record counts. */
+  adopt(counts: Map<string, number>): void {
+    for (const [name, live] of counts) this.segments.set(name, { name, size: 0, live, sealed: true, pendingDone: [] });
+  }
+
+  /** Appends a message; resolves once it is on disk (after the fdatasync that covers it). */
+  append(envelope: Envelope, body: Buffer): Promise<JournalLocation> {
+    if (this.closed) return Promise.reject(new Error('the spool journal is closed'));
+    const bytes = encodeRecord(envelope, body);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ id: envelope.id, bytes, length: bytes.reduce((n, b) => n + b.length, 0), resolve, reject });
+      if (!this.writing) void this.writeLoop();
+    });
+  }
+
+  /** Everything that arrived while the last batch was being written goes out in one write and one fdatasync. */
+  private async writeLoop(): Promise<void> {
+    this.writing = true;
+    while (this.waiting.length) {
+      const batch = this.waiting;
+      this.waiting = [];
+      let segment: Segment | undefined;
+      try {
+        segment = await this.segmentForWrite();
+        const start = segment.size;
+        const buf = Buffer.concat(batch.flatMap((w) => w.bytes));
+        let written = 0;
+        while (written < buf.length) {
+          const { bytesWritten } = await segment.handle!.write(buf, written, buf.length - written, start + written);
+          written += bytesWritten;
+        }
+        await segment.handle!.datasync();
+        segment.size = start + buf.length;
+        segment.live += batch.length;
+        let offset = start;
+        for (const w of batch) {
+          w.resolve({ segment: segment.name, offset: offset + HEADER });
+          offset += w.length;
+        }
+      } catch (err) {
+        for (const w of batch) w.reject(err as Error);
+        // After a failed write or fdatasync the file's tail cannot be trusted (a partial record,
+        // pages the kernel dropped): no record goes after it. Its records were refused, so a
+        // later start must not deliver them either.
+        if (segment) {
+          this.seal(segment);
+          for (const w of batch) this.markDoneIn(segment, w.id, false);
+        }
+      }
+    }
+    this.writing = false;
+  }
+
+  private async segmentForWrite(): Promise<Segment> {
+    if (this.active && this.active.size < SEGMENT_BYTES && !this.active.sealed) return this.active;
+    if (this.active) this.seal(this.active);
+    const name = segmentName(this.newName());
+    const handle = await fsp.open(path.join(this.dir, name), 'wx');
+    try {
+      // The new name must survive a crash before any record in it is acknowledged.
+      await syncDir(this.dir);
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      await fsp.rm(path.join(this.dir, name), { force: true });
+      throw err;
+    }
+    const segment: Segment = { name, handle, size: 0, live: 0, sealed: false, pendingDone: [] };
+    this.segments.set(name, segment);
+    this.active = segment;
+    return segment;
+  }
+
+  private seal(segment: Segment): void {
+    segment.sealed = true;
+    if (this.active === segment) this.active = undefined;
+    const handle = segment.handle;
+    segment.handle = undefined;
+    void handle?.close().catch(() => undefined);
+    this.maybeDelete(segment);
+  }
+
+  /** The message at this location is finished (delivered, bounced, handed over, or moved to a file of its own). */
+  markDone(location: JournalLocation, id: string): void {
+    const segment = this.segments.get(location.segment);
+    if (!segment) {
+      // Not one of ours (another process's spool instance, or already deleted): mark it on disk.
+      void fsp.appendFile(path.join(this.dir, doneName(location.segment)), `${id}\n`).catch(() => undefined);
+      return;
+    }
+    this.markDoneIn(segment, id, true);
+  }
+
+  private markDoneIn(segment: Segment, id: string, counted: boolean): void {
+    if (counted) segment.live--;
+    if (this.maybeDelete(segment)) return;
+    segment.pendingDone.push(id);
+    this.doneFlush ??= setImmediate(() => void this.flushDone());
+  }
+
+  /** Writes the pending done marks, one write per segment. */
+  async flushDone(): Promise<void> {
+    this.doneFlush = undefined;
+    await Promise.all(
+      [...this.segments.values()].map(async (segment) => {
+        if (!segment.pendingDone.length) return;
+        const text = segment.pendingDone.join('\n') + '\n';
+        segment.pendingDone = [];
+        try {
+          segment.doneHandle ??= fsp.open(path.join(this.dir, doneName(segment.name)), 'a');
+          await (await segment.doneHandle).write(text);
+        } catch {
+          // A lost mark repeats a delivery after a crash; the journal itself is intact.
+        }
+      }),
+    );
+  }
+
+  /** A sealed segment with nothing live goes: its file first, then its marks. */
+  private maybeDelete(segment: Segment): boolean {
+    if (!segment.sealed || segment.live > 0) return false;
+    this.segments.delete(segment.name);
+    segment.pendingDone = [];
+    const done = segment.doneHandle;
+    const deletion = (async () => {
+      await fsp.rm(path.join(this.dir, segment.name), { force: true });
+      await (await done?.catch(() => undefined))?.close().catch(() => undefined);
+      await fsp.rm(path.join(this.dir, doneName(segment.name)), { force: true });
+    })()
+      .catch(() => undefined)
+      .finally(() => this.deleting.delete(deletion));
+    this.deleting.add(deletion);
+    return true;
+  }
+
+  /** Waits for the write in progress, writes pending marks and closes the files. */
+  async close(): Promise<void> {
+    this.closed = true;
+    while (this.writing) await new Promise((r) => setImmediate(r));
+    clearImmediate(this.doneFlush);
+    await this.flushDone();
+    await Promise.all([...this.deleting]);
+    for (const segment of this.segments.values()) {
+      await segment.handle?.close().catch(() => undefined);
+      segment.handle = undefined;
+      await (await segment.doneHandle?.catch(() => undefined))?.close().catch(() => undefined);
+      segment.doneHandle = undefined;
+    }
+  }
+
+  /** Reads every segment: the records not marked done, without their bodies. Changes nothing. */
+  static async scan(dir: string): Promise<JournalScan> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], finished: [], torn: 0 };
+      throw err;
+    }
+    const out: JournalScan = { records: [], finished: [], torn: 0 };
+    for (const name of names.filter((n) => n.endsWith('.log')).sort()) {
+      const done = await readDone(path.join(dir, doneName(name)));
+      const { records, torn } = await readSegment(path.join(dir, name), name);
+      out.torn += torn;
+      const live = records.filter((r) => !done.has(r.envelope.id));
+      if (!live.length) out.finished.push(name);
+      out.records.push(...live);
+    }
+    return out;
+  }
+
+  /** Deletes finished segments and marks files whose segment is gone (at recovery, before anything is appended). */
+  static async removeFinished(dir: string, finished: string[]): Promise<void> {
+    for (const name of finished) {
+      await fsp.rm(path.join(dir, name), { force: true });
+      await fsp.rm(path.join(dir, doneName(name)), { force: true });
+    }
+    const names = await fsp.readdir(dir).catch(() => [] as string[]);
+    const logs = new Set(names.filter((n) => n.endsWith('.log')));
+    for (const n of names) if (n.endsWith('.done') && !logs.has(`${n.slice(0, -5)}.log`)) await fsp.rm(path.join(dir, n), { force: true });
+  }
+
+  static bodyPath(dir: string, location: JournalLocation): string {
+    return path.join(dir, location.segment);
+  }
+}
+
+async function readDone(file: string): Promise<Set<string>> {
+  try {
+    const text = await fsp.readFile(file, 'latin1');
+    // A last line without its newline was cut short: it marks nothing.
+    return new Set(text.split('\n').slice(0, -1));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
+    throw err;
+  }
+}
+
+/** The segment's valid records; reading stops at the first one that fails its checks. */
+async function readSegment(file: string, name: string): Promise<{ records: JournalRecord[]; torn: number }> {
+  const handle = await fsp.open(file, 'r');
+  const records: JournalRecord[] = [];
+  try {
+    const { size } = await handle.stat();
+    const header = Buffer.alloc(HEADER);
+    let at = 0;
+    while (at < size) {
+      if (at + HEADER > size) return { records, torn: 1 };
+      await handle.read(header, 0, HEADER, at);
+      const bodyLength = header.readUInt32BE(4);
+      const jsonLength = header.readUInt32BE(8);
+      if (header.readUInt32BE(0) !== MAGIC || at + HEADER + bodyLength + jsonLength > size) return { records, torn: 1 };
+      const data = Buffer.alloc(bodyLength + jsonLength);
+      await handle.read(data, 0, data.length, at + HEADER);
+      const body = data.subarray(0, bodyLength);
+      const json = data.subarray(bodyLength);
+      if (crc32(json, crc32(body)) !== header.readUInt32BE(12)) return { records, torn: 1 };
+      let envelope: Envelope;
+      try {
+        envelope = JSON.parse(json.toString('utf8')) as Envelope;
+      } catch {
+        return { records, torn: 1 };
+      }
+      records.push({ envelope, bodyLength, location: { segment: name, offset: at + HEADER } });
+      at += HEADER + bodyLength + jsonLength;
+    }
+    return { records, torn: 0 };
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function syncDir(dir: string): Promise<void> {
+  const handle = await fsp.open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A readable stream of a journal message's body. */
+export function journalBodyStream(dir: string, location: JournalLocation, length: number): fs.ReadStream {
+  return fs.createReadStream(path.join(dir, location.segment), { start: location.offset, end: location.offset + length - 1 });
+}
