@@ -31,10 +31,8 @@ export interface IntakeDeps {
   metrics: IntakeMetrics;
   log: Logger;
   policy: () => IntakePolicy;
-  /** Hands a durable message (a large one, in a file of its own) to the queue. */
+  /** Hands a durable message to the queue. */
   accepted: (entry: SpoolEntry) => void;
-  /** Stores a small message in the journal and queues it; resolves once it is durable. */
-  accept: (envelope: Envelope, body: Buffer) => Promise<void>;
   /** Whether new mail may be accepted now (false while draining). */
   accepting: () => boolean;
   /** Recipients that hard-bounced, per sender domain: refused, or accepted and bounced at once (suppression.action). */
@@ -360,10 +358,10 @@ export class SmtpListener {
         attempts: 0,
         nextAttemptAt: now,
       };
+      // Small mail goes to the journal (group commit), large mail to a file of its own.
       const small = writer.smallBody();
-      const size = writer.bodyLength;
-      if (small) await this.deps.accept(envelope, small);
-      else this.deps.accepted(await writer.commit(envelope));
+      const entry = small ? await this.deps.spool.append(envelope, small) : await writer.commit(envelope);
+      const size = entry.bodyLength;
       this.deps.metrics.spoolWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       this.deps.metrics.received.inc({ listener: this.config.name });
       const suppressed = envelope.recipients.filter((r) => r.status === 'failed').length;
@@ -372,6 +370,7 @@ export class SmtpListener {
         { event: 'received', queueId: id, messageId, listener: this.config.name, client: session.remoteAddress, user, size, recipients: envelope.recipients.length, suppressed: suppressed || undefined },
         'received',
       );
+      this.deps.accepted(entry);
       cb(null, `2.0.0 Ok: queued as ${id}`);
     })().catch(fail);
   }

@@ -97,9 +97,21 @@ export class Journal {
     private readonly newName: () => string,
   ) {}
 
-  /** Segments found at recovery: sealed, with their live record counts. */
+  /**
+   * The live record counts a recovery found (at a start, or before a handoff at shutdown). A
+   * segment this instance is not writing to is sealed: it goes once its count reaches 0.
+   */
   adopt(counts: Map<string, number>): void {
-    for (const [name, live] of counts) this.segments.set(name, { name, size: 0, live, sealed: true, pendingDone: [] });
+    for (const [name, live] of counts) {
+      const known = this.segments.get(name);
+      if (known) known.live = live;
+      else this.segments.set(name, { name, size: 0, live, sealed: true, pendingDone: [] });
+    }
+    for (const segment of [...this.segments.values()]) {
+      if (counts.has(segment.name)) continue;
+      segment.live = 0;
+      this.maybeDelete(segment);
+    }
   }
 
   /** Appends a message; resolves once it is on disk (after the fdatasync that covers it). */

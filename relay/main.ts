@@ -18,7 +18,7 @@ import { exposition, IntakeMetrics } from './metrics.js';
 import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
 import type { PermanentFailure } from './queue.js';
 import type { QueueStats } from './scheduler.js';
-import { Spool, type Envelope } from './spool.js';
+import { Spool } from './spool.js';
 import { SuppressionList, suppressionJson } from './suppression.js';
 import { UserStore } from './users.js';
 
@@ -87,13 +87,19 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     metrics.suppressionAdditions.inc();
     log.info({ event: 'suppression_added', senderDomain: domainOf(failure.sender), recipientDomain: domainOf(failure.recipient), statusCode: failure.statusCode }, 'recipient put on the suppression list after a hard bounce');
   };
-  const queue: QueueHandle = opts.queue === 'worker' ? new WorkerQueue(opts.config, opts.config.log.level, onPermanentFailure) : new InlineQueue(opts.config, log, onPermanentFailure);
+  const queue: QueueHandle =
+    opts.queue === 'worker'
+      ? new WorkerQueue(opts.config, opts.config.log.level, (location, id) => spool.journalDone(location, id), onPermanentFailure)
+      : new InlineQueue(opts.config, log, spool, onPermanentFailure);
   const report = await queue.start();
-  log.info({ event: 'recovered', ...report }, 'spool recovered');
+  // This thread writes the journal: it deletes each old segment once the queue is done with it.
+  const { journalLive, ...recovered } = report;
+  spool.adoptJournal(journalLive);
+  log.info({ event: 'recovered', ...recovered }, 'spool recovered');
   if (report.corrupt.length) log.error({ event: 'corrupt', files: report.corrupt }, `unreadable spool files moved to ${opts.config.spool.dir}/corrupt/`);
   const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);
 
-  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accept: (env: Envelope, body: Buffer) => queue.accept(env, body), accepting: () => !draining, suppressions };
+  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining, suppressions };
   let listeners: SmtpListener[] = createListeners(intakeDeps);
   try {
     for (const l of listeners) await l.listen();

@@ -13,7 +13,8 @@ import { DkimSigner } from './dkim.js';
 import { QueueMetrics } from './metrics.js';
 import { QueueManager, type PermanentFailure, type QueueSettings } from './queue.js';
 import type { QueueStats } from './scheduler.js';
-import { Spool, type Envelope, type SpoolEntry } from './spool.js';
+import type { JournalLocation } from './journal.js';
+import { Spool, type SpoolEntry } from './spool.js';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
@@ -22,6 +23,8 @@ export interface RecoverySummary {
   messages: number;
   discardedPartial: number;
   corrupt: string[];
+  /** Live records per journal segment: the main thread's spool, which writes the journal, takes these over. */
+  journalLive: [string, number][];
 }
 
 /** Hears of every recipient that failed for good at the destination (the suppression list, in the main thread). */
@@ -31,8 +34,6 @@ export interface QueueHandle {
   /** Recovers the spool and starts delivering. */
   start(): Promise<RecoverySummary>;
   enqueue(entry: SpoolEntry): void;
-  /** Stores a small message in the journal and queues it; resolves once it is durable. */
-  accept(envelope: Envelope, body: Buffer): Promise<void>;
   reconfigure(config: RelayConfig): void;
   /** Stops delivery by the deadline; resolves with the number of messages left in the spool. */
   stop(deadlineMs: number): Promise<number>;
@@ -74,13 +75,15 @@ export class InlineQueue implements QueueHandle {
   private readonly queueMetrics: QueueMetrics;
   private config: RelayConfig;
 
+  /** `spool`: the process's own in this thread; in the worker, one that tells the main thread about finished journal messages. */
   constructor(
     config: RelayConfig,
     private readonly log: Logger,
+    spool: Spool,
     onPermanentFailure?: PermanentFailureListener,
   ) {
     this.config = config;
-    this.spool = new Spool(config.spool.dir);
+    this.spool = spool;
     const ref: { manager?: QueueManager } = {};
     this.queueMetrics = new QueueMetrics(() => ref.manager!.scheduler.stats(Date.now()));
     this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config, log), log, metrics: this.queueMetrics, onPermanentFailure, signer: DkimSigner.fromConfig(config.senderDomains) });
@@ -91,16 +94,13 @@ export class InlineQueue implements QueueHandle {
     const report = await this.spool.recover();
     for (const entry of report.entries) this.manager.enqueue(entry);
     this.manager.start();
-    return { messages: report.entries.length, discardedPartial: report.discardedPartial, corrupt: report.corrupt };
+    return { messages: report.entries.length, discardedPartial: report.discardedPartial, corrupt: report.corrupt, journalLive: report.journalLive };
   }
 
   enqueue(entry: SpoolEntry): void {
     this.manager.enqueue(entry);
   }
 
-  async accept(envelope: Envelope, body: Buffer): Promise<void> {
-    this.manager.enqueue(await this.spool.append(envelope, body));
-  }
 
   reconfigure(config: RelayConfig): void {
     const routeChanged = JSON.stringify(config.delivery) !== JSON.stringify(this.config.delivery);
@@ -147,7 +147,6 @@ export class InlineQueue implements QueueHandle {
 export type ToWorker =
   | { type: 'start' }
   | { type: 'enqueue'; entry: SpoolEntry }
-  | { type: 'accept'; envelope: Envelope; body: Uint8Array; id: number }
   | { type: 'reconfigure'; config: RelayConfig }
   | { type: 'stop'; deadlineMs: number; id: number }
   | { type: 'stats'; id: number }
@@ -157,7 +156,8 @@ export type FromWorker =
   | { type: 'reply'; id: number; value: unknown }
   | { type: 'started'; summary: RecoverySummary }
   | { type: 'failed'; message: string }
-  | { type: 'permanentFailure'; failure: PermanentFailure };
+  | { type: 'permanentFailure'; failure: PermanentFailure }
+  | { type: 'journalDone'; marks: [JournalLocation, string][] };
 
 /** The queue in a worker thread. */
 export class WorkerQueue implements QueueHandle {
@@ -166,7 +166,8 @@ export class WorkerQueue implements QueueHandle {
   private readonly pending = new Map<number, (value: unknown) => void>();
   private started?: { resolve: (s: RecoverySummary) => void; reject: (e: Error) => void };
 
-  constructor(config: RelayConfig, logLevel: string, onPermanentFailure?: PermanentFailureListener) {
+  /** `onJournalDone`: the worker finished a journal message; the main thread's spool, which writes the journal, marks it. */
+  constructor(config: RelayConfig, logLevel: string, onJournalDone: (location: JournalLocation, id: string) => void, onPermanentFailure?: PermanentFailureListener) {
     this.worker = new Worker(new URL('./queue-worker.js', import.meta.url), { workerData: { config, logLevel } });
     this.worker.on('message', (m: FromWorker) => {
       if (m.type === 'reply') {
@@ -176,6 +177,7 @@ export class WorkerQueue implements QueueHandle {
         this.running = true;
         this.started?.resolve(m.summary);
       } else if (m.type === 'permanentFailure') onPermanentFailure?.(m.failure);
+      else if (m.type === 'journalDone') for (const [location, id] of m.marks) onJournalDone(location, id);
       else this.started?.reject(new Error(m.message));
     });
     const died = (reason: string) => {
@@ -219,13 +221,6 @@ export class WorkerQueue implements QueueHandle {
     this.worker.postMessage({ type: 'enqueue', entry: { ...entry, body: body as Buffer } }, [body.buffer]);
   }
 
-  async accept(envelope: Envelope, body: Buffer): Promise<void> {
-    // The body's own bytes move to the worker (a small Buffer is a view into a shared pool).
-    const bytes = new Uint8Array(body);
-    const answer = await this.ask({ type: 'accept', envelope, body: bytes, id: 0 }, [bytes.buffer]);
-    if (answer !== true) throw new Error((answer as { error?: string } | undefined)?.error ?? `the queue worker is gone: ${this.dead ?? 'no answer'}`);
-  }
-
   reconfigure(config: RelayConfig): void {
     this.post({ type: 'reconfigure', config });
   }
@@ -249,12 +244,12 @@ export class WorkerQueue implements QueueHandle {
     this.worker.postMessage(m);
   }
 
-  private ask(m: Extract<ToWorker, { id: number }>, transfer: ArrayBuffer[] = []): Promise<unknown> {
+  private ask(m: Extract<ToWorker, { id: number }>): Promise<unknown> {
     if (this.dead) return Promise.resolve(undefined);
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.worker.postMessage({ ...m, id }, transfer);
+      this.post({ ...m, id });
     });
   }
 }

@@ -2,14 +2,29 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RelayConfig } from './config.js';
 import { createLogger } from './log.js';
+import type { JournalLocation } from './journal.js';
 import { InlineQueue, type FromWorker, type ToWorker } from './queue-handle.js';
+import { Spool } from './spool.js';
 
 const { config, logLevel } = workerData as { config: RelayConfig; logLevel: string };
 const log = createLogger(logLevel);
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
+// The main thread writes the journal, so it also marks its finished messages: tell it, a
+// batch per turn of the event loop.
+let marks: [JournalLocation, string][] = [];
+const sendMarks = () => {
+  if (marks.length) send({ type: 'journalDone', marks });
+  marks = [];
+};
+const spool = new Spool(config.spool.dir, {
+  journalDone: (location, id) => {
+    if (!marks.length) setImmediate(sendMarks);
+    marks.push([location, id]);
+  },
+});
 // The suppression list lives in the main thread, where intake reads it.
-const queue = new InlineQueue(config, log, (failure) => send({ type: 'permanentFailure', failure }));
+const queue = new InlineQueue(config, log, spool, (failure) => send({ type: 'permanentFailure', failure }));
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
@@ -26,18 +41,16 @@ port.on('message', (m: ToWorker) => {
       queue.enqueue(m.entry);
       break;
     }
-    case 'accept':
-      queue.accept(m.envelope, Buffer.from(m.body.buffer, m.body.byteOffset, m.body.byteLength)).then(
-        () => send({ type: 'reply', id: m.id, value: true }),
-        (err: Error) => send({ type: 'reply', id: m.id, value: { error: err.message } }),
-      );
-      break;
     case 'reconfigure':
       log.level = m.config.log.level;
       queue.reconfigure(m.config);
       break;
     case 'stop':
-      void queue.stop(m.deadlineMs).then((left) => send({ type: 'reply', id: m.id, value: left }));
+      // Every mark goes before the answer: the main thread then reads a spool that is up to date.
+      void queue.stop(m.deadlineMs).then((left) => {
+        sendMarks();
+        send({ type: 'reply', id: m.id, value: left });
+      });
       break;
     case 'stats':
       void queue.stats().then((value) => send({ type: 'reply', id: m.id, value }));

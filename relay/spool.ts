@@ -200,6 +200,16 @@ export interface RecoveryReport {
   entries: SpoolEntry[];
   discardedPartial: number;
   corrupt: string[];
+  /** Live records per journal segment, for the instance that owns the journal (Spool.adoptJournal). */
+  journalLive: [string, number][];
+}
+
+export interface SpoolOptions {
+  /**
+   * Where journal messages are marked done, when another instance owns the journal (the queue
+   * worker's spool tells the main thread's, which writes the journal). Default: this instance.
+   */
+  journalDone?: (location: JournalLocation, id: string) => void;
 }
 
 export class Spool {
@@ -208,12 +218,15 @@ export class Spool {
   private readonly corruptDir: string;
   private readonly journalDir: string;
   private readonly syncer: DirSyncer;
-  /** Appends go here; marks for segments it did not write go to disk directly. */
+  /** Appends go here (only the main thread appends); marks for segments it does not know go to disk directly. */
   private readonly journal: Journal;
   private freeCache: { at: number; bytes: number } | null = null;
   private cachedBytes = 0;
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    private readonly options: SpoolOptions = {},
+  ) {
     this.queueDir = path.join(dir, 'q');
     this.tmpDir = path.join(dir, 'tmp');
     this.corruptDir = path.join(dir, 'corrupt');
@@ -279,7 +292,7 @@ export class Spool {
    * Every message in the spool, as a restart would find it (files in q/ with their state, live
    * journal records), without their bodies. Changes nothing: safe beside a running relay.
    */
-  async scan(): Promise<RecoveryReport & { finishedSegments: string[]; shadowed: SpoolEntry[] }> {
+  async scan(): Promise<Omit<RecoveryReport, 'journalLive'> & { finishedSegments: string[]; shadowed: SpoolEntry[] }> {
     const names = await fsp.readdir(this.queueDir);
     const ids = names.filter((n) => !n.endsWith('.state') && !n.endsWith('.state.tmp'));
     const withState = new Set(names.filter((n) => n.endsWith('.state')).map((n) => n.slice(0, -6)));
@@ -321,11 +334,14 @@ export class Spool {
    * live records, so segments go once their mail is out.
    */
   async recover(): Promise<RecoveryReport> {
+    // Done marks still in memory must count, or a finished message would look live.
+    await this.journal.flushDone();
     const tmp = await fsp.readdir(this.tmpDir);
     await Promise.all(tmp.map((f) => fsp.rm(path.join(this.tmpDir, f), { force: true })));
     const report = await this.scan();
     for (const id of report.corrupt) await fsp.rename(this.messagePath(id), path.join(this.corruptDir, id)).catch(() => undefined);
     for (const entry of report.shadowed) this.journal.markDone(entry.location!, entry.envelope.id);
+    await this.journal.flushDone();
     await Journal.removeFinished(this.journalDir, report.finishedSegments);
     const live = new Map<string, number>();
     for (const e of report.entries) if (e.location) live.set(e.location.segment, (live.get(e.location.segment) ?? 0) + 1);
@@ -336,7 +352,18 @@ export class Spool {
     for (const n of names) {
       if (n.endsWith('.state.tmp') || (n.endsWith('.state') && !idSet.has(n.slice(0, -6)))) await fsp.rm(path.join(this.queueDir, n), { force: true });
     }
-    return { entries: report.entries, discardedPartial: tmp.length + report.discardedPartial, corrupt: report.corrupt };
+    return { entries: report.entries, discardedPartial: tmp.length + report.discardedPartial, corrupt: report.corrupt, journalLive: [...live] };
+  }
+
+  /** Takes over the live counts another instance's recovery found, so segments go once their mail is out. */
+  adoptJournal(live: [string, number][]): void {
+    this.journal.adopt(new Map(live));
+  }
+
+  /** A journal message is finished (here or, told by message, in the queue worker). */
+  journalDone(location: JournalLocation, id: string): void {
+    if (this.options.journalDone) this.options.journalDone(location, id);
+    else this.journal.markDone(location, id);
   }
 
   private async readEntry(id: string, hasState: boolean): Promise<SpoolEntry> {
@@ -403,7 +430,7 @@ export class Spool {
     }
     entry.location = undefined;
     entry.hasState = false;
-    this.journal.markDone(location, entry.envelope.id);
+    this.journalDone(location, entry.envelope.id);
   }
 
   openBody(entry: SpoolEntry): Readable {
@@ -433,7 +460,7 @@ export class Spool {
       this.cachedBytes -= entry.body.length;
       entry.body = undefined;
     }
-    if (entry.location) return this.journal.markDone(entry.location, id);
+    if (entry.location) return this.journalDone(entry.location, id);
     await fsp.unlink(this.messagePath(id)).catch(ignoreMissing);
     if (entry.hasState) await fsp.unlink(this.statePath(id)).catch(ignoreMissing);
   }

@@ -14,6 +14,7 @@ import { hashPassword } from '../relay/users.js';
 import { canConnect, freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { spawnMailfleet, type RelayProcess } from './support/process.js';
+import { Spool } from '../relay/spool.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 import { SmtpTalk, submit } from './support/smtp-talk.js';
 
@@ -107,6 +108,37 @@ describe('relay process', () => {
     const lost = [...acknowledged].filter((id) => !ids.includes(id));
     console.log(`crash test: ${acknowledged.size} acknowledged, ${new Set(ids).size} distinct delivered, ${lost.length} lost, ${duplicates} duplicates`);
     expect(lost).toEqual([]);
+  });
+
+  it('lets go of delivered mail: journal segments are deleted as they empty, and a restart delivers nothing again', async () => {
+    const dir = tempDir();
+    const sink = await startSink();
+    const port = await freePort();
+    const file = writeConfig(dir, port, sink.port);
+    let relay = start(['relay', '--config', file]);
+    await relay.waitForLog(/"event":"listening"/);
+    const N = 60;
+    await Promise.all(
+      Array.from({ length: 6 }, async (_, c) => {
+        for (let i = 0; i < N / 6; i++) expect(await submit(port, 'app@example.test', ['r@dest.test'], `Subject: once ${c}-${i}\r\n\r\nbody\r\n`)).toMatch(/^250/);
+      }),
+    );
+    await sink.waitForMessages(N, 15_000);
+    // The queue runs in a worker thread; the main thread writes the journal and hears of each
+    // finished message from it. Nothing is live, and at most the segment in use is left.
+    const journal = path.join(dir, 'spool', 'j');
+    await waitFor(async () => (await new Spool(path.join(dir, 'spool')).scan()).entries.length === 0, 'no live message in the spool');
+    expect(fs.readdirSync(journal).filter((f) => f.endsWith('.log')).length).toBeLessThanOrEqual(1);
+    relay.child.kill('SIGTERM');
+    expect(await relay.exited).toBe(0);
+    expect(relay.output()).toMatch(/stopped; 0 message\(s\) stay in the spool/);
+
+    relay = start(['relay', '--config', file]);
+    await relay.waitForLog(/"event":"recovered","messages":0/);
+    // A restart finds every segment finished and deletes it.
+    expect(fs.readdirSync(journal)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(sink.messages).toHaveLength(N);
   });
 
   it('drains on SIGTERM: finishes the open transaction, refuses new sessions, exits 0 with the spool intact', async () => {
