@@ -3,9 +3,10 @@
  *
  * smtp-source offers 2,000 messages of 2,000 bytes over 20 sessions, with a new connection
  * per message and with connections reused (-d), to (a) smtp-sink directly (the loopback
- * limit), (b) the relay (durable spool, smarthost route) relaying to smtp-sink, and (c) a
- * private Postfix relaying to the same smtp-sink. End to end means from the first connection
- * to the last message counted at the sink. Every scenario is warmed up once and then run
+ * limit), (b) smtp-server with nothing behind it (the ceiling of the SMTP library the relay's
+ * intake is built on), (c) the relay (durable spool, smarthost route) relaying to smtp-sink,
+ * and (d) a private Postfix relaying to the same smtp-sink. End to end means from the first
+ * connection to the last message counted at the sink (for (b), to smtp-source's last reply). Every scenario is warmed up once and then run
  * RUNS times; medians are reported. Both MTAs fsync each message before their 250.
  *
  * Writes bench/results/relay-vs-postfix.json.
@@ -50,6 +51,27 @@ async function endToEnd(sink: SmtpSink, port: number, reuse: boolean): Promise<n
   if (src.code !== 0) throw new Error(`smtp-source failed (${src.code}): ${src.stderr}`);
   await sink.waitForCount(before + MESSAGES, 300_000);
   return MESSAGES / ((performance.now() - started) / 1000);
+}
+
+/** Messages per second that smtp-source gets through (for a server that delivers nothing). */
+async function intakeOnly(port: number, reuse: boolean): Promise<number> {
+  const started = performance.now();
+  const src = await runSmtpSource({ port, sessions: SESSIONS, count: MESSAGES, bytes: BYTES, reuse, from: 'bench@example.test', to: 'sink@dest.test' });
+  if (src.code !== 0) throw new Error(`smtp-source failed (${src.code}): ${src.stderr}`);
+  return MESSAGES / ((performance.now() - started) / 1000);
+}
+
+async function startSmtpServerAlone(): Promise<{ port: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit' });
+  await waitForPort(port, { what: 'smtp-server alone' });
+  return {
+    port,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
 }
 
 /** Time from the final dot to the 250, per message: 20 sessions with 50 messages each. */
@@ -108,19 +130,26 @@ async function main(): Promise<void> {
   const sink = await startSmtpSink({ backlog: 1024 });
   const relay = await startRelay(sink.port);
   const postfix = await startPostfix({ relayhost: `127.0.0.1:${sink.port}`, extraMain: { default_destination_concurrency_limit: '20' } });
+  const alone = await startSmtpServerAlone();
   try {
     const scenarios: Scenario[] = [];
     for (const reuse of [false, true]) {
-      scenarios.push({ name: 'loopback', port: sink.port, reuse }, { name: 'relay', port: relay.port, reuse }, { name: 'postfix', port: postfix.port, reuse });
+      scenarios.push(
+        { name: 'loopback', port: sink.port, reuse },
+        { name: 'smtpServerAlone', port: alone.port, reuse },
+        { name: 'relay', port: relay.port, reuse },
+        { name: 'postfix', port: postfix.port, reuse },
+      );
     }
     const results: Record<string, number[]> = {};
     for (const s of scenarios) {
       const key = `${s.name}${s.reuse ? '_reuse' : ''}`;
+      const measure = () => (s.name === 'smtpServerAlone' ? intakeOnly(s.port, s.reuse) : endToEnd(sink, s.port, s.reuse));
       console.error(`${key}: warm-up`);
-      await endToEnd(sink, s.port, s.reuse);
+      await measure();
       results[key] = [];
       for (let i = 0; i < RUNS; i++) {
-        const rate = await endToEnd(sink, s.port, s.reuse);
+        const rate = await measure();
         results[key].push(rate);
         console.error(`${key}: run ${i + 1}: ${rate.toFixed(0)} msg/s`);
       }
@@ -135,12 +164,20 @@ async function main(): Promise<void> {
       msgPerSecond: {
         loopback: m('loopback'),
         loopbackReuse: m('loopback_reuse'),
+        smtpServerAlone: m('smtpServerAlone'),
+        smtpServerAloneReuse: m('smtpServerAlone_reuse'),
         relay: m('relay'),
         relayReuse: m('relay_reuse'),
         postfix: m('postfix'),
         postfixReuse: m('postfix_reuse'),
       },
-      ratio: { relayToPostfix: m('relay') / m('postfix'), relayToPostfixReuse: m('relay_reuse') / m('postfix_reuse') },
+      ratio: {
+        relayToPostfix: m('relay') / m('postfix'),
+        relayToPostfixReuse: m('relay_reuse') / m('postfix_reuse'),
+        // How close the relay comes to its SMTP library doing nothing at all.
+        relayToSmtpServerAlone: m('relay') / m('smtpServerAlone'),
+        relayToSmtpServerAloneReuse: m('relay_reuse') / m('smtpServerAlone_reuse'),
+      },
       acceptLatencyMs: {
         relay: { p50: percentile(relayLatency, 50), p99: percentile(relayLatency, 99) },
         postfix: { p50: percentile(postfixLatency, 50), p99: percentile(postfixLatency, 99) },
@@ -155,6 +192,7 @@ async function main(): Promise<void> {
     console.log(`end to end, ${MESSAGES} x ${BYTES} B, ${SESSIONS} sessions (median msg/s)`);
     console.log(`                      new connection   reused (-d)`);
     console.log(`  loopback limit      ${r.loopback.toFixed(0).padStart(14)}   ${r.loopbackReuse.toFixed(0).padStart(11)}`);
+    console.log(`  smtp-server alone   ${r.smtpServerAlone.toFixed(0).padStart(14)}   ${r.smtpServerAloneReuse.toFixed(0).padStart(11)}`);
     console.log(`  mailfleet relay     ${r.relay.toFixed(0).padStart(14)}   ${r.relayReuse.toFixed(0).padStart(11)}`);
     console.log(`  postfix             ${r.postfix.toFixed(0).padStart(14)}   ${r.postfixReuse.toFixed(0).padStart(11)}`);
     console.log(`  relay / postfix     ${report.ratio.relayToPostfix.toFixed(2).padStart(14)}   ${report.ratio.relayToPostfixReuse.toFixed(2).padStart(11)}`);
@@ -162,6 +200,7 @@ async function main(): Promise<void> {
     console.log(`relay peak RSS: ${(report.relayPeakRssBytes / 1024 / 1024).toFixed(0)} MiB`);
     console.log(`written: ${path.relative(process.cwd(), file)}`);
   } finally {
+    await alone.stop();
     await relay.stop();
     await postfix.stop();
     await sink.stop();
