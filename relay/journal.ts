@@ -309,38 +309,34 @@ async function readDone(file: string): Promise<Set<string>> {
   }
 }
 
-/** The segment's valid records; reading stops at the first one that fails its checks. */
+/**
+ * The segment's valid records; reading stops at the first one that fails its checks (a torn
+ * write: only the last write can be one, as one write is on its way at a time). The segment is
+ * read whole (at most SEGMENT_BYTES and one batch): one read instead of two per record.
+ */
 async function readSegment(file: string, name: string): Promise<{ records: JournalRecord[]; torn: number }> {
-  const handle = await fsp.open(file, 'r');
+  const data = await fsp.readFile(file);
   const records: JournalRecord[] = [];
-  try {
-    const { size } = await handle.stat();
-    const header = Buffer.alloc(HEADER);
-    let at = 0;
-    while (at < size) {
-      if (at + HEADER > size) return { records, torn: 1 };
-      await handle.read(header, 0, HEADER, at);
-      const bodyLength = header.readUInt32BE(4);
-      const jsonLength = header.readUInt32BE(8);
-      if (header.readUInt32BE(0) !== MAGIC || at + HEADER + bodyLength + jsonLength > size) return { records, torn: 1 };
-      const data = Buffer.alloc(bodyLength + jsonLength);
-      await handle.read(data, 0, data.length, at + HEADER);
-      const body = data.subarray(0, bodyLength);
-      const json = data.subarray(bodyLength);
-      if (crc32(json, crc32(body)) !== header.readUInt32BE(12)) return { records, torn: 1 };
-      let envelope: Envelope;
-      try {
-        envelope = JSON.parse(json.toString('utf8')) as Envelope;
-      } catch {
-        return { records, torn: 1 };
-      }
-      records.push({ envelope, bodyLength, location: { segment: name, offset: at + HEADER } });
-      at += HEADER + bodyLength + jsonLength;
+  let at = 0;
+  while (at < data.length) {
+    if (at + HEADER > data.length || data.readUInt32BE(at) !== MAGIC) return { records, torn: 1 };
+    const bodyLength = data.readUInt32BE(at + 4);
+    const jsonLength = data.readUInt32BE(at + 8);
+    const end = at + HEADER + bodyLength + jsonLength;
+    if (end > data.length) return { records, torn: 1 };
+    const body = data.subarray(at + HEADER, at + HEADER + bodyLength);
+    const json = data.subarray(at + HEADER + bodyLength, end);
+    if (crc32(json, crc32(body)) !== data.readUInt32BE(at + 12)) return { records, torn: 1 };
+    let envelope: Envelope;
+    try {
+      envelope = JSON.parse(json.toString('utf8')) as Envelope;
+    } catch {
+      return { records, torn: 1 };
     }
-    return { records, torn: 0 };
-  } finally {
-    await handle.close();
+    records.push({ envelope, bodyLength, location: { segment: name, offset: at + HEADER } });
+    at = end;
   }
+  return { records, torn: 0 };
 }
 
 export async function syncDir(dir: string): Promise<void> {
