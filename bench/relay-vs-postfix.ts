@@ -9,12 +9,13 @@
  * connection to the last message counted at the sink (for (b), to smtp-source's last reply). Every scenario is warmed up once and then run
  * RUNS times; medians are reported. Both MTAs fsync each message before their 250.
  *
- * Writes bench/results/relay-vs-postfix.json.
+ * BENCH_NODE=/path/to/node runs the relay (and smtp-server alone) on another Node, e.g. the
+ * image's LTS; the report says which. Writes bench/results/relay-vs-postfix.json.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { findBinary } from '../test/peers/availability.js';
 import { freePort, waitForPort } from '../test/peers/ports.js';
 import { startPostfix } from '../test/peers/postfix.js';
@@ -26,6 +27,8 @@ const BYTES = 2000;
 const SESSIONS = 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROOT = path.resolve(import.meta.dirname, '../..');
+/** The Node the relay runs on: this one, or BENCH_NODE. */
+const RELAY_NODE = process.env.BENCH_NODE ?? process.execPath;
 
 interface Scenario {
   name: string;
@@ -63,7 +66,7 @@ async function intakeOnly(port: number, reuse: boolean): Promise<number> {
 
 async function startSmtpServerAlone(): Promise<{ port: number; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit' });
+  const child = spawn(RELAY_NODE, [path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit' });
   await waitForPort(port, { what: 'smtp-server alone' });
   return {
     port,
@@ -109,7 +112,7 @@ async function startRelay(sinkPort: number): Promise<{ port: number; pid: number
     log: { level: 'warn' },
   };
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
+  const child = spawn(RELAY_NODE, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
   await waitForPort(port, { what: 'mailfleet relay' });
   return {
     port,
@@ -159,7 +162,7 @@ async function main(): Promise<void> {
     const m = (k: string) => median(results[k]!);
     const report = {
       date: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version },
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, relayNode: execFileSync(RELAY_NODE, ['--version'], { encoding: 'utf8' }).trim() },
       load: { messages: MESSAGES, bytes: BYTES, sessions: SESSIONS, runs: RUNS, statistic: 'median after one warm-up run' },
       msgPerSecond: {
         loopback: m('loopback'),
