@@ -121,6 +121,13 @@ function toHandoffEnvelope(env: Envelope): HandoffEnvelope {
   };
 }
 
+/** The message's body could not be read here: no peer would do better. */
+class LocalReadError extends Error {
+  constructor(override readonly cause: Error) {
+    super(`cannot read the message from the spool: ${cause.message}`);
+  }
+}
+
 /** POSTs one message to one peer; resolves with the peer's answer (or throws on a network error). */
 function post(peer: string, token: string, spool: Spool, entry: SpoolEntry, deadline: number): Promise<{ code: number; body: string }> {
   const [, host, port] = /^\[?([^\]]+?)\]?:(\d+)$/.exec(peer) ?? [];
@@ -145,7 +152,8 @@ function post(peer: string, token: string, spool: Spool, entry: SpoolEntry, dead
     req.on('timeout', () => req.destroy(new Error(`no answer from ${peer} before the drain deadline`)));
     req.on('error', reject);
     const body = spool.openBody(entry);
-    body.on('error', (err) => req.destroy(err));
+    // Our own read failed, not the peer: say so, so the peer is not given up on.
+    body.on('error', (err) => req.destroy(new LocalReadError(err)));
     body.pipe(req);
   });
 }
@@ -192,6 +200,10 @@ export async function handOffSpool(opts: { spool: Spool; peers: string[]; token:
           opts.log.warn({ event: 'handoff_refused', peer, code: answer.code, reply: answer.body }, 'a peer refused a handoff; trying another');
         }
       } catch (err) {
+        if (err instanceof LocalReadError) {
+          opts.log.error({ event: 'handoff_unreadable', queueId: entry.envelope.id, error: err.message }, 'a message could not be read for the handoff; it stays in the spool');
+          return;
+        }
         unreachable.add(peer);
         opts.log.warn({ event: 'handoff_failed', peer, error: (err as Error).message }, 'a peer could not be reached; trying another');
       }

@@ -15,8 +15,8 @@
  * a segment never lives longer than the first attempts of the mail in it.
  *
  * Record: 'MFJ1', body length, envelope length, CRC-32 of both (big-endian u32), the body,
- * the envelope as JSON. A record that fails its checks is a torn write at a segment's end:
- * it was never acknowledged.
+ * the envelope as JSON. A record that fails its checks at a segment's end is a torn write, never
+ * acknowledged; damage before the end is reported and stepped over (see readSegment).
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -39,16 +39,23 @@ export interface JournalRecord {
 
 export interface JournalScan {
   records: JournalRecord[];
-  /** Segments with nothing left in them (every record done). */
-  finished: string[];
-  /** Records cut short by a crash during their write (never acknowledged). */
+  /** Every segment file found. */
+  segments: string[];
+  /** Records cut short by a crash during their write, at a segment's end (never acknowledged). */
   torn: number;
+  /** Segments with damage before their end (not a torn write): their valid records still count. */
+  damaged: string[];
 }
 
 const MAGIC = 0x4d464a31; // 'MFJ1'
+const MAGIC_BYTES = Buffer.from('MFJ1');
 const HEADER = 16;
 /** A new segment after this many bytes: old ones are deleted as soon as their mail is out. */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
+/** At most this much in one write (a burst must not make one huge segment that recovery reads whole). */
+const BATCH_BYTES = 4 * 1024 * 1024;
+/** A segment in use whose mail is all out is let go past this size, so a quiet relay does not keep it. */
+const IDLE_SEGMENT_BYTES = 1024 * 1024;
 
 interface Waiting {
   id: string;
@@ -90,6 +97,7 @@ export class Journal {
   private writing = false;
   private doneFlush: NodeJS.Immediate | undefined;
   private readonly deleting = new Set<Promise<void>>();
+  private readonly flushing = new Set<Promise<void>>();
   private closed = false;
 
   /** `newName` makes a unique, time-ordered name for each new segment. */
@@ -129,8 +137,9 @@ export class Journal {
   private async writeLoop(): Promise<void> {
     this.writing = true;
     while (this.waiting.length) {
-      const batch = this.waiting;
-      this.waiting = [];
+      let take = 0;
+      for (let bytes = 0; take < this.waiting.length && (take === 0 || bytes + this.waiting[take]!.length <= BATCH_BYTES); take++) bytes += this.waiting[take]!.length;
+      const batch = this.waiting.splice(0, take);
       let segment: Segment | undefined;
       try {
         segment = await this.segmentForWrite();
@@ -152,9 +161,10 @@ export class Journal {
         }
       } catch (err) {
         for (const w of batch) w.reject(err as Error);
-        // After a failed write or fdatasync the file's tail cannot be trusted (a partial record,
-        // pages the kernel dropped): no record goes after it. Its records were refused, so a
-        // later start must not deliver them either.
+        // After a failed write the file's tail cannot be trusted (a partial record, pages the
+        // kernel dropped): no record goes after it. Its records were refused; their marks keep a
+        // later start from delivering them (unsynced: after a power loss one may still go, a
+        // duplicate of what the client sends again).
         if (segment) {
           this.seal(segment);
           for (const w of batch) this.markDoneIn(segment, w.id, false);
@@ -198,7 +208,7 @@ export class Journal {
     const segment = this.segments.get(location.segment);
     if (!segment) {
       // Not one of ours (another process's spool instance, or already deleted): mark it on disk.
-      void fsp.appendFile(path.join(this.dir, doneName(location.segment)), `${id}\n`).catch(() => undefined);
+      void fsp.appendFile(path.join(this.dir, doneName(location.segment)), `\n${id}\n`).catch(() => undefined);
       return;
     }
     this.markDoneIn(segment, id, true);
@@ -206,27 +216,51 @@ export class Journal {
 
   private markDoneIn(segment: Segment, id: string, counted: boolean): void {
     if (counted) segment.live--;
+    // The segment in use, all its mail out and past IDLE_SEGMENT_BYTES: the next write starts a
+    // new one and this one goes (a quiet relay would otherwise keep it until it fills).
+    if (segment === this.active && segment.live <= 0 && segment.size >= IDLE_SEGMENT_BYTES && !this.writing) {
+      this.seal(segment);
+      return;
+    }
     if (this.maybeDelete(segment)) return;
     segment.pendingDone.push(id);
     this.doneFlush ??= setImmediate(() => void this.flushDone());
   }
 
-  /** Writes the pending done marks, one write per segment. */
-  async flushDone(): Promise<void> {
+  /**
+   * Writes the pending done marks, one write per segment. Each write starts with a newline:
+   * a line a crash cut short in an earlier process must not swallow the next mark. A failed
+   * write keeps its marks for the next flush.
+   */
+  flushDone(): Promise<void> {
     this.doneFlush = undefined;
-    await Promise.all(
+    const flush = Promise.all(
       [...this.segments.values()].map(async (segment) => {
         if (!segment.pendingDone.length) return;
-        const text = segment.pendingDone.join('\n') + '\n';
+        const marks = segment.pendingDone;
         segment.pendingDone = [];
+        const text = Buffer.from(`\n${marks.join('\n')}\n`);
         try {
           segment.doneHandle ??= fsp.open(path.join(this.dir, doneName(segment.name)), 'a');
-          await (await segment.doneHandle).write(text);
+          const handle = await segment.doneHandle;
+          for (let at = 0; at < text.length; ) at += (await handle.write(text, at, text.length - at)).bytesWritten;
         } catch {
-          // A lost mark repeats a delivery after a crash; the journal itself is intact.
+          // Tried again with the next flush (a lost mark only repeats a delivery after a crash).
+          segment.doneHandle = undefined;
+          if (this.segments.has(segment.name)) segment.pendingDone.unshift(...marks);
         }
       }),
-    );
+    ).then(() => undefined);
+    this.flushing.add(flush);
+    void flush.finally(() => this.flushing.delete(flush));
+    return flush;
+  }
+
+  /** Waits until every mark made so far is written and every deletion begun is done. */
+  async settle(): Promise<void> {
+    clearImmediate(this.doneFlush);
+    await this.flushDone();
+    await Promise.all([...this.flushing, ...this.deleting]);
   }
 
   /** A sealed segment with nothing live goes: its file first, then its marks. */
@@ -250,9 +284,7 @@ export class Journal {
   async close(): Promise<void> {
     this.closed = true;
     while (this.writing) await new Promise((r) => setImmediate(r));
-    clearImmediate(this.doneFlush);
-    await this.flushDone();
-    await Promise.all([...this.deleting]);
+    await this.settle();
     for (const segment of this.segments.values()) {
       await segment.handle?.close().catch(() => undefined);
       segment.handle = undefined;
@@ -263,23 +295,32 @@ export class Journal {
 
   /** Reads every segment: the records not marked done, without their bodies. Changes nothing. */
   static async scan(dir: string): Promise<JournalScan> {
+    const out: JournalScan = { records: [], segments: [], torn: 0, damaged: [] };
     let names: string[];
     try {
       names = await fsp.readdir(dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { records: [], finished: [], torn: 0 };
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out;
       throw err;
     }
-    const out: JournalScan = { records: [], finished: [], torn: 0 };
     for (const name of names.filter((n) => n.endsWith('.log')).sort()) {
       const done = await readDone(path.join(dir, doneName(name)));
-      const { records, torn } = await readSegment(path.join(dir, name), name);
-      out.torn += torn;
-      const live = records.filter((r) => !done.has(r.envelope.id));
-      if (!live.length) out.finished.push(name);
-      out.records.push(...live);
+      const segment = await readSegment(path.join(dir, name), name);
+      // Deleted since the listing: all its mail was out.
+      if (!segment) continue;
+      out.segments.push(name);
+      out.torn += segment.torn;
+      if (segment.damaged) out.damaged.push(name);
+      out.records.push(...segment.records.filter((r) => !done.has(r.envelope.id)));
     }
     return out;
+  }
+
+  /** Appends marks straight to the segments' .done files (at recovery), touching no counts. */
+  static async markOnDisk(dir: string, marks: [string, string][]): Promise<void> {
+    const bySegment = new Map<string, string[]>();
+    for (const [segment, id] of marks) bySegment.set(segment, [...(bySegment.get(segment) ?? []), id]);
+    for (const [segment, ids] of bySegment) await fsp.appendFile(path.join(dir, doneName(segment)), `\n${ids.join('\n')}\n`);
   }
 
   /** Deletes finished segments and marks files whose segment is gone (at recovery, before anything is appended). */
@@ -301,8 +342,9 @@ export class Journal {
 async function readDone(file: string): Promise<Set<string>> {
   try {
     const text = await fsp.readFile(file, 'latin1');
-    // A last line without its newline was cut short: it marks nothing.
-    return new Set(text.split('\n').slice(0, -1));
+    // A last line without its newline was cut short: it marks nothing. (Writes start with a
+    // newline, so such a line never runs into the next mark.)
+    return new Set(text.split('\n').slice(0, -1).filter(Boolean));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Set();
     throw err;
@@ -310,33 +352,56 @@ async function readDone(file: string): Promise<Set<string>> {
 }
 
 /**
- * The segment's valid records; reading stops at the first one that fails its checks (a torn
- * write: only the last write can be one, as one write is on its way at a time). The segment is
- * read whole (at most SEGMENT_BYTES and one batch): one read instead of two per record.
+ * The segment's valid records. One write is on its way at a time, so a crash can cut short only
+ * the last: a record that fails its checks with nothing valid after it is that torn write
+ * (never acknowledged). Valid records after a bad stretch mean damage, not a torn write: the
+ * records on both sides count, and the segment is reported. The segment is read whole (at most
+ * SEGMENT_BYTES and one batch): one read instead of two per record. Undefined when the file is
+ * gone.
  */
-async function readSegment(file: string, name: string): Promise<{ records: JournalRecord[]; torn: number }> {
-  const data = await fsp.readFile(file);
+async function readSegment(file: string, name: string): Promise<{ records: JournalRecord[]; torn: number; damaged: boolean } | undefined> {
+  let data: Buffer;
+  try {
+    data = await fsp.readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
   const records: JournalRecord[] = [];
+  let damaged = false;
   let at = 0;
   while (at < data.length) {
-    if (at + HEADER > data.length || data.readUInt32BE(at) !== MAGIC) return { records, torn: 1 };
-    const bodyLength = data.readUInt32BE(at + 4);
-    const jsonLength = data.readUInt32BE(at + 8);
-    const end = at + HEADER + bodyLength + jsonLength;
-    if (end > data.length) return { records, torn: 1 };
-    const body = data.subarray(at + HEADER, at + HEADER + bodyLength);
-    const json = data.subarray(at + HEADER + bodyLength, end);
-    if (crc32(json, crc32(body)) !== data.readUInt32BE(at + 12)) return { records, torn: 1 };
-    let envelope: Envelope;
-    try {
-      envelope = JSON.parse(json.toString('utf8')) as Envelope;
-    } catch {
-      return { records, torn: 1 };
+    const found = recordAt(data, at, name);
+    if (found) {
+      records.push(found.record);
+      at = found.end;
+      continue;
     }
-    records.push({ envelope, bodyLength, location: { segment: name, offset: at + HEADER } });
-    at = end;
+    // The next place a valid record starts, if any.
+    let next = at;
+    do next = data.indexOf(MAGIC_BYTES, next + 1);
+    while (next >= 0 && !recordAt(data, next, name));
+    if (next < 0) return { records, torn: 1, damaged };
+    damaged = true;
+    at = next;
   }
-  return { records, torn: 0 };
+  return { records, torn: 0, damaged };
+}
+
+function recordAt(data: Buffer, at: number, name: string): { record: JournalRecord; end: number } | undefined {
+  if (at + HEADER > data.length || data.readUInt32BE(at) !== MAGIC) return undefined;
+  const bodyLength = data.readUInt32BE(at + 4);
+  const jsonLength = data.readUInt32BE(at + 8);
+  const end = at + HEADER + bodyLength + jsonLength;
+  if (end > data.length) return undefined;
+  const body = data.subarray(at + HEADER, at + HEADER + bodyLength);
+  const json = data.subarray(at + HEADER + bodyLength, end);
+  if (crc32(json, crc32(body)) !== data.readUInt32BE(at + 12)) return undefined;
+  try {
+    return { record: { envelope: JSON.parse(json.toString('utf8')) as Envelope, bodyLength, location: { segment: name, offset: at + HEADER } }, end };
+  } catch {
+    return undefined;
+  }
 }
 
 export async function syncDir(dir: string): Promise<void> {

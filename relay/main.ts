@@ -92,9 +92,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       ? new WorkerQueue(opts.config, opts.config.log.level, (location, id) => spool.journalDone(location, id), onPermanentFailure)
       : new InlineQueue(opts.config, log, spool, onPermanentFailure);
   const report = await queue.start();
-  // This thread writes the journal: it deletes each old segment once the queue is done with it.
+  // This thread writes the journal: it deletes each old segment once the queue (in its worker)
+  // is done with it. (Inline, the queue recovered with this very spool.)
   const { journalLive, ...recovered } = report;
-  spool.adoptJournal(journalLive);
+  if (opts.queue === 'worker') spool.adoptJournal(journalLive);
   log.info({ event: 'recovered', ...recovered }, 'spool recovered');
   if (report.corrupt.length) log.error({ event: 'corrupt', files: report.corrupt }, `unreadable spool files moved to ${opts.config.spool.dir}/corrupt/`);
   const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);

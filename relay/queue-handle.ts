@@ -75,12 +75,16 @@ export class InlineQueue implements QueueHandle {
   private readonly queueMetrics: QueueMetrics;
   private config: RelayConfig;
 
-  /** `spool`: the process's own in this thread; in the worker, one that tells the main thread about finished journal messages. */
+  /**
+   * `spool`: the process's own in this thread (the process closes it); in the worker, one that
+   * tells the main thread about finished journal messages (`ownsSpool`: closed at stop).
+   */
   constructor(
     config: RelayConfig,
     private readonly log: Logger,
     spool: Spool,
     onPermanentFailure?: PermanentFailureListener,
+    private readonly ownsSpool = false,
   ) {
     this.config = config;
     this.spool = spool;
@@ -130,7 +134,7 @@ export class InlineQueue implements QueueHandle {
 
   async stop(deadlineMs: number): Promise<number> {
     await this.manager.stop(deadlineMs);
-    await this.spool.close();
+    if (this.ownsSpool) await this.spool.close();
     return this.manager.size;
   }
 

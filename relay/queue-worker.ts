@@ -24,7 +24,7 @@ const spool = new Spool(config.spool.dir, {
   },
 });
 // The suppression list lives in the main thread, where intake reads it.
-const queue = new InlineQueue(config, log, spool, (failure) => send({ type: 'permanentFailure', failure }));
+const queue = new InlineQueue(config, log, spool, (failure) => send({ type: 'permanentFailure', failure }), true);
 
 port.on('message', (m: ToWorker) => {
   switch (m.type) {

@@ -193,6 +193,74 @@ describe('spool', () => {
       expect((await new Spool(dir).scan()).entries).toEqual([]);
     });
 
+    it('a recovery beside a running journal takes its counts from the disk: a lost mark never deletes live mail', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const x = await spool.append(env(), Buffer.from('x, still to be delivered'));
+      const y = await spool.append(env(), Buffer.from('y, deferred'));
+      const journal = (spool as unknown as { journal: { active: unknown; seal(s: unknown): void; settle(): Promise<void> } }).journal;
+      journal.seal(journal.active);
+      // Y moved to a file of its own; the main thread heard of it, but its mark never reached the disk.
+      await new Spool(dir).store({ ...y.envelope, attempts: 1 }, Buffer.from('y, deferred'));
+      spool.journalDone(y.location!, y.envelope.id);
+      await journal.settle();
+      fs.rmSync(path.join(dir, 'j', y.location!.segment.replace('.log', '.done')), { force: true });
+      // The handoff at shutdown recovers with this same instance.
+      const report = await spool.recover();
+      await journal.settle();
+      expect(report.entries.map((e) => e.envelope.id).sort()).toEqual([x.envelope.id, y.envelope.id].sort());
+      const xEntry = report.entries.find((e) => e.envelope.id === x.envelope.id)!;
+      expect(xEntry.location?.segment).toBe(x.location!.segment);
+      expect(fs.existsSync(path.join(dir, 'j', x.location!.segment))).toBe(true);
+      expect((await spool.readBody(xEntry)).toString()).toBe('x, still to be delivered');
+      // Once X is done, the segment goes.
+      await spool.remove(xEntry);
+      await journal.settle();
+      expect(fs.existsSync(path.join(dir, 'j', x.location!.segment))).toBe(false);
+    });
+
+    it('a mark line cut short by a crash does not swallow the next mark', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const a = await spool.append(env(), Buffer.from('a'));
+      const b = await spool.append(env(), Buffer.from('b'));
+      await spool.close();
+      fs.writeFileSync(path.join(dir, 'j', a.location!.segment.replace('.log', '.done')), a.envelope.id.slice(0, 5));
+      const next = new Spool(dir);
+      await next.open();
+      const found = (await next.recover()).entries;
+      expect(found).toHaveLength(2);
+      await next.remove(found.find((e) => e.envelope.id === a.envelope.id)!);
+      await next.close();
+      expect((await new Spool(dir).scan()).entries.map((e) => e.envelope.id)).toEqual([b.envelope.id]);
+    });
+
+    it('damage before the end of a segment is reported and stepped over; later records still count', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const first = await spool.append(env(), Buffer.from('first'));
+      const second = await spool.append(env(), Buffer.from('second'));
+      await spool.close();
+      const file = path.join(dir, 'j', first.location!.segment);
+      const data = fs.readFileSync(file);
+      data[first.location!.offset + 1] ^= 0xff; // one flipped bit in the first body
+      fs.writeFileSync(file, data);
+      const report = await new Spool(dir).recover();
+      expect(report.entries.map((e) => e.envelope.id)).toEqual([second.envelope.id]);
+      expect(report.corrupt).toEqual([`journal-${first.location!.segment} (damaged; its valid records are kept)`]);
+      expect(fs.readdirSync(path.join(dir, 'corrupt'))).toEqual([`journal-${first.location!.segment}`]);
+    });
+
+    it('a damaged file of its own does not hide the good journal copy of the same message', async () => {
+      const spool = new Spool(dir);
+      await spool.open();
+      const m = await spool.append(env(), Buffer.from('good copy'));
+      await spool.close();
+      fs.writeFileSync(path.join(dir, 'q', m.envelope.id), 'half a file, no trailer');
+      const report = await new Spool(dir).recover();
+      expect(report.entries.map((e) => [e.envelope.id, e.location?.segment])).toEqual([[m.envelope.id, m.location!.segment]]);
+    });
+
     it('moves a message that needs state to a file of its own before the journal lets it go', async () => {
       const spool = new Spool(dir);
       await spool.open();

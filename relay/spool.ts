@@ -292,7 +292,7 @@ export class Spool {
    * Every message in the spool, as a restart would find it (files in q/ with their state, live
    * journal records), without their bodies. Changes nothing: safe beside a running relay.
    */
-  async scan(): Promise<Omit<RecoveryReport, 'journalLive'> & { finishedSegments: string[]; shadowed: SpoolEntry[] }> {
+  async scan(): Promise<Omit<RecoveryReport, 'journalLive'> & { finishedSegments: string[]; shadowed: SpoolEntry[]; damagedSegments: string[] }> {
     const names = await fsp.readdir(this.queueDir);
     const ids = names.filter((n) => !n.endsWith('.state') && !n.endsWith('.state.tmp'));
     const withState = new Set(names.filter((n) => n.endsWith('.state')).map((n) => n.slice(0, -6)));
@@ -316,15 +316,24 @@ export class Spool {
       }),
     );
     const journal = await Journal.scan(this.journalDir);
-    // A message moved out to its own file whose done mark was lost: the file is the newer copy.
-    const inFiles = new Set(ids);
+    // A message moved out to its own file whose done mark was lost: the file is the newer copy
+    // (only a file that could be read: a damaged one must not hide a good journal copy).
+    const inFiles = new Set(entries.map((e) => e.envelope.id));
     const shadowed: SpoolEntry[] = [];
     for (const r of journal.records) {
       const entry = { envelope: r.envelope, bodyLength: r.bodyLength, location: r.location };
       (inFiles.has(r.envelope.id) ? shadowed : entries).push(entry);
     }
+    const liveSegments = new Set(entries.map((e) => e.location?.segment));
     entries.sort((a, b) => a.envelope.receivedAt - b.envelope.receivedAt);
-    return { entries, discardedPartial: journal.torn, corrupt, finishedSegments: journal.finished, shadowed };
+    return {
+      entries,
+      discardedPartial: journal.torn,
+      corrupt,
+      finishedSegments: journal.segments.filter((s) => !liveSegments.has(s)),
+      shadowed,
+      damagedSegments: journal.damaged,
+    };
   }
 
   /**
@@ -334,14 +343,19 @@ export class Spool {
    * live records, so segments go once their mail is out.
    */
   async recover(): Promise<RecoveryReport> {
-    // Done marks still in memory must count, or a finished message would look live.
-    await this.journal.flushDone();
+    // Marks made so far (and deletions begun) must be on disk, or a finished message would look live.
+    await this.journal.settle();
     const tmp = await fsp.readdir(this.tmpDir);
     await Promise.all(tmp.map((f) => fsp.rm(path.join(this.tmpDir, f), { force: true })));
     const report = await this.scan();
     for (const id of report.corrupt) await fsp.rename(this.messagePath(id), path.join(this.corruptDir, id)).catch(() => undefined);
-    for (const entry of report.shadowed) this.journal.markDone(entry.location!, entry.envelope.id);
-    await this.journal.flushDone();
+    // A copy of a damaged segment for whoever investigates; its valid records are delivered from the original.
+    for (const segment of report.damagedSegments) await fsp.copyFile(path.join(this.journalDir, segment), path.join(this.corruptDir, `journal-${segment}`)).catch(() => undefined);
+    // Marked on disk only: the live counts come from this scan (adopt), never from these marks.
+    await Journal.markOnDisk(
+      this.journalDir,
+      report.shadowed.map((e) => [e.location!.segment, e.envelope.id]),
+    );
     await Journal.removeFinished(this.journalDir, report.finishedSegments);
     const live = new Map<string, number>();
     for (const e of report.entries) if (e.location) live.set(e.location.segment, (live.get(e.location.segment) ?? 0) + 1);
@@ -352,7 +366,12 @@ export class Spool {
     for (const n of names) {
       if (n.endsWith('.state.tmp') || (n.endsWith('.state') && !idSet.has(n.slice(0, -6)))) await fsp.rm(path.join(this.queueDir, n), { force: true });
     }
-    return { entries: report.entries, discardedPartial: tmp.length + report.discardedPartial, corrupt: report.corrupt, journalLive: [...live] };
+    return {
+      entries: report.entries,
+      discardedPartial: tmp.length + report.discardedPartial,
+      corrupt: [...report.corrupt, ...report.damagedSegments.map((s) => `journal-${s} (damaged; its valid records are kept)`)],
+      journalLive: [...live],
+    };
   }
 
   /** Takes over the live counts another instance's recovery found, so segments go once their mail is out. */
