@@ -22,21 +22,31 @@ function envelope(over: Partial<Envelope> = {}): Omit<Envelope, 'id'> {
   };
 }
 
+/** Every spool a test opens is closed after it (its journal keeps files open). */
+const spools: Spool[] = [];
+function track(spool: Spool): Spool {
+  spools.push(spool);
+  return spool;
+}
+
 describe('spool', () => {
   let dir: string;
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-spool-'));
   });
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterEach(async () => {
+    await Promise.all(spools.splice(0).map((s) => s.close()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   it('stores a message once for all recipients and recovers it after a restart', async () => {
-    const spool = new Spool(dir);
+    const spool = track(new Spool(dir));
     await spool.open();
     const body = Buffer.from('Subject: hi\r\n\r\nhello\r\n');
     const stored = await spool.store(envelope(), body);
     expect(fs.readdirSync(path.join(dir, 'q'))).toEqual([stored.envelope.id]);
 
-    const reopened = new Spool(dir);
+    const reopened = track(new Spool(dir));
     await reopened.open();
     const report = await reopened.recover();
     expect(report.entries).toHaveLength(1);
@@ -46,7 +56,7 @@ describe('spool', () => {
   });
 
   it('streams a body written in chunks and reads per-recipient state back over the envelope', async () => {
-    const spool = new Spool(dir);
+    const spool = track(new Spool(dir));
     await spool.open();
     const writer = spool.createWriter();
     await writer.write(Buffer.from('Subject: x\r\n\r\n'));
@@ -58,7 +68,7 @@ describe('spool', () => {
     entry.envelope.nextAttemptAt = 12345;
     await spool.saveState(entry);
 
-    const report = await new Spool(dir).recover();
+    const report = await track(new Spool(dir)).recover();
     const back = report.entries[0]!;
     expect(back.bodyLength).toBe(entry.bodyLength);
     expect(back.envelope.recipients.map((r) => r.status)).toEqual(['delivered', 'pending']);
@@ -66,7 +76,7 @@ describe('spool', () => {
   });
 
   it('discards half-written messages that were never acknowledged and quarantines damaged files', async () => {
-    const spool = new Spool(dir);
+    const spool = track(new Spool(dir));
     await spool.open();
     const writer = spool.createWriter();
     // Large enough for a file of its own (smaller bodies wait in memory for the journal).
@@ -76,7 +86,7 @@ describe('spool', () => {
     fs.writeFileSync(path.join(dir, 'q', 'BROKEN1'), 'not a spool file at all, no trailer');
     const kept = await spool.store(envelope(), Buffer.from('x'));
 
-    const report = await new Spool(dir).recover();
+    const report = await track(new Spool(dir)).recover();
     expect(report.discardedPartial).toBe(1);
     expect(report.corrupt).toEqual(['BROKEN1']);
     expect(report.entries.map((e) => e.envelope.id)).toEqual([kept.envelope.id]);
@@ -85,7 +95,7 @@ describe('spool', () => {
   });
 
   it('removes a finished message and its state, and cleans stale state files on recovery', async () => {
-    const spool = new Spool(dir);
+    const spool = track(new Spool(dir));
     await spool.open();
     const a = await spool.store(envelope(), Buffer.from('a'));
     await spool.saveState(a);
@@ -97,10 +107,10 @@ describe('spool', () => {
   });
 
   it('makes many concurrent stores durable with shared directory fsyncs', async () => {
-    const spool = new Spool(dir);
+    const spool = track(new Spool(dir));
     await spool.open();
     const stored = await Promise.all(Array.from({ length: 50 }, (_, i) => spool.store(envelope(), Buffer.from(`m${i}`))));
-    const report = await new Spool(dir).recover();
+    const report = await track(new Spool(dir)).recover();
     expect(new Set(report.entries.map((e) => e.envelope.id))).toEqual(new Set(stored.map((s) => s.envelope.id)));
   });
 
@@ -124,13 +134,13 @@ describe('spool', () => {
     const journalFiles = () => fs.readdirSync(path.join(dir, 'j')).sort();
 
     it('makes concurrent appends durable together and finds them after a restart, bodies on disk', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const sent = Array.from({ length: 40 }, (_, i) => ({ env: env(), body: Buffer.from(`Subject: ${i}\r\n\r\nbody ${i}\r\n`) }));
       const entries = await Promise.all(sent.map((m) => spool.append(m.env, m.body)));
       // All 40 went into one segment.
       expect(new Set(entries.map((e) => e.location!.segment)).size).toBe(1);
-      const reopened = new Spool(dir);
+      const reopened = track(new Spool(dir));
       await reopened.open();
       const report = await reopened.recover();
       expect(report.entries.map((e) => e.envelope.id).sort()).toEqual(sent.map((m) => m.env.id).sort());
@@ -143,30 +153,30 @@ describe('spool', () => {
     });
 
     it('a message marked done is not found again; a segment with nothing left goes at the next start', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const a = await spool.append(env(), Buffer.from('a'));
       const b = await spool.append(env(), Buffer.from('b'));
       await spool.remove(a);
       await spool.close();
-      const again = new Spool(dir);
+      const again = track(new Spool(dir));
       await again.open();
       expect((await again.recover()).entries.map((e) => e.envelope.id)).toEqual([b.envelope.id]);
-      await again.remove((await new Spool(dir).scan()).entries[0]!);
+      await again.remove((await track(new Spool(dir)).scan()).entries[0]!);
       await again.close();
-      const third = new Spool(dir);
+      const third = track(new Spool(dir));
       await third.open();
       expect((await third.recover()).entries).toEqual([]);
       expect(journalFiles()).toEqual([]);
     });
 
     it('deletes a sealed segment as soon as its last message is done', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const a = await spool.append(env(), Buffer.from('a'));
       await spool.close();
       // A new instance (a restart) never writes into an old segment.
-      const next = new Spool(dir);
+      const next = track(new Spool(dir));
       await next.open();
       const [found] = (await next.recover()).entries;
       const c = await next.append(env(), Buffer.from('c'));
@@ -177,7 +187,7 @@ describe('spool', () => {
     });
 
     it('a record cut short by a crash was never acknowledged: recovery drops it and keeps the rest', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const kept = await spool.append(env(), Buffer.from('kept'));
       await spool.close();
@@ -185,23 +195,23 @@ describe('spool', () => {
       const whole = fs.readFileSync(file);
       // Half of a second record: the header and a few bytes (what a crash mid-write leaves).
       fs.appendFileSync(file, whole.subarray(0, 20));
-      const report = await new Spool(dir).recover();
+      const report = await track(new Spool(dir)).recover();
       expect(report.discardedPartial).toBe(1);
       expect(report.entries.map((e) => e.envelope.id)).toEqual([kept.envelope.id]);
       // Damaged bytes inside a record (zeros where the body should be): its checksum fails.
       fs.writeFileSync(file, Buffer.concat([whole.subarray(0, 20), Buffer.alloc(whole.length - 20)]));
-      expect((await new Spool(dir).scan()).entries).toEqual([]);
+      expect((await track(new Spool(dir)).scan()).entries).toEqual([]);
     });
 
     it('a recovery beside a running journal takes its counts from the disk: a lost mark never deletes live mail', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const x = await spool.append(env(), Buffer.from('x, still to be delivered'));
       const y = await spool.append(env(), Buffer.from('y, deferred'));
       const journal = (spool as unknown as { journal: { active: unknown; seal(s: unknown): void; settle(): Promise<void> } }).journal;
       journal.seal(journal.active);
       // Y moved to a file of its own; the main thread heard of it, but its mark never reached the disk.
-      await new Spool(dir).store({ ...y.envelope, attempts: 1 }, Buffer.from('y, deferred'));
+      await track(new Spool(dir)).store({ ...y.envelope, attempts: 1 }, Buffer.from('y, deferred'));
       spool.journalDone(y.location!, y.envelope.id);
       await journal.settle();
       fs.rmSync(path.join(dir, 'j', y.location!.segment.replace('.log', '.done')), { force: true });
@@ -220,49 +230,50 @@ describe('spool', () => {
     });
 
     it('a mark line cut short by a crash does not swallow the next mark', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const a = await spool.append(env(), Buffer.from('a'));
       const b = await spool.append(env(), Buffer.from('b'));
       await spool.close();
       fs.writeFileSync(path.join(dir, 'j', a.location!.segment.replace('.log', '.done')), a.envelope.id.slice(0, 5));
-      const next = new Spool(dir);
+      const next = track(new Spool(dir));
       await next.open();
       const found = (await next.recover()).entries;
       expect(found).toHaveLength(2);
       await next.remove(found.find((e) => e.envelope.id === a.envelope.id)!);
       await next.close();
-      expect((await new Spool(dir).scan()).entries.map((e) => e.envelope.id)).toEqual([b.envelope.id]);
+      expect((await track(new Spool(dir)).scan()).entries.map((e) => e.envelope.id)).toEqual([b.envelope.id]);
     });
 
     it('damage before the end of a segment is reported and stepped over; later records still count', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const first = await spool.append(env(), Buffer.from('first'));
       const second = await spool.append(env(), Buffer.from('second'));
       await spool.close();
       const file = path.join(dir, 'j', first.location!.segment);
       const data = fs.readFileSync(file);
-      data[first.location!.offset + 1] ^= 0xff; // one flipped bit in the first body
+      const at = first.location!.offset + 1;
+      data[at] = data[at]! ^ 0xff; // flipped bits in the first body
       fs.writeFileSync(file, data);
-      const report = await new Spool(dir).recover();
+      const report = await track(new Spool(dir)).recover();
       expect(report.entries.map((e) => e.envelope.id)).toEqual([second.envelope.id]);
       expect(report.corrupt).toEqual([`journal-${first.location!.segment} (damaged; its valid records are kept)`]);
       expect(fs.readdirSync(path.join(dir, 'corrupt'))).toEqual([`journal-${first.location!.segment}`]);
     });
 
     it('a damaged file of its own does not hide the good journal copy of the same message', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const m = await spool.append(env(), Buffer.from('good copy'));
       await spool.close();
       fs.writeFileSync(path.join(dir, 'q', m.envelope.id), 'half a file, no trailer');
-      const report = await new Spool(dir).recover();
+      const report = await track(new Spool(dir)).recover();
       expect(report.entries.map((e) => [e.envelope.id, e.location?.segment])).toEqual([[m.envelope.id, m.location!.segment]]);
     });
 
     it('moves a message that needs state to a file of its own before the journal lets it go', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const entry = await spool.append(env(), Buffer.from('Subject: later\r\n\r\nbody\r\n'));
       const segment = entry.location!.segment;
@@ -272,30 +283,30 @@ describe('spool', () => {
       expect(entry.location).toBeUndefined();
       expect(fs.readdirSync(path.join(dir, 'q'))).toEqual([entry.envelope.id]);
       await spool.close();
-      const report = await new Spool(dir).recover();
+      const report = await track(new Spool(dir)).recover();
       expect(report.entries).toHaveLength(1);
       expect(report.entries[0]!.location).toBeUndefined();
       expect(report.entries[0]!.envelope.recipients.map((r) => r.status)).toEqual(['delivered', 'pending']);
-      expect(await text(new Spool(dir).openBody(report.entries[0]!))).toBe('Subject: later\r\n\r\nbody\r\n');
+      expect(await text(track(new Spool(dir)).openBody(report.entries[0]!))).toBe('Subject: later\r\n\r\nbody\r\n');
       // The segment held nothing else: gone at that start.
       expect(journalFiles().filter((f) => f.startsWith(segment.slice(0, -4)))).toEqual([]);
     });
 
     it('prefers the file when the done mark of a moved message was lost', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const entry = await spool.append(env(), Buffer.from('x'));
       await spool.close();
       // The file exists (moved out) but the journal still has the record as live.
-      await new Spool(dir).store({ ...entry.envelope, attempts: 3 }, Buffer.from('x'));
-      const report = await new Spool(dir).recover();
+      await track(new Spool(dir)).store({ ...entry.envelope, attempts: 3 }, Buffer.from('x'));
+      const report = await track(new Spool(dir)).recover();
       expect(report.entries).toHaveLength(1);
       expect(report.entries[0]!.envelope.attempts).toBe(3);
       expect(report.entries[0]!.location).toBeUndefined();
     });
 
     it('a failed write refuses the messages of its batch; later appends go to a new segment', async () => {
-      const spool = new Spool(dir);
+      const spool = track(new Spool(dir));
       await spool.open();
       const first = await spool.append(env(), Buffer.from('first'));
       // Take the segment's file handle away under the journal: its next write fails.
@@ -306,7 +317,7 @@ describe('spool', () => {
       const later = await spool.append(env(), Buffer.from('later'));
       expect(later.location!.segment).not.toBe(first.location!.segment);
       await spool.close();
-      const ids = (await new Spool(dir).recover()).entries.map((e) => e.envelope.id).sort();
+      const ids = (await track(new Spool(dir)).recover()).entries.map((e) => e.envelope.id).sort();
       expect(ids).toEqual([first.envelope.id, later.envelope.id].sort());
       expect(ids).not.toContain(refused.id);
     });
