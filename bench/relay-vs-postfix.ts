@@ -19,6 +19,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { findBinary } from '../test/peers/availability.js';
 import { freePort, waitForPort } from '../test/peers/ports.js';
 import { startPostfix } from '../test/peers/postfix.js';
+import { startBenchRelay } from './relay-process.js';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
 import { SmtpTalk } from '../test/support/smtp-talk.js';
 
@@ -99,39 +100,12 @@ async function acceptLatencies(port: number): Promise<number[]> {
   return out;
 }
 
-async function startRelay(sinkPort: number): Promise<{ port: number; pid: number; peakRssBytes: () => number; stop: () => Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bench-'));
-  const port = await freePort();
-  const httpPort = await freePort();
-  const config = {
-    hostname: 'relay.bench.test',
-    spool: { dir: path.join(dir, 'spool'), minFreeBytes: 0 },
-    listeners: [{ name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }],
-    delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sinkPort, tls: 'none' } },
-    http: { address: '127.0.0.1', port: httpPort },
-    log: { level: 'warn' },
-  };
-  fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
-  const child = spawn(RELAY_NODE, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
-  await waitForPort(port, { what: 'mailfleet relay' });
-  return {
-    port,
-    pid: child.pid!,
-    peakRssBytes: () => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
-
 async function main(): Promise<void> {
   for (const bin of ['/usr/sbin/postfix', '/usr/sbin/smtp-sink', '/usr/sbin/smtp-source']) {
     if (!findBinary(bin)) throw new Error(`${bin} is missing: apt-get install -y postfix (see .ci/run)`);
   }
   const sink = await startSmtpSink({ backlog: 1024 });
-  const relay = await startRelay(sink.port);
+  const relay = await startBenchRelay(sink.port, RELAY_NODE);
   const postfix = await startPostfix({ relayhost: `127.0.0.1:${sink.port}`, extraMain: { default_destination_concurrency_limit: '20' } });
   const alone = await startSmtpServerAlone();
   try {

@@ -8,38 +8,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { freePort, waitForPort } from '../test/peers/ports.js';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
+import { startBenchRelay } from './relay-process.js';
 
 const MESSAGES = 2000;
 const SESSIONS = 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const ROOT = path.resolve(import.meta.dirname, '../..');
-
-async function startRelay(sinkPort: number): Promise<{ port: number; stop: () => Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-scale-out-'));
-  const port = await freePort();
-  const config = {
-    hostname: 'relay.bench.test',
-    spool: { dir: path.join(dir, 'spool'), minFreeBytes: 0 },
-    listeners: [{ name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }],
-    delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sinkPort, tls: 'none' } },
-    http: { address: '127.0.0.1', port: await freePort() },
-    log: { level: 'warn' },
-  };
-  fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
-  await waitForPort(port, { what: 'mailfleet relay' });
-  return {
-    port,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** Messages per second to the last one at the sink, the sessions split evenly over the ports. */
 async function once(sink: SmtpSink, ports: number[]): Promise<number> {
@@ -57,8 +32,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function main(): Promise<void> {
   const sink = await startSmtpSink({ backlog: 1024 });
-  const a = await startRelay(sink.port);
-  const b = await startRelay(sink.port);
+  const a = await startBenchRelay(sink.port);
+  const b = await startBenchRelay(sink.port);
   try {
     // Warm both up first.
     await once(sink, [a.port]);

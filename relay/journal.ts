@@ -80,7 +80,7 @@ interface Segment {
 const segmentName = (stamp: string) => `${stamp}.log`;
 const doneName = (segment: string) => `${segment.slice(0, -4)}.done`;
 
-export function encodeRecord(envelope: Envelope, body: Buffer): Buffer[] {
+function encodeRecord(envelope: Envelope, body: Buffer): Buffer[] {
   const json = Buffer.from(JSON.stringify(envelope));
   const header = Buffer.alloc(HEADER);
   header.writeUInt32BE(MAGIC, 0);
@@ -208,7 +208,7 @@ export class Journal {
     const segment = this.segments.get(location.segment);
     if (!segment) {
       // Not one of ours (another process's spool instance, or already deleted): mark it on disk.
-      void fsp.appendFile(path.join(this.dir, doneName(location.segment)), `\n${id}\n`).catch(() => undefined);
+      void Journal.markOnDisk(this.dir, [[location.segment, id]]).catch(() => undefined);
       return;
     }
     this.markDoneIn(segment, id, true);
@@ -332,10 +332,6 @@ export class Journal {
     const names = await fsp.readdir(dir).catch(() => [] as string[]);
     const logs = new Set(names.filter((n) => n.endsWith('.log')));
     for (const n of names) if (n.endsWith('.done') && !logs.has(`${n.slice(0, -5)}.log`)) await fsp.rm(path.join(dir, n), { force: true });
-  }
-
-  static bodyPath(dir: string, location: JournalLocation): string {
-    return path.join(dir, location.segment);
   }
 }
 

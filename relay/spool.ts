@@ -439,14 +439,7 @@ export class Spool {
     const location = entry.location!;
     const body = await this.readBody(entry);
     // Durable in its new place before the journal lets go of it.
-    const writer = this.createWriter(entry.envelope.id);
-    try {
-      await writer.write(body);
-      await writer.commit(entry.envelope);
-    } catch (err) {
-      await writer.abort();
-      throw err;
-    }
+    await this.store(entry.envelope, body);
     entry.location = undefined;
     entry.hasState = false;
     this.journalDone(location, entry.envelope.id);

@@ -1,0 +1,44 @@
+/**
+ * A relay process for the benchmarks: loopback listener without AUTH, durable spool in a temp
+ * directory, smarthost route to the given sink, warnings only in the log.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { freePort, waitForPort } from '../test/peers/ports.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+export interface BenchRelay {
+  port: number;
+  /** The process's peak resident set so far (VmHWM). */
+  peakRssBytes: () => number;
+  stop: () => Promise<void>;
+}
+
+/** `node`: the Node binary to run it on (default: this one). */
+export async function startBenchRelay(sinkPort: number, node = process.execPath): Promise<BenchRelay> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bench-'));
+  const port = await freePort();
+  const config = {
+    hostname: 'relay.bench.test',
+    spool: { dir: path.join(dir, 'spool'), minFreeBytes: 0 },
+    listeners: [{ name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }],
+    delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sinkPort, tls: 'none' } },
+    http: { address: '127.0.0.1', port: await freePort() },
+    log: { level: 'warn' },
+  };
+  fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
+  const child = spawn(node, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
+  await waitForPort(port, { what: 'mailfleet relay' });
+  return {
+    port,
+    peakRssBytes: () => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
