@@ -177,6 +177,8 @@ describe('operator on the Kubernetes API emulator', () => {
     await apply(cluster, senderDomain('one-com', 'one.com', { verification: { resolvers: ['127.0.0.1:9'] } }));
     await waitFor(() => condition(get(cluster!, SD, 'one-com'), 'KeysReady')?.status === 'True', 'reconciled by the leader');
     const reconciles = async (op: RunningOperator) => (await op.metrics.reconciles.get()).values.reduce((n, v) => n + v.value, 0);
+    // The counter goes up once the reconcile returns, a moment after its status write is visible.
+    await waitFor(async () => (await reconciles(a)) > 0, 'the leader counts its reconcile');
     expect(await reconciles(a)).toBeGreaterThan(0);
     expect(await reconciles(b)).toBe(0);
 
