@@ -49,8 +49,10 @@ describe('queue and DKIM', () => {
     failing = false;
     now += 61_000;
     queue.pump();
-    await until(() => fs.existsSync(outbox) && fs.readdirSync(outbox).length === 1);
-    const sent = fs.readFileSync(path.join(outbox, fs.readdirSync(outbox)[0]!), 'utf8');
+    // The file route writes `.ID.eml.partial` and renames it: read only the finished file.
+    const delivered = () => (fs.existsSync(outbox) ? fs.readdirSync(outbox).filter((f) => f.endsWith('.eml')) : []);
+    await until(() => delivered().length === 1);
+    const sent = fs.readFileSync(path.join(outbox, delivered()[0]!), 'utf8');
     expect(sent.startsWith('DKIM-Signature: v=1; d=example.test')).toBe(true);
     expect(sent).toContain('Subject: s');
     await queue.stop(Date.now() + 1000);
