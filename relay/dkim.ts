@@ -18,7 +18,7 @@ import { domainOf } from './address.js';
 import type { SenderDomainConfig } from './config.js';
 import { loadDkimKey, type DkimAlgorithm } from './dkim-keys.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
-import { headerFacts } from './headers.js';
+import { fromAddresses, headerFacts } from './headers.js';
 
 /** Headers signed when present. */
 const SIGNED = [
@@ -100,7 +100,7 @@ export class DkimSigner {
       seen += chunk.length;
       if (!signing && seen >= headerLength) {
         // The header is complete: mail no configured domain signs is not read any further.
-        const from = headerFacts(Buffer.concat(headerChunks)).fromAddresses[0];
+        const from = fromAddresses(headerFacts(Buffer.concat(headerChunks)))[0];
         signing = from ? this.domainFor(domainOf(from)) : undefined;
         if (!signing) return undefined;
       }

@@ -8,7 +8,8 @@ import addressparser from 'nodemailer/lib/addressparser';
 export interface HeaderFacts {
   /** Bytes of the header section including the blank line that ends it. */
   length: number;
-  fromAddresses: string[];
+  /** The unfolded values of the From fields (see fromAddresses). */
+  from: string[];
   messageId?: string;
   hasDate: boolean;
 }
@@ -25,24 +26,40 @@ export function headerEnd(buf: Buffer): number {
   return Math.min(crlf + 4, lf + 2);
 }
 
-/** Unfolded header fields, names lower-cased; values raw. */
-export function parseHeaderFields(header: Buffer): { name: string; value: string }[] {
-  const fields: { name: string; value: string }[] = [];
-  for (const line of header.toString('utf8').split(/\r?\n/)) {
-    if (/^[ \t]/.test(line) && fields.length) fields[fields.length - 1]!.value += ' ' + line.trim();
-    else {
-      const colon = line.indexOf(':');
-      if (colon > 0) fields.push({ name: line.slice(0, colon).trim().toLowerCase(), value: line.slice(colon + 1).trim() });
+/**
+ * The fields intake needs, in one pass that looks only at From, Message-ID and Date (it runs
+ * for every message, so it does not build the whole field list).
+ */
+export function headerFacts(header: Buffer): HeaderFacts {
+  const text = header.toString('utf8');
+  const facts: HeaderFacts = { length: header.length, from: [], hasDate: false };
+  let pos = 0;
+  while (pos < text.length) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = text.length;
+    const colon = text.indexOf(':', pos);
+    const name = colon > pos && colon < end ? text.slice(pos, colon).trim().toLowerCase() : '';
+    // The value runs on over folded lines (those that start with a space or a tab).
+    let next = end + 1;
+    while (next < text.length && (text[next] === ' ' || text[next] === '\t')) {
+      end = text.indexOf('\n', next);
+      if (end < 0) end = text.length;
+      next = end + 1;
     }
+    if (name === 'from' || name === 'message-id' || name === 'date') {
+      const value = text.slice(colon + 1, end).replace(/\r?\n[ \t]+/g, ' ').trim();
+      if (name === 'from') facts.from.push(value);
+      else if (name === 'date') facts.hasDate = true;
+      else facts.messageId ??= value;
+    }
+    pos = next;
   }
-  return fields;
+  return facts;
 }
 
-export function headerFacts(header: Buffer): HeaderFacts {
-  const fields = parseHeaderFields(header);
-  const get = (n: string) => fields.find((f) => f.name === n)?.value;
-  const from = fields.filter((f) => f.name === 'from').flatMap((f) => flatten(addressparser(f.value)));
-  return { length: header.length, fromAddresses: from, messageId: get('message-id'), hasDate: get('date') !== undefined };
+/** The addresses in From fields (groups flattened). */
+export function fromAddresses(facts: HeaderFacts): string[] {
+  return facts.from.flatMap((value) => flatten(addressparser(value)));
 }
 
 type Parsed = ReturnType<typeof addressparser>;

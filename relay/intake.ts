@@ -10,7 +10,7 @@ import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type
 import { domainOf } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config.js';
 import { SmtpRefusal, type RejectionReason } from './errors.js';
-import { addedHeaders, headerEnd, headerFacts, type HeaderFacts } from './headers.js';
+import { addedHeaders, fromAddresses, headerEnd, headerFacts, type HeaderFacts } from './headers.js';
 import type { IntakeMetrics } from './metrics.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
 import type { Envelope, RecipientState, Spool, SpoolEntry, SpoolWriter } from './spool.js';
@@ -213,9 +213,14 @@ export class SmtpListener {
     cb(e);
   }
 
+  /** Whether the client is in a trusted network: looked up once per session (the address cannot change). */
   private isTrusted(session: SMTPServerSession): boolean {
-    const addr = plainAddress(session.remoteAddress);
-    return this.trusted.check(addr, net.isIPv6(addr) ? 'ipv6' : 'ipv4');
+    const state = session as SessionState;
+    if (state.trusted === undefined) {
+      const addr = plainAddress(session.remoteAddress);
+      state.trusted = this.trusted.check(addr, net.isIPv6(addr) ? 'ipv6' : 'ipv4');
+    }
+    return state.trusted;
   }
 
   private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
@@ -311,39 +316,18 @@ export class SmtpListener {
     };
     (async () => {
       writer = this.deps.spool.createWriter();
-      const id = writer.id;
-      let head: Buffer | undefined = Buffer.alloc(0);
-      let facts: HeaderFacts | undefined;
-      let messageId = '';
-      const complete = async (header: Buffer, rest: Buffer) => {
-        facts = headerFacts(header);
-        const added = addedHeaders(facts, this.trace(session, id));
-        messageId = added.messageId;
-        const addedBuf = Buffer.from(added.text);
-        facts.length += addedBuf.length;
-        await writer!.write(Buffer.concat([addedBuf, header, rest]));
-      };
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (!head) {
-          await writer.write(chunk);
-          continue;
-        }
-        head = Buffer.concat([head, chunk]);
-        const end = headerEnd(head);
-        if (end < 0) continue;
-        await complete(head.subarray(0, end), head.subarray(end));
-        head = undefined;
-      }
-      if (head) await complete(head, Buffer.alloc(0));
+      const facts = await this.receiveBody(stream, session, writer);
       if (stream.sizeExceeded) throw refuse(552, '5.3.4', `Message too big: the limit is ${config.limits.maxMessageSize} bytes`, 'size');
       const user = typeof session.user === 'string' ? session.user : undefined;
       if (user) {
-        const bad = facts!.fromAddresses.find((a) => !senderAllowed(config, user, a));
-        if (bad || !facts!.fromAddresses.length) {
+        const from = fromAddresses(facts);
+        const bad = from.find((a) => !senderAllowed(config, user, a));
+        if (bad || !from.length) {
           throw refuse(550, '5.7.1', bad ? `Header From <${bad}> not allowed: user ${user} may not send from ${domainOf(bad)}` : 'Message has no From header', 'sender_denied');
         }
       }
       const now = Date.now();
+      const id = writer.id;
       const envelope: Envelope = {
         id,
         sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
@@ -352,9 +336,9 @@ export class SmtpListener {
         listener: this.config.name,
         client: session.remoteAddress,
         user,
-        messageId,
+        messageId: facts.messageId,
         eightBit: bodyType(session) === '8BITMIME' || undefined,
-        headerLength: facts!.length,
+        headerLength: facts.length,
         attempts: 0,
         nextAttemptAt: now,
       };
@@ -367,12 +351,70 @@ export class SmtpListener {
       const suppressed = envelope.recipients.filter((r) => r.status === 'failed').length;
       if (suppressed) this.deps.metrics.suppressionRefusals.inc({ action: 'bounce' }, suppressed);
       this.deps.log.info(
-        { event: 'received', queueId: id, messageId, listener: this.config.name, client: session.remoteAddress, user, size, recipients: envelope.recipients.length, suppressed: suppressed || undefined },
+        { event: 'received', queueId: id, messageId: facts.messageId, listener: this.config.name, client: session.remoteAddress, user, size, recipients: envelope.recipients.length, suppressed: suppressed || undefined },
         'received',
       );
       this.deps.accepted(entry);
       cb(null, `2.0.0 Ok: queued as ${id}`);
     })().catch(fail);
+  }
+
+  /**
+   * Reads the DATA stream into the writer, the header completed with our trace fields. Takes
+   * chunks from 'data' events (async iteration costs a promise per chunk, on every message);
+   * the stream pauses only while a large body is written out to its file.
+   */
+  private receiveBody(stream: Readable, session: SMTPServerSession, writer: SpoolWriter): Promise<HeaderFacts & { messageId: string }> {
+    let head: Buffer | undefined = Buffer.alloc(0);
+    let facts: (HeaderFacts & { messageId: string }) | undefined;
+    const complete = (header: Buffer, rest: Buffer) => {
+      const found = headerFacts(header);
+      const added = addedHeaders(found, this.trace(session, writer.id));
+      const addedBuf = Buffer.from(added.text);
+      facts = { ...found, messageId: added.messageId, length: found.length + addedBuf.length };
+      return writer.write(Buffer.concat([addedBuf, header, rest]));
+    };
+    const take = (chunk: Buffer): Promise<void> | undefined => {
+      if (!head) return writer.write(chunk);
+      head = head.length ? Buffer.concat([head, chunk]) : chunk;
+      const end = headerEnd(head);
+      if (end < 0) return undefined;
+      const whole = head;
+      head = undefined;
+      return complete(whole.subarray(0, end), whole.subarray(end));
+    };
+    return new Promise((resolve, reject) => {
+      let writing: Promise<void> | undefined;
+      let failed = false;
+      const failWith = (err: unknown) => {
+        if (failed) return;
+        failed = true;
+        // Read the rest so the session can go on to the reply.
+        stream.resume();
+        reject(err);
+      };
+      stream.on('data', (chunk: Buffer) => {
+        if (failed) return;
+        try {
+          const pending = writing ? writing.then(() => take(chunk)) : take(chunk);
+          if (!pending) return;
+          stream.pause();
+          writing = pending.then(() => {
+            writing = undefined;
+            stream.resume();
+          });
+          writing.catch(failWith);
+        } catch (err) {
+          failWith(err);
+        }
+      });
+      stream.once('error', failWith);
+      stream.once('end', () => {
+        void (writing ?? Promise.resolve())
+          .then(() => (head ? complete(head, Buffer.alloc(0)) : undefined))
+          .then(() => (failed ? undefined : resolve(facts!)), failWith);
+      });
+    });
   }
 
   private trace(session: SMTPServerSession, queueId: string) {
@@ -394,6 +436,7 @@ export class SmtpListener {
 
 interface SessionState {
   counted?: boolean;
+  trusted?: boolean;
 }
 
 /** The parts of smtp-server's connection object that draining reads. */

@@ -150,7 +150,7 @@ export class InlineQueue implements QueueHandle {
 /** Messages between the process and the queue worker (relay/queue-worker.ts). */
 export type ToWorker =
   | { type: 'start' }
-  | { type: 'enqueue'; entry: SpoolEntry }
+  | { type: 'enqueue'; entries: SpoolEntry[] }
   | { type: 'reconfigure'; config: RelayConfig }
   | { type: 'stop'; deadlineMs: number; id: number }
   | { type: 'stats'; id: number }
@@ -217,12 +217,29 @@ export class WorkerQueue implements QueueHandle {
     });
   }
 
+  /** Messages for the worker, sent together once per turn of the event loop (one group commit acknowledges several). */
+  private outbox: SpoolEntry[] = [];
+  private bodies: ArrayBuffer[] = [];
+
   enqueue(entry: SpoolEntry): void {
-    if (!entry.body) return this.post({ type: 'enqueue', entry });
+    if (!this.outbox.length) setImmediate(() => this.flushOutbox());
+    if (!entry.body) {
+      this.outbox.push(entry);
+      return;
+    }
     // A small Buffer is a view into an 8 KiB shared pool: copy just its bytes and move them,
     // so the worker holds what the body cache counts, and nothing of other messages.
     const body = new Uint8Array(entry.body);
-    this.worker.postMessage({ type: 'enqueue', entry: { ...entry, body: body as Buffer } }, [body.buffer]);
+    this.outbox.push({ ...entry, body: body as Buffer });
+    this.bodies.push(body.buffer);
+  }
+
+  private flushOutbox(): void {
+    const entries = this.outbox;
+    const bodies = this.bodies;
+    this.outbox = [];
+    this.bodies = [];
+    if (entries.length) this.worker.postMessage({ type: 'enqueue', entries } satisfies ToWorker, bodies);
   }
 
   reconfigure(config: RelayConfig): void {
@@ -245,6 +262,8 @@ export class WorkerQueue implements QueueHandle {
   }
 
   private post(m: ToWorker): void {
+    // Mail accepted before this message (a stop, say) must reach the worker before it.
+    this.flushOutbox();
     this.worker.postMessage(m);
   }
 

@@ -34,13 +34,14 @@ port.on('message', (m: ToWorker) => {
         (err: Error) => send({ type: 'failed', message: err.message }),
       );
       break;
-    case 'enqueue': {
-      // Structured clone turns a Buffer into a plain Uint8Array.
-      const body = m.entry.body;
-      if (body) m.entry.body = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-      queue.enqueue(m.entry);
+    case 'enqueue':
+      for (const entry of m.entries) {
+        // Structured clone turns a Buffer into a plain Uint8Array.
+        const body = entry.body;
+        if (body) entry.body = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+        queue.enqueue(entry);
+      }
       break;
-    }
     case 'reconfigure':
       log.level = m.config.log.level;
       queue.reconfigure(m.config);

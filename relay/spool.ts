@@ -132,10 +132,11 @@ export class SpoolWriter {
     private readonly tmpPath: string,
   ) {}
 
-  async write(chunk: Buffer): Promise<void> {
+  /** Takes a chunk; returns a promise only when the body outgrew the journal and went to its file. */
+  write(chunk: Buffer): Promise<void> | undefined {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    if (this.pendingBytes >= JOURNAL_MAX) await this.flush();
+    return this.pendingBytes >= JOURNAL_MAX ? this.flush() : undefined;
   }
 
   private async flush(): Promise<void> {

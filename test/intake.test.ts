@@ -183,6 +183,32 @@ describe('intake: limits and message handling', () => {
   });
 });
 
+describe('intake: a large message', () => {
+  let relay: TestRelay;
+  beforeAll(async () => {
+    relay = await startTestRelay();
+  });
+  afterAll(() => relay.stop());
+
+  it('takes a header that spans many reads and a body past the journal, and delivers them as sent', async () => {
+    // A 120 KB header (folded lines) arrives over several reads; the 600 KB body goes to a file of its own.
+    const header = `From: app@example.test\r\nX-Pad: ${Array.from({ length: 1500 }, (_, i) => `part-${i}-${'p'.repeat(70)}`).join('\r\n ')}\r\nSubject: big\r\n\r\n`;
+    const body = Array.from({ length: 8000 }, (_, i) => `line ${i} ${'b'.repeat(64)}`).join('\r\n') + '\r\n';
+    const { talk } = await SmtpTalk.connect(relay.ports.open!);
+    await talk.send('EHLO client.test');
+    await talk.send('MAIL FROM:<app@example.test>');
+    await talk.send('RCPT TO:<b@dest.test>');
+    const reply = await talk.data(header + body);
+    await talk.quit();
+    expect(reply).toMatch(/^250 /);
+    await waitFor(() => relay.delivered().length === 1, 'delivery');
+    const text = relay.delivered()[0]!.toString();
+    expect(text.endsWith(header + body)).toBe(true);
+    // The client's header had no Message-ID or Date: both were added ahead of it.
+    expect(text.slice(0, text.length - header.length - body.length)).toMatch(/^Received: [^]*Message-ID: <[^>]+>\r\nDate: [^\r]+\r\n$/);
+  });
+});
+
 describe('intake: spool below the disk floor', () => {
   it('answers 452 4.3.1, acknowledges nothing and reports not ready', async () => {
     const relay = await startTestRelay({ spool: { dir: 'spool', minFreeBytes: '100000GiB' } });

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { domainOf } from '../address.js';
@@ -26,7 +26,8 @@ export interface OutboundMessage {
   size: number;
   /** Declared 8-bit (BODY=8BITMIME): said again to the next hop when it supports 8BITMIME. */
   eightBit?: boolean;
-  body(): Readable;
+  /** The bytes to send: in memory when the body cache holds them (most mail), else streamed from the spool. */
+  body(): Readable | Buffer;
 }
 
 export interface RouteSession {
@@ -101,7 +102,8 @@ class FileRoute implements Route {
         // Written aside and renamed, so whoever watches the outbox never sees half a message.
         const file = path.join(dir, `${message.id}.eml`);
         const partial = path.join(dir, `.${message.id}.eml.partial`);
-        await pipeline(message.body(), fs.createWriteStream(partial));
+        const body = message.body();
+        await pipeline(Buffer.isBuffer(body) ? Readable.from([body]) : body, fs.createWriteStream(partial));
         await fsp.rename(partial, file);
         const reply = `250 2.0.0 written to ${file}`;
         return message.recipients.map((address) => ({ address, kind: 'delivered', statusCode: '2.0.0', reply, remoteMta: 'file' }));

@@ -99,7 +99,7 @@ export class SmtpClient {
   }
 
   /** Sends one message; every recipient gets an outcome. A connection-level error throws DeliveryFailure. */
-  async send(sender: string, recipients: string[], body: Readable, size: number, eightBit = false): Promise<RecipientOutcome[]> {
+  async send(sender: string, recipients: string[], body: Readable | Buffer, size: number, eightBit = false): Promise<RecipientOutcome[]> {
     const remoteMta = this.options.remoteMta;
     this.busy = true;
     try {
@@ -126,7 +126,7 @@ export class SmtpClient {
       });
     } catch (e) {
       const err = e as SMTPConnection.SMTPError;
-      body.destroy();
+      if (!Buffer.isBuffer(body)) body.destroy();
       // Rejections with a reply leave the connection usable only after RSET; keep it simple and
       // start afresh for the next message.
       this.broken = true;
