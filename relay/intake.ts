@@ -100,6 +100,7 @@ class RateWindow {
 export class SmtpListener {
   readonly server: SMTPServer;
   private readonly trusted: net.BlockList;
+  private readonly trustedAddresses = new Map<string, boolean>();
   private readonly perClient = new Map<string, number>();
   private readonly rate: RateWindow;
 
@@ -213,14 +214,20 @@ export class SmtpListener {
     cb(e);
   }
 
-  /** Whether the client is in a trusted network: looked up once per session (the address cannot change). */
+  /**
+   * Whether the client is in a trusted network. Remembered per address (applications send from
+   * a handful of pod addresses, and each connection would otherwise look it up again).
+   */
   private isTrusted(session: SMTPServerSession): boolean {
-    const state = session as SessionState;
-    if (state.trusted === undefined) {
-      const addr = plainAddress(session.remoteAddress);
-      state.trusted = this.trusted.check(addr, net.isIPv6(addr) ? 'ipv6' : 'ipv4');
+    const address = session.remoteAddress;
+    let trusted = this.trustedAddresses.get(address);
+    if (trusted === undefined) {
+      const plain = plainAddress(address);
+      trusted = this.trusted.check(plain, net.isIPv6(plain) ? 'ipv6' : 'ipv4');
+      if (this.trustedAddresses.size >= 10_000) this.trustedAddresses.clear();
+      this.trustedAddresses.set(address, trusted);
     }
-    return state.trusted;
+    return trusted;
   }
 
   private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
@@ -436,7 +443,6 @@ export class SmtpListener {
 
 interface SessionState {
   counted?: boolean;
-  trusted?: boolean;
 }
 
 /** The parts of smtp-server's connection object that draining reads. */
