@@ -27,5 +27,8 @@ USER 1000:1000
 VOLUME ["/var/spool/mailfleet"]
 # The operator renders relay pods that bind 10000 + port (no capability for ports below 1024).
 EXPOSE 10587 10465 9090
-ENTRYPOINT ["node", "/app/dist/cli/main.js"]
+# Node 24's V8 lets the young generation grow to 128 MiB per thread (Node 20: 32 MiB); under
+# load that costs the relay ~80 MiB of peak RSS and no throughput (npm run bench with
+# BENCH_NODE measures both; the benchmarks start the relay with these same flags).
+ENTRYPOINT ["node", "--max-semi-space-size=16", "/app/dist/cli/main.js"]
 CMD ["--help"]

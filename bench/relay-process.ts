@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { freePort, waitForPort } from '../test/peers/ports.js';
+import { imageNodeFlags } from '../test/support/dockerfile.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -30,7 +31,8 @@ export async function startBenchRelay(sinkPort: number, node = process.execPath)
     log: { level: 'warn' },
   };
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
-  const child = spawn(node, [path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
+  // With the image's Node flags: what is measured is what ships.
+  const child = spawn(node, [...imageNodeFlags(), path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
   await waitForPort(port, { what: 'mailfleet relay' });
   return {
     port,

@@ -167,6 +167,9 @@ async function main(): Promise<void> {
       ratio: {
         relayToPostfix: m('relay') / m('postfix'),
         relayToPostfixReuse: m('relay_reuse') / m('postfix_reuse'),
+        // The same, from each round's own pair (the two ran back to back): less swayed by a slow spell.
+        relayToPostfixRoundMedian: median(results.relay!.map((r, i) => r / results.postfix![i]!)),
+        relayToPostfixReuseRoundMedian: median(results.relay_reuse!.map((r, i) => r / results.postfix_reuse![i]!)),
         // How close the relay comes to its SMTP library doing nothing at all.
         relayToSmtpServerAlone: m('relay') / m('smtpServerAlone'),
         relayToSmtpServerAloneReuse: m('relay_reuse') / m('smtpServerAlone_reuse'),
@@ -191,6 +194,7 @@ async function main(): Promise<void> {
     console.log(`  mailfleet relay     ${r.relay.toFixed(0).padStart(14)}   ${r.relayReuse.toFixed(0).padStart(11)}`);
     console.log(`  postfix             ${r.postfix.toFixed(0).padStart(14)}   ${r.postfixReuse.toFixed(0).padStart(11)}`);
     console.log(`  relay / postfix     ${report.ratio.relayToPostfix.toFixed(2).padStart(14)}   ${report.ratio.relayToPostfixReuse.toFixed(2).padStart(11)}`);
+    console.log(`  (median of rounds)  ${report.ratio.relayToPostfixRoundMedian.toFixed(2).padStart(14)}   ${report.ratio.relayToPostfixReuseRoundMedian.toFixed(2).padStart(11)}`);
     console.log(`accept latency (final dot to 250): relay p50 ${report.acceptLatencyMs.relay.p50.toFixed(2)} ms, p99 ${report.acceptLatencyMs.relay.p99.toFixed(2)} ms; postfix p50 ${report.acceptLatencyMs.postfix.p50.toFixed(2)} ms, p99 ${report.acceptLatencyMs.postfix.p99.toFixed(2)} ms`);
     console.log(`first run (cold): relay ${firstRun.relay!.toFixed(0)}, postfix ${firstRun.postfix!.toFixed(0)} msg/s (${(firstRun.relay! / firstRun.postfix!).toFixed(2)}x)`);
     console.log(`relay peak RSS: ${(report.relayPeakRssBytes / 1024 / 1024).toFixed(0)} MiB`);

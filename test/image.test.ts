@@ -19,33 +19,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePeer } from './peers/availability.js';
 import { freePort, waitForPort } from './peers/ports.js';
 import { run } from './peers/proc.js';
+import { finalStage, imageNodeFlags, imageScript } from './support/dockerfile.js';
 import { waitFor } from './support/relay.js';
 import { submit } from './support/smtp-talk.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
-
-interface FinalStage {
-  from: string;
-  workdir: string;
-  user: string;
-  entrypoint: string[];
-  copies: { from: string; to: string }[];
-}
-
-/** The last stage of the Dockerfile: its base, user, entrypoint and what it copies from the build stage. */
-function finalStage(dockerfile: string): FinalStage {
-  const lines = dockerfile.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  const last = lines.map((l, i) => (l.startsWith('FROM ') ? i : -1)).filter((i) => i >= 0).pop()!;
-  const stage = lines.slice(last);
-  const value = (keyword: string) => stage.filter((l) => l.startsWith(`${keyword} `)).map((l) => l.slice(keyword.length + 1).trim()).pop() ?? '';
-  const copies = stage
-    .filter((l) => l.startsWith('COPY --from='))
-    .map((l) => {
-      const [, , from, to] = l.split(/\s+/);
-      return { from: from!, to: to! };
-    });
-  return { from: value('FROM'), workdir: value('WORKDIR'), user: value('USER'), entrypoint: JSON.parse(value('ENTRYPOINT') || '[]') as string[], copies };
-}
 
 describePeer(
   'container image (final stage, without a container engine)',
@@ -64,9 +42,8 @@ describePeer(
 
     /** Runs the image's entrypoint with these arguments, as the image's user. */
     function image(args: string[], opts: { timeoutMs?: number } = {}): Promise<{ code: number | null; out: string }> {
-      const [cmd, ...entry] = stage.entrypoint;
-      expect(cmd).toBe('node');
-      const child = spawn(node, [...entry.map((a) => path.join(rootfs, a)), ...args], { cwd: app, uid, gid, env: { PATH: '/usr/local/bin:/usr/bin:/bin', NODE_ENV: 'production', HOME: '/nonexistent' } });
+      expect(stage.entrypoint[0]).toBe('node');
+      const child = spawn(node, [...imageNodeFlags(stage), path.join(rootfs, imageScript(stage)), ...args], { cwd: app, uid, gid, env: { PATH: '/usr/local/bin:/usr/bin:/bin', NODE_ENV: 'production', HOME: '/nonexistent' } });
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -128,7 +105,7 @@ describePeer(
         expect(r.code, `${command} --help: ${r.out}`).toBe(0);
         expect(r.out).toMatch(new RegExp(`usage: (echo -n PASSWORD \\| )?mailfleet ${command}`));
       }
-      const hashed = spawn(node, [path.join(rootfs, stage.entrypoint[1]!), 'hash-password', '--user', 'app'], { cwd: app, uid, gid });
+      const hashed = spawn(node, [...imageNodeFlags(stage), path.join(rootfs, imageScript(stage)), 'hash-password', '--user', 'app'], { cwd: app, uid, gid });
       hashed.stdin.end('secret');
       const hash = await new Promise<string>((resolve) => {
         let out = '';
