@@ -21,6 +21,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { findBinary } from '../test/peers/availability.js';
 import { freePort, waitForPort } from '../test/peers/ports.js';
 import { startPostfix } from '../test/peers/postfix.js';
+import { imageNodeFlags } from '../test/support/dockerfile.js';
 import { startBenchRelay } from './relay-process.js';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
 import { SmtpTalk } from '../test/support/smtp-talk.js';
@@ -29,7 +30,7 @@ const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 2000);
 const BYTES = 2000;
 const SESSIONS = 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const WARMUP = Number(process.env.BENCH_WARMUP ?? 3);
+const WARMUP = Math.max(1, Number(process.env.BENCH_WARMUP ?? 3));
 const ROOT = path.resolve(import.meta.dirname, '../..');
 /** The Node the relay runs on: this one, or BENCH_NODE. */
 const RELAY_NODE = process.env.BENCH_NODE ?? process.execPath;
@@ -70,7 +71,7 @@ async function intakeOnly(port: number, reuse: boolean): Promise<number> {
 
 async function startSmtpServerAlone(): Promise<{ port: number; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child = spawn(RELAY_NODE, [path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit' });
+  const child = spawn(RELAY_NODE, [...imageNodeFlags(), path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit' });
   await waitForPort(port, { what: 'smtp-server alone' });
   return {
     port,
@@ -138,9 +139,10 @@ async function main(): Promise<void> {
         results[keyOf(s)] = [];
       }
       // Rounds, each running every scenario once: a slow spell of this shared machine then
-      // touches all of them, not just one.
+      // touches all of them, not just one. Every other round goes in reverse, so no server
+      // always follows the same one (and inherits its leftover disk work).
       for (let i = 0; i < RUNS; i++) {
-        for (const s of group) {
+        for (const s of i % 2 ? [...group].reverse() : group) {
           const rate = await measure(s);
           results[keyOf(s)]!.push(rate);
           console.error(`${keyOf(s)}: run ${i + 1}: ${rate.toFixed(0)} msg/s`);
@@ -152,7 +154,7 @@ async function main(): Promise<void> {
     const m = (k: string) => median(results[k]!);
     const report = {
       date: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, relayNode: execFileSync(RELAY_NODE, ['--version'], { encoding: 'utf8' }).trim() },
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, relayNode: execFileSync(RELAY_NODE, ['--version'], { encoding: 'utf8' }).trim(), relayNodeFlags: imageNodeFlags() },
       load: { messages: MESSAGES, bytes: BYTES, sessions: SESSIONS, warmupRuns: WARMUP, runs: RUNS, statistic: `median of ${RUNS} runs, taken in rounds, after ${WARMUP} warm-up runs` },
       msgPerSecond: {
         loopback: m('loopback'),

@@ -34,10 +34,16 @@ export function headerFacts(header: Buffer): HeaderFacts {
   const text = header.toString('utf8');
   const facts: HeaderFacts = { length: header.length, from: [], hasDate: false };
   let pos = 0;
+  // The next colon at or after pos, found again only once pos has passed it: searching from
+  // every line would rescan a header of lines without one over and over (quadratic).
+  let colon = -1;
   while (pos < text.length) {
     let end = text.indexOf('\n', pos);
     if (end < 0) end = text.length;
-    const colon = text.indexOf(':', pos);
+    if (colon < pos) {
+      colon = text.indexOf(':', pos);
+      if (colon < 0) colon = text.length;
+    }
     const name = colon > pos && colon < end ? text.slice(pos, colon).trim().toLowerCase() : '';
     // The value runs on over folded lines (those that start with a space or a tab).
     let next = end + 1;

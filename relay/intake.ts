@@ -396,9 +396,10 @@ export class SmtpListener {
       const failWith = (err: unknown) => {
         if (failed) return;
         failed = true;
-        // Read the rest so the session can go on to the reply.
+        // Read the rest so the session can go on to the reply; answer once no write is under
+        // way (the caller then removes what was written).
         stream.resume();
-        reject(err);
+        void (writing ?? Promise.resolve()).catch(() => undefined).then(() => reject(err));
       };
       stream.on('data', (chunk: Buffer) => {
         if (failed) return;
@@ -406,11 +407,12 @@ export class SmtpListener {
           const pending = writing ? writing.then(() => take(chunk)) : take(chunk);
           if (!pending) return;
           stream.pause();
-          writing = pending.then(() => {
-            writing = undefined;
-            stream.resume();
+          const current: Promise<void> = pending.then(() => {
+            if (writing === current) writing = undefined;
+            if (!failed) stream.resume();
           });
-          writing.catch(failWith);
+          writing = current;
+          current.catch(failWith);
         } catch (err) {
           failWith(err);
         }

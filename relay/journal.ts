@@ -260,7 +260,7 @@ export class Journal {
         // Tried again with the next flush (a lost mark only repeats a delivery after a crash).
         closeQuietly(segment.doneFd);
         segment.doneFd = undefined;
-        segment.pendingDone.unshift(...marks);
+        segment.pendingDone = marks.concat(segment.pendingDone);
       }
     }
   }

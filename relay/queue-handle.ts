@@ -184,7 +184,7 @@ export class WorkerQueue implements QueueHandle {
       else if (m.type === 'journalDone') for (const [location, id] of m.marks) onJournalDone(location, id);
       else this.started?.reject(new Error(m.message));
     });
-    const died = (reason: string) => {
+    const died = (this.died = (reason: string) => {
       if (this.dead) return;
       this.dead = reason;
       this.started?.reject(new Error(reason));
@@ -198,7 +198,7 @@ export class WorkerQueue implements QueueHandle {
       process.exitCode = 1;
       process.emitWarning(`queue worker stopped: ${reason}`);
       process.kill(process.pid, 'SIGTERM');
-    };
+    });
     this.worker.on('error', (err) => died(err.stack ?? err.message));
     this.worker.on('exit', (code) => {
       if (!this.stopping) died(`exited with code ${code}`);
@@ -207,6 +207,8 @@ export class WorkerQueue implements QueueHandle {
 
   /** Why the worker is gone, if it is. */
   dead: string | undefined;
+  /** Gives the worker up: not ready, drain, exit non-zero (the restart recovers the spool). */
+  private readonly died: (reason: string) => void;
   private stopping = false;
   private running = false;
 
@@ -239,7 +241,14 @@ export class WorkerQueue implements QueueHandle {
     const bodies = this.bodies;
     this.outbox = [];
     this.bodies = [];
-    if (entries.length) this.worker.postMessage({ type: 'enqueue', entries } satisfies ToWorker, bodies);
+    if (!entries.length) return;
+    try {
+      this.worker.postMessage({ type: 'enqueue', entries } satisfies ToWorker, bodies);
+    } catch (err) {
+      // Runs from setImmediate: a throw here would end the process without a drain. The mail
+      // is on disk either way; the restart delivers it.
+      this.died(`could not hand accepted mail to the queue worker: ${(err as Error).message}`);
+    }
   }
 
   reconfigure(config: RelayConfig): void {

@@ -229,6 +229,24 @@ describe('spool', () => {
       expect(fs.existsSync(path.join(dir, 'j', x.location!.segment))).toBe(false);
     });
 
+    it('a done mark that cannot be written is kept and written with the next flush', async () => {
+      const spool = track(new Spool(dir));
+      await spool.open();
+      const a = await spool.append(env(), Buffer.from('a'));
+      const b = await spool.append(env(), Buffer.from('b'));
+      const journal = (spool as unknown as { journal: { settle(): Promise<void> } }).journal;
+      // The .done file cannot be opened (a directory in its place: EISDIR, as ENOSPC or EMFILE would).
+      const done = path.join(dir, 'j', a.location!.segment.replace('.log', '.done'));
+      fs.mkdirSync(done);
+      spool.journalDone(a.location!, a.envelope.id);
+      await journal.settle();
+      fs.rmdirSync(done);
+      spool.journalDone(b.location!, b.envelope.id);
+      await journal.settle();
+      expect(fs.readFileSync(done, 'utf8').split('\n').filter(Boolean).sort()).toEqual([a.envelope.id, b.envelope.id].sort());
+      expect((await track(new Spool(dir)).scan()).entries).toEqual([]);
+    });
+
     it('a mark line cut short by a crash does not swallow the next mark', async () => {
       const spool = track(new Spool(dir));
       await spool.open();

@@ -132,11 +132,21 @@ export class SpoolWriter {
     private readonly tmpPath: string,
   ) {}
 
+  /** A write to the file under way (abort waits for it, or the file it opens would stay). */
+  private flushing: Promise<void> | undefined;
+
   /** Takes a chunk; returns a promise only when the body outgrew the journal and went to its file. */
   write(chunk: Buffer): Promise<void> | undefined {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    return this.pendingBytes >= JOURNAL_MAX ? this.flush() : undefined;
+    if (this.pendingBytes < JOURNAL_MAX) return undefined;
+    const flush = (this.flushing ?? Promise.resolve()).then(() => this.flush());
+    this.flushing = flush;
+    void flush.then(
+      () => this.flushing === flush && (this.flushing = undefined),
+      () => this.flushing === flush && (this.flushing = undefined),
+    );
+    return flush;
   }
 
   private async flush(): Promise<void> {
@@ -188,6 +198,7 @@ export class SpoolWriter {
   /** Drops a message that will not be acknowledged. */
   async abort(): Promise<void> {
     this.pending = [];
+    await this.flushing?.catch(() => undefined);
     if (!this.handle) return;
     if (!this.closed) {
       this.closed = true;

@@ -1,5 +1,8 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SmtpTalk } from './support/smtp-talk.js';
+import { SmtpTalk, submit } from './support/smtp-talk.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 
 const MESSAGE = 'From: app@example.test\r\nTo: b@dest.test\r\nSubject: hello\r\n\r\nbody line\r\n';
@@ -206,6 +209,34 @@ describe('intake: a large message', () => {
     expect(text.endsWith(header + body)).toBe(true);
     // The client's header had no Message-ID or Date: both were added ahead of it.
     expect(text.slice(0, text.length - header.length - body.length)).toMatch(/^Received: [^]*Message-ID: <[^>]+>\r\nDate: [^\r]+\r\n$/);
+  });
+});
+
+describe('intake: a client that goes away in the middle of DATA', () => {
+  let relay: TestRelay;
+  beforeAll(async () => {
+    relay = await startTestRelay();
+  });
+  afterAll(() => relay.stop());
+
+  it('leaves no partial file behind (past the journal size, the body was going to a file) and queues nothing', async () => {
+    const socket = net.connect(relay.ports.open!, '127.0.0.1');
+    let replies = '';
+    socket.on('data', (d: Buffer) => (replies += d.toString()));
+    socket.on('error', () => undefined);
+    const until = (re: RegExp) => waitFor(() => re.test(replies), re.source);
+    await until(/^220 /m);
+    socket.write('EHLO client.test\r\nMAIL FROM:<app@example.test>\r\nRCPT TO:<b@dest.test>\r\nDATA\r\n');
+    await until(/^354 /m);
+    socket.write(`From: app@example.test\r\n\r\n${'y'.repeat(78)}\r\n`.repeat(6000));
+    await new Promise((r) => setTimeout(r, 100));
+    socket.destroy();
+    const tmp = path.join(relay.dir, 'spool', 'tmp');
+    await waitFor(() => fs.readdirSync(tmp).length === 0, 'the partial file removed');
+    expect(replies).not.toMatch(/^250 2\.0\.0/m);
+    expect(await relay.spooled()).toEqual([]);
+    // And the relay goes on taking mail.
+    expect(await submit(relay.ports.open!, 'app@example.test', ['b@dest.test'], MESSAGE)).toMatch(/^250 /);
   });
 });
 
