@@ -198,6 +198,25 @@ describePeer('outbound TLS policy', ['openssl', '/usr/sbin/dnsmasq'], () => {
   });
 
   // As a process, so the assertion reads the JSON log lines a user reads in `kubectl logs`.
+  it('trusts delivery.tlsPolicy.caFile for the smarthost too (a relay host with a private CA)', async () => {
+    const hostCert = await ca.issue('127.0.0.1');
+    sink = await startScriptedSink({ hostname: 'smarthost.test', starttls: hostCert });
+    const route = { type: 'smarthost' as const, host: '127.0.0.1', port: sink.port, tls: 'starttls' as const };
+    // Without the CA the certificate does not verify: deferred, nothing sent.
+    relay = await startTestRelay({ delivery: { route }, retry: { minBackoff: '1h', maxBackoff: '1h' } });
+    expect(await submit(relay.ports.open!, 'app@sender.test', ['someone@example.test'], MSG)).toMatch(/^250/);
+    await waitFor(async () => (await lastReplies(relay!)).length === 1, 'the deferral in the spool');
+    expect((await lastReplies(relay))[0]!.lastReply).toMatch(/certificate/i);
+    expect(sink.messages).toHaveLength(0);
+    await relay.stop();
+    // With it, delivered over verified TLS.
+    relay = await startTestRelay({ delivery: { route, tlsPolicy: { caFile: ca.certFile } } });
+    expect(await submit(relay.ports.open!, 'app@sender.test', ['someone@example.test'], MSG)).toMatch(/^250/);
+    await sink.waitForMessages(1);
+    // The route requires STARTTLS and verifies the certificate: delivered means over verified TLS.
+    expect(sink.messages[0]!.envelope).toEqual({ from: 'app@sender.test', to: ['someone@example.test'] });
+  });
+
   it('delivers in MTA-STS testing mode despite an untrusted certificate, and logs what enforce would have refused', async () => {
     policy = policyText('testing');
     sink = await startScriptedSink({ hostname: 'mx.example.test', starttls: untrusted });

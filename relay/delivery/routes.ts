@@ -54,7 +54,7 @@ export interface RouteContext {
   responseTimeoutMs: number;
   /** Providers for MX rollup (built-ins merged with config). */
   providers: Provider[];
-  /** Outbound TLS policy of the mx route (require lists, MTA-STS, extra CAs). */
+  /** Outbound TLS policy: require lists and MTA-STS (mx route), extra CAs (mx and smarthost routes). */
   tlsPolicy: RelayConfig['delivery']['tlsPolicy'];
   /** Where the mx route logs MTA-STS warnings (testing-mode violations, failed policy fetches). */
   log: Logger;
@@ -118,10 +118,13 @@ type SmarthostConfig = Extract<RouteConfig, { type: 'smarthost' }>;
 class SmarthostRoute implements Route {
   readonly name = 'smarthost';
   private credentials?: { user: string; pass: string };
+  /** CAs trusted for the smarthost's certificate; undefined: Node's default store. */
+  private readonly ca?: string[];
   constructor(
     private readonly config: SmarthostConfig,
     private readonly ctx: RouteContext,
   ) {
+    this.ca = trustedCas(ctx.tlsPolicy);
     if (config.credentialsFile) this.credentials = readCredentials(config.credentialsFile);
     else if (config.usernameFile && config.passwordFile) this.credentials = { user: readSecretFile(config.usernameFile), pass: readSecretFile(config.passwordFile) };
   }
@@ -140,11 +143,23 @@ class SmarthostRoute implements Route {
       heloName: this.ctx.heloName,
       tls: c.tls === 'implicit' ? 'implicit' : c.tls === 'starttls' ? 'require' : 'none',
       verifyCertificate: c.verifyCertificate,
+      ca: this.ca,
       auth: this.credentials,
       connectTimeoutMs: this.ctx.connectTimeoutMs,
       responseTimeoutMs: this.ctx.responseTimeoutMs,
     });
     return new SmtpSession(client);
+  }
+}
+
+/** Node's roots plus delivery.tlsPolicy.caFile (a private CA); undefined without one: Node's default store. */
+function trustedCas(tlsPolicy: RouteContext['tlsPolicy']): string[] | undefined {
+  if (!tlsPolicy.caFile) return undefined;
+  try {
+    // A `ca` option replaces Node's bundled roots: add them back so public hosts still verify.
+    return [...tls.rootCertificates, fs.readFileSync(tlsPolicy.caFile, 'utf8')];
+  } catch (err) {
+    throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile: ${(err as Error).message}`, 'mount the CA bundle, or fix delivery.tlsPolicy.caFile');
   }
 }
 
@@ -176,15 +191,7 @@ class MxRoute implements Route {
   ) {
     this.resolver = new MxResolver(config.dnsServers);
     this.log = ctx.log;
-    const caFile = ctx.tlsPolicy.caFile;
-    if (caFile) {
-      try {
-        // A `ca` option replaces Node's bundled roots: add them back so public MX hosts still verify.
-        this.ca = [...tls.rootCertificates, fs.readFileSync(caFile, 'utf8')];
-      } catch (err) {
-        throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile: ${(err as Error).message}`, 'mount the CA bundle, or fix delivery.tlsPolicy.caFile');
-      }
-    }
+    this.ca = trustedCas(ctx.tlsPolicy);
     if (ctx.tlsPolicy.mtaSts === 'on') this.mtaSts = new MtaStsCache({ dns: this.resolver, port: ctx.tlsPolicy.mtaStsPort, ca: this.ca, log: this.log });
   }
   destinationOf(recipient: string): string {

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { isIP } from 'node:net';
 import { binary } from './availability.js';
 import { forgetOnProcessExit, onProcessExit, run } from './proc.js';
 
@@ -44,7 +45,7 @@ export interface TestCa {
   cert: string;
   /** The CA certificate as a file (for `delivery.tlsPolicy.caFile`). */
   certFile: string;
-  /** A key and a certificate for `hostname` (subjectAltName DNS only), signed by this CA. */
+  /** A key and a certificate for `hostname` (subjectAltName DNS, or IP for an address), signed by this CA. */
   issue(hostname: string): Promise<{ key: string; cert: string }>;
   cleanup(): void;
 }
@@ -76,7 +77,7 @@ export async function testCa(name = 'mailfleet test CA'): Promise<TestCa> {
     certFile: `${dir}/ca.pem`,
     async issue(hostname) {
       const base = `${dir}/leaf${++serial}`;
-      writeFileSync(`${base}.ext`, `subjectAltName=DNS:${hostname}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+      writeFileSync(`${base}.ext`, `subjectAltName=${isIP(hostname) ? 'IP' : 'DNS'}:${hostname}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
       await openssl(['req', '-new', ...newKey, '-subj', `/CN=${hostname}`, '-keyout', `${base}.key`, '-out', `${base}.csr`]);
       await openssl([
         'x509', '-req', '-in', `${base}.csr`, '-CA', `${dir}/ca.pem`, '-CAkey', `${dir}/ca.key`,
