@@ -82,7 +82,8 @@ describe('spool', () => {
     // Large enough for a file of its own (smaller bodies wait in memory for the journal).
     await writer.write(Buffer.alloc(300 * 1024, 'p'));
     expect(writer.smallBody()).toBeUndefined();
-    // the process dies here: no commit
+    // The process dies here: no commit, and its descriptor goes with it.
+    await (writer as unknown as { handle: { close(): Promise<void> } }).handle.close();
     fs.writeFileSync(path.join(dir, 'q', 'BROKEN1'), 'not a spool file at all, no trailer');
     const kept = await spool.store(envelope(), Buffer.from('x'));
 
