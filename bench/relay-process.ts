@@ -1,6 +1,6 @@
 /**
  * A relay process for the benchmarks: loopback listener without AUTH, durable spool in a temp
- * directory, smarthost route to the given sink, warnings only in the log.
+ * directory, smarthost route to the given sink, its log (default level) in a file there.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -28,11 +28,12 @@ export async function startBenchRelay(sinkPort: number, node = process.execPath)
     listeners: [{ name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }],
     delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sinkPort, tls: 'none' } },
     http: { address: '127.0.0.1', port: await freePort() },
-    log: { level: 'warn' },
+    // Its default level, one line per event, into a file: as Postfix logs to its maillog.
+    log: { level: 'info' },
   };
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
   // With the image's Node flags: what is measured is what ships.
-  const child = spawn(node, [...imageNodeFlags(), path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: 'inherit' });
+  const child = spawn(node, [...imageNodeFlags(), path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: ['ignore', fs.openSync(path.join(dir, 'relay.log'), 'a'), 'inherit'] });
   await waitForPort(port, { what: 'mailfleet relay' });
   return {
     port,

@@ -1,7 +1,7 @@
 /** The queue's worker thread: an InlineQueue driven by messages from relay/queue-handle.ts. */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RelayConfig } from './config.js';
-import { createLogger } from './log.js';
+import { createLogger, flushLogs } from './log.js';
 import type { JournalLocation } from './journal.js';
 import { InlineQueue, type FromWorker, type ToWorker } from './queue-handle.js';
 import { Spool } from './spool.js';
@@ -50,6 +50,8 @@ port.on('message', (m: ToWorker) => {
       // Every mark goes before the answer: the main thread then reads a spool that is up to date.
       void queue.stop(m.deadlineMs).then((left) => {
         sendMarks();
+        // The main thread terminates this thread on the answer: write the buffered log lines first.
+        flushLogs();
         send({ type: 'reply', id: m.id, value: left });
       });
       break;

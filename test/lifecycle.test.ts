@@ -132,6 +132,9 @@ describe('relay process', () => {
     relay.child.kill('SIGTERM');
     expect(await relay.exited).toBe(0);
     expect(relay.output()).toMatch(/stopped; 0 message\(s\) stay in the spool/);
+    // Log lines are written in batches: at the exit every one is out, the queue worker's too.
+    expect(relay.output().match(/"event":"received"/g)).toHaveLength(N);
+    expect(relay.output().match(/"event":"delivered"/g)).toHaveLength(N);
 
     relay = start(['relay', '--config', file]);
     await relay.waitForLog(/"event":"recovered","messages":0/);
@@ -139,6 +142,21 @@ describe('relay process', () => {
     expect(fs.readdirSync(journal)).toEqual([]);
     await new Promise((r) => setTimeout(r, 500));
     expect(sink.messages).toHaveLength(N);
+  });
+
+  it("writes every log line before it exits, the queue worker's last ones too", async () => {
+    const dir = tempDir();
+    const sink = await startSink();
+    const port = await freePort();
+    const relay = start(['relay', '--config', writeConfig(dir, port, sink.port)]);
+    await relay.waitForLog(/"event":"listening"/);
+    const reply = await submit(port, 'app@example.test', ['r@dest.test'], 'Subject: last words\r\n\r\nbody\r\n');
+    const queueId = /queued as (\S+)/.exec(reply)![1]!;
+    await sink.waitForMessages(1);
+    // At once: the worker's 'delivered' line is still in its buffer, if anywhere.
+    relay.child.kill('SIGTERM');
+    expect(await relay.exited).toBe(0);
+    expect(relay.output()).toMatch(new RegExp(`"event":"delivered","queueId":"${queueId}"`));
   });
 
   it('drains on SIGTERM: finishes the open transaction, refuses new sessions, exits 0 with the spool intact', async () => {
