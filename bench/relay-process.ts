@@ -13,13 +13,14 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 
 export interface BenchRelay {
   port: number;
+  pid: number;
   /** The process's peak resident set so far (VmHWM). */
   peakRssBytes: () => number;
   stop: () => Promise<void>;
 }
 
-/** `node`: the Node binary to run it on (default: this one). */
-export async function startBenchRelay(sinkPort: number, node = process.execPath): Promise<BenchRelay> {
+/** `node`: the Node binary to run it on (default: this one); `logLevel`: default info, the relay's own default. */
+export async function startBenchRelay(sinkPort: number, node = process.execPath, logLevel = 'info'): Promise<BenchRelay> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bench-'));
   const port = await freePort();
   const config = {
@@ -29,14 +30,17 @@ export async function startBenchRelay(sinkPort: number, node = process.execPath)
     delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sinkPort, tls: 'none' } },
     http: { address: '127.0.0.1', port: await freePort() },
     // Its default level, one line per event, into a file: as Postfix logs to its maillog.
-    log: { level: 'info' },
+    log: { level: logLevel },
   };
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
+  const logFd = fs.openSync(path.join(dir, 'relay.log'), 'a');
   // With the image's Node flags: what is measured is what ships.
-  const child = spawn(node, [...imageNodeFlags(), path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: ['ignore', fs.openSync(path.join(dir, 'relay.log'), 'a'), 'inherit'] });
+  const child = spawn(node, [...imageNodeFlags(), path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: ['ignore', logFd, 'inherit'] });
+  fs.closeSync(logFd); // the child has its own copy
   await waitForPort(port, { what: 'mailfleet relay' });
   return {
     port,
+    pid: child.pid!,
     peakRssBytes: () => Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]) * 1024,
     stop: async () => {
       child.kill('SIGTERM');

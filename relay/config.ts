@@ -104,7 +104,7 @@ const smarthostRoute = z.object({
   host: hostname.describe('Upstream host, e.g. email-smtp.eu-west-1.amazonaws.com, smtp.sendgrid.net, smtp.office365.com.'),
   port: port.default(587).describe('Upstream port: 587 (STARTTLS) or 465 (implicit TLS).'),
   tls: z.enum(['starttls', 'implicit', 'none']).default('starttls').describe('`starttls` requires STARTTLS (587), `implicit` is port 465, `none` only for local test peers.'),
-  verifyCertificate: z.boolean().default(true).describe('Verify the upstream certificate against the system CAs. Only local test peers turn this off.'),
+  verifyCertificate: z.boolean().default(true).describe("Verify the upstream certificate against Node's CA list plus delivery.tlsPolicy.caFile. Only local test peers turn this off."),
   credentialsFile: z.string().optional().describe('A file with `username:password` on its first line (from a Secret).'),
   usernameFile: z.string().optional().describe('Instead of credentialsFile: a file holding the user name (a Secret key `username`)...'),
   passwordFile: z.string().optional().describe('...and one holding the password (a Secret key `password`), as the operator mounts them.'),
@@ -182,7 +182,7 @@ export const configSchema = z
         responseTimeout: duration.default(300).describe('Longest wait for a reply (after DATA Postfix waits 600 s).'),
         egressAddresses: z.array(cidr).default([]).describe('Public addresses mail leaves from (after NAT), for the SPF records `mailfleet records` recommends with the mx route.'),
         providers: z.array(providerSchema).default([]).describe('Traffic shaping per destination provider, merged over the built-in defaults for gmail, microsoft, yahoo and apple (docs/providers.md). Applies to the mx route.'),
-        tlsPolicy: tlsPolicySchema.prefault({}).describe('Outbound TLS policy for the mx route: opportunistic STARTTLS unless a rule here or MTA-STS asks for more.'),
+        tlsPolicy: tlsPolicySchema.prefault({}).describe('Outbound TLS policy for the mx route: opportunistic STARTTLS unless a rule here or MTA-STS asks for more. caFile applies to the smarthost route too.'),
       }),
     suppression: z
       .object({

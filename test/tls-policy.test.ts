@@ -197,7 +197,6 @@ describePeer('outbound TLS policy', ['openssl', '/usr/sbin/dnsmasq'], () => {
     await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
   });
 
-  // As a process, so the assertion reads the JSON log lines a user reads in `kubectl logs`.
   it('trusts delivery.tlsPolicy.caFile for the smarthost too (a relay host with a private CA)', async () => {
     const hostCert = await ca.issue('127.0.0.1');
     sink = await startScriptedSink({ hostname: 'smarthost.test', starttls: hostCert });
@@ -217,6 +216,7 @@ describePeer('outbound TLS policy', ['openssl', '/usr/sbin/dnsmasq'], () => {
     expect(sink.messages[0]!.envelope).toEqual({ from: 'app@sender.test', to: ['someone@example.test'] });
   });
 
+  // As a process, so the assertion reads the JSON log lines a user reads in `kubectl logs`.
   it('delivers in MTA-STS testing mode despite an untrusted certificate, and logs what enforce would have refused', async () => {
     policy = policyText('testing');
     sink = await startScriptedSink({ hostname: 'mx.example.test', starttls: untrusted });

@@ -29,7 +29,8 @@ export function spawnMailfleet(args: string[], opts: { cwd?: string; env?: NodeJ
   };
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  // 'close', not 'exit': the output read after this has everything the process wrote.
+  const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)));
   return {
     child,
     output: () => out,

@@ -1,0 +1,126 @@
+/**
+ * `npm run bench:cpu`: where the relay's CPU goes per message, thread by thread. The same load
+ * as `npm run bench` (smtp-source, 2,000 messages of 2,000 bytes, 20 sessions, a new connection
+ * per message; REUSE=1 for reused connections) into one relay relaying to smtp-sink, BENCH_RUNS
+ * times (12). For each run: messages per second, and CPU milliseconds per message of the main
+ * thread (intake, journal), the queue worker thread (delivery) and all other threads (V8's
+ * helpers, libuv's pool), from /proc/PID/task, plus how busy the whole machine was. Medians
+ * leave out the first two runs (the JIT warming up). CPU per message is steadier than
+ * throughput on a shared machine, so compare changes with it.
+ *
+ * BENCH_NODE runs the relay on another Node; BENCH_LOG_LEVEL sets its log level (info).
+ * Writes bench/results/relay-cpu.json.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runSmtpSource, startSmtpSink } from '../test/peers/smtp-sink.js';
+import { startBenchRelay } from './relay-process.js';
+
+const MESSAGES = 2000;
+const RUNS = Math.max(3, Number(process.env.BENCH_RUNS ?? 12));
+const REUSE = process.env.REUSE === '1';
+const NODE = process.env.BENCH_NODE ?? process.execPath;
+const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const TICK_MS = 1000 / 100; // USER_HZ
+
+/** CPU milliseconds so far per thread of a process (utime + stime). */
+function threadCpu(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(Number(tid), (Number(fields[11]) + Number(fields[12])) * TICK_MS);
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out;
+}
+
+/** Busy and total jiffies of the whole machine. */
+function machine(): { busy: number; total: number } {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  const idle = f[3]! + f[4]!;
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+interface Run {
+  msgPerSecond: number;
+  mainMs: number;
+  workerMs: number;
+  otherMs: number;
+  machineBusy: number;
+}
+
+async function main(): Promise<void> {
+  const sink = await startSmtpSink({ backlog: 1024 });
+  const relay = await startBenchRelay(sink.port, NODE, LOG_LEVEL);
+  const runs: Run[] = [];
+  try {
+    for (let i = 0; i < RUNS; i++) {
+      const before = sink.count();
+      const cpu0 = threadCpu(relay.pid);
+      const m0 = machine();
+      const started = performance.now();
+      const src = await runSmtpSource({ port: relay.port, sessions: 20, count: MESSAGES, bytes: 2000, reuse: REUSE, from: 'bench@example.test', to: 'sink@dest.test' });
+      if (src.code !== 0) throw new Error(`smtp-source failed (${src.code}): ${src.stderr}`);
+      await sink.waitForCount(before + MESSAGES, 300_000);
+      const seconds = (performance.now() - started) / 1000;
+      const cpu1 = threadCpu(relay.pid);
+      const m1 = machine();
+      const used = new Map([...cpu1].map(([tid, ms]) => [tid, ms - (cpu0.get(tid) ?? 0)]));
+      const main = used.get(relay.pid) ?? 0;
+      // The queue worker is the busiest thread after the main one.
+      const worker = Math.max(0, ...[...used].filter(([tid]) => tid !== relay.pid).map(([, ms]) => ms));
+      const all = [...used.values()].reduce((a, b) => a + b, 0);
+      const run: Run = {
+        msgPerSecond: MESSAGES / seconds,
+        mainMs: main / MESSAGES,
+        workerMs: worker / MESSAGES,
+        otherMs: (all - main - worker) / MESSAGES,
+        machineBusy: (m1.busy - m0.busy) / (m1.total - m0.total),
+      };
+      runs.push(run);
+      console.error(
+        `run ${i + 1}: ${run.msgPerSecond.toFixed(0)} msg/s; CPU ms per message: main ${run.mainMs.toFixed(3)}, worker ${run.workerMs.toFixed(3)}, other ${run.otherMs.toFixed(3)}; machine ${(run.machineBusy * 100).toFixed(0)}% busy`,
+      );
+    }
+    const steady = runs.slice(2);
+    const m = (k: keyof Run) => median(steady.map((r) => r[k]));
+    const report = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
+      relayNode: NODE === process.execPath ? process.version : NODE,
+      load: { messages: MESSAGES, bytes: 2000, sessions: 20, reuse: REUSE, runs: RUNS, logLevel: LOG_LEVEL, statistic: 'median of runs 3 and later' },
+      msgPerSecond: m('msgPerSecond'),
+      cpuMsPerMessage: { main: m('mainMs'), worker: m('workerMs'), other: m('otherMs'), total: m('mainMs') + m('workerMs') + m('otherMs') },
+      machineBusy: m('machineBusy'),
+      relayPeakRssBytes: relay.peakRssBytes(),
+      runs,
+    };
+    const file = path.join(ROOT, 'bench/results/relay-cpu.json');
+    fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    const c = report.cpuMsPerMessage;
+    console.log(`relay, ${REUSE ? 'reused connections' : 'a new connection per message'}, log level ${LOG_LEVEL} (median of runs 3-${RUNS})`);
+    console.log(`  ${report.msgPerSecond.toFixed(0)} msg/s; CPU ms per message: main ${c.main.toFixed(3)}, worker ${c.worker.toFixed(3)}, other ${c.other.toFixed(3)}, total ${c.total.toFixed(3)}`);
+    console.log(`  machine ${(report.machineBusy * 100).toFixed(0)}% busy; relay peak RSS ${(report.relayPeakRssBytes / 1024 / 1024).toFixed(0)} MiB`);
+    console.log(`written: ${path.relative(process.cwd(), file)}`);
+  } finally {
+    await relay.stop();
+    await sink.stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
