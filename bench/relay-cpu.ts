@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { runSmtpSource, startSmtpSink } from '../test/peers/smtp-sink.js';
 import { startBenchRelay } from './relay-process.js';
+import { median } from './stats.js';
 
 const MESSAGES = 2000;
 const RUNS = Math.max(3, Number(process.env.BENCH_RUNS ?? 12));
@@ -46,11 +47,6 @@ function machine(): { busy: number; total: number } {
   const idle = f[3]! + f[4]!;
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   return { busy: total - idle, total };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 interface Run {

@@ -23,6 +23,7 @@ import { freePort, waitForPort } from '../test/peers/ports.js';
 import { startPostfix } from '../test/peers/postfix.js';
 import { imageNodeFlags } from '../test/support/dockerfile.js';
 import { startBenchRelay } from './relay-process.js';
+import { median, percentile } from './stats.js';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
 import { SmtpTalk } from '../test/support/smtp-talk.js';
 
@@ -39,16 +40,6 @@ interface Scenario {
   name: string;
   port: number;
   reuse: boolean;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
 /** Messages per second from the first connection to the last message at the sink. */

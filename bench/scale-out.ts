@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
 import { startBenchRelay } from './relay-process.js';
+import { median } from './stats.js';
 
 const MESSAGES = 2000;
 const SESSIONS = 20;
@@ -28,7 +29,6 @@ async function once(sink: SmtpSink, ports: number[]): Promise<number> {
   return MESSAGES / ((performance.now() - started) / 1000);
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const sink = await startSmtpSink({ backlog: 1024 });

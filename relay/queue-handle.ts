@@ -225,15 +225,14 @@ export class WorkerQueue implements QueueHandle {
 
   enqueue(entry: SpoolEntry): void {
     if (!this.outbox.length) setImmediate(() => this.flushOutbox());
-    if (!entry.body) {
-      this.outbox.push(entry);
-      return;
+    if (entry.body) {
+      // A small Buffer is a view into an 8 KiB shared pool: copy just its bytes and move them,
+      // so the worker holds what the body cache counts, and nothing of other messages.
+      const body = new Uint8Array(entry.body);
+      this.bodies.push(body.buffer);
+      entry = { ...entry, body: body as Buffer };
     }
-    // A small Buffer is a view into an 8 KiB shared pool: copy just its bytes and move them,
-    // so the worker holds what the body cache counts, and nothing of other messages.
-    const body = new Uint8Array(entry.body);
-    this.outbox.push({ ...entry, body: body as Buffer });
-    this.bodies.push(body.buffer);
+    this.outbox.push(entry);
   }
 
   private flushOutbox(): void {

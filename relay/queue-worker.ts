@@ -1,16 +1,14 @@
 /** The queue's worker thread: an InlineQueue driven by messages from relay/queue-handle.ts. */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { RelayConfig } from './config.js';
-import pino from 'pino';
 import { createLogger } from './log.js';
 import type { JournalLocation } from './journal.js';
 import { InlineQueue, type FromWorker, type ToWorker } from './queue-handle.js';
 import { Spool } from './spool.js';
 
 const { config, logLevel } = workerData as { config: RelayConfig; logLevel: string };
-// Written synchronously, a line at a time: the main thread terminates this thread once it
-// answers stop, and an asynchronous write still waiting would be lost with it.
-const log = createLogger(logLevel, pino.destination({ dest: 1, sync: true }));
+// Synchronous: the main thread terminates this thread once it answers stop.
+const log = createLogger(logLevel, { sync: true });
 const port = parentPort!;
 const send = (m: FromWorker) => port.postMessage(m);
 // The main thread writes the journal, so it also marks its finished messages: tell it, a

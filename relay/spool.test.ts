@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { JournalLocation } from './journal.js';
 import { DirSyncer, Spool, newQueueId, type Envelope } from './spool.js';
 
 function envelope(over: Partial<Envelope> = {}): Omit<Envelope, 'id'> {
@@ -133,6 +134,8 @@ describe('spool', () => {
   describe('journal', () => {
     const env = (over: Partial<Envelope> = {}): Envelope => ({ ...envelope(), id: newQueueId(), ...over });
     const journalFiles = () => fs.readdirSync(path.join(dir, 'j')).sort();
+    /** The file of done marks beside the segment holding this message. */
+    const doneFile = (location: JournalLocation) => path.join(dir, 'j', location.segment.replace('.log', '.done'));
 
     it('makes concurrent appends durable together and finds them after a restart, bodies on disk', async () => {
       const spool = track(new Spool(dir));
@@ -215,7 +218,7 @@ describe('spool', () => {
       await track(new Spool(dir)).store({ ...y.envelope, attempts: 1 }, Buffer.from('y, deferred'));
       spool.journalDone(y.location!, y.envelope.id);
       await journal.settle();
-      fs.rmSync(path.join(dir, 'j', y.location!.segment.replace('.log', '.done')), { force: true });
+      fs.rmSync(doneFile(y.location!), { force: true });
       // The handoff at shutdown recovers with this same instance.
       const report = await spool.recover();
       await journal.settle();
@@ -237,7 +240,7 @@ describe('spool', () => {
       const b = await spool.append(env(), Buffer.from('b'));
       const journal = (spool as unknown as { journal: { settle(): Promise<void> } }).journal;
       // The .done file cannot be opened (a directory in its place: EISDIR, as ENOSPC or EMFILE would).
-      const done = path.join(dir, 'j', a.location!.segment.replace('.log', '.done'));
+      const done = doneFile(a.location!);
       fs.mkdirSync(done);
       spool.journalDone(a.location!, a.envelope.id);
       await journal.settle();
@@ -254,7 +257,7 @@ describe('spool', () => {
       const a = await spool.append(env(), Buffer.from('a'));
       const b = await spool.append(env(), Buffer.from('b'));
       await spool.close();
-      fs.writeFileSync(path.join(dir, 'j', a.location!.segment.replace('.log', '.done')), a.envelope.id.slice(0, 5));
+      fs.writeFileSync(doneFile(a.location!), a.envelope.id.slice(0, 5));
       const next = track(new Spool(dir));
       await next.open();
       const found = (await next.recover()).entries;
