@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { RE2JS } from 're2js';
 import { describe, expect, it } from 'vitest';
 import { CRD_DIRS, crdFiles, customResourceDefinitions } from './crds.js';
 import { mailRelaySpecSchema, senderDomainSpecSchema } from './v1alpha1.js';
@@ -17,6 +18,15 @@ function nonStructural(node: Node, at: string): string[] {
   if (node.items) problems.push(...nonStructural(node.items as Node, `${at}[]`));
   if (typeof node.additionalProperties === 'object') problems.push(...nonStructural(node.additionalProperties as Node, `${at}{}`));
   return problems;
+}
+
+/** Every `pattern` in a schema, with its path. */
+function patterns(node: Node, at: string): { at: string; pattern: string }[] {
+  const found = typeof node.pattern === 'string' ? [{ at, pattern: node.pattern }] : [];
+  for (const [k, v] of Object.entries((node.properties as Record<string, Node>) ?? {})) found.push(...patterns(v, `${at}.${k}`));
+  if (node.items) found.push(...patterns(node.items as Node, `${at}[]`));
+  if (typeof node.additionalProperties === 'object') found.push(...patterns(node.additionalProperties as Node, `${at}{}`));
+  return found;
 }
 
 describe('CustomResourceDefinitions', () => {
@@ -40,6 +50,29 @@ describe('CustomResourceDefinitions', () => {
     expect(relayVersion.subresources).toEqual({ status: {}, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' } });
     expect((relayVersion.additionalPrinterColumns as { name: string }[]).map((c) => c.name)).toEqual(['Ready', 'Replicas', 'Queue', 'Endpoint', 'Age']);
     expect(((domain!.spec as { versions: Node[] }).versions[0]!.additionalPrinterColumns as { name: string }[]).map((c) => c.name)).toEqual(['Domain', 'Selector', 'DNS', 'Ready', 'Age']);
+  });
+
+  // The API server compiles patterns with Go's regexp (RE2): no lookaround, no backreferences.
+  // A CRD with one it cannot compile is refused at install (helm install fails).
+  it('every pattern is one the API server compiles (RE2 syntax), and agrees with the zod schema on sample values', () => {
+    const refused: string[] = [];
+    for (const crd of customResourceDefinitions()) {
+      const schema = ((crd.spec as { versions: Node[] }).versions[0]!.schema as { openAPIV3Schema: Node }).openAPIV3Schema;
+      for (const { at, pattern } of patterns(schema, (crd.metadata as { name: string }).name)) {
+        try {
+          RE2JS.compile(pattern);
+        } catch (err) {
+          refused.push(`${at}: ${(err as Error).message}`);
+        }
+      }
+    }
+    expect(refused).toEqual([]);
+    // The sender domain's name: the case the lookahead used to cover, and the ordinary ones.
+    const domainPattern = RE2JS.compile(patterns(((customResourceDefinitions()[1]!.spec as { versions: Node[] }).versions[0]!.schema as { openAPIV3Schema: Node }).openAPIV3Schema, '').find((p) => p.at === '.spec.domain')!.pattern);
+    for (const [domain, ok] of [['example.com', true], ['mail.example.co.uk', true], ['x-1.example', true], ['-bad.example.com', false], ['bad-.example.com', false], ['example', false], ['Example.com', false], ['a..b', false]] as const) {
+      expect(domainPattern.matches(domain), domain).toBe(ok);
+      expect(senderDomainSpecSchema.safeParse({ domain }).success, `zod: ${domain}`).toBe(ok);
+    }
   });
 
   it('the zod schemas take what a user writes and refuse what the CRD refuses', () => {

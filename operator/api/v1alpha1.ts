@@ -17,7 +17,9 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 const DURATION = /^\d+(\.\d+)?(ms|s|m|h|d)$/;
 const duration = (what: string) => z.string().regex(DURATION, `${what}: a duration such as 90s, 5m, 12h or 30d`);
 const quantity = z.string().regex(/^\d+(\.\d+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$/, 'a Kubernetes quantity such as 512Mi or 2Gi');
-const dnsName = z.string().regex(/^(?!-)[a-z0-9-]+(\.[a-z0-9-]+)+$/, 'a lower-case domain name such as example.com');
+// RE2 syntax (no lookaround): the API server compiles CRD patterns with Go's regexp.
+const dnsLabel = '[a-z0-9]([a-z0-9-]*[a-z0-9])?';
+const dnsName = z.string().regex(new RegExp(`^${dnsLabel}(\\.${dnsLabel})+$`), 'a lower-case domain name such as example.com');
 const objectName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a Kubernetes object name').max(253);
 const resolver = z.string().regex(/^[0-9a-fA-F:.[\]]+$/, 'an IP address, or IP:port');
 /** Fields passed to Kubernetes as they are (resources, affinity...): validated by the API server. */
