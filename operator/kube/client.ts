@@ -28,11 +28,18 @@ export interface AnyObject {
 
 export type WatchEvent = { type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK'; object: AnyObject };
 
-/** An API error with its HTTP status (409 Conflict, 404 NotFound, 410 Gone...). */
+/**
+ * An API error with its HTTP status (409 Conflict, 404 NotFound, 410 Gone...). The message
+ * names the request (method and path) and then the API server's own words, so a log line or
+ * a condition says which object and which API failed, not only "the server could not find the
+ * requested resource".
+ */
 export class KubeError extends Error {
   constructor(
     readonly code: number,
     message: string,
+    /** The Status reason (NotFound, Conflict, Forbidden, Invalid...), when the server gave one. */
+    readonly reason?: string,
   ) {
     super(message);
   }
@@ -94,14 +101,30 @@ export class KubeClient {
       req.on('error', reject);
       req.end(payload);
     });
-    let json: T & { message?: string };
+    let json: T & { message?: string; reason?: string };
     try {
-      json = (text ? JSON.parse(text) : {}) as T & { message?: string };
+      json = (text ? JSON.parse(text) : {}) as T & { message?: string; reason?: string };
     } catch {
       throw new KubeError(status, `${method} ${path}: HTTP ${status}: ${text.slice(0, 200)}`);
     }
-    if (status < 200 || status >= 300) throw new KubeError(status, json.message ?? `${method} ${path}: HTTP ${status}`);
+    if (status < 200 || status >= 300) throw new KubeError(status, `${method} ${path}: ${status} ${json.message ?? `HTTP ${status}`}`, json.reason);
     return json;
+  }
+
+  /** A request the helpers below do not cover (discovery, a subresource), as JSON. */
+  raw<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return this.request<T>(method === 'GET' ? 'get' : method.toLowerCase(), method, path, body);
+  }
+
+  /** Whether the API server serves a group/version (discovery): false on 404, as for policy/v1 on v1.20. */
+  async serves(apiVersion: string): Promise<boolean> {
+    try {
+      await this.request('discovery', 'GET', apiVersion === 'v1' ? '/api/v1' : `/apis/${apiVersion}`);
+      return true;
+    } catch (err) {
+      if (err instanceof KubeError && err.code === 404) return false;
+      throw err;
+    }
   }
 
   /** The object, or undefined when it does not exist. */

@@ -8,6 +8,14 @@
  * before anyone else may take over (renewDeadline < leaseDuration): two replicas never act
  * together.
  */
+/**
+ * metav1.MicroTime as the API server parses it: RFC 3339 with exactly six fractional digits
+ * (Go's layout 2006-01-02T15:04:05.000000Z07:00). toISOString's three digits are refused (400).
+ */
+export function microTime(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
+
 export interface LeaseSpec {
   holderIdentity?: string | null;
   leaseDurationSeconds?: number;
@@ -93,7 +101,7 @@ export class LeaderElector {
   /** One attempt to acquire or renew; true when this replica holds the lease afterwards. */
   async tryAcquireOrRenew(): Promise<boolean> {
     const { namespace, name, identity } = this.options;
-    const now = new Date(this.now()).toISOString();
+    const now = microTime(this.now());
     const durationSeconds = Math.ceil(this.options.leaseDurationMs / 1000);
     const existing = await this.client.get(namespace, name);
     if (!existing) {

@@ -1,0 +1,155 @@
+/**
+ * What the real-cluster suites share: the cluster from the global setup, clients as the admin
+ * and as a ServiceAccount (a token the API server signs through TokenRequest, so RBAC judges
+ * every request), the real kubectl and helm, and the chart installed the way a user would.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import YAML from 'yaml';
+import { describe, inject, it } from 'vitest';
+import { KubeClient, KubeError, type AnyObject } from '../../operator/kube/client.js';
+import { layerBinaries, runHelm } from '../peers/helm.js';
+import { run, type RunResult } from '../peers/proc.js';
+import { kubeconfigYaml, type ClusterAccess } from './cluster.js';
+
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+
+/**
+ * `describe` for a suite on the real cluster: runs it when the global setup started one; in
+ * CI the global setup has already failed without one; elsewhere it skips, loudly.
+ */
+export function describeCluster(name: string, fn: (access: () => ClusterAccess) => void): void {
+  const provided = inject('cluster');
+  if (provided.access) {
+    const access = provided.access;
+    describe(name, () => fn(() => access));
+    return;
+  }
+  if (process.env.CI) {
+    describe(name, () => it('needs a real kube-apiserver', () => { throw new Error(provided.missing); }));
+    return;
+  }
+  process.stderr.write(`!!! SKIPPING ${name}: ${provided.missing}\n`);
+  describe.skip(name, () => fn(() => { throw new Error('no cluster'); }));
+}
+
+/** The server's minor version (20 for v1.20.2). */
+export function minorVersion(access: ClusterAccess): number {
+  return Number(/^v1\.(\d+)\./.exec(access.version)?.[1] ?? 0);
+}
+
+export function kubeConfigFor(access: ClusterAccess, token: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromString(kubeconfigYaml(access.server, access.caFile, token));
+  return kc;
+}
+
+export function adminClient(access: ClusterAccess): KubeClient {
+  return new KubeClient(kubeConfigFor(access, access.adminToken));
+}
+
+/** A kubeconfig file for a token (kubectl, helm, an operator process). */
+export function kubeconfigFile(access: ClusterAccess, token: string, name = 'admin'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-kubeconfig-'));
+  const file = path.join(dir, `${name}.kubeconfig`);
+  fs.writeFileSync(file, kubeconfigYaml(access.server, access.caFile, token, name), { mode: 0o600 });
+  return file;
+}
+
+/** A token for a ServiceAccount, signed by the API server (TokenRequest), as a pod would mount it. */
+export async function serviceAccountToken(access: ClusterAccess, namespace: string, name: string): Promise<string> {
+  const client = adminClient(access);
+  const path = `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`;
+  const result = await client.raw<{ status: { token: string } }>('POST', path, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 7200 } });
+  return result.status.token;
+}
+
+/** The real kubectl (from the layer package) as the admin; a non-zero exit is a result. */
+export function kubectl(access: ClusterAccess, args: string[], opts: { input?: string; token?: string } = {}): Promise<RunResult> {
+  return run(layerBinaries().kubectl, args, { input: opts.input, env: { ...process.env, KUBECONFIG: kubeconfigFile(access, opts.token ?? access.adminToken) }, timeoutMs: 120_000 });
+}
+
+/** Whether the API server serves a group/version (discovery), as a client learns it. */
+export function serves(access: ClusterAccess, apiVersion: string): Promise<boolean> {
+  return adminClient(access).serves(apiVersion);
+}
+
+export interface ChartInstall {
+  namespace: string;
+  objects: AnyObject[];
+  /** What the server here cannot take, and so was left out or cut down (for the run's report). */
+  notChecked: string[];
+  serviceAccount: string;
+  operatorDeployment: AnyObject;
+}
+
+/** Removes `x-kubernetes-validations` (CEL) from a schema; returns how many rules went. */
+function stripCel(node: unknown): number {
+  if (Array.isArray(node)) return node.reduce((n: number, v) => n + stripCel(v), 0);
+  if (!node || typeof node !== 'object') return 0;
+  const o = node as Record<string, unknown>;
+  let n = 0;
+  if (Array.isArray(o['x-kubernetes-validations'])) {
+    n += (o['x-kubernetes-validations'] as unknown[]).length;
+    delete o['x-kubernetes-validations'];
+  }
+  for (const v of Object.values(o)) n += stripCel(v);
+  return n;
+}
+
+/**
+ * `helm template` of the chart (with its CRDs), cut to what this server can take: CEL rules
+ * need v1.25 (they are stripped below it), and objects of API versions the server does not
+ * serve (policy/v1 on v1.20) are left out. Each cut is named in `notChecked`.
+ */
+export async function chartFor(access: ClusterAccess, release: string, namespace: string, set: string[] = []): Promise<ChartInstall> {
+  // The chart says kubeVersion >=1.27; helm template is told so, the server is what it is.
+  const rendered = await runHelm(['template', release, 'charts/mailfleet', '--namespace', namespace, '--include-crds', '--kube-version', '1.27.0', ...set.flatMap((s) => ['--set', s])]);
+  if (rendered.code !== 0) throw new Error(`helm template: ${rendered.stderr}`);
+  const objects = YAML.parseAllDocuments(rendered.stdout).map((d) => d.toJSON() as AnyObject).filter(Boolean);
+  const notChecked: string[] = [];
+  const kept: AnyObject[] = [];
+  for (const o of objects) {
+    if (!(await serves(access, o.apiVersion))) {
+      notChecked.push(`${o.kind} ${o.metadata.name}: ${o.apiVersion} is not served by ${access.version}`);
+      continue;
+    }
+    if (o.kind === 'CustomResourceDefinition' && minorVersion(access) < 25) {
+      const rules = stripCel(o);
+      if (rules) notChecked.push(`CRD ${o.metadata.name}: ${rules} CEL rule(s) (x-kubernetes-validations) stripped: ${access.version} has no CEL`);
+    }
+    kept.push(o);
+  }
+  const operatorDeployment = kept.find((o) => o.kind === 'Deployment')!;
+  const serviceAccount = kept.find((o) => o.kind === 'ServiceAccount')!.metadata.name;
+  return { namespace, objects: kept, notChecked, serviceAccount, operatorDeployment };
+}
+
+/** Applies manifests with the real kubectl; throws kubectl's own words on failure. */
+export async function kubectlApply(access: ClusterAccess, objects: AnyObject[], extra: string[] = []): Promise<RunResult> {
+  const input = objects.map((o) => JSON.stringify(o)).join('\n---\n');
+  const result = await kubectl(access, ['apply', '-f', '-', ...extra], { input: objects.map((o) => YAML.stringify(o)).join('---\n') || input });
+  if (result.code !== 0) throw new Error(`kubectl apply: ${result.stderr || result.stdout}`);
+  return result;
+}
+
+/** Creates a namespace (if missing) and waits for its "default" ServiceAccount (the controller manager's). */
+export async function ensureNamespace(access: ClusterAccess, name: string): Promise<void> {
+  const client = adminClient(access);
+  await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((err: unknown) => {
+    if (!(err instanceof KubeError && err.code === 409)) throw err;
+  });
+}
+
+/** Deletes a namespace and waits until the namespace controller has emptied and removed it. */
+export async function deleteNamespace(access: ClusterAccess, name: string, timeoutMs = 60_000): Promise<void> {
+  const client = adminClient(access);
+  await client.delete({ apiVersion: 'v1', kind: 'Namespace', name });
+  const deadline = Date.now() + timeoutMs;
+  while (await client.get({ apiVersion: 'v1', kind: 'Namespace', name })) {
+    if (Date.now() > deadline) throw new Error(`namespace ${name} still there after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
