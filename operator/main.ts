@@ -15,6 +15,7 @@ import { MailRelayController } from './controllers/mailrelay.js';
 import { SenderDomainController } from './controllers/senderdomain.js';
 import { KubeClient, type AnyObject } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
+import { ApiDiscovery } from './kube/discovery.js';
 import { LeaderElector } from './kube/leader.js';
 import { WorkQueue } from './kube/workqueue.js';
 import { OperatorMetrics, startOperatorHttp } from './metrics.js';
@@ -63,16 +64,29 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   const events = new KubeEvents(client, (err) => log.warn({ err }, 'could not record an Event'));
   const scopes: (string | undefined)[] = opts.namespaces.length ? opts.namespaces : [undefined];
 
-  // Optional CRDs decide whether ServiceMonitors and DNSEndpoints are made; checked now and then.
-  const optional = { serviceMonitors: false, dnsEndpoints: false };
-  const checkOptionalCrds = async () => {
-    const has = async (name: string) => !!(await client.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name }).catch(() => undefined));
-    optional.serviceMonitors = await has('servicemonitors.monitoring.coreos.com');
-    optional.dnsEndpoints = await has('dnsendpoints.externaldns.k8s.io');
+  // APIs that many clusters do not serve (policy/v1 before 1.21, the Prometheus Operator's and
+  // external-dns's groups): asked by discovery now, every 5 minutes, and when an apply finds one gone.
+  const discovery = new ApiDiscovery(
+    client,
+    (apiVersion, served) => {
+      log.info({ event: 'api_discovered', apiVersion, served }, served ? `the cluster serves ${apiVersion}` : `the cluster does not serve ${apiVersion}`);
+      // The first look happens before the informers start; later ones add or stop informers.
+      if (!discovered) return;
+      void syncInformers();
+      // Everything that renders objects of that API looks again.
+      if (!leading) return;
+      for (const o of relays()) relayQueue.add(keyOf(o));
+      for (const o of domains()) domainQueue.add(keyOf(o));
+    },
+    (err) => log.warn({ err: (err as Error).message }, 'discovery failed; keeping what it said before'),
+  );
+  let discovered = false;
+  let rediscovering = false;
+  const apiGone = () => {
+    if (rediscovering) return;
+    rediscovering = true;
+    void discovery.refresh().finally(() => (rediscovering = false));
   };
-  await checkOptionalCrds();
-  const crdTimer = setInterval(() => void checkOptionalCrds(), 5 * 60_000);
-  crdTimer.unref();
 
   const informers: Informer[] = [];
   const cached = <T>(kind: string) => () => informers.filter((i) => i.kind === kind).flatMap((i) => [...i.cache.values()]) as T[];
@@ -90,11 +104,25 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     now,
     relays,
     secret: lookup('Secret'),
-    dnsEndpoints: () => optional.dnsEndpoints,
+    dnsEndpoints: () => discovery.serves('externaldns.k8s.io/v1alpha1'),
     verify: (records, servers) => verifyRecords(records, { servers, timeoutMs: 5000 }),
     metrics,
   });
-  const mailRelayController = new MailRelayController({ client, events, log, now, senderDomains: domains, deployment: lookup('Deployment'), managedSecret: lookup('Secret'), serviceMonitors: () => optional.serviceMonitors, defaultImage: opts.defaultImage, missingRetryMs: opts.missingRetryMs ?? 15_000, metrics });
+  const mailRelayController = new MailRelayController({
+    client,
+    events,
+    log,
+    now,
+    senderDomains: domains,
+    deployment: lookup('Deployment'),
+    managedSecret: lookup('Secret'),
+    owned: (apiVersion, kind) => (informers.some((i) => i.kind === kind && i.apiVersion === apiVersion) ? lookup(kind) : undefined),
+    serves: (apiVersion) => discovery.serves(apiVersion),
+    apiGone,
+    defaultImage: opts.defaultImage,
+    missingRetryMs: opts.missingRetryMs ?? 15_000,
+    metrics,
+  });
 
   const queue = (controller: string, kind: string, reconcile: (o: AnyObject) => Promise<{ requeueAfterMs?: number } | void>) =>
     new WorkQueue(
@@ -160,8 +188,17 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
         if (relevant(o, []) !== relevant(previous, [])) enqueueNamespace(domainQueue, domains as never, key.split('/')[0]!);
       },
     },
-    // The operator's own Deployments and Secrets: a change (a pod ready, a key Secret edited) goes to the owner.
-    { apiVersion: 'apps/v1', kind: 'Deployment', labelSelector: MANAGED, onChange: (key, o, previous) => ownerChanged(relayQueue, key, ownerName(o ?? previous, 'MailRelay')) },
+    // The operator's own objects: a change (a pod ready, an object edited or deleted) goes to the owner.
+    ...(
+      [
+        ['apps/v1', 'Deployment'],
+        ['v1', 'ConfigMap'],
+        ['v1', 'Service'],
+        ['policy/v1', 'PodDisruptionBudget'],
+        ['monitoring.coreos.com/v1', 'ServiceMonitor'],
+      ] as const
+    ).map(([apiVersion, kind]) => ({ apiVersion, kind, labelSelector: MANAGED, onChange: (key: string, o: AnyObject | undefined, previous: AnyObject | undefined) => ownerChanged(relayQueue, key, ownerName(o ?? previous, 'MailRelay')) })),
+    { apiVersion: 'externaldns.k8s.io/v1alpha1', kind: 'DNSEndpoint', labelSelector: MANAGED, onChange: (key, o, previous) => ownerChanged(domainQueue, key, ownerName(o ?? previous, 'SenderDomain')) },
     // A deleted handoff Secret (owned by a MailRelay) is made again at once, not at the next resync.
     {
       apiVersion: 'v1',
@@ -175,23 +212,38 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     // Relay pods, for the autoscaler (it reads the cache every interval).
     { apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED, onChange: () => undefined },
   ];
-  for (const scope of scopes) {
-    for (const w of watchers) {
-      const informer: Informer = new Informer(client, {
-        apiVersion: w.apiVersion,
-        kind: w.kind,
-        namespace: scope,
-        ...(w.labelSelector ? { labelSelector: w.labelSelector } : {}),
-        resyncMs: opts.resyncMs,
-        onChange: (key, object, previous) => {
-          if (leading) w.onChange(key, object, previous);
-        },
-        onError: (err) => log.warn({ err: (err as Error).message, kind: w.kind, namespace: scope ?? '(all)' }, 'watch failed; watching again'),
-      });
-      informers.push(informer);
+  /** Informers for every watcher whose API is served, in every scope; those of APIs gone are stopped. */
+  const syncInformers = () => {
+    for (const i of [...informers]) {
+      if (discovery.serves(i.apiVersion)) continue;
+      i.stop();
+      informers.splice(informers.indexOf(i), 1);
     }
-  }
-  await Promise.all(informers.map((i) => i.start()));
+    const started: Promise<void>[] = [];
+    for (const scope of scopes) {
+      for (const w of watchers) {
+        if (!discovery.serves(w.apiVersion) || informers.some((i) => i.kind === w.kind && i.apiVersion === w.apiVersion && i.namespace === scope)) continue;
+        const informer: Informer = new Informer(client, {
+          apiVersion: w.apiVersion,
+          kind: w.kind,
+          namespace: scope,
+          ...(w.labelSelector ? { labelSelector: w.labelSelector } : {}),
+          resyncMs: opts.resyncMs,
+          onChange: (key, object, previous) => {
+            if (leading) w.onChange(key, object, previous);
+          },
+          onError: (err) => log.warn({ err: (err as Error).message, kind: w.kind, namespace: scope ?? '(all)' }, 'watch failed; watching again'),
+        });
+        informers.push(informer);
+        started.push(informer.start().catch((err: unknown) => log.warn({ err: (err as Error).message, kind: w.kind }, 'could not list; retrying')));
+      }
+    }
+    return Promise.all(started);
+  };
+  await discovery.refresh();
+  discovered = true;
+  discovery.start(5 * 60_000);
+  await syncInformers();
 
   const autoscaler = new FleetAutoscaler({
     client,
@@ -209,7 +261,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     autoscaler.start();
     metrics.leader.set(1);
     log.info({ event: 'leading', identity: opts.leaderElection.identity }, 'leading: reconciling');
-    for (const i of informers) for (const [key, object] of i.cache) watchers.find((w) => w.kind === i.kind)!.onChange(key, object, undefined);
+    for (const i of informers) for (const [key, object] of i.cache) watchers.find((w) => w.kind === i.kind && w.apiVersion === i.apiVersion)!.onChange(key, object, undefined);
   };
   let elector: LeaderElector | undefined;
   if (opts.leaderElection.enabled) {
@@ -254,7 +306,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     stop: async () => {
       stopping = true;
       autoscaler.stop();
-      clearInterval(crdTimer);
+      discovery.stop();
       clearInterval(depth);
       await Promise.all([domainQueue.stop(), relayQueue.stop()]);
       await elector?.stop();

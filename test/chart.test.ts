@@ -61,7 +61,6 @@ const NAMESPACED_GRANTS: Record<string, string[]> = {
   'monitoring.coreos.com/servicemonitors': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
   'externaldns.k8s.io/dnsendpoints': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
 };
-const CRD_GRANTS = { 'apiextensions.k8s.io/customresourcedefinitions': ['get', 'list', 'watch'] };
 const LEASE_GRANTS = { 'coordination.k8s.io/leases': ['get', 'create', 'update'] };
 
 /** Values a user might really set: every non-default branch of the templates. */
@@ -283,9 +282,7 @@ describeHelm('Helm chart charts/mailfleet (real helm, kubernetes-models validati
   it('renders the expected kinds with the default values, each valid against the Kubernetes schemas', async () => {
     const objs = await template(['--include-crds']);
     expect(objs.map(kindOf).sort()).toEqual([
-      'ClusterRole', // CRD reader
       'ClusterRole', // manager (all namespaces)
-      'ClusterRoleBinding',
       'ClusterRoleBinding',
       'CustomResourceDefinition',
       'CustomResourceDefinition',
@@ -391,9 +388,9 @@ describeHelm('Helm chart charts/mailfleet (real helm, kubernetes-models validati
     expectNoWildcards(objs);
     expectBindingsToServiceAccount(objs, FULLNAME);
     const clusterRoles = find(objs, 'ClusterRole');
-    expect(clusterRoles.map((r) => r.metadata.name).sort()).toEqual([`${FULLNAME}-${NS}-crd-reader`, `${FULLNAME}-${NS}-manager`]);
+    // Optional APIs are found by discovery, which needs no grant: no CustomResourceDefinition reader.
+    expect(clusterRoles.map((r) => r.metadata.name).sort()).toEqual([`${FULLNAME}-${NS}-manager`]);
     expect(sortedGrants(grants(one(objs, 'ClusterRole', `${FULLNAME}-${NS}-manager`).rules))).toEqual(sortedGrants(NAMESPACED_GRANTS));
-    expect(sortedGrants(grants(one(objs, 'ClusterRole', `${FULLNAME}-${NS}-crd-reader`).rules))).toEqual(CRD_GRANTS);
     expect(find(objs, 'ClusterRoleBinding').map((b) => b.roleRef.name).sort()).toEqual(clusterRoles.map((r) => r.metadata.name).sort());
     // Leader election: a Role in the release namespace, and leases nowhere else.
     const roles = find(objs, 'Role');
@@ -414,15 +411,13 @@ describeHelm('Helm chart charts/mailfleet (real helm, kubernetes-models validati
     expectAllValid(objs);
     expectNoWildcards(objs);
     expectBindingsToServiceAccount(objs, 'mail-operator');
-    expect(objs.map(kindOf).sort()).toEqual(['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceMonitor']);
+    expect(objs.map(kindOf).sort()).toEqual(['Deployment', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'ServiceAccount', 'ServiceMonitor']);
 
-    // RBAC: the namespaced rules in a and b only; the CRD reader stays a ClusterRole.
+    // RBAC: the namespaced rules in a and b only, and nothing cluster-wide.
     const roles = find(objs, 'Role');
     expect(roles.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort()).toEqual([`a/${FULLNAME}-manager`, `b/${FULLNAME}-manager`]);
     for (const r of roles) expect(sortedGrants(grants(r.rules)), r.metadata.namespace).toEqual(sortedGrants(NAMESPACED_GRANTS));
     expect(find(objs, 'RoleBinding').map((b) => `${b.metadata.namespace}/${b.roleRef.kind}/${b.roleRef.name}`).sort()).toEqual([`a/Role/${FULLNAME}-manager`, `b/Role/${FULLNAME}-manager`]);
-    expect(grants(one(objs, 'ClusterRole').rules)).toEqual(CRD_GRANTS);
-    expect(one(objs, 'ClusterRole').metadata.name).toBe(`${FULLNAME}-${NS}-crd-reader`);
 
     // The Deployment follows the values.
     const d = one(objs, 'Deployment');

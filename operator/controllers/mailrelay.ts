@@ -1,22 +1,30 @@
 /**
  * The MailRelay controller: renders the relay's objects (operator/render) from the spec, the
  * SenderDomains it selects and the Secrets it names, applies them by server-side apply, and
- * reports Ready / Progressing / Degraded from the Deployment. A reference that does not
- * resolve yet (a Secret, a SenderDomain's keys) makes it Degraded and applies nothing; it
- * looks again soon, so the relay converges when the Secret appears.
+ * reports Ready / Progressing / Degraded from the Deployment's availability (./rollout.ts). A
+ * reference that does not resolve yet (a Secret, a SenderDomain's keys) makes it Degraded and
+ * applies nothing; it looks again soon, so the relay converges when the Secret appears.
+ *
+ * One object that cannot be applied does not hold back the others: each failure is named in
+ * the Degraded condition (kind, name, request and the API server's words) and in an Event, and
+ * the reconcile is retried with backoff. An object whose API the cluster does not serve
+ * (./../kube/discovery.ts) is left out and reported the same way.
  *
  * Quiet when nothing changes: an object is applied only when what it renders to changed, or
- * when someone else changed it since the operator applied it (its generation or version moved).
+ * when the live object (from the operator's watch on its own objects) is gone or was changed
+ * by someone else since the operator applied it.
  */
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { mailRelaySpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
+import { partitionServed } from '../kube/discovery.js';
 import { matches } from '../kube/selector.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
 import { handoffSecretName, relayEndpoint, relayLabels, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
+import { relayRollout } from './rollout.js';
 import type { OperatorMetrics } from '../metrics.js';
 
 export interface MailRelayContext {
@@ -29,7 +37,15 @@ export interface MailRelayContext {
   deployment: (namespace: string, name: string) => AnyObject | undefined;
   /** A Secret the operator made (the DKIM keys), from its informer; others are asked for. */
   managedSecret: (namespace: string, name: string) => AnyObject | undefined;
-  serviceMonitors: () => boolean;
+  /**
+   * The operator's watch cache of its own objects of a kind, or undefined when it does not
+   * watch that kind (its API is not served): a deleted or edited object is applied again.
+   */
+  owned: (apiVersion: string, kind: string) => ((namespace: string, name: string) => AnyObject | undefined) | undefined;
+  /** Whether the cluster serves an API (discovery); objects of other APIs are left out and reported. */
+  serves: (apiVersion: string) => boolean;
+  /** An apply was answered 404 for its whole API: discovery should look again. */
+  apiGone?: () => void;
   defaultImage: string;
   /** While a reference is missing, look again this often (the Secrets users make are not watched). */
   missingRetryMs: number;
@@ -37,6 +53,23 @@ export interface MailRelayContext {
 }
 
 type Status = NonNullable<MailRelay['status']>;
+
+/**
+ * What says whether someone changed an object since the operator applied it: the generation
+ * for kinds whose status others write (the Deployment and disruption controllers), the
+ * resourceVersion for the rest.
+ */
+const liveVersion = (o: AnyObject) => (o.kind === 'Deployment' || o.kind === 'PodDisruptionBudget' ? `generation ${o.metadata.generation ?? ''}` : `version ${o.metadata.resourceVersion ?? ''}`);
+
+/** Where an API's absence has a known reason and remedy. */
+const NOT_SERVED_HINT: Record<string, string> = {
+  'policy/v1': 'Kubernetes 1.21 and later serve it; the relay pods run without a disruption budget',
+  'monitoring.coreos.com/v1': 'install the Prometheus Operator CRDs',
+};
+
+export function notServedMessage(objects: readonly { apiVersion: string; kind: string; metadata: { name: string } }[]): string {
+  return objects.map((o) => `${o.kind} ${o.metadata.name} not made: the cluster does not serve ${o.apiVersion}${NOT_SERVED_HINT[o.apiVersion] ? ` (${NOT_SERVED_HINT[o.apiVersion]})` : ''}`).join('; ');
+}
 
 export class MailRelayController {
   /** What was last applied per object: its rendered hash and the version the API returned. */
@@ -63,37 +96,53 @@ export class MailRelayController {
       if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) existing.add(name);
     }
 
-    const result = renderMailRelay(relay, { senderDomains, secretExists: (n) => existing.has(n), defaultImage: this.ctx.defaultImage, serviceMonitors: this.ctx.serviceMonitors() });
+    const result = renderMailRelay(relay, { senderDomains, secretExists: (n) => existing.has(n), defaultImage: this.ctx.defaultImage, serviceMonitors: this.ctx.serves('monitoring.coreos.com/v1') });
     if (!result.ok) {
       await this.degraded(relay, result.reason, result.message, now);
       return result.reason === 'Missing' ? { requeueAfterMs: this.ctx.missingRetryMs } : undefined;
     }
 
-    for (const object of result.objects) await this.applyIfChanged(object);
+    const { served, notServed } = partitionServed(result.objects, this.ctx.serves);
+    const failures: string[] = [];
+    for (const object of served) {
+      try {
+        await this.applyIfChanged(object);
+      } catch (err) {
+        // A 404 on an apply (which creates) means the API itself is gone: discovery looks again.
+        if (err instanceof KubeError && err.code === 404) this.ctx.apiGone?.();
+        failures.push(`${object.kind} ${object.metadata.name}: ${(err as Error).message}`);
+      }
+    }
 
     const deployment = this.ctx.deployment(namespace, relay.metadata.name);
-    const dstatus = (deployment?.status ?? {}) as { replicas?: number; readyReplicas?: number; updatedReplicas?: number; observedGeneration?: number };
-    const dspec = (deployment?.spec ?? {}) as { replicas?: number };
-    const desired = dspec.replicas ?? relay.spec.replicas;
-    const rolledOut = deployment !== undefined && (dstatus.observedGeneration ?? 0) >= (deployment.metadata.generation ?? 0) && (dstatus.updatedReplicas ?? 0) >= desired && (dstatus.replicas ?? 0) === desired;
-    const readyReplicas = dstatus.readyReplicas ?? 0;
-    const ready = readyReplicas >= Math.min(1, desired) && rolledOut && readyReplicas >= desired;
-    let conditions = setCondition(relay.status?.conditions, { type: 'Degraded', status: 'False', reason: 'Reconciled', message: 'every reference resolved; objects applied', observedGeneration: generation }, now);
-    conditions = setCondition(conditions, { type: 'Progressing', status: rolledOut ? 'False' : 'True', reason: rolledOut ? 'RolledOut' : 'RollingOut', message: rolledOut ? `${desired} replica(s) at the current version` : `rolling out: ${dstatus.updatedReplicas ?? 0} of ${desired} updated`, observedGeneration: generation }, now);
-    conditions = setCondition(conditions, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Available' : 'NotAvailable', message: `${readyReplicas} of ${desired} relay pod(s) ready`, observedGeneration: generation }, now);
+    const desired = ((deployment?.spec ?? {}) as { replicas?: number }).replicas ?? relay.spec.replicas;
+    const rollout = relayRollout(deployment as never, desired, relaySelector(relay));
+    const degraded = failures.length
+      ? { status: 'True' as const, reason: 'ApplyFailed', message: `could not apply ${failures.join('; ')}` }
+      : rollout.stuck
+        ? { status: 'True' as const, ...rollout.stuck }
+        : notServed.length
+          ? { status: 'True' as const, reason: 'APINotServed', message: notServedMessage(notServed) }
+          : { status: 'False' as const, reason: 'Reconciled', message: 'every reference resolved; objects applied' };
+    let conditions = setCondition(relay.status?.conditions, { type: 'Degraded', ...degraded, observedGeneration: generation }, now);
+    conditions = setCondition(conditions, { type: 'Progressing', ...rollout.progressing, observedGeneration: generation }, now);
+    conditions = setCondition(conditions, { type: 'Ready', ...rollout.ready, observedGeneration: generation }, now);
     this.ctx.metrics?.mailRelayReplicas.set({ namespace, name: relay.metadata.name, state: 'desired' }, desired);
-    this.ctx.metrics?.mailRelayReplicas.set({ namespace, name: relay.metadata.name, state: 'ready' }, readyReplicas);
-    const wasReady = relay.status?.conditions?.find((c) => c.type === 'Ready')?.status;
-    if (wasReady !== (ready ? 'True' : 'False') && ready) this.ctx.events.emit(relay as never, 'Normal', 'Ready', `${readyReplicas} relay pod(s) ready at ${relayEndpoint(relay)}`);
+    this.ctx.metrics?.mailRelayReplicas.set({ namespace, name: relay.metadata.name, state: 'ready' }, rollout.readyReplicas);
+    const was = (type: string) => relay.status?.conditions?.find((c) => c.type === type);
+    if (rollout.ready.status === 'True' && was('Ready')?.status !== 'True') this.ctx.events.emit(relay as never, 'Normal', 'Ready', `${rollout.readyReplicas} relay pod(s) ready at ${relayEndpoint(relay)}`);
+    if (degraded.status === 'True' && (was('Degraded')?.status !== 'True' || was('Degraded')?.message !== degraded.message)) this.ctx.events.emit(relay as never, 'Warning', degraded.reason, degraded.message);
     await this.writeStatus(relay, {
       ...relay.status,
       observedGeneration: generation,
       conditions,
-      replicas: dstatus.replicas ?? 0,
-      readyReplicas,
+      replicas: rollout.replicas,
+      readyReplicas: rollout.readyReplicas,
       selector: relaySelector(relay),
       endpoint: relayEndpoint(relay),
     });
+    // The status says what failed; the error makes the work queue retry with backoff.
+    if (failures.length) throw new Error(`could not apply ${failures.join('; ')}`);
     return undefined;
   }
 
@@ -124,14 +173,14 @@ export class MailRelayController {
     const key = `${object.apiVersion}/${object.kind}/${object.metadata.namespace}/${object.metadata.name}`;
     const hash = crypto.createHash('sha256').update(JSON.stringify(object)).digest('hex');
     const last = this.applied.get(key);
-    // Deployments: the informer shows whether anyone changed the spec since (its generation).
-    // Deployments: a deleted one, or one someone edited (its generation moved), is applied again.
-    if (object.kind === 'Deployment') {
-      const live = this.ctx.deployment(object.metadata.namespace ?? 'default', object.metadata.name);
-      if (last && last.hash === hash && live && String(live.metadata.generation ?? '') === last.version) return;
-    } else if (last && last.hash === hash) return;
+    if (last && last.hash === hash) {
+      const cache = this.ctx.owned(object.apiVersion, object.kind);
+      if (!cache) return;
+      const live = cache(object.metadata.namespace ?? 'default', object.metadata.name);
+      if (live && liveVersion(live) === last.version) return;
+    }
     const result = await this.ctx.client.apply<AnyObject>(object);
-    this.applied.set(key, { hash, version: String(result.metadata.generation ?? '') });
+    this.applied.set(key, { hash, version: liveVersion(result) });
   }
 
   private async degraded(relay: MailRelay, reason: string, message: string, now: Date): Promise<void> {

@@ -3,7 +3,8 @@
  * in the Secret's annotation is the source of truth, so a restart never makes a second key),
  * walks the rotation state machine, computes the DNS records, checks them against DNS every
  * verification interval, optionally publishes them as an external-dns DNSEndpoint, and
- * reports it all in status (KeysReady, DNSVerified, Ready) and Events.
+ * reports it all in status (KeysReady, DNSVerified, Ready, and Degraded when the DNSEndpoint
+ * cannot be made) and Events.
  */
 import type { Logger } from 'pino';
 import { duration } from '../../relay/config.js';
@@ -101,7 +102,17 @@ export class SenderDomainController {
       return { name: r.name, type: r.type, value: r.value, strings: r.strings, purpose: r.purpose, ...(r.selector ? { selector: r.selector } : {}), dns, ...(difference ? { difference } : {}) };
     });
 
-    if (spec.dnsEndpoint.enabled && this.ctx.dnsEndpoints()) await this.ctx.client.apply(dnsEndpoint(domain, records) as never);
+    // The DNSEndpoint is optional: its failure is reported (Degraded), not a reason to stop here.
+    let endpointProblem: { reason: string; message: string } | undefined;
+    if (spec.dnsEndpoint.enabled && !this.ctx.dnsEndpoints()) {
+      endpointProblem = { reason: 'APINotServed', message: `spec.dnsEndpoint.enabled, but the cluster does not serve externaldns.k8s.io/v1alpha1: install external-dns with its DNSEndpoint CRD, or publish status.records yourself` };
+    } else if (spec.dnsEndpoint.enabled) {
+      try {
+        await this.ctx.client.apply(dnsEndpoint(domain, records) as never);
+      } catch (err) {
+        endpointProblem = { reason: 'ApplyFailed', message: `could not apply DNSEndpoint ${domain.metadata.name}-records: ${(err as Error).message}` };
+      }
+    }
 
     // Conditions.
     const generation = domain.metadata.generation;
@@ -117,6 +128,9 @@ export class SenderDomainController {
     conditions = setCondition(conditions, { type: 'DNSVerified', status: notMatching.length ? 'False' : 'True', reason: notMatching.length ? 'RecordsNotServed' : 'RecordsServed', message: dnsMessage, observedGeneration: generation }, now);
     const ready = keysReady && !notMatching.length;
     conditions = setCondition(conditions, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Ready' : keysReady ? 'WaitingForDNS' : 'WaitingForKeys', message: ready ? `${spec.domain} signs and its records are served` : keysReady ? `publish the records in status.records (${dnsMessage})` : 'making keys', observedGeneration: generation }, now);
+    conditions = setCondition(conditions, { type: 'Degraded', status: endpointProblem ? 'True' : 'False', reason: endpointProblem?.reason ?? 'Reconciled', message: endpointProblem?.message ?? 'keys, records and status up to date', observedGeneration: generation }, now);
+    const degradedBefore = domain.status?.conditions?.find((c) => c.type === 'Degraded');
+    if (endpointProblem && (degradedBefore?.status !== 'True' || degradedBefore.message !== endpointProblem.message)) this.ctx.events.emit(domain as never, 'Warning', endpointProblem.reason, endpointProblem.message);
     const dnsBefore = domain.status?.conditions?.find((c) => c.type === 'DNSVerified')?.status;
     const dnsAfter = conditions.find((c) => c.type === 'DNSVerified')!.status;
     if (checks && dnsBefore !== dnsAfter) this.ctx.events.emit(domain as never, dnsAfter === 'True' ? 'Normal' : 'Warning', dnsAfter === 'True' ? 'DNSVerified' : 'DNSNotVerified', dnsMessage);
@@ -132,6 +146,8 @@ export class SenderDomainController {
       lastVerifiedAt: checks ? now.toISOString() : domain.status?.lastVerifiedAt,
     };
     await this.writeStatus(domain, status);
+    // The status says what failed; the error makes the work queue retry with backoff.
+    if (endpointProblem?.reason === 'ApplyFailed') throw new Error(endpointProblem.message);
     const labels = { namespace, name: domain.metadata.name, domain: spec.domain };
     this.ctx.metrics?.senderDomainDnsVerified.set(labels, notMatching.length ? 0 : 1);
     const waitingSince = plan.keys.filter((k) => k.state === 'next').map((k) => Date.parse(k.createdAt));

@@ -44,6 +44,15 @@ export class Informer {
     return this.options.kind;
   }
 
+  get apiVersion(): string {
+    return this.options.apiVersion;
+  }
+
+  /** The namespace watched, or undefined for all. */
+  get namespace(): string | undefined {
+    return this.options.namespace;
+  }
+
   async start(): Promise<void> {
     await this.relist();
     this.resyncTimer = setInterval(() => {
