@@ -11,6 +11,7 @@ import path from 'node:path';
 import { generate } from 'selfsigned';
 import { parseConfig, type RelayConfig } from './config.js';
 import { generateDkimKey, type DkimAlgorithm } from './dkim-keys.js';
+import { ErrorCodes, MailfleetError } from './errors.js';
 import { hashPassword } from './users.js';
 
 /** The development sender domain: mail from it (or its subdomains) is DKIM-signed. */
@@ -23,7 +24,42 @@ export interface DevSetup {
   certFile: string;
 }
 
+/**
+ * The development defaults keep their files (certificate, password, keys, spool, outbox) in
+ * `root`; where it cannot be made or written (the container image, whose /app is read-only for
+ * its user), there is nothing to run on: say so, and what to pass instead.
+ */
+function ensureWritable(root: string): void {
+  let problem: string | undefined;
+  try {
+    fs.mkdirSync(root, { recursive: true });
+    fs.accessSync(root, fs.constants.W_OK);
+  } catch (err) {
+    // Say which directory refused, and why: mkdir's own code under a read-only root is ENOENT.
+    let dir = root;
+    while (!fs.existsSync(dir) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+    let code = (err as NodeJS.ErrnoException).code;
+    try {
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch (denied) {
+      code = (denied as NodeJS.ErrnoException).code ?? code;
+    }
+    const why = code === 'EROFS' ? 'is on a read-only file system' : code === 'EACCES' || code === 'EPERM' ? `is not writable for uid ${process.getuid?.() ?? '?'}` : `cannot be written (${code ?? (err as Error).message})`;
+    problem = `${dir} ${why}`;
+  }
+  if (problem) {
+    throw new MailfleetError(
+      ErrorCodes.CONFIG_REQUIRED,
+      `no --config given, and the development defaults cannot keep their files in ${root}: ${problem}`,
+      'run `mailfleet relay --config FILE` (docs/configuration.md, examples/relay.yaml). In the container image: ' +
+        'docker run -v mailfleet-spool:/var/spool/mailfleet -v $PWD/relay.yaml:/etc/mailfleet/relay.yaml:ro IMAGE relay --config /etc/mailfleet/relay.yaml. ' +
+        'The development defaults (npm start) need a writable working directory.',
+    );
+  }
+}
+
 export async function devSetup(root = path.resolve('.mailfleet')): Promise<DevSetup> {
+  ensureWritable(root);
   const tlsDir = path.join(root, 'tls');
   fs.mkdirSync(tlsDir, { recursive: true });
   const certFile = path.join(tlsDir, 'dev.crt');

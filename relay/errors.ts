@@ -12,6 +12,12 @@ export const ErrorCodes = {
   USERS_UNREADABLE: 'MF_USERS_UNREADABLE',
   SPOOL_UNAVAILABLE: 'MF_SPOOL_UNAVAILABLE',
   LISTEN_FAILED: 'MF_LISTEN_FAILED',
+  /** `mailfleet relay` without --config where its development defaults cannot be kept (a read-only /app in the image). */
+  CONFIG_REQUIRED: 'MF_CONFIG_REQUIRED',
+  /** `mailfleet operator` found no cluster: no KUBECONFIG, no ~/.kube/config, no service account. */
+  NO_CLUSTER: 'MF_NO_CLUSTER',
+  /** A kubeconfig the operator was given cannot be read or names no cluster. */
+  KUBECONFIG_INVALID: 'MF_KUBECONFIG_INVALID',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
