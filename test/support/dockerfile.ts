@@ -1,6 +1,6 @@
 /**
- * Reads the Dockerfile's final stage, so tests check the image as written and the benchmarks
- * run the relay the way the image runs it (the same Node flags).
+ * Reads the Dockerfile's final stage, so the benchmarks run the relay the way the image runs it
+ * (the same Node flags). test/image checks that the built image's entrypoint is what this reads.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -13,40 +13,20 @@ function projectRoot(): string {
   }
 }
 
-export interface FinalStage {
-  from: string;
-  workdir: string;
-  user: string;
-  entrypoint: string[];
-  copies: { from: string; to: string }[];
-}
-
-/** The last stage of a Dockerfile: its base, user, entrypoint and what it copies from the build stage. */
-export function finalStage(dockerfile: string): FinalStage {
+/** The ENTRYPOINT of a Dockerfile's last stage (exec form). */
+export function finalEntrypoint(dockerfile: string): string[] {
   const lines = dockerfile.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
   const last = lines.map((l, i) => (l.startsWith('FROM ') ? i : -1)).filter((i) => i >= 0).pop()!;
-  const stage = lines.slice(last);
-  const value = (keyword: string) => stage.filter((l) => l.startsWith(`${keyword} `)).map((l) => l.slice(keyword.length + 1).trim()).pop() ?? '';
-  const copies = stage
-    .filter((l) => l.startsWith('COPY --from='))
-    .map((l) => {
-      const [, , from, to] = l.split(/\s+/);
-      return { from: from!, to: to! };
-    });
-  return { from: value('FROM'), workdir: value('WORKDIR'), user: value('USER'), entrypoint: JSON.parse(value('ENTRYPOINT') || '[]') as string[], copies };
+  const entrypoint = lines.slice(last).filter((l) => l.startsWith('ENTRYPOINT ')).pop();
+  return entrypoint ? (JSON.parse(entrypoint.slice('ENTRYPOINT '.length)) as string[]) : [];
 }
 
-/** The project's Dockerfile, parsed. */
-export function projectImage(): FinalStage {
-  return finalStage(fs.readFileSync(path.join(projectRoot(), 'Dockerfile'), 'utf8'));
+/** The project's image's entrypoint. */
+export function imageEntrypoint(): string[] {
+  return finalEntrypoint(fs.readFileSync(path.join(projectRoot(), 'Dockerfile'), 'utf8'));
 }
 
 /** The options the image's entrypoint gives node (those between `node` and the script). */
-export function imageNodeFlags(stage: FinalStage = projectImage()): string[] {
-  return stage.entrypoint.slice(1).filter((a) => a.startsWith('-'));
-}
-
-/** The script the image's entrypoint runs, as a path inside the image. */
-export function imageScript(stage: FinalStage = projectImage()): string {
-  return stage.entrypoint.slice(1).find((a) => !a.startsWith('-'))!;
+export function imageNodeFlags(entrypoint: string[] = imageEntrypoint()): string[] {
+  return entrypoint.slice(1).filter((a) => a.startsWith('-'));
 }
