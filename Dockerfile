@@ -21,7 +21,7 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts \
  && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete
 
 # The final stage is the Debian that node:24-bookworm-slim is made from, with only the node
-# binary from it: no npm, no C headers (about 80 MB). Same user as the Node image (node, uid
+# binary from it: no npm, no C headers (about 75 MB). Same user as the Node image (node, uid
 # 1000); the root filesystem can be read-only: the relay writes only to its spool, which
 # belongs on a volume.
 FROM debian:bookworm-slim
