@@ -1,11 +1,12 @@
 /**
  * CustomResourceDefinitions: validating one (the structural checks are not modelled beyond
- * required fields, naming and one storage version), turning its served versions into
- * ResourceDefs, and the third-party CRDs the operator looks for (ServiceMonitor, DNSEndpoint),
+ * required fields, naming, one storage version, and `pattern`s Go's regexp must compile),
+ * turning its served versions into ResourceDefs, and the third-party CRDs the operator looks for (ServiceMonitor, DNSEndpoint),
  * abbreviated to the fields it writes.
  */
 import { deepEqual, getPath, isObject, type JsonObject, type KubeObject } from './json.js';
 import type { ResourceDef } from './resources.js';
+import { compileGoRegexp } from './regexp.js';
 import type { JSONSchemaProps } from './schema.js';
 import { shapeFromSchema } from './shapes.js';
 import { fieldError, type FieldError } from './status.js';
@@ -49,7 +50,39 @@ export function validateCrd(crd: KubeObject): FieldError[] {
   versions.forEach((version, i) => {
     if (!version.schema?.openAPIV3Schema) errs.push(fieldError.required(`spec.versions[${i}].schema.openAPIV3Schema`, 'schemas are required'));
   });
-  return errs;
+  return [...errs, ...patternErrors(versions)];
+}
+
+/**
+ * Every `pattern` must compile as Go's regexp (RE2). v1.20 validates the internal form of the
+ * CRD, where schemas identical in every version are one `spec.validation`: the paths name that
+ * (`spec.validation.openAPIV3Schema.properties[spec]...`), else `spec.versions[i].schema...`.
+ * The API server reports them sorted by path.
+ */
+function patternErrors(versions: CrdVersion[]): FieldError[] {
+  const schemas = versions.map((v) => v.schema?.openAPIV3Schema);
+  const shared = schemas.length > 0 && schemas.every((s) => s !== undefined && deepEqual(s, schemas[0]));
+  const errs: FieldError[] = [];
+  const roots: [string, JSONSchemaProps | undefined][] = shared ? [['spec.validation.openAPIV3Schema', schemas[0]]] : schemas.map((s, i) => [`spec.versions[${i}].schema.openAPIV3Schema`, s]);
+  for (const [path, schema] of roots) if (isObject(schema)) collectPatternErrors(schema, path, errs);
+  return errs.sort((a, b) => (a.field < b.field ? -1 : a.field > b.field ? 1 : 0));
+}
+
+function collectPatternErrors(schema: JSONSchemaProps, path: string, errs: FieldError[]): void {
+  if (typeof schema.pattern === 'string' && schema.pattern !== '') {
+    const { error } = compileGoRegexp(schema.pattern);
+    if (error) errs.push(fieldError.invalid(`${path}.pattern`, schema.pattern, `must be a valid regular expression, but isn't: ${error}`));
+  }
+  const child = (node: unknown, at: string) => {
+    if (isObject(node)) collectPatternErrors(node as JSONSchemaProps, at, errs);
+  };
+  for (const [name, prop] of Object.entries(schema.properties ?? {})) child(prop, `${path}.properties[${name}]`);
+  const items = schema.items as unknown;
+  if (Array.isArray(items)) items.forEach((item, i) => child(item, `${path}.items[${i}]`));
+  else child(items, `${path}.items`);
+  child(schema.additionalProperties, `${path}.additionalProperties`);
+  for (const key of ['allOf', 'anyOf', 'oneOf'] as const) (schema[key] ?? []).forEach((branch, i) => child(branch, `${path}.${key}[${i}]`));
+  child(schema.not, `${path}.not`);
 }
 
 function stripForGeneration(obj: KubeObject, withStatus: boolean): JsonObject {

@@ -721,6 +721,53 @@ describe('schema validation and defaulting', () => {
   });
 });
 
+describe('CRD patterns (RE2, as the API server compiles them)', () => {
+  const crdWith = (pattern: string, versions = 1) => ({
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: 'widgets.test.io' },
+    spec: {
+      group: 'test.io',
+      scope: 'Namespaced',
+      names: { kind: 'Widget', plural: 'widgets' },
+      versions: Array.from({ length: versions }, (_, i) => ({
+        name: `v${i + 1}`,
+        served: true,
+        storage: i === 0,
+        schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', properties: { name: { type: 'string', pattern: i === 0 ? pattern : '^a' }, tags: { type: 'array', items: { type: 'string', pattern } } } } } } },
+      })),
+    },
+  });
+  const createCrd = (crd: object) => kc.makeApiClient(ApiextensionsV1Api).createCustomResourceDefinition({ body: loadYaml<V1CustomResourceDefinition>(JSON.stringify(crd)) });
+
+  it('refuses a CRD whose pattern Go cannot compile, with the API server\'s causes sorted by path', async () => {
+    const refused = await failure(createCrd(crdWith('^(?!-)[a-z.-]+$')));
+    expect(refused.code).toBe(422);
+    expect(refused.status.details?.causes).toEqual([
+      { reason: 'FieldValueInvalid', field: 'spec.validation.openAPIV3Schema.properties[spec].properties[name].pattern', message: 'Invalid value: "^(?!-)[a-z.-]+$": must be a valid regular expression, but isn\'t: error parsing regexp: invalid or unsupported Perl syntax: `(?!`' },
+      { reason: 'FieldValueInvalid', field: 'spec.validation.openAPIV3Schema.properties[spec].properties[tags].items.pattern', message: 'Invalid value: "^(?!-)[a-z.-]+$": must be a valid regular expression, but isn\'t: error parsing regexp: invalid or unsupported Perl syntax: `(?!`' },
+    ]);
+    // Versions with different schemas are named one by one; Go 1.19 has no (?<name>...) groups.
+    const named = await failure(createCrd(crdWith('(?<x>a)', 2)));
+    expect(named.status.details?.causes?.map((c) => `${c.field}: ${c.message}`)).toEqual([
+      'spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[name].pattern: Invalid value: "(?<x>a)": must be a valid regular expression, but isn\'t: error parsing regexp: invalid or unsupported Perl syntax: `(?<`',
+      'spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[tags].items.pattern: Invalid value: "(?<x>a)": must be a valid regular expression, but isn\'t: error parsing regexp: invalid or unsupported Perl syntax: `(?<`',
+      'spec.versions[1].schema.openAPIV3Schema.properties[spec].properties[tags].items.pattern: Invalid value: "(?<x>a)": must be a valid regular expression, but isn\'t: error parsing regexp: invalid or unsupported Perl syntax: `(?<`',
+    ]);
+    expect((await failure(createCrd(crdWith('a{1001}')))).status.details?.causes?.[0]?.message).toContain('error parsing regexp: invalid repeat count: `{1001}`');
+  });
+
+  it('matches custom resources with RE2 semantics, not JavaScript\'s', async () => {
+    // RE2's \\S is ASCII-only (a no-break space is not a space to it), and inline flags compile.
+    await createCrd({ ...crdWith('^(?i)[a-z]+\\S$') });
+    await waitFor(() => emulator.get({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: 'widgets.test.io' })?.status, 'the CRD established');
+    const widget = (name: string, value: string) => customObjects().createNamespacedCustomObject({ group: 'test.io', version: 'v1', plural: 'widgets', namespace: 'default', body: { apiVersion: 'test.io/v1', kind: 'Widget', metadata: { name }, spec: { name: value } } });
+    await widget('nbsp', 'ABC\u00a0');
+    const refused = await failure(widget('space', 'abc '));
+    expect(refused.status.details?.causes?.[0]?.message).toBe(`Invalid value: "abc ": spec.name in body should match '^(?i)[a-z]+\\S$'`);
+  });
+});
+
 describe('Deployment availability', () => {
   it('reports every Deployment available for its generation when asked to', async () => {
     await start({ deploymentsBecomeAvailable: { afterMs: 5 } });

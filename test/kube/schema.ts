@@ -3,9 +3,11 @@
  * schema does not declare, fill in `default`s (structural defaulting), then validate. Error
  * messages follow apiextensions-apiserver's translation of kube-openapi errors, e.g.
  * `spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0`.
+ * `pattern` is matched with RE2 semantics (Go's regexp, through re2js), not JavaScript's RegExp.
  * Not evaluated: x-kubernetes-validations (CEL), `format`, validation ratcheting.
  */
 import { clone, deepEqual, isObject, type Json, type JsonObject } from './json.js';
+import { compileGoRegexp, goRegexpMatches } from './regexp.js';
 import { itemKey, listMap } from './shapes.js';
 import { fieldError, type FieldError } from './status.js';
 
@@ -171,8 +173,10 @@ function validateString(value: string, schema: JSONSchemaProps, path: string, er
   if (schema.minLength !== undefined && length < schema.minLength) {
     errs.push(fieldError.invalid(path, value, `${where} should be at least ${schema.minLength} chars long`));
   }
-  if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) {
-    errs.push(fieldError.invalid(path, value, `${where} should match '${schema.pattern}'`));
+  if (schema.pattern !== undefined) {
+    // Go's regexp (RE2), as kube-openapi matches; a CRD whose pattern does not compile is refused at creation.
+    const { regexp } = compileGoRegexp(schema.pattern);
+    if (regexp && !goRegexpMatches(regexp, value)) errs.push(fieldError.invalid(path, value, `${where} should match '${schema.pattern}'`));
   }
 }
 
