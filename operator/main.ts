@@ -235,7 +235,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
           onError: (err) => log.warn({ err: (err as Error).message, kind: w.kind, namespace: scope ?? '(all)' }, 'watch failed; watching again'),
         });
         informers.push(informer);
-        started.push(informer.start().catch((err: unknown) => log.warn({ err: (err as Error).message, kind: w.kind }, 'could not list; retrying')));
+        started.push(informer.start());
       }
     }
     return Promise.all(started);

@@ -19,11 +19,21 @@ export function conditionOf(conditions: readonly Condition[] | undefined, type: 
   return conditions?.find((c) => c.type === type);
 }
 
-/** Whether two statuses differ in anything but the fields that only record when something was seen. */
+/**
+ * Whether two statuses differ in anything but the fields that only record when something was
+ * seen. Key order does not count: the API server stores a custom resource's JSON with its keys
+ * sorted, so what it returns never has the order the operator wrote.
+ */
 export function statusChanged(before: unknown, after: unknown, ignore: readonly string[] = []): boolean {
   const strip = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(strip);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([k, x]) => !ignore.includes(k) && x !== undefined).map(([k, x]) => [k, strip(x)]));
+    if (v && typeof v === 'object')
+      return Object.fromEntries(
+        Object.entries(v)
+          .filter(([k, x]) => !ignore.includes(k) && x !== undefined)
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+          .map(([k, x]) => [k, strip(x)]),
+      );
     return v;
   };
   return JSON.stringify(strip(before ?? {})) !== JSON.stringify(strip(after ?? {}));

@@ -53,12 +53,17 @@ export class Informer {
     return this.options.namespace;
   }
 
+  /** Lists and watches; resolves after the first list, or after its failure (then it keeps trying, and `synced` stays false). */
   async start(): Promise<void> {
-    await this.relist();
     this.resyncTimer = setInterval(() => {
       for (const [key, object] of this.cache) this.options.onChange(key, object, object);
     }, this.options.resyncMs);
     this.resyncTimer.unref();
+    try {
+      await this.relist();
+    } catch (err) {
+      this.restart(err ?? new Error('list failed'));
+    }
   }
 
   stop(): void {

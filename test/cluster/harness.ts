@@ -129,8 +129,8 @@ export async function chartFor(access: ClusterAccess, release: string, namespace
 
 /** Applies manifests with the real kubectl; throws kubectl's own words on failure. */
 export async function kubectlApply(access: ClusterAccess, objects: AnyObject[], extra: string[] = []): Promise<RunResult> {
-  const input = objects.map((o) => JSON.stringify(o)).join('\n---\n');
-  const result = await kubectl(access, ['apply', '-f', '-', ...extra], { input: objects.map((o) => YAML.stringify(o)).join('---\n') || input });
+  // JSON, not YAML: kubectl reads YAML 1.1, where an unquoted y or no is a boolean.
+  const result = await kubectl(access, ['apply', '-f', '-', ...extra], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: objects }) });
   if (result.code !== 0) throw new Error(`kubectl apply: ${result.stderr || result.stdout}`);
   return result;
 }
@@ -152,4 +152,47 @@ export async function deleteNamespace(access: ClusterAccess, name: string, timeo
     if (Date.now() > deadline) throw new Error(`namespace ${name} still there after ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+let installed: Promise<ChartInstall> | undefined;
+
+/** The chart as a user installs it (CRDs, RBAC, the operator's Deployment), once per test process. */
+export function installChartOnce(access: ClusterAccess): Promise<ChartInstall> {
+  installed ??= (async () => {
+    const chart = await chartFor(access, 'mailfleet', 'mailfleet-system');
+    await ensureNamespace(access, chart.namespace);
+    await kubectlApply(access, chart.objects);
+    const client = adminClient(access);
+    for (const name of ['mailrelays.mailfleet.io', 'senderdomains.mailfleet.io']) {
+      for (let i = 0; ; i++) {
+        const crd = await client.get<AnyObject & { status?: { conditions?: { type: string; status: string }[] } }>({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name });
+        if (crd?.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+        if (i > 200) throw new Error(`${name} not Established`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    return chart;
+  })();
+  return installed;
+}
+
+/** The operator's container args and env as the chart renders them. */
+export function operatorArgs(chart: ChartInstall): { args: string[]; env: { name: string; value?: string }[] } {
+  const container = (chart.operatorDeployment.spec as { template: { spec: { containers: { args: string[]; env: { name: string; value?: string }[] }[] } } }).template.spec.containers[0]!;
+  return { args: container.args, env: container.env };
+}
+
+/** Polls `check` every 100 ms (a real server is asked each time) until it holds; throws after `timeoutMs`. */
+export async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
 }
