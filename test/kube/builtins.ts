@@ -1,12 +1,14 @@
 /**
  * The built-in kinds the operator touches, with the server-side behaviour a controller can see:
  * defaults (Deployment, pod template, Service, Secret, Namespace), what bumps generation, status
- * and scale subresources, create-on-update, time precision, immutable fields, the validation
+ * and scale subresources, create-on-update, immutable fields, their Go types (gotypes.ts: how
+ * request bodies decode, Time and MicroTime among them), the validation
  * rules an operator is likely to trip over, and the two views of Events (core/v1 and
  * events.k8s.io/v1 share one stored object, converted field by field as the API server does).
  */
 import { validateCrd } from './crd.js';
-import { deepEqual, getPath, isObject, microTimestamp, timestamp, type Json, type JsonObject, type KubeObject } from './json.js';
+import { goTypes } from './gotypes.js';
+import { deepEqual, getPath, isObject, type Json, type JsonObject, type KubeObject } from './json.js';
 import type { PrepareContext, ResourceDef } from './resources.js';
 import { formatLabelSelector, matchesLabels, parseLabelSelector, type LabelSelectorObject } from './selectors.js';
 import { builtinShapes, type FieldShape } from './shapes.js';
@@ -50,6 +52,7 @@ function builtin(spec: BuiltinSpec): ResourceDef {
     nameRule: 'subdomain',
     shape: builtinShapes.generic,
     fieldLabels: {},
+    goType: goTypes[`${spec.group}/${spec.plural}`],
     ...spec,
   };
 }
@@ -64,13 +67,6 @@ function objects(value: Json | undefined): JsonObject[] {
 }
 
 const specDiffers = (a: KubeObject, b: KubeObject) => !deepEqual(a.spec, b.spec);
-
-/** Rewrites times to the precision the server stores: metav1.Time keeps seconds, MicroTime microseconds. */
-function normalizeTime(holder: unknown, field: string, precision: 'seconds' | 'micro'): void {
-  if (!isObject(holder) || typeof holder[field] !== 'string') return;
-  const parsed = new Date(holder[field] as string);
-  if (!Number.isNaN(parsed.getTime())) holder[field] = precision === 'seconds' ? timestamp(parsed) : microTimestamp(parsed);
-}
 
 function imagePullPolicyFor(image: string): string {
   const withoutDigest = image.split('@')[0] as string;
@@ -110,10 +106,6 @@ function defaultDeployment(obj: KubeObject): void {
   }
   const template = isObject(spec.template) ? spec.template : undefined;
   if (template && isObject(template.spec)) defaultPodSpec(template.spec);
-  if (isObject(obj.status)) for (const condition of objects(obj.status.conditions)) {
-    normalizeTime(condition, 'lastUpdateTime', 'seconds');
-    normalizeTime(condition, 'lastTransitionTime', 'seconds');
-  }
 }
 
 function selectorMatchesLabels(selector: LabelSelectorObject, labels: Record<string, string>): boolean {
@@ -197,11 +189,6 @@ function namespaceHasFinalizers(obj: KubeObject): boolean {
   return Array.isArray(finalizers) && finalizers.length > 0;
 }
 
-function prepareLease(obj: KubeObject): void {
-  normalizeTime(obj.spec, 'acquireTime', 'micro');
-  normalizeTime(obj.spec, 'renewTime', 'micro');
-}
-
 function validatePodDisruptionBudget(obj: KubeObject): FieldError[] {
   const spec = specOf(obj);
   return spec.minAvailable !== undefined && spec.maxUnavailable !== undefined
@@ -231,13 +218,6 @@ function renameFields(obj: KubeObject, apiVersion: string, pairs: [string, strin
   const result: KubeObject = { apiVersion, kind: 'Event', metadata: obj.metadata };
   for (const [from, to] of pairs) if (obj[from] !== undefined) result[to] = obj[from];
   return result;
-}
-
-function normalizeEventTimes(obj: KubeObject, first: string, last: string): void {
-  normalizeTime(obj, first, 'seconds');
-  normalizeTime(obj, last, 'seconds');
-  normalizeTime(obj, 'eventTime', 'micro');
-  normalizeTime(obj.series, 'lastObservedTime', 'micro');
 }
 
 function involvedNamespaceErrors(obj: KubeObject, field: string): FieldError[] {
@@ -294,7 +274,6 @@ export function builtinResources(): ResourceDef[] {
       shortNames: ['ev'],
       allowCreateOnUpdate: true,
       storage: 'events',
-      prepare: (o) => normalizeEventTimes(o, 'firstTimestamp', 'lastTimestamp'),
       validate: (o) => involvedNamespaceErrors(o, 'involvedObject'),
       fieldLabels: Object.fromEntries(
         ['kind', 'namespace', 'name', 'uid', 'apiVersion', 'resourceVersion', 'fieldPath']
@@ -311,7 +290,6 @@ export function builtinResources(): ResourceDef[] {
       shortNames: ['ev'],
       allowCreateOnUpdate: true,
       storage: 'events',
-      prepare: (o) => normalizeEventTimes(o, 'deprecatedFirstTimestamp', 'deprecatedLastTimestamp'),
       validate: validateEventsV1,
       fieldLabels: { 'regarding.name': (o) => getPath(o, '.regarding.name') as string, 'regarding.kind': (o) => getPath(o, '.regarding.kind') as string, reason: (o) => o.reason as string, type: (o) => o.type as string },
       toStorage: (view) => renameFields(view, 'v1', EVENT_FIELDS),
@@ -333,7 +311,7 @@ export function builtinResources(): ResourceDef[] {
       validate: validateDeployment,
     }),
     builtin({ group: 'policy', version: 'v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true, shortNames: ['pdb'], specChanged: specDiffers, statusSubresource: true, shape: builtinShapes.podDisruptionBudget, validate: validatePodDisruptionBudget }),
-    builtin({ group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true, allowCreateOnUpdate: true, prepare: prepareLease }),
+    builtin({ group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true, allowCreateOnUpdate: true }),
     builtin({
       group: 'apiextensions.k8s.io',
       version: 'v1',

@@ -23,7 +23,7 @@ import {
 } from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startKubeEmulator, type KubeEmulator, type KubeObject } from './emulator.js';
-import { deployment, failure, mailRelay, type Manifest, policyCrd, relayCrd, relayGroup, waitFor, watchEvents } from './fixtures.js';
+import { deployment, failure, mailRelay, type Manifest, policyCrd, relayCrd, relayGroup, type StatusBody, waitFor, watchEvents } from './fixtures.js';
 
 let emulator: KubeEmulator;
 let kc: KubeConfig;
@@ -47,6 +47,12 @@ function objects(): KubernetesObjectApi {
 
 function customObjects(): CustomObjectsApi {
   return kc.makeApiClient(CustomObjectsApi);
+}
+
+/** A POST of raw JSON (what the operator's client sends): the status code and the parsed body. */
+async function postJson(path: string, body: unknown): Promise<{ code: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${emulator.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  return { code: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
 async function createRelay(name: string, spec?: Record<string, unknown>): Promise<KubeObject> {
@@ -74,13 +80,20 @@ describe('storage and discovery', () => {
     expect(created.spec?.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } });
     expect(created.spec?.template.spec?.containers[0]).toMatchObject({ imagePullPolicy: 'IfNotPresent', terminationMessagePath: '/dev/termination-log' });
     await kc.makeApiClient(PolicyV1Api).createNamespacedPodDisruptionBudget({ namespace, body: { metadata: { name: 'relay' }, spec: { maxUnavailable: 1, selector: { matchLabels: { app: 'relay' } } } } });
-    const lease = await kc.makeApiClient(CoordinationV1Api).createNamespacedLease({
-      namespace,
-      body: { metadata: { name: 'mailfleet-operator' }, spec: { holderIdentity: 'pod-a', leaseDurationSeconds: 15, renewTime: new Date('2030-01-02T03:04:05.678Z') as never } },
-    });
-    expect(lease.spec?.holderIdentity).toBe('pod-a');
-    // MicroTime: stored with six fractional digits.
-    expect(emulator.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace, name: 'mailfleet-operator' })?.spec).toMatchObject({ renewTime: '2030-01-02T03:04:05.678000Z' });
+    // client-node's typed clients serialise a MicroTime from a Date with toISOString()'s three
+    // fractional digits, which the API server refuses (it wants six): Leases are written as JSON.
+    const typedLease = await failure(
+      kc.makeApiClient(CoordinationV1Api).createNamespacedLease({
+        namespace,
+        body: { metadata: { name: 'mailfleet-operator' }, spec: { holderIdentity: 'pod-a', leaseDurationSeconds: 15, renewTime: new Date('2030-01-02T03:04:05.678Z') as never } },
+      }),
+    );
+    expect(typedLease).toMatchObject({ code: 400, status: { reason: 'BadRequest' } });
+    expect(typedLease.status.message).toContain('v1.Lease.Spec: v1.LeaseSpec.RenewTime: unmarshalerDecoder: parsing time "2030-01-02T03:04:05.678Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".678Z" as ".000000"');
+    const lease = await postJson(`/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`, { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'mailfleet-operator' }, spec: { holderIdentity: 'pod-a', leaseDurationSeconds: 15, renewTime: '2030-01-02T04:04:05.678901+01:00' } });
+    expect(lease.code).toBe(201);
+    // MicroTime: stored in UTC with its six fractional digits.
+    expect(emulator.get({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace, name: 'mailfleet-operator' })?.spec).toMatchObject({ holderIdentity: 'pod-a', renewTime: '2030-01-02T03:04:05.678901Z' });
 
     const list = await core.listNamespacedConfigMap({ namespace });
     expect(list.items.map((cm) => cm.metadata?.name)).toEqual(['relay-config']);
@@ -104,20 +117,20 @@ describe('storage and discovery', () => {
 
   it('shows one Event through core/v1 and events.k8s.io/v1, with the stricter events.k8s.io validation', async () => {
     const eventsV1 = kc.makeApiClient(EventsV1Api);
-    await eventsV1.createNamespacedEvent({
-      namespace: 'default',
-      body: {
-        metadata: { name: 'relay.scaled' },
-        eventTime: new Date('2030-01-01T00:00:00.123456Z') as never,
-        reportingController: 'mailfleet.io/operator',
-        reportingInstance: 'operator-0',
-        action: 'Scale',
-        reason: 'ScaledUp',
-        type: 'Normal',
-        note: 'scaled to 3',
-        regarding: { kind: 'MailRelay', namespace: 'default', name: 'relay', apiVersion: 'mailfleet.io/v1alpha1' },
-      },
+    const created = await postJson('/apis/events.k8s.io/v1/namespaces/default/events', {
+      apiVersion: 'events.k8s.io/v1',
+      kind: 'Event',
+      metadata: { name: 'relay.scaled' },
+      eventTime: '2030-01-01T00:00:00.123456Z',
+      reportingController: 'mailfleet.io/operator',
+      reportingInstance: 'operator-0',
+      action: 'Scale',
+      reason: 'ScaledUp',
+      type: 'Normal',
+      note: 'scaled to 3',
+      regarding: { kind: 'MailRelay', namespace: 'default', name: 'relay', apiVersion: 'mailfleet.io/v1alpha1' },
     });
+    expect(created.code).toBe(201);
     const core = kc.makeApiClient(CoreV1Api);
     const [event] = (await core.listNamespacedEvent({ namespace: 'default', fieldSelector: 'involvedObject.name=relay' })).items;
     expect(event).toMatchObject({ reason: 'ScaledUp', message: 'scaled to 3', reportingComponent: 'mailfleet.io/operator', involvedObject: { kind: 'MailRelay', name: 'relay' } });
@@ -718,6 +731,88 @@ describe('schema validation and defaulting', () => {
     const strict = await failure(custom.createNamespacedCustomObject({ ...relayGroup, namespace: 'default', body: mailRelay('strict', { domain: 'example.test', bogus: true }), fieldValidation: 'Strict' }));
     expect(strict.code).toBe(400);
     expect(strict.status.message).toBe('MailRelay in version "v1alpha1" cannot be handled as a MailRelay: strict decoding error: unknown field "spec.bogus"');
+  });
+});
+
+describe('Time and MicroTime, parsed as the API server parses them', () => {
+  const leases = '/apis/coordination.k8s.io/v1/namespaces/default/leases';
+  const send = async (method: string, path: string, body: string, contentType = 'application/json') => {
+    const res = await fetch(`${emulator.url}${path}`, { method, headers: { 'Content-Type': contentType }, body });
+    return { code: res.status, status: (await res.json()) as StatusBody };
+  };
+
+  // The answers below are kube-apiserver v1.20.2's, word for word.
+  it('refuses a MicroTime without exactly six fractional digits with the decoder\'s 400', async () => {
+    const body = '{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"l1"},"spec":{"holderIdentity":"a","renewTime":"2030-01-02T03:04:43.725Z"}}';
+    const refused = await send('POST', leases, body);
+    expect(refused.code).toBe(400);
+    expect(refused.status).toMatchObject({ reason: 'BadRequest', code: 400 });
+    expect(refused.status.message).toBe(
+      'Lease in version "v1" cannot be handled as a Lease: v1.Lease.Spec: v1.LeaseSpec.RenewTime: unmarshalerDecoder: parsing time "2030-01-02T03:04:43.725Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".725Z" as ".000000", error found in #10 byte of ...|4:43.725Z"}}|..., bigger context ...|entity":"a","renewTime":"2030-01-02T03:04:43.725Z"}}|...',
+    );
+    expect((await send('PUT', `${leases}/l1`, body)).status.message).toBe(refused.status.message);
+    const event = '{"apiVersion":"v1","kind":"Event","metadata":{"name":"e2"},"involvedObject":{"kind":"Pod","name":"p","namespace":"default"},"reason":"R","message":"m","type":"Normal","eventTime":"2030-01-02T03:04:43.725Z","reportingComponent":"x","reportingInstance":"y","action":"A"}';
+    expect((await send('POST', '/api/v1/namespaces/default/events', event)).status.message).toBe(
+      'Event in version "v1" cannot be handled as a Event: v1.Event.Action: ReportingInstance: ReportingController: EventTime: unmarshalerDecoder: parsing time "2030-01-02T03:04:43.725Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".725Z" as ".000000", error found in #10 byte of ...|4:43.725Z","reportin|..., bigger context ...|e":"Normal","eventTime":"2030-01-02T03:04:43.725Z","reportingComponent":"x","reportingInstance":"y",|...',
+    );
+  });
+
+  it('words the error as json-iterator does, whatever follows the bad field', async () => {
+    const cases: [string, string][] = [
+      ['{"spec":{"renewTime":"x","bogus":1,"holderIdentity":"a","leaseTransitions":2},"unknown":{"a":[1,2]},"metadata":{"name":"l3"},"kind":"Lease"}', 'v1.Lease.Spec: v1.LeaseSpec.HolderIdentity: RenewTime: '],
+      ['{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"l3"},"spec":{"holderIdentity":"a","renewTime":"x","leaseDurationSeconds":15,"leaseTransitions":0}}', 'v1.Lease.Spec: v1.LeaseSpec.LeaseDurationSeconds: RenewTime: '],
+      ['{"spec":{"renewTime":"x"},"metadata":{"name":"l3"}}', 'v1.Lease.ObjectMeta: v1.ObjectMeta.Spec: v1.LeaseSpec.RenewTime: '],
+      ['{"spec":{"renewTime":"x"},"apiVersion":"coordination.k8s.io/v1","kind":"Lease"}', 'v1.Lease.TypeMeta: Kind: TypeMeta: APIVersion: Spec: v1.LeaseSpec.RenewTime: '],
+      ['{"spec":{"renewTime":"x","acquireTime":null,"holderIdentity":null}}', 'v1.Lease.Spec: v1.LeaseSpec.HolderIdentity: AcquireTime: RenewTime: '],
+      ['{"spec":{"renewTime":"x","bogus":0,"holderIdentity":"a"}}', 'v1.Lease.Spec: v1.LeaseSpec.RenewTime: '],
+      ['{"spec":{"renewTime":"x"},"spec":{}}', 'v1.Lease.Spec: Spec: v1.LeaseSpec.RenewTime: '],
+      ['{"metadata":{"creationTimestamp":"x","finalizers":[],"name":"l3"}}', 'v1.Lease.ObjectMeta: v1.ObjectMeta.Name: Finalizers: []string: CreationTimestamp: '],
+      ['{"metadata":{"creationTimestamp":"x","ownerReferences":[{"name":"p"}],"name":"l3"}}', 'v1.Lease.ObjectMeta: v1.ObjectMeta.OwnerReferences: []v1.OwnerReference: CreationTimestamp: '],
+      ['{"metadata":{"name":"l3","creationTimestamp":"x","generateName":"y"},"kind":"Lease"}', 'v1.Lease.TypeMeta: Kind: ObjectMeta: v1.ObjectMeta.GenerateName: CreationTimestamp: '],
+    ];
+    for (const [body, expected] of cases) {
+      const { status } = await send('POST', leases, body);
+      expect(/cannot be handled as a Lease: (.*)unmarshalerDecoder/.exec(status.message)?.[1], body).toBe(expected);
+    }
+    const parse = async (value: string) => /unmarshalerDecoder: (.*), error found/.exec((await send('POST', leases, JSON.stringify({ spec: { renewTime: value } }))).status.message)?.[1];
+    expect(await parse('2030-13-02T03:04:43.123456Z')).toBe('parsing time "2030-13-02T03:04:43.123456Z": month out of range');
+    expect(await parse('2030-02-30T03:04:43.123456Z')).toBe('parsing time "2030-02-30T03:04:43.123456Z": day out of range');
+    expect(await parse('2030-02-03T03:04:43.123456Zjunk')).toBe('parsing time "2030-02-03T03:04:43.123456Zjunk": extra text: "junk"');
+    expect(await parse('2030-02-03 03:04:43.123456Z')).toBe('parsing time "2030-02-03 03:04:43.123456Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse " 03:04:43.123456Z" as "T"');
+    expect(/unmarshalerDecoder: (.*), error found/.exec((await send('POST', leases, '{"spec":{"renewTime":5}}')).status.message)?.[1]).toBe('json: cannot unmarshal number into Go value of type string');
+  });
+
+  it('answers patches that leave a bad MicroTime as the patch handler does: 422 on "patch", or a 500 for apply', async () => {
+    expect((await send('POST', leases, '{"metadata":{"name":"l1"},"spec":{"holderIdentity":"a","acquireTime":"2030-01-02T01:04:43.123456Z"}}')).code).toBe(201);
+    const merge = await send('PATCH', `${leases}/l1`, '{"spec":{"renewTime":"2030-01-02T03:04:43.725Z"}}', 'application/merge-patch+json');
+    expect(merge.code).toBe(422);
+    expect(merge.status.reason).toBe('Invalid');
+    expect(merge.status.message).toMatch(/^ "" is invalid: patch: Invalid value: "\{.*\}": v1\.Lease\.Spec: v1\.LeaseSpec\.RenewTime: unmarshalerDecoder: parsing time "2030-01-02T03:04:43\.725Z" as "2006-01-02T15:04:05\.000000Z07:00": cannot parse "\.725Z" as "\.000000", error found in #10 byte of/);
+    expect(merge.status.details).toEqual({ causes: [{ reason: 'FieldValueInvalid', field: 'patch', message: merge.status.message.replace(' "" is invalid: patch: ', '') }] });
+    const strategic = await send('PATCH', `${leases}/l1`, '{"spec":{"renewTime":"2030-01-02T03:04:43.725Z", "holderIdentity":"b", "leaseDurationSeconds": 5}, "metadata":{"labels":{"a":"b"}}}', 'application/strategic-merge-patch+json');
+    expect(strategic.status.message).toBe(
+      ' "" is invalid: patch: Invalid value: "map[metadata:map[labels:map[a:b]] spec:map[holderIdentity:b leaseDurationSeconds:5 renewTime:2030-01-02T03:04:43.725Z]]": parsing time "2030-01-02T03:04:43.725Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".725Z" as ".000000"',
+    );
+    const applied = await send('PATCH', `${leases}/l1?fieldManager=x`, '{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","spec":{"renewTime":"2030-01-02T03:04:43.725Z"}}', 'application/apply-patch+yaml');
+    expect(applied).toEqual({
+      code: 500,
+      status: {
+        kind: 'Status',
+        apiVersion: 'v1',
+        metadata: {},
+        status: 'Failure',
+        message: 'failed to convert new object to proper version: unable to convert unstructured object to coordination.k8s.io/v1, Kind=Lease: parsing time "2030-01-02T03:04:43.725Z" as "2006-01-02T15:04:05.000000Z07:00": cannot parse ".725Z" as ".000000"',
+        code: 500,
+      },
+    });
+  });
+
+  it('takes any fraction on a Time and stores it in UTC, truncated to the second', async () => {
+    const event = { apiVersion: 'v1', kind: 'Event', metadata: { name: 'e1' }, involvedObject: { kind: 'Pod', name: 'p', namespace: 'default' }, reason: 'R', message: 'm', type: 'Normal', firstTimestamp: '2030-01-02T03:04:43.725Z', lastTimestamp: '2030-01-02T03:04:43.999999+01:00', count: 1 };
+    expect((await postJson('/api/v1/namespaces/default/events', event)).body).toMatchObject({ firstTimestamp: '2030-01-02T03:04:43Z', lastTimestamp: '2030-01-02T02:04:43Z' });
+    const refused = await postJson('/api/v1/namespaces/default/events', { ...event, metadata: { name: 'e2' }, lastTimestamp: 'yesterday' });
+    expect(refused.code).toBe(400);
+    expect(refused.body.message).toContain('v1.Event.Count: LastTimestamp: unmarshalerDecoder: parsing time "yesterday" as "2006-01-02T15:04:05Z07:00": cannot parse "yesterday" as "2006"');
   });
 });
 

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { recordUpdate, serverSideApply, type FieldManagerContext, type FieldPath } from './apply.js';
 import { CRD_CLEANUP_FINALIZER, resourcesFromCrd } from './crd.js';
 import { clone, deepEqual, getPath, isObject, setPath, timestamp, type Json, type JsonObject, type KubeObject, type ManagedFieldsEntry } from './json.js';
+import { conversionError, decodeError, goValueString, normalizeTimes, patchedJson, touchedByJsonPatch } from './godecode.js';
 import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from './patch.js';
 import { apiVersionOf, selectableFields, toStorage, toView, type PrepareContext, type ResourceDef, type ResourceRegistry } from './resources.js';
 import { applyDefaults, pruneUnknownFields, validateAgainstSchema } from './schema.js';
@@ -86,6 +87,12 @@ function scopeOf(def: ResourceDef, subresource: string): (path: FieldPath) => bo
   return def.statusSubresource ? (path) => path[0] !== 'f:status' : () => true;
 }
 
+function sortKeys(value: Json): Json {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (!isObject(value)) return value;
+  return Object.fromEntries(Object.keys(value).sort().map((k) => [k, sortKeys(value[k] as Json)]));
+}
+
 function decodeContinueToken(token: string): { rv: string; after: string } {
   try {
     return JSON.parse(Buffer.from(token, 'base64url').toString()) as { rv: string; after: string };
@@ -153,6 +160,32 @@ export class Registry {
     // Typed lists of built-in kinds carry no kind or apiVersion on their items; custom resource lists do.
     const items = def.custom ? page : page.map(({ apiVersion: _apiVersion, kind: _kind, ...item }) => item);
     return { apiVersion: apiVersionOf(def), kind: def.listKind, metadata, items };
+  }
+
+  /**
+   * What the API server's decoder refuses in a POST or PUT body before anything else happens: a
+   * built-in's Time or MicroTime field that Go's time.Parse does not take (400, json-iterator's
+   * words). YAML bodies are decoded after conversion to JSON (keys sorted), as the server does.
+   */
+  checkBody(def: ResourceDef, contentType: string, raw: string, parsed: unknown): void {
+    if (!def.goType) return;
+    const json = contentType === 'application/yaml' ? JSON.stringify(sortKeys(parsed as Json)) : raw;
+    const error = decodeError(def.goType, json);
+    if (error !== undefined) throw errors.badRequest(`${def.kind} in version "${def.version}" cannot be handled as a ${def.kind}: ${error}`);
+  }
+
+  /** A patched built-in whose Time or MicroTime fields do not parse: 422 on the field "patch", as the patch handler answers. */
+  private checkPatched(def: ResourceDef, contentType: string, document: Json, patched: Json): void {
+    if (!def.goType) return;
+    if (contentType === CONTENT_TYPES.strategicMergePatch) {
+      const error = conversionError(def.goType, patched);
+      if (error !== undefined) throw errors.invalidPatch(goValueString(document), error);
+      return;
+    }
+    const touched = contentType === CONTENT_TYPES.jsonPatch ? touchedByJsonPatch(document) : document;
+    const json = patchedJson(def.goType, patched, touched);
+    const error = decodeError(def.goType, json);
+    if (error !== undefined) throw errors.invalidPatch(json, error);
   }
 
   /** Parses and checks a request body: apiVersion and kind, namespace and name against the URL. */
@@ -228,6 +261,7 @@ export class Registry {
     for (const field of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generation', 'selfLink', 'managedFields']) delete meta[field];
     if (def.statusSubresource) delete obj.status;
     const warnings = this.applySchema(def, obj, opts);
+    if (def.goType) normalizeTimes(def.goType, obj as unknown as Json);
     def.prepare?.(obj, undefined, this.prepareContext(now));
     this.validate(def, obj, undefined);
     meta.uid = randomUUID();
@@ -278,6 +312,7 @@ export class Registry {
       else obj.status = clone(old.status);
     }
     const warnings = this.applySchema(def, obj, opts);
+    if (def.goType) normalizeTimes(def.goType, obj as unknown as Json);
     def.prepare?.(obj, old, this.prepareContext(now));
     this.validate(def, obj, old);
     if (def.specChanged?.(old, obj)) obj.metadata.generation = (old.metadata.generation ?? 0) + 1;
@@ -330,6 +365,7 @@ export class Registry {
     }
     if (!isObject(patched)) throw errors.badRequest('the patch did not produce an object');
     if (subresource === 'scale') return this.writeScale(def, existing, patched, opts);
+    this.checkPatched(def, contentType, document, patched);
     const obj = this.decode(def, patched, namespace, name);
     // A resourceVersion the patch sets is a precondition, as for PUT.
     const resourceVersion = obj.metadata.resourceVersion;
@@ -352,16 +388,22 @@ export class Registry {
     const now = new Date();
     const request = { ...this.fieldContext(def, subresource, opts.fieldManager, now), force: opts.force === true };
     const existing = this.find(def, namespace, name);
+    // The applied object is converted to the Go type; a Time that does not parse fails there (500, no reason).
+    const converted = (object: KubeObject) => {
+      const error = def.goType && conversionError(def.goType, object as unknown as Json);
+      if (error) throw new ApiError(500, '', `failed to convert new object to proper version: unable to convert unstructured object to ${def.group}/${def.version}, Kind=${def.kind}: ${error}`);
+      return object;
+    };
     if (!existing) {
       if (subresource) throw errors.notFound(groupResource(def), name);
       const { object, managedFields } = serverSideApply(undefined, config, request);
-      return this.create(def, namespace, object, opts, managedFields);
+      return this.create(def, namespace, converted(object), opts, managedFields);
     }
     if (config.metadata.resourceVersion && config.metadata.resourceVersion !== existing.metadata.resourceVersion) {
       throw errors.staleResourceVersion(groupResource(def), name);
     }
     const { object, managedFields } = serverSideApply(existing, config, request);
-    return this.commitUpdate(def, existing, object, opts, subresource, managedFields);
+    return this.commitUpdate(def, existing, converted(object), opts, subresource, managedFields);
   }
 
   scaleOf(def: ResourceDef, obj: KubeObject): KubeObject {

@@ -7,6 +7,7 @@
  */
 import { clone, type KubeObject } from './json.js';
 import type { JSONSchemaProps } from './schema.js';
+import type { GoType } from './gotypes.js';
 import type { FieldShape } from './shapes.js';
 import type { FieldError } from './status.js';
 
@@ -51,6 +52,8 @@ export interface ResourceDef {
   nameRule: 'subdomain' | 'label' | 'dns1035';
   shape: FieldShape;
   schema?: JSONSchemaProps;
+  /** The Go type a built-in's request bodies decode into (its Time and MicroTime fields are parsed as the API server parses them). */
+  goType?: GoType;
   /** Field selector labels beyond metadata.name and metadata.namespace. */
   fieldLabels: Record<string, (obj: KubeObject) => string | undefined>;
   /** Server-side defaults and server-set fields; runs on every create and update of the main resource and its subresources. */

@@ -181,6 +181,13 @@ export class ApiHandler {
     throw errors.unsupportedMediaType(contentType, [CONTENT_TYPES.json, 'application/yaml']);
   }
 
+  /** A POST or PUT body of the resource's own kind, decoded as the API server decodes it. */
+  private decodeBody(def: ResourceDef, contentType: string, body: string): unknown {
+    const parsed = this.parseObject(contentType, body);
+    this.registry.checkBody(def, contentType, body, parsed);
+    return parsed;
+  }
+
   private dispatch(
     route: ResourceRoute,
     method: string,
@@ -211,7 +218,7 @@ export class ApiHandler {
 
     if (name === undefined) {
       if (method === 'GET') return [200, registry.list(def, namespace, listOptions), {}];
-      if (method === 'POST' && (namespace !== undefined || !def.namespaced)) return written(registry.create(def, namespace, this.parseObject(contentType, body), writeOptions));
+      if (method === 'POST' && (namespace !== undefined || !def.namespaced)) return written(registry.create(def, namespace, this.decodeBody(def, contentType, body), writeOptions));
       if (method === 'DELETE' && (namespace !== undefined || !def.namespaced)) return [200, registry.deleteCollection(def, namespace, listOptions, this.deleteOptions(query, body)), {}];
       throw errors.methodNotAllowed();
     }
@@ -223,7 +230,7 @@ export class ApiHandler {
       case 'GET':
         return [200, registry.get(def, namespace, name), {}];
       case 'PUT':
-        return written(registry.update(def, namespace, name, this.parseObject(contentType, body), writeOptions, subresource));
+        return written(registry.update(def, namespace, name, this.decodeBody(def, contentType, body), writeOptions, subresource));
       case 'PATCH': {
         const force = optionalBoolean(query.get('force'));
         return written(registry.patch(def, namespace, name, contentType, body, { ...writeOptions, ...(force !== undefined ? { force } : {}) }, subresource));

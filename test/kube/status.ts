@@ -43,7 +43,8 @@ export class ApiError extends Error {
       metadata: {},
       status: 'Failure',
       message: this.message,
-      reason: this.reason,
+      // A few errors carry no reason (an apply whose object does not convert, a malformed resourceVersion).
+      ...(this.reason ? { reason: this.reason } : {}),
       ...(this.details ? { details: this.details } : {}),
       code: this.code,
     };
@@ -82,6 +83,11 @@ export const errors = {
   forbidden: (gr: GroupResource, name: string, why: string, causes?: StatusCause[]) =>
     new ApiError(403, 'Forbidden', `${qualified(gr)} "${name}" is forbidden: ${why}`, { ...resourceDetails(gr, name), ...(causes ? { causes } : {}) }),
   expired: (message: string) => new ApiError(410, 'Expired', message),
+  /** 422 from the patch handler when the patched object does not decode: no kind or name, one cause on "patch". */
+  invalidPatch: (value: string, why: string) => {
+    const message = `Invalid value: ${JSON.stringify(value)}: ${why}`;
+    return new ApiError(422, 'Invalid', ` "" is invalid: patch: ${message}`, { causes: [{ reason: 'FieldValueInvalid', message, field: 'patch' }] });
+  },
   /** 422: `Kind.group "name" is invalid: field: ...` with one cause per field error. */
   invalid: (kind: string, group: string, name: string, fieldErrors: FieldError[]) => {
     const rendered = fieldErrors.map((e) => `${e.field}: ${e.message}`);
