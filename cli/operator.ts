@@ -82,7 +82,7 @@ export async function operatorCommand(argv: string[]): Promise<number> {
     console.log(OPERATOR_USAGE);
     return 0;
   }
-  const log = createLogger(values['log-level']);
+  const log = createLogger(values['log-level'], { component: 'operator' });
   const kubeConfig = loadKubeConfig();
   const operator = await startOperator({
     kubeConfig,

@@ -71,7 +71,13 @@ if [ "${#missing[@]}" -gt 0 ] || ! have_deb_src; then
   fi
   say "apt-get update; apt-get install ${PACKAGES[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${PACKAGES[@]}" >/dev/null
+  # etcd-server's package would start Debian's own etcd on 2379: no service starts during the install.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade "${PACKAGES[@]}" >/dev/null
 fi
 [ -x "$GO" ] || die "$GO missing (golang-1.19-go)"
 [ -d "$REFLECT2" ] || die "$REFLECT2 missing (golang-github-modern-go-reflect2-dev)"

@@ -9,7 +9,7 @@
  * that is full). test/cluster/fleet.test.ts runs them.
  */
 import pino from 'pino';
-import { afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { AnyObject } from '../../operator/kube/client.js';
 import { startOperator, type RunningOperator } from '../../operator/main.js';
 import { startFaultProxy, proxiedKubeconfig, type FaultProxy } from './faults.js';
@@ -29,8 +29,13 @@ describeCluster('operator on a real kube-apiserver', (cluster) => {
   beforeAll(async () => {
     chart = await installChartOnce(cluster());
   });
+  const namespaces: string[] = [];
   afterEach(async () => {
     for (const stop of stops.splice(0).reverse()) await stop();
+  });
+  // The namespace controller empties them in the background.
+  afterAll(async () => {
+    for (const ns of namespaces) await admin().delete({ apiVersion: 'v1', kind: 'Namespace', name: ns });
   });
 
   const admin = () => adminClient(cluster());
@@ -38,6 +43,7 @@ describeCluster('operator on a real kube-apiserver', (cluster) => {
   const namespace = async () => {
     const ns = `mf-op-${process.pid}-${++counter}`;
     await ensureNamespace(cluster(), ns);
+    namespaces.push(ns);
     return ns;
   };
   /** The operator in this process, as the chart's ServiceAccount, watching one namespace. */
