@@ -35,6 +35,7 @@ interface BuiltinSpec {
   validate?: ResourceDef['validate'];
   toStorage?: ResourceDef['toStorage'];
   fromStorage?: ResourceDef['fromStorage'];
+  bookmarkFields?: ResourceDef['bookmarkFields'];
 }
 
 function builtin(spec: BuiltinSpec): ResourceDef {
@@ -249,15 +250,16 @@ function deploymentScaleSelector(obj: KubeObject): string | undefined {
 export function builtinResources(): ResourceDef[] {
   const core = { group: '', version: 'v1' };
   return [
-    builtin({ ...core, kind: 'Namespace', plural: 'namespaces', namespaced: false, shortNames: ['ns'], nameRule: 'label', statusSubresource: true, prepare: prepareNamespace, blocksDeletion: namespaceHasFinalizers, fieldLabels: { 'status.phase': (o) => getPath(o, '.status.phase') as string } }),
+    builtin({ ...core, kind: 'Namespace', plural: 'namespaces', namespaced: false, bookmarkFields: { spec: {}, status: {} }, shortNames: ['ns'], nameRule: 'label', statusSubresource: true, prepare: prepareNamespace, blocksDeletion: namespaceHasFinalizers, fieldLabels: { 'status.phase': (o) => getPath(o, '.status.phase') as string } }),
     builtin({ ...core, kind: 'ConfigMap', plural: 'configmaps', namespaced: true, shortNames: ['cm'] }),
     builtin({ ...core, kind: 'Secret', plural: 'secrets', namespaced: true, prepare: prepareSecret, fieldLabels: { type: (o) => o.type as string } }),
-    builtin({ ...core, kind: 'Service', plural: 'services', namespaced: true, shortNames: ['svc'], nameRule: 'dns1035', statusSubresource: true, shape: builtinShapes.service, prepare: defaultService, validate: validateService }),
+    builtin({ ...core, kind: 'Service', plural: 'services', namespaced: true, bookmarkFields: { spec: {}, status: { loadBalancer: {} } }, shortNames: ['svc'], nameRule: 'dns1035', statusSubresource: true, shape: builtinShapes.service, prepare: defaultService, validate: validateService }),
     builtin({ ...core, kind: 'Endpoints', plural: 'endpoints', namespaced: true, shortNames: ['ep'], allowCreateOnUpdate: true }),
     builtin({
       ...core,
       kind: 'Pod',
       plural: 'pods',
+      bookmarkFields: { spec: { containers: null }, status: {} },
       namespaced: true,
       shortNames: ['po'],
       statusSubresource: true,
@@ -300,6 +302,7 @@ export function builtinResources(): ResourceDef[] {
       version: 'v1',
       kind: 'Deployment',
       plural: 'deployments',
+      bookmarkFields: { spec: { replicas: 0, selector: null, template: { metadata: { creationTimestamp: null }, spec: { containers: null } }, strategy: {} }, status: {} },
       namespaced: true,
       shortNames: ['deploy'],
       // The Deployment strategy also counts annotation changes: they are copied to ReplicaSets.
@@ -310,13 +313,14 @@ export function builtinResources(): ResourceDef[] {
       prepare: defaultDeployment,
       validate: validateDeployment,
     }),
-    builtin({ group: 'policy', version: 'v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true, shortNames: ['pdb'], specChanged: specDiffers, statusSubresource: true, shape: builtinShapes.podDisruptionBudget, validate: validatePodDisruptionBudget }),
-    builtin({ group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true, allowCreateOnUpdate: true }),
+    builtin({ group: 'policy', version: 'v1', kind: 'PodDisruptionBudget', plural: 'poddisruptionbudgets', namespaced: true, bookmarkFields: { spec: {}, status: { disruptionsAllowed: 0, currentHealthy: 0, desiredHealthy: 0, expectedPods: 0 } }, shortNames: ['pdb'], specChanged: specDiffers, statusSubresource: true, shape: builtinShapes.podDisruptionBudget, validate: validatePodDisruptionBudget }),
+    builtin({ group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', plural: 'leases', namespaced: true, bookmarkFields: { spec: {} }, allowCreateOnUpdate: true }),
     builtin({
       group: 'apiextensions.k8s.io',
       version: 'v1',
       kind: 'CustomResourceDefinition',
       plural: 'customresourcedefinitions',
+      bookmarkFields: { spec: { group: '', names: { plural: '', kind: '' }, scope: '', versions: null }, status: { conditions: null, acceptedNames: { plural: '', kind: '' }, storedVersions: null } },
       namespaced: false,
       shortNames: ['crd', 'crds'],
       specChanged: specDiffers,

@@ -490,16 +490,72 @@ describe('watches', () => {
     named.stop();
   });
 
-  it('sends BOOKMARK events when the client allows them', async () => {
+  it('sends BOOKMARKs as v1.20\'s cacher does: the resource\'s last resourceVersion, once the watch has not seen it', async () => {
     await start({ bookmarkIntervalMs: 20 });
-    const watch = await watchEvents(kc, '/api/v1/namespaces/default/configmaps', { resourceVersion: emulator.resourceVersion(), allowWatchBookmarks: true });
-    const [bookmark] = await watch.next(1);
-    expect(bookmark).toMatchObject({ type: 'BOOKMARK', object: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { resourceVersion: emulator.resourceVersion() } } });
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: 'other' } } });
+    const from = emulator.resourceVersion();
+    const configmaps = await watchEvents(kc, '/api/v1/namespaces/default/configmaps', { resourceVersion: from, allowWatchBookmarks: true });
+    const secrets = await watchEvents(kc, '/api/v1/namespaces/default/secrets', { resourceVersion: from, allowWatchBookmarks: true });
+    // A Secret elsewhere moves the Secret watch's bookmark on, not the ConfigMap watch's: the
+    // second Secret bookmark means the ConfigMap watch's timer (started first) has fired since.
+    const secret = await core.createNamespacedSecret({ namespace: 'other', body: { metadata: { name: 's' } } });
+    expect((await secrets.next(2)).map((e) => `${e.type} ${e.object.metadata.resourceVersion}`)).toEqual([`BOOKMARK ${secret.metadata?.resourceVersion}`, `BOOKMARK ${secret.metadata?.resourceVersion}`]);
+    expect(configmaps.events).toEqual([]);
+    const unseen = await core.createNamespacedConfigMap({ namespace: 'other', body: { metadata: { name: 'c' } } });
+    expect((await configmaps.next(1))[0]).toEqual({ type: 'BOOKMARK', object: { kind: 'ConfigMap', apiVersion: 'v1', metadata: { resourceVersion: unseen.metadata?.resourceVersion, creationTimestamp: null } } });
+    configmaps.stop();
+    secrets.stop();
+    // Events are watched from etcd in v1.20: no bookmarks, and etcd's words for a compacted revision.
+    emulator.compactHistory();
+    const events = await watchEvents(kc, '/api/v1/namespaces/default/events', { resourceVersion: from, allowWatchBookmarks: true });
+    expect((await events.next(1))[0]?.object).toMatchObject({ code: 410, reason: 'Expired', message: 'The resourceVersion for the provided watch is too old.' });
+  });
+
+  it('keeps a watch cache per resource: its own events, growing while they are fresh, from its first request on', async () => {
+    await start({ watchCache: { minEvents: 2, maxEvents: 4 } });
+    const core = kc.makeApiClient(CoreV1Api);
+    const from = emulator.resourceVersion();
+    for (const name of ['a', 'b', 'c', 'd']) await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name } } });
+    // Four fresh ConfigMap events: the cache doubled from 2 to 4 and still reaches back.
+    expect((await (await watchEvents(kc, '/api/v1/namespaces/default/configmaps', { resourceVersion: from })).next(4)).map((e) => e.object.metadata.name)).toEqual(['a', 'b', 'c', 'd']);
+    const e = await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'e' } } });
+    const expired = await watchEvents(kc, '/api/v1/namespaces/default/configmaps', { resourceVersion: from });
+    expect((await expired.next(1))[0]?.object).toMatchObject({ code: 410, message: `too old resource version: ${from} (${Number(e.metadata?.resourceVersion) - 4})` });
+    // Secrets have their own window: nothing happened to them since.
+    const secrets = await watchEvents(kc, '/api/v1/namespaces/default/secrets', { resourceVersion: from });
+    await core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 's' } } });
+    expect((await secrets.next(1))[0]).toMatchObject({ type: 'ADDED', object: { metadata: { name: 's' } } });
+    secrets.stop();
+    // A custom resource's cache starts with the first request for it: older resourceVersions are gone.
+    const beforeFirstRequest = emulator.resourceVersion();
+    await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'f' } } });
+    await createRelay('relay');
+    const relays = await watchEvents(kc, '/apis/mailfleet.io/v1alpha1/namespaces/default/mailrelays', { resourceVersion: beforeFirstRequest });
+    expect((await relays.next(1))[0]?.object).toMatchObject({ code: 410, message: `too old resource version: ${beforeFirstRequest} (${Number(beforeFirstRequest) + 1})` });
+  });
+
+  it('streams only what comes after a resourceVersion the resource has not reached, and answers a malformed one with a 500', async () => {
+    const core = kc.makeApiClient(CoreV1Api);
+    const ahead = String(Number(emulator.resourceVersion()) + 2);
+    const watch = await watchEvents(kc, '/api/v1/namespaces/default/configmaps', { resourceVersion: ahead });
+    for (const name of ['a', 'b', 'c']) await core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name } } });
+    expect((await watch.next(1)).map((e) => e.object.metadata.name)).toEqual(['c']);
     watch.stop();
-    const quiet = await watchEvents(kc, '/api/v1/namespaces/default/configmaps', { resourceVersion: emulator.resourceVersion() });
-    await new Promise((resolve) => setTimeout(resolve, 80));
-    expect(quiet.events).toEqual([]);
-    quiet.stop();
+    const res = await fetch(`${emulator.url}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=abc`);
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: 'resourceVersion: Invalid value: "abc": strconv.ParseUint: parsing "abc": invalid syntax', code: 500 });
+  });
+
+  it('ends the watches on a custom resource when its CRD changes, and starts its watch cache again', async () => {
+    await start({ crdTeardownMs: 10 });
+    const created = await createRelay('relay');
+    const watch = await watchEvents(kc, '/apis/mailfleet.io/v1alpha1/namespaces/default/mailrelays', { resourceVersion: created.metadata.resourceVersion as string });
+    const crds = kc.makeApiClient(ApiextensionsV1Api);
+    await crds.patchCustomResourceDefinition({ name: 'mailrelays.mailfleet.io', body: [{ op: 'add', path: '/spec/names/categories', value: ['mailfleet'] }] });
+    expect(await watch.ended).toBeNull();
+    const again = await watchEvents(kc, '/apis/mailfleet.io/v1alpha1/namespaces/default/mailrelays', { resourceVersion: created.metadata.resourceVersion as string });
+    expect((await again.next(1))[0]?.object).toMatchObject({ code: 410, reason: 'Expired' });
   });
 
   it('answers a watch from a compacted resourceVersion with an ERROR event carrying 410 Expired', async () => {

@@ -8,7 +8,7 @@
  * exists (404 before); discovery; one global resourceVersion with optimistic concurrency (409
  * Conflict, AlreadyExists, NotFound as Status objects); generation; status and scale subresources;
  * merge, JSON, strategic merge (approximate) patches and server-side apply with managedFields and
- * conflicts; watches with bookmarks, selectors and 410 Expired; label and field selectors;
+ * conflicts; watches from per-resource watch caches sized as v1.20's, with its bookmarks, selectors and 410 Expired; label and field selectors;
  * finalizers; owner-reference garbage collection (Background, Foreground, Orphan); namespace and
  * CRD deletion; CRD schema pruning, defaulting and validation; optional Deployment availability.
  *
@@ -33,7 +33,7 @@ import { RequestLog, type InjectedFailure, type RequestMatcher, type RequestReco
 import { ResourceRegistry, toView, type ResourceDef } from './resources.js';
 import { ApiHandler } from './server.js';
 import type { ChangeType } from './store.js';
-import { Store } from './store.js';
+import { Store, WATCH_CACHE_V1_20, type WatchCacheSizing } from './store.js';
 import { WatchHub } from './watch.js';
 
 export type { KubeObject } from './json.js';
@@ -48,10 +48,17 @@ export interface KubeEmulatorOptions {
   namespaces?: string[];
   /** Report each Deployment fully available (readyReplicas = replicas, observedGeneration = generation) shortly after it changes. Off by default. */
   deploymentsBecomeAvailable?: boolean | { afterMs: number };
-  /** Changes kept for watches to resume from; older resourceVersions get 410 Expired. Default 1000. */
+  /**
+   * Each resource's watch cache, as v1.20 sizes it by default (100 events, doubling while its
+   * oldest is younger than 75 s, up to 102400): a watch resuming from before the window gets 410.
+   */
+  watchCache?: Partial<WatchCacheSizing>;
+  /** A fixed number of events per resource's watch cache (a test knob: the real one grows while events are fresh). */
   historySize?: number;
-  /** Interval of BOOKMARK events on watches that allow them. Default 1000 ms. */
+  /** How often watches that allow bookmarks get one (when the resource has changed since). Default 60000 ms, as v1.20's cacher. */
   bookmarkIntervalMs?: number;
+  /** How long after a CRD's spec changes the watches on its resource end (the API server tears the old storage down). Default 1000 ms. */
+  crdTeardownMs?: number;
   /** Delay before the garbage collector acts on a change. Default 0 (still asynchronous, as on a cluster). */
   gcDelayMs?: number;
 }
@@ -88,7 +95,7 @@ export interface KubeEmulator {
   resetRequests(): void;
   /** The next request(s) matching `matcher` fail with this status (a number, or code and reason, message, Retry-After). */
   failNext(matcher: RequestMatcher, failure: number | InjectedFailure): void;
-  /** Forgets the watch history: a watch resuming from any earlier resourceVersion gets 410 Expired. */
+  /** Every resource's watch cache forgets its events: a watch resuming from any earlier resourceVersion gets 410 Expired. */
   compactHistory(): void;
   /** Ends every open watch cleanly, so clients must reconnect. */
   closeWatches(): void;
@@ -109,9 +116,21 @@ function requireDef(resources: ResourceRegistry, ref: ObjectRef): ResourceDef {
 export async function startKubeEmulator(options: KubeEmulatorOptions = {}): Promise<KubeEmulator> {
   const resources = new ResourceRegistry();
   for (const def of builtinResources()) resources.add(def);
-  const store = new Store(options.historySize ?? 1000);
-  const watches = new WatchHub(store, options.bookmarkIntervalMs ?? 1000);
-  const registry = new Registry(resources, store, (storage) => watches.closeStorage(storage));
+  const sizing: WatchCacheSizing = { ...WATCH_CACHE_V1_20, ...options.watchCache, ...(options.historySize !== undefined ? { minEvents: options.historySize, maxEvents: options.historySize } : {}) };
+  const store = new Store(sizing);
+  // The built-in resources' watch caches start with the API server; a custom resource's on its first request.
+  for (const def of resources.storages()) store.watchCache(def.storage);
+  const watches = new WatchHub(store, options.bookmarkIntervalMs ?? 60_000);
+  const registry = new Registry(
+    resources,
+    store,
+    (storage) => watches.closeStorage(storage),
+    (storage) => {
+      if (!store.hasWatchCache(storage)) return;
+      store.dropWatchCache(storage);
+      watches.replaceStorage(storage, options.crdTeardownMs ?? 1000);
+    },
+  );
   const scheduler = new Scheduler();
   const available = options.deploymentsBecomeAvailable;
   const controllers = new Controllers(registry, scheduler, {

@@ -108,6 +108,8 @@ export class Registry {
     readonly resources: ResourceRegistry,
     readonly store: Store,
     private readonly onStorageRemoved: (storage: string) => void,
+    /** A CRD's spec or accepted names changed: the API server replaces the storage of its resource. */
+    private readonly onStorageReplaced: (storage: string) => void = () => undefined,
   ) {}
 
   private prepareContext(now: Date): PrepareContext {
@@ -321,7 +323,11 @@ export class Registry {
     else delete obj.metadata.managedFields;
     if (deepEqual(obj, old) || opts.dryRun) return { object: deepEqual(obj, old) ? old : obj, created: false, warnings };
     const stored = this.store.update(def.storage, toStorage(def, obj), toStorage(def, old));
-    if (isCrdDef(def)) for (const served of resourcesFromCrd(stored)) this.resources.add(served);
+    if (isCrdDef(def)) {
+      for (const served of resourcesFromCrd(stored)) this.resources.add(served);
+      const names = (o: KubeObject) => getPath(o, '.status.acceptedNames');
+      if (!deepEqual(old.spec, stored.spec) || !deepEqual(names(old), names(stored))) this.onStorageReplaced(`${getPath(stored, '.spec.group') as string}/${getPath(stored, '.spec.names.plural') as string}`);
+    }
     if (stored.metadata.deletionTimestamp && stored.metadata.deletionGracePeriodSeconds === 0 && !this.blocksDeletion(def, stored)) this.remove(def, stored);
     return { object: toView(def, stored), created: false, warnings };
   }

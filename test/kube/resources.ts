@@ -5,7 +5,7 @@
  * semantics, shapes, schema, server-side defaults and validation, and conversion to the stored
  * form where two API versions share objects.
  */
-import { clone, type KubeObject } from './json.js';
+import { clone, type JsonObject, type KubeObject } from './json.js';
 import type { JSONSchemaProps } from './schema.js';
 import type { GoType } from './gotypes.js';
 import type { FieldShape } from './shapes.js';
@@ -52,6 +52,8 @@ export interface ResourceDef {
   nameRule: 'subdomain' | 'label' | 'dns1035';
   shape: FieldShape;
   schema?: JSONSchemaProps;
+  /** What a BOOKMARK of this kind carries besides kind, apiVersion and metadata: the Go zero value of its fields (built-ins). */
+  bookmarkFields?: JsonObject;
   /** The Go type a built-in's request bodies decode into (its Time and MicroTime fields are parsed as the API server parses them). */
   goType?: GoType;
   /** Field selector labels beyond metadata.name and metadata.namespace. */

@@ -112,6 +112,8 @@ export class ApiHandler {
         return;
       }
       const { def, namespace, name, subresource } = route;
+      // The API server makes a custom resource's storage, and its watch cache, on the first request for it.
+      this.registry.store.watchCache(def.storage);
       Object.assign(record, {
         verb: this.verbOf(method, name, watching),
         group: def.group,
