@@ -24,6 +24,7 @@ interface BuiltinSpec {
   storage?: string;
   specChanged?: ResourceDef['specChanged'];
   statusSubresource?: boolean;
+  statusKeepsMetadata?: boolean;
   scale?: ResourceDef['scale'];
   allowCreateOnUpdate?: boolean;
   returnDeletedObject?: boolean;
@@ -308,6 +309,7 @@ export function builtinResources(): ResourceDef[] {
       // The Deployment strategy also counts annotation changes: they are copied to ReplicaSets.
       specChanged: (a, b) => specDiffers(a, b) || !deepEqual(a.metadata.annotations ?? {}, b.metadata.annotations ?? {}),
       statusSubresource: true,
+      statusKeepsMetadata: true,
       scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', selector: deploymentScaleSelector },
       shape: builtinShapes.deployment,
       prepare: defaultDeployment,

@@ -3,13 +3,15 @@
  * the garbage collector (owner references, Background/Foreground propagation), the namespace
  * controller (empties a terminating namespace, then finalizes it), the CRD controllers (marks a
  * CRD Established; on deletion removes its instances, then its cleanup finalizer), and
- * optionally a Deployment controller that reports every Deployment fully available. They run
+ * optionally a Deployment controller: one that reports every Deployment fully available, or
+ * v1.20's on a cluster without kubelet (deployment-controller.ts: rolled out, never available). They run
  * asynchronously after the change that triggers them, like the real ones; `settled()` waits for them.
  */
 import { CRD_CLEANUP_FINALIZER } from './crd.js';
 import { clone, getPath, isObject, timestamp, type Json, type JsonObject, type KubeObject, type OwnerReference } from './json.js';
 import { isCrdDef, isNamespaceDef, type Registry } from './registry.js';
 import { toView, type ResourceDef } from './resources.js';
+import { DeploymentController } from './deployment-controller.js';
 import { ApiError } from './status.js';
 import type { StoredChange } from './store.js';
 
@@ -58,6 +60,8 @@ export interface ControllerOptions {
   gcDelayMs: number;
   /** When set, each Deployment is reported available this long after it changes. */
   deploymentAvailableAfterMs?: number;
+  /** When set, the Deployment controller of a cluster without kubelet runs, acting this long after each change. */
+  deploymentUnavailableDelayMs?: number;
 }
 
 interface Located {
@@ -66,14 +70,23 @@ interface Located {
 }
 
 export class Controllers {
+  private readonly deployments?: DeploymentController;
+
   constructor(
     private readonly registry: Registry,
     private readonly scheduler: Scheduler,
     private readonly options: ControllerOptions,
-  ) {}
+  ) {
+    const deployments = registry.resources.find('apps', 'v1', 'deployments');
+    if (options.deploymentUnavailableDelayMs !== undefined && deployments) this.deployments = new DeploymentController(registry, deployments, scheduler, options.deploymentUnavailableDelayMs);
+  }
 
   start(): () => void {
-    return this.registry.store.onChange((change) => this.react(change));
+    const unsubscribe = this.registry.store.onChange((change) => this.react(change));
+    return () => {
+      unsubscribe();
+      this.deployments?.stop();
+    };
   }
 
   private react(change: StoredChange): void {
@@ -91,6 +104,10 @@ export class Controllers {
       scheduler.schedule('crd-cleanup', 0, () => this.cleanUpCrds());
     }
     const def = this.registry.resources.storages().find((d) => d.storage === change.storage);
+    if (this.deployments && change.storage === 'apps/deployments') {
+      if (change.type === 'DELETED') this.deployments.forget(meta.namespace as string, meta.name as string);
+      else this.deployments.enqueue(meta.namespace as string, meta.name as string);
+    }
     if (!def || change.type === 'DELETED') return;
     if (isCrdDef(def) && change.type === 'ADDED') scheduler.schedule(`crd-establish/${meta.name}`, 0, () => this.establish(def, meta.name as string));
     const availableAfter = this.options.deploymentAvailableAfterMs;

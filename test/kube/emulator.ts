@@ -17,7 +17,7 @@
  * version conversion beyond apiVersion (and the two Event APIs), protobuf and Table output,
  * list resourceVersion semantics (lists always serve the latest state), watches from a
  * resourceVersion in the future (they stream from now), consistent pagination snapshots,
- * ReplicaSets and Pods behind Deployments (no kubelet: see the `onChange` hook), graceful
+ * ReplicaSets and Pods behind Deployments (their counts are modelled by `deploymentsUnavailable`; no kubelet: see the `onChange` hook), graceful
  * deletion of Pods that are not bound to a node, orphaning through the `orphan` finalizer (done
  * at once instead), and SMD's finer points of field ownership (see apply.ts).
  */
@@ -48,6 +48,12 @@ export interface KubeEmulatorOptions {
   namespaces?: string[];
   /** Report each Deployment fully available (readyReplicas = replicas, observedGeneration = generation) shortly after it changes. Off by default. */
   deploymentsBecomeAvailable?: boolean | { afterMs: number };
+  /**
+   * Run v1.20's Deployment controller as on a cluster without kubelet: every Deployment rolls out
+   * (revision, observedGeneration, replicas, updatedReplicas) and stays unavailable
+   * (unavailableReplicas, Available False, Progressing ... ProgressDeadlineExceeded). Off by default.
+   */
+  deploymentsUnavailable?: boolean | { afterMs: number };
   /**
    * Each resource's watch cache, as v1.20 sizes it by default (100 events, doubling while its
    * oldest is younger than 75 s, up to 102400): a watch resuming from before the window gets 410.
@@ -133,9 +139,12 @@ export async function startKubeEmulator(options: KubeEmulatorOptions = {}): Prom
   );
   const scheduler = new Scheduler();
   const available = options.deploymentsBecomeAvailable;
+  const unavailable = options.deploymentsUnavailable;
+  if (available && unavailable) throw new Error('deploymentsBecomeAvailable and deploymentsUnavailable exclude each other');
   const controllers = new Controllers(registry, scheduler, {
     gcDelayMs: options.gcDelayMs ?? 0,
     ...(available ? { deploymentAvailableAfterMs: available === true ? 20 : available.afterMs } : {}),
+    ...(unavailable ? { deploymentUnavailableDelayMs: unavailable === true ? 5 : unavailable.afterMs } : {}),
   });
   const stopControllers = controllers.start();
   const log = new RequestLog();

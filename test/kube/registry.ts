@@ -79,6 +79,7 @@ function managerName(opts: WriteOptions): string {
 }
 
 function scopeOf(def: ResourceDef, subresource: string): (path: FieldPath) => boolean {
+  if (subresource === 'status' && def.statusKeepsMetadata) return (path) => path[0] === 'f:status' || (path[0] === 'f:metadata' && path[1] !== 'f:labels');
   if (subresource === 'status') return (path) => path[0] === 'f:status';
   if (subresource === 'scale') {
     const replicas = (def.scale?.specReplicasPath ?? '').replace(/^\./, '').split('.').map((part) => `f:${part}`);
@@ -304,7 +305,12 @@ export class Registry {
       else (obj.metadata as Record<string, unknown>)[field] = old.metadata[field];
     }
     delete obj.metadata.selfLink;
-    if (subresource === 'status') {
+    if (subresource === 'status' && def.statusKeepsMetadata) {
+      // v1.20's Deployment status strategy resets only spec and labels: annotations (the controller's revision) go through.
+      obj = { ...obj, spec: clone(old.spec) as Json, metadata: { ...obj.metadata, labels: clone(old.metadata.labels) } };
+      if (old.spec === undefined) delete obj.spec;
+      if (old.metadata.labels === undefined) delete obj.metadata.labels;
+    } else if (subresource === 'status') {
       // The status strategy keeps everything of the stored object but its status.
       const status = obj.status;
       obj = { ...clone(old), status };
@@ -317,7 +323,7 @@ export class Registry {
     if (def.goType) normalizeTimes(def.goType, obj as unknown as Json);
     def.prepare?.(obj, old, this.prepareContext(now));
     this.validate(def, obj, old);
-    if (def.specChanged?.(old, obj)) obj.metadata.generation = (old.metadata.generation ?? 0) + 1;
+    if (subresource !== 'status' && def.specChanged?.(old, obj)) obj.metadata.generation = (old.metadata.generation ?? 0) + 1;
     const managedFields = appliedFields ?? recordUpdate(old.metadata.managedFields ?? [], old, obj, this.fieldContext(def, subresource, managerName(opts), now));
     if (managedFields.length > 0) obj.metadata.managedFields = managedFields;
     else delete obj.metadata.managedFields;

@@ -40,6 +40,8 @@ export interface ResourceDef {
   /** Present where the kind keeps metadata.generation: whether an update changes what generation counts. */
   specChanged?: (before: KubeObject, after: KubeObject) => boolean;
   statusSubresource: boolean;
+  /** /status writes keep metadata changes other than labels (v1.20's Deployment status strategy) instead of only status. */
+  statusKeepsMetadata?: boolean;
   scale?: ScaleSpec;
   /** PUT of a missing object creates it (Endpoints, Events, Leases). */
   allowCreateOnUpdate: boolean;
