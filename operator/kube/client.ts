@@ -112,8 +112,8 @@ export class KubeClient {
   }
 
   /** A request the helpers below do not cover (discovery, a subresource), as JSON. */
-  raw<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return this.request<T>(method === 'GET' ? 'get' : method.toLowerCase(), method, path, body);
+  raw<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+    return this.request<T>(method.toLowerCase(), method, path, body, contentType);
   }
 
   /** Whether the API server serves a group/version (discovery): false on 404, as for policy/v1 on v1.20. */
