@@ -32,6 +32,8 @@ export interface OperatorOptions {
   resyncMs: number;
   /** How often a MailRelay waiting for a Secret looks again (default 15 s). */
   missingRetryMs?: number;
+  /** How often discovery asks which optional APIs are served (default 5 minutes). */
+  discoveryIntervalMs?: number;
   now?: () => Date;
   /** Called when leadership is lost (the command exits; tests observe). */
   onLostLeadership?: () => void;
@@ -242,7 +244,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
   };
   await discovery.refresh();
   discovered = true;
-  discovery.start(5 * 60_000);
+  discovery.start(opts.discoveryIntervalMs ?? 5 * 60_000);
   await syncInformers();
 
   const autoscaler = new FleetAutoscaler({
