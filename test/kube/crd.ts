@@ -90,6 +90,38 @@ function stripForGeneration(obj: KubeObject, withStatus: boolean): JsonObject {
   return (withStatus ? { ...rest, status } : rest) as JsonObject;
 }
 
+/** Go's %T of a decoded JSON value, as unstructured.NestedInt64 names it. */
+function goTypeName(value: unknown): string {
+  if (typeof value === 'number') return Number.isInteger(value) ? 'int64' : 'float64';
+  if (typeof value === 'string') return 'string';
+  if (typeof value === 'boolean') return 'bool';
+  return Array.isArray(value) ? '[]interface {}' : 'map[string]interface {}';
+}
+
+/**
+ * The scale subresource's paths checked on every write of a custom resource (apiextensions'
+ * ValidateScaleSpec/ValidateScaleStatus): replicas are non-negative int32s, the selector a string.
+ */
+function scaleErrors(obj: KubeObject, scale: NonNullable<NonNullable<CrdVersion['subresources']>['scale']>): FieldError[] {
+  const errs: FieldError[] = [];
+  const replicas = (path: string) => {
+    const value = getPath(obj, path);
+    if (value === undefined || value === null) return;
+    if (typeof value !== 'number' || !Number.isInteger(value)) errs.push(fieldError.invalid(path, 0, `${path} accessor error: ${typeof value === 'object' ? JSON.stringify(value) : String(value)} is of the type ${goTypeName(value)}, expected int64`));
+    else if (value < 0) errs.push(fieldError.invalid(path, value, 'should be a non-negative integer'));
+    else if (value > 2 ** 31 - 1) errs.push(fieldError.invalid(path, value, `should be less than or equal to ${2 ** 31 - 1}`));
+  };
+  replicas(scale.specReplicasPath);
+  replicas(scale.statusReplicasPath);
+  if (scale.labelSelectorPath) {
+    const selector = getPath(obj, scale.labelSelectorPath);
+    if (selector !== undefined && selector !== null && typeof selector !== 'string') {
+      errs.push(fieldError.invalid(scale.labelSelectorPath, '', `${scale.labelSelectorPath} accessor error: ${JSON.stringify(selector)} is of the type ${goTypeName(selector)}, expected string`));
+    }
+  }
+  return errs;
+}
+
 /** One ResourceDef per served version of a CRD, all sharing the storage of the CRD's resource. */
 export function resourcesFromCrd(crd: KubeObject): ResourceDef[] {
   const spec = crdSpec(crd);
@@ -134,6 +166,7 @@ export function resourcesFromCrd(crd: KubeObject): ResourceDef[] {
         nameRule: 'subdomain',
         shape: shapeFromSchema(schema, true),
         ...(schema ? { schema } : {}),
+        ...(scale ? { validate: (obj: KubeObject) => scaleErrors(obj, scale) } : {}),
         fieldLabels: {},
         toStorage: (view) => ({ ...view, apiVersion: `${group}/${storageVersion}` }),
       };

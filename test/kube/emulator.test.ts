@@ -766,6 +766,8 @@ describe('schema validation and defaulting', () => {
       'spec.ports[3]: Duplicate value: {"name":"a"}',
       'spec.tags: Invalid value: 0: spec.tags in body should have at least 1 items',
       'spec.note: Invalid value: "integer": spec.note in body must be of type string: "integer"',
+      // The scale subresource's replicas path is checked too, after the schema (as apiextensions does).
+      '.spec.replicas: Invalid value: -1: should be a non-negative integer',
     ]);
     expect(invalid.status.message).toMatch(/^MailRelay.mailfleet.io "relay" is invalid: \[spec.domain: Invalid value/);
     const missing = await failure(createRelay('relay', { replicas: 1, limits: { perMinute: 0 }, strict: { known: true, unknown: 1 }, labels: { a: 1 } }));

@@ -80,8 +80,16 @@ class LabelSelectorParser {
   }
 
   private expect(char: string): void {
-    if (this.peek() !== char) this.fail(`found '${this.peek() ?? ''}', expected: '${char}'`);
-    this.pos++;
+    if (this.peek() === char) {
+      this.pos++;
+      return;
+    }
+    // The lexer's next token: a whole identifier, or one character.
+    const start = this.pos;
+    const literal = this.word() || (this.peek() ?? '');
+    this.pos = start;
+    // apimachinery words this one without the comma the others have.
+    this.fail(char === '(' ? `found '${literal}' expected: '('` : `found '${literal}', expected: '${char}'`);
   }
 
   private skipSpace(): void {
