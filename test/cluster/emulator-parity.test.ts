@@ -77,20 +77,27 @@ class Target {
     });
   }
 
-  /** The events of a watch until it ends (timeoutSeconds), `stopWhen` says enough, or `ms` pass. */
-  watch(p: string, ms: number, stopWhen: (events: WatchEvent[]) => boolean = () => false): Promise<{ code: number; events: WatchEvent[] }> {
-    return new Promise((resolve, reject) => {
+  /**
+   * A watch: `connected` once the server answered (the watch is registered), `result` with its
+   * events once it ends (timeoutSeconds), `stopWhen` says enough, or `ms` pass.
+   */
+  watch(p: string, ms: number, stopWhen: (events: WatchEvent[]) => boolean = () => false): { connected: Promise<void>; result: Promise<{ code: number; events: WatchEvent[] }> } {
+    let connect: () => void = () => undefined;
+    const connected = new Promise<void>((resolve) => (connect = resolve));
+    const result = new Promise<{ code: number; events: WatchEvent[] }>((resolve, reject) => {
       const events: WatchEvent[] = [];
       let code = 0;
       let req: http.ClientRequest | undefined = undefined;
       const done = () => {
         clearTimeout(timer);
         req?.destroy();
+        connect();
         resolve({ code, events });
       };
       const timer = setTimeout(done, ms);
       req = this.open('GET', p, undefined, '', (res) => {
         code = res.statusCode ?? 0;
+        connect();
         let buffer = '';
         res.on('data', (c: Buffer) => {
           buffer += c.toString();
@@ -104,6 +111,7 @@ class Target {
       });
       req.on('error', (err) => (events.length ? done() : reject(err)));
     });
+    return { connected, result };
   }
 }
 
@@ -285,7 +293,7 @@ const cases: Case[] = [
       await waitFor(async () => JSON.stringify((await t.request('GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${gizmoCrd.metadata.name}`)).body.status ?? {}).includes('"Established"'));
       const gizmos = `/apis/parity.mailfleet.io/v1/namespaces/${NS}/gizmos`;
       await waitFor(async () => (await t.request('GET', gizmos)).code === 200);
-      const watch = await t.watch(`${gizmos}?watch=1&resourceVersion=${from}`, 10_000, (events) => events.length > 0);
+      const watch = await t.watch(`${gizmos}?watch=1&resourceVersion=${from}`, 10_000, (events) => events.length > 0).result;
       return watch.events.map((e) => ({ type: e.type, ...status({ code: e.object.code as number, body: e.object }), message: String(e.object.message).replace(`too old resource version: ${from} (`, 'too old resource version: <the CRD\'s> (').replace(/\(\d+\)$/, '(<its cache\'s start>)') }));
     },
   },
@@ -294,9 +302,9 @@ const cases: Case[] = [
     run: async (t) => {
       const newest = (await t.request('POST', configmaps(NS), { metadata: { name: 'newest' } })).body.metadata as Obj;
       const watch = t.watch(`/api/v1/namespaces/${NS}/secrets?watch=1&resourceVersion=${newest.resourceVersion as string}`, 10_000, (events) => events.length > 0);
-      await new Promise((r) => setTimeout(r, 200));
+      await watch.connected;
       await t.request('POST', `/api/v1/namespaces/${NS}/secrets`, { metadata: { name: 'after-newest' } });
-      return (await watch).events.map((e) => `${e.type} ${(e.object.metadata as Obj).name as string}`);
+      return (await watch.result).events.map((e) => `${e.type} ${(e.object.metadata as Obj).name as string}`);
     },
   },
   {
@@ -308,12 +316,12 @@ const cases: Case[] = [
       // ...a change to another resource does not move the Lease watch's.
       const leaseSeen = (await t.request('POST', leases, lease('bookmarked', {}))).body.metadata as Obj;
       const leaseWatch = t.watch(`${leases}?watch=1&allowWatchBookmarks=true&timeoutSeconds=3&resourceVersion=${leaseSeen.resourceVersion as string}`, 10_000);
-      await new Promise((r) => setTimeout(r, 200));
+      await Promise.all([configMapWatch.connected, leaseWatch.connected]);
       const unseen = (await t.request('POST', configmaps(OTHER), { metadata: { generateName: 'unseen-' } })).body.metadata as Obj;
       const label = (e: WatchEvent) => `${e.type} ${(e.object.metadata as Obj).resourceVersion === unseen.resourceVersion ? 'the unseen ConfigMap' : 'another resourceVersion'} ${JSON.stringify({ ...e.object, metadata: { ...(e.object.metadata as Obj), resourceVersion: 'RV' } })}`;
       // The cacher may send the pre-timeout bookmark twice (the tick before and after it is due): repeats are folded.
       const fold = (events: WatchEvent[]) => events.map(label).filter((l, i, all) => all[i - 1] !== l);
-      return { configMaps: fold((await configMapWatch).events), leases: fold((await leaseWatch).events) };
+      return { configMaps: fold((await configMapWatch.result).events), leases: fold((await leaseWatch.result).events) };
     },
   },
   {
