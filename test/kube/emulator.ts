@@ -8,18 +8,20 @@
  * exists (404 before); discovery; one global resourceVersion with optimistic concurrency (409
  * Conflict, AlreadyExists, NotFound as Status objects); generation; status and scale subresources;
  * merge, JSON, strategic merge (approximate) patches and server-side apply with managedFields and
- * conflicts; watches from per-resource watch caches sized as v1.20's, with its bookmarks, selectors and 410 Expired; label and field selectors;
- * finalizers; owner-reference garbage collection (Background, Foreground, Orphan); namespace and
- * CRD deletion; CRD schema pruning, defaulting and validation; optional Deployment availability.
+ * conflicts; request bodies decoded as the API server does where it matters (Time and MicroTime,
+ * with Go's errors); watches from per-resource watch caches sized as v1.20's, with its bookmarks,
+ * selectors and 410 Expired; label and field selectors; finalizers; owner-reference garbage
+ * collection (Background, Foreground, Orphan); namespace and CRD deletion; CRD validation (RE2
+ * patterns) and schema pruning, defaulting and validation; optional Deployment controllers
+ * (everything available, or v1.20's without a kubelet).
  *
  * Does not model: authentication and authorization (any or no token is accepted), admission
  * webhooks, CEL rules (x-kubernetes-validations), `format` checks and validation ratcheting,
  * version conversion beyond apiVersion (and the two Event APIs), protobuf and Table output,
- * list resourceVersion semantics (lists always serve the latest state), watches from a
- * resourceVersion in the future (they stream from now), consistent pagination snapshots,
- * ReplicaSets and Pods behind Deployments (their counts are modelled by `deploymentsUnavailable`; no kubelet: see the `onChange` hook), graceful
- * deletion of Pods that are not bound to a node, orphaning through the `orphan` finalizer (done
- * at once instead), and SMD's finer points of field ownership (see apply.ts).
+ * list resourceVersion semantics (lists always serve the latest state), consistent pagination
+ * snapshots, ReplicaSet and Pod objects behind Deployments (no kubelet: see the `onChange` hook),
+ * graceful deletion of Pods that are not bound to a node, orphaning through the `orphan`
+ * finalizer (done at once instead), and SMD's finer points of field ownership (see apply.ts).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
