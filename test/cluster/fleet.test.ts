@@ -169,6 +169,23 @@ describeCluster('fleet on a real kube-apiserver: operator, Deployment and Replic
     expect(handedOver).toBeGreaterThan(0);
   }, 240_000);
 
+  it('a relay killed mid-load is started again in its pod (the emptyDir spool stays) and delivers what it had acknowledged', async () => {
+    const fleet = await startFleet('crash');
+    await fleet.apply('crash', { replicas: 2 });
+    await eventually(() => fleet.ready().length === 2, 'two relay pods ready', 60_000);
+    const { accepted, done } = load(fleet, 'crash');
+    await eventually(() => accepted.size >= MESSAGES / 3, 'a third of the load accepted', 30_000);
+    const victim = fleet.kubelet.pods()[0]!;
+    victim.process.child.kill('SIGKILL');
+    await done;
+    // The pod's status says what happened, as kubectl get pods shows it.
+    await eventually(async () => {
+      const pod = await adminClient(cluster()).get<AnyObject & { status?: { containerStatuses?: { restartCount: number; ready: boolean }[] } }>({ apiVersion: 'v1', kind: 'Pod', namespace: fleet.ns, name: victim.name });
+      return pod?.status?.containerStatuses?.[0]?.restartCount === 1 && pod.status.containerStatuses[0].ready;
+    }, 'the pod restarted once and ready again', 60_000);
+    await expectNothingLost(fleet, 'SIGKILL in a pod', accepted);
+  }, 240_000);
+
   it('autoscaling: a backlog scales the fleet up at once; it scales down after the window; nothing is lost', async () => {
     const fleet = await startFleet('autoscale');
     await fleet.apply('outbound', { autoscaling: { enabled: true, minReplicas: 1, maxReplicas: 4, interval: '2s', targets: { readyMessagesPerReplica: 20 }, scaleDownStabilization: '8s' } });

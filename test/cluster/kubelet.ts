@@ -7,6 +7,9 @@
  * for deletion (a scale-down, a rollout) it sends SIGTERM, waits up to the pod's grace period,
  * and then confirms the deletion with a zero grace period.
  *
+ * A relay that exits on its own is started again after a growing backoff (restartPolicy
+ * Always), its status saying so (restartCount, lastState terminated, CrashLoopBackOff).
+ *
  * What it does not do: containers, images, resource limits, a network namespace per pod. The
  * pod's files are made from the ConfigMap and Secrets it mounts, read from the API; the relay's
  * config is the operator's, with its paths moved under the pod's directory, its listeners and
@@ -37,9 +40,11 @@ interface Run {
   name: string;
   uid: string;
   ip: string;
+  /** The container's current process (a new one after each restart). */
   process: RelayProcess;
   ready: boolean;
   stopping: boolean;
+  restarts: number;
 }
 
 export interface Kubelet {
@@ -137,33 +142,41 @@ export async function startKubelet(client: KubeClient, opts: KubeletOptions): Pr
       used.delete(ip);
       throw err;
     }
-    const process = spawnMailfleet(['relay', '--config', file], { env: { POD_IP: ip } });
-    history.push(process);
-    const run: Run = { name, uid: pod.metadata.uid!, ip, process, ready: false, stopping: false };
-    runs.set(name, run);
     const container = pod.spec.containers[0]!;
-    await patchStatus(name, {
-      phase: 'Running',
-      hostIP: '127.0.0.1',
-      podIP: ip,
-      podIPs: [{ ip }],
-      startTime: now(),
-      conditions: conditions(false),
-      containerStatuses: [{ name: container.name, image: container.image, imageID: '', ready: false, started: true, restartCount: 0, state: { running: { startedAt: now() } } }],
-    });
-    // The readiness probe, as the pod declares it.
+    const run: Run = { name, uid: pod.metadata.uid!, ip, process: undefined as unknown as RelayProcess, ready: false, stopping: false, restarts: 0 };
+    runs.set(name, run);
+    await patchStatus(name, { phase: 'Running', hostIP: '127.0.0.1', podIP: ip, podIPs: [{ ip }], startTime: now(), conditions: conditions(false) });
     const probe = container.readinessProbe?.httpGet;
     const port = typeof probe?.port === 'string' ? container.ports.find((p) => p.name === probe.port)?.containerPort : probe?.port;
-    void (async () => {
+    const containerStatus = (ready: boolean, state: object, lastState: object = {}) => ({ name: container.name, image: container.image, imageID: '', ready, started: ready || 'running' in state, restartCount: run.restarts, state, lastState });
+
+    /** The container: started, probed until ready, and started again (with a backoff) when it exits on its own, as restartPolicy Always says. */
+    const runContainer = async (lastState: object = {}): Promise<void> => {
+      const process = spawnMailfleet(['relay', '--config', file], { env: { POD_IP: ip } });
+      run.process = process;
+      history.push(process);
+      const startedAt = now();
+      await patchStatus(name, { conditions: conditions(false), containerStatuses: [containerStatus(false, { running: { startedAt } }, lastState)] });
+      void process.exited.then(async (code) => {
+        if (stopped || run.stopping) return;
+        run.ready = false;
+        const terminated = { terminated: { exitCode: typeof code === 'number' ? code : 137, reason: 'Error', startedAt, finishedAt: now() } };
+        run.restarts++;
+        await patchStatus(name, { conditions: conditions(false), containerStatuses: [containerStatus(false, { waiting: { reason: 'CrashLoopBackOff' } }, terminated)] });
+        await new Promise((r) => setTimeout(r, Math.min(10_000, 1000 * 2 ** (run.restarts - 1))));
+        if (!stopped && !run.stopping) await runContainer(terminated);
+      });
+      // The readiness probe, as the pod declares it.
       while (!stopped && !run.stopping && process.child.exitCode === null) {
         if (await fetch(`http://${ip}:${port}${probe?.path ?? '/readyz'}`).then((r) => r.ok, () => false)) {
           run.ready = true;
-          await patchStatus(name, { conditions: conditions(true), containerStatuses: [{ name: container.name, image: container.image, imageID: '', ready: true, started: true, restartCount: 0, state: { running: { startedAt: now() } } }] });
+          await patchStatus(name, { conditions: conditions(true), containerStatuses: [containerStatus(true, { running: { startedAt } }, lastState)] });
           return;
         }
         await new Promise((r) => setTimeout(r, 100));
       }
-    })();
+    };
+    void runContainer().catch((err: unknown) => globalThis.process.stderr.write(`kubelet: pod ${name}: ${(err as Error).message}\n`));
   }
 
   /** The API server marked the pod for deletion: drain it within its grace period, then confirm. */
