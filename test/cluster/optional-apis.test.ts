@@ -17,10 +17,7 @@ type Condition = { type: string; status: string; reason: string; message: string
 describeCluster('optional APIs appearing on a real kube-apiserver', (cluster) => {
   const ns = `mf-optional-${process.pid}`;
   let operator: RunningOperator | undefined;
-  // A group under k8s.io needs the approval annotation (external-dns's own CRD carries it).
-  const dnsEndpointCrd = wellKnownCrds.DNSEndpoint() as unknown as AnyObject;
-  dnsEndpointCrd.metadata.annotations = { 'api-approved.kubernetes.io': 'https://github.com/kubernetes-sigs/external-dns/pull/2007' };
-  const crds = [wellKnownCrds.ServiceMonitor() as unknown as AnyObject, dnsEndpointCrd];
+  const crds = [wellKnownCrds.ServiceMonitor(), wellKnownCrds.DNSEndpoint()] as unknown as AnyObject[];
   afterEach(async () => {
     await operator?.stop();
   });

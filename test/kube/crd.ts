@@ -42,6 +42,12 @@ export function validateCrd(crd: KubeObject): FieldError[] {
   if (spec.group && spec.names?.plural && crd.metadata.name !== `${spec.names.plural}.${spec.group}`) {
     errs.push(fieldError.invalid('metadata.name', crd.metadata.name, 'must be spec.names.plural+"."+spec.group'));
   }
+  // Groups of the Kubernetes project need an approval annotation (KEP 1111), as the API server checks.
+  const group = spec.group ?? '';
+  const protectedGroup = ['k8s.io', 'kubernetes.io'].some((g) => group === g || group.endsWith(`.${g}`));
+  if (protectedGroup && !crd.metadata.annotations?.['api-approved.kubernetes.io']) {
+    errs.push(fieldError.required('metadata.annotations[api-approved.kubernetes.io]', 'protected groups must have approval annotation "api-approved.kubernetes.io", see https://github.com/kubernetes/enhancements/pull/1111'));
+  }
   const versions = spec.versions ?? [];
   if (versions.length === 0) errs.push(fieldError.required('spec.versions', 'must have exactly one version marked as storage version'));
   else if (versions.filter((v) => v.storage).length !== 1) {
@@ -187,7 +193,8 @@ function crdObject(group: string, version: string, kind: string, plural: string,
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: `${plural}.${group}` },
+    // external-dns's own CRD carries the approval its k8s.io group needs.
+    metadata: { name: `${plural}.${group}`, ...(group.endsWith('.k8s.io') ? { annotations: { 'api-approved.kubernetes.io': 'https://github.com/kubernetes-sigs/external-dns/pull/2007' } } : {}) },
     spec: {
       group,
       scope: 'Namespaced',

@@ -910,6 +910,13 @@ describe('CRD patterns (RE2, as the API server compiles them)', () => {
     expect((await failure(createCrd(crdWith('a{1001}')))).status.details?.causes?.[0]?.message).toContain('error parsing regexp: invalid repeat count: `{1001}`');
   });
 
+  it('refuses a CRD of a protected group (*.k8s.io) without its approval annotation, as the API server does', async () => {
+    const crd = { ...crdWith('^a'), metadata: { name: 'widgets.test.k8s.io' }, spec: { ...(crdWith('^a') as { spec: object }).spec, group: 'test.k8s.io' } };
+    const refused = await failure(createCrd(crd));
+    expect(refused.status.details?.causes).toEqual([{ reason: 'FieldValueRequired', field: 'metadata.annotations[api-approved.kubernetes.io]', message: 'Required value: protected groups must have approval annotation "api-approved.kubernetes.io", see https://github.com/kubernetes/enhancements/pull/1111' }]);
+    await createCrd({ ...crd, metadata: { ...crd.metadata, annotations: { 'api-approved.kubernetes.io': 'https://github.com/kubernetes/kubernetes/pull/1' } } });
+  });
+
   it('matches custom resources with RE2 semantics, not JavaScript\'s', async () => {
     // RE2's \\S is ASCII-only (a no-break space is not a space to it), and inline flags compile.
     await createCrd({ ...crdWith('^(?i)[a-z]+\\S$') });
