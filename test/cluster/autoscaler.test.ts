@@ -20,12 +20,11 @@
  * sets is checked here, not the ReplicaSet controller's choice by it.
  */
 import http from 'node:http';
-import pino from 'pino';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { KubeError, type AnyObject, type KubeClient } from '../../operator/kube/client.js';
 import { Informer } from '../../operator/kube/informer.js';
-import { startOperator, type RunningOperator } from '../../operator/main.js';
-import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubeConfigFor, kubectl, kubectlApply, serviceAccountToken, type ChartInstall } from './harness.js';
+import type { RunningOperator } from '../../operator/main.js';
+import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubectl, kubectlApply, startChartOperator, type ChartInstall } from './harness.js';
 
 /**
  * What a scripted pod's /metrics does: report a queue; hang (a wedged pod); answer 503; or
@@ -229,7 +228,6 @@ describeCluster('autoscaler on a real kube-apiserver: the operator, the Deployme
     ns = `mf-as-${name}-${process.pid}`;
     await ensureNamespace(cluster(), ns);
     const namespace = ns;
-    const token = await serviceAccountToken(cluster(), chart.namespace, chart.serviceAccount);
     const pods = await startScriptedKubelet(admin(), ns, plan);
     kubelet = pods;
     // A pod bound to a node is gone only when its kubelet confirms the deletion: the stand-in
@@ -240,17 +238,7 @@ describeCluster('autoscaler on a real kube-apiserver: the operator, the Deployme
       await eventually(async () => (await admin().list('v1', 'Pod', namespace)).items.length === 0, `the pods of ${namespace} deleted`, 60_000);
       await pods.stop();
     });
-    operator = await startOperator({
-      kubeConfig: kubeConfigFor(cluster(), token),
-      log: pino({ level: process.env.MF_TEST_LOG ?? 'silent' }),
-      namespaces: [ns],
-      leaderElection: { enabled: false, namespace: ns, name: 'mailfleet-operator', identity: 'test', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2000 },
-      metricsPort: 0,
-      healthPort: 0,
-      defaultImage: 'ghcr.io/mailfleet/mailfleet:test',
-      resyncMs: 60_000,
-      missingRetryMs: 500,
-    });
+    operator = await startChartOperator(cluster(), chart, ns);
     const op = operator;
     stops.push(() => op.stop());
     await kubectlApply(cluster(), [

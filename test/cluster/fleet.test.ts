@@ -9,13 +9,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import { afterEach, beforeAll, expect, it } from 'vitest';
 import type { AnyObject } from '../../operator/kube/client.js';
-import { startOperator } from '../../operator/main.js';
 import { startScriptedSink, type ScriptedSink } from '../peers/scripted-sink.js';
 import { submit } from '../support/smtp-talk.js';
-import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubeConfigFor, kubectl, kubectlApply, serviceAccountToken, type ChartInstall } from './harness.js';
+import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubectl, kubectlApply, startChartOperator, type ChartInstall } from './harness.js';
 import { startKubelet, type Kubelet } from './kubelet.js';
 
 const MESSAGES = 300;
@@ -49,18 +47,7 @@ describeCluster('fleet on a real kube-apiserver: operator, Deployment and Replic
     stops.push(() => adminClient(cluster()).delete({ apiVersion: 'v1', kind: 'Namespace', name: ns }));
     const sink = await startScriptedSink({ dataDelayMs: 50 });
     stops.push(() => sink.stop());
-    const token = await serviceAccountToken(cluster(), chart.namespace, chart.serviceAccount);
-    const operator = await startOperator({
-      kubeConfig: kubeConfigFor(cluster(), token),
-      log: pino({ level: process.env.MF_TEST_LOG ?? 'silent' }),
-      namespaces: [ns],
-      leaderElection: { enabled: false, namespace: ns, name: 'mailfleet-operator', identity: 'test', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2000 },
-      metricsPort: 0,
-      healthPort: 0,
-      defaultImage: 'ghcr.io/mailfleet/mailfleet:test',
-      resyncMs: 60_000,
-      missingRetryMs: 500,
-    });
+    const operator = await startChartOperator(cluster(), chart, ns);
     stops.push(() => operator.stop());
     const kubelet = await startKubelet(adminClient(cluster()), { namespace: ns, dir: path.join(dir, name), deliverTo: { host: '127.0.0.1', port: sink.port } });
     stops.push(() => kubelet.stop());

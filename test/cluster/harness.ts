@@ -7,12 +7,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import pino from 'pino';
 import YAML from 'yaml';
 import { describe, inject, it } from 'vitest';
 import { KubeClient, KubeError, type AnyObject } from '../../operator/kube/client.js';
+import { startOperator, type OperatorOptions, type RunningOperator } from '../../operator/main.js';
 import { layerBinaries, runHelm } from '../peers/helm.js';
 import { run, type RunResult } from '../peers/proc.js';
 import { kubeconfigYaml, type ClusterAccess } from './cluster.js';
+import { proxiedKubeconfig, type FaultProxy } from './faults.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -195,4 +198,30 @@ export async function eventually(check: () => Promise<boolean> | boolean, what: 
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+}
+
+/**
+ * The operator in this process as the chart's ServiceAccount (RBAC judges every request),
+ * watching one namespace, leader election off; through a fault proxy when one is given.
+ */
+export async function startChartOperator(access: ClusterAccess, chart: ChartInstall, namespace: string, opts: Partial<OperatorOptions> & { proxy?: FaultProxy } = {}): Promise<RunningOperator> {
+  const { proxy, ...over } = opts;
+  const token = await serviceAccountToken(access, chart.namespace, chart.serviceAccount);
+  let kubeConfig = kubeConfigFor(access, token);
+  if (proxy) {
+    kubeConfig = new KubeConfig();
+    kubeConfig.loadFromString(proxiedKubeconfig(proxy, token));
+  }
+  return startOperator({
+    kubeConfig,
+    log: pino({ level: process.env.MF_TEST_LOG ?? 'silent' }),
+    namespaces: [namespace],
+    leaderElection: { enabled: false, namespace, name: 'mailfleet-operator', identity: 'test', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2000 },
+    metricsPort: 0,
+    healthPort: 0,
+    defaultImage: 'ghcr.io/mailfleet/mailfleet:test',
+    resyncMs: 60_000,
+    missingRetryMs: 500,
+    ...over,
+  });
 }

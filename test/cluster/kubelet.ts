@@ -226,6 +226,9 @@ export async function startKubelet(client: KubeClient, opts: KubeletOptions): Pr
       informer.stop();
       for (const run of runs.values()) run.process.child.kill('SIGKILL');
       await Promise.all([...runs.values()].map((r) => r.process.exited));
+      // Gone with their node: confirm each pod's deletion, or it would wait for a kubelet forever
+      // (and its namespace with it).
+      await Promise.all([...runs.values()].map((r) => client.raw('DELETE', `${podPath(r.name)}?gracePeriodSeconds=0`).catch(() => undefined)));
     },
   };
 }

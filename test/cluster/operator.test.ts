@@ -8,13 +8,11 @@
  * stay Pending, which is itself a case a user meets (an image that cannot be pulled, a node pool
  * that is full). test/cluster/fleet.test.ts runs them.
  */
-import pino from 'pino';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { AnyObject } from '../../operator/kube/client.js';
-import { startOperator, type RunningOperator } from '../../operator/main.js';
-import { startFaultProxy, proxiedKubeconfig, type FaultProxy } from './faults.js';
-import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubeConfigFor, kubectlApply, serves, serviceAccountToken, type ChartInstall } from './harness.js';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { RunningOperator } from '../../operator/main.js';
+import { startFaultProxy, type FaultProxy } from './faults.js';
+import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubectlApply, serves, startChartOperator, type ChartInstall } from './harness.js';
 
 type Condition = { type: string; status: string; reason: string; message: string; observedGeneration?: number };
 type Obj = AnyObject & { spec?: any; status?: any; data?: Record<string, string> }; // eslint-disable-line @typescript-eslint/no-explicit-any -- objects read back loosely in assertions
@@ -48,23 +46,7 @@ describeCluster('operator on a real kube-apiserver', (cluster) => {
   };
   /** The operator in this process, as the chart's ServiceAccount, watching one namespace. */
   const operator = async (ns: string, opts: { proxy?: FaultProxy } = {}): Promise<RunningOperator> => {
-    const token = await serviceAccountToken(cluster(), chart.namespace, chart.serviceAccount);
-    let kubeConfig = kubeConfigFor(cluster(), token);
-    if (opts.proxy) {
-      kubeConfig = new KubeConfig();
-      kubeConfig.loadFromString(proxiedKubeconfig(opts.proxy, token));
-    }
-    const op = await startOperator({
-      kubeConfig,
-      log: pino({ level: process.env.MF_TEST_LOG ?? 'silent' }),
-      namespaces: [ns],
-      leaderElection: { enabled: false, namespace: ns, name: 'mailfleet-operator', identity: 'test', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2000 },
-      metricsPort: 0,
-      healthPort: 0,
-      defaultImage: 'ghcr.io/mailfleet/mailfleet:test',
-      resyncMs: 10 * 60_000,
-      missingRetryMs: 500,
-    });
+    const op = await startChartOperator(cluster(), chart, ns, opts);
     stops.push(() => op.stop());
     return op;
   };

@@ -4,12 +4,11 @@
  * the operator makes what it could not make before, then keeps it (a deleted one is made
  * again). The CRDs are removed at the end, so the other suites see a cluster without them.
  */
-import pino from 'pino';
 import { afterAll, afterEach, expect, it } from 'vitest';
 import type { AnyObject } from '../../operator/kube/client.js';
-import { startOperator, type RunningOperator } from '../../operator/main.js';
+import type { RunningOperator } from '../../operator/main.js';
 import { wellKnownCrds } from '../kube/crd.js';
-import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubeConfigFor, kubectlApply, serves, serviceAccountToken } from './harness.js';
+import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubectlApply, serves, startChartOperator } from './harness.js';
 
 const GROUP = 'mailfleet.io/v1alpha1';
 type Condition = { type: string; status: string; reason: string; message: string };
@@ -32,19 +31,7 @@ describeCluster('optional APIs appearing on a real kube-apiserver', (cluster) =>
     const chart = await installChartOnce(cluster());
     await ensureNamespace(cluster(), ns);
     const client = adminClient(cluster());
-    const token = await serviceAccountToken(cluster(), chart.namespace, chart.serviceAccount);
-    operator = await startOperator({
-      kubeConfig: kubeConfigFor(cluster(), token),
-      log: pino({ level: process.env.MF_TEST_LOG ?? 'silent' }),
-      namespaces: [ns],
-      leaderElection: { enabled: false, namespace: ns, name: 'mailfleet-operator', identity: 'test', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2000 },
-      metricsPort: 0,
-      healthPort: 0,
-      defaultImage: 'ghcr.io/mailfleet/mailfleet:test',
-      resyncMs: 60_000,
-      missingRetryMs: 500,
-      discoveryIntervalMs: 1000,
-    });
+    operator = await startChartOperator(cluster(), chart, ns, { discoveryIntervalMs: 1000 });
     await kubectlApply(cluster(), [
       { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'outbound-tls', namespace: ns }, stringData: { 'tls.crt': 'x', 'tls.key': 'y' } },
       { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'outbound-users', namespace: ns }, stringData: { users: 'app:x' } },
