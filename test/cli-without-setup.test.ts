@@ -13,7 +13,8 @@ import { CLI } from './support/process.js';
 function mailfleet(args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; uid?: number }): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
     execFile(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: opts.env, uid: opts.uid, gid: opts.uid, timeout: 30_000 }, (err, _stdout, stderr) =>
-      resolve({ code: err ? Number(err.code ?? -1) : 0, stderr }),
+      // A numeric code is the exit status; a string one (EACCES: this node is not executable as uid 1000) is a failure to start.
+      resolve(typeof err?.code === 'number' || !err ? { code: err ? (err.code as number) : 0, stderr } : { code: -1, stderr: `could not run ${process.execPath}: ${err.message}\n${stderr}` }),
     );
   });
 }

@@ -47,7 +47,7 @@ describeCluster('operator replicas with leader election on a real kube-apiserver
   };
   const senderDomain = (name: string, domain: string) => ({ apiVersion: 'mailfleet.io/v1alpha1', kind: 'SenderDomain', metadata: { name, namespace: ns }, spec: { domain, verification: { resolvers: ['127.0.0.1:9'] } } }) as unknown as AnyObject;
 
-  it('elects one leader through the Lease (MicroTime, six digits), only the leader reconciles, and SIGTERM hands over to the standby at once', async () => {
+  it('elects one leader through the Lease (MicroTime, six digits), only the leader reconciles SenderDomains and MailRelays, and SIGTERM hands over to the standby at once', async () => {
     const a = await replica('mailfleet-operator-a');
     await a.process.waitForLog(/"event":"leading"/, 30_000);
     const b = await replica('mailfleet-operator-b');
@@ -70,6 +70,18 @@ describeCluster('operator replicas with leader election on a real kube-apiserver
     };
     await eventually(async () => (await reconciles(a)) > 0, 'the leader counts its reconciles');
     expect(await reconciles(b)).toBe(0);
+
+    // A MailRelay too, with the chart's RBAC: its objects made, its status from the real Deployment.
+    await kubectlApply(cluster(), [
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'outbound-tls', namespace: ns }, stringData: { 'tls.crt': 'x', 'tls.key': 'y' } },
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'outbound-users', namespace: ns }, stringData: { users: 'app:x' } },
+      { apiVersion: 'mailfleet.io/v1alpha1', kind: 'MailRelay', metadata: { name: 'outbound', namespace: ns }, spec: { tlsSecretName: 'outbound-tls', usersSecretName: 'outbound-users' } },
+    ] as unknown as AnyObject[]);
+    await eventually(async () => {
+      const relay = await adminClient(cluster()).get<AnyObject & { status?: { conditions?: { type: string; reason: string }[] } }>({ apiVersion: 'mailfleet.io/v1alpha1', kind: 'MailRelay', namespace: ns, name: 'outbound' });
+      return relay?.status?.conditions?.find((c) => c.type === 'Progressing')?.reason === 'RollingOut' && !!(await adminClient(cluster()).get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name: 'outbound' }));
+    }, 'the MailRelay reconciled by the leader');
+    expect(a.process.output()).not.toMatch(/"level":50/);
 
     const stoppedAt = Date.now();
     a.process.child.kill('SIGTERM');
