@@ -15,7 +15,7 @@ import { startOperator, type OperatorOptions, type RunningOperator } from '../..
 import { layerBinaries, runHelm } from '../peers/helm.js';
 import { run, type RunResult } from '../peers/proc.js';
 import { kubeconfigYaml, type ClusterAccess } from './cluster.js';
-import { proxiedKubeconfig, type FaultProxy } from './faults.js';
+import type { FaultProxy } from './faults.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -138,23 +138,12 @@ export async function kubectlApply(access: ClusterAccess, objects: AnyObject[], 
   return result;
 }
 
-/** Creates a namespace (if missing) and waits for its "default" ServiceAccount (the controller manager's). */
+/** Creates a namespace unless it exists. */
 export async function ensureNamespace(access: ClusterAccess, name: string): Promise<void> {
   const client = adminClient(access);
   await client.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }).catch((err: unknown) => {
     if (!(err instanceof KubeError && err.code === 409)) throw err;
   });
-}
-
-/** Deletes a namespace and waits until the namespace controller has emptied and removed it. */
-export async function deleteNamespace(access: ClusterAccess, name: string, timeoutMs = 60_000): Promise<void> {
-  const client = adminClient(access);
-  await client.delete({ apiVersion: 'v1', kind: 'Namespace', name });
-  const deadline = Date.now() + timeoutMs;
-  while (await client.get({ apiVersion: 'v1', kind: 'Namespace', name })) {
-    if (Date.now() > deadline) throw new Error(`namespace ${name} still there after ${timeoutMs / 1000} s`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 let installed: Promise<ChartInstall> | undefined;
@@ -207,11 +196,8 @@ export async function eventually(check: () => Promise<boolean> | boolean, what: 
 export async function startChartOperator(access: ClusterAccess, chart: ChartInstall, namespace: string, opts: Partial<OperatorOptions> & { proxy?: FaultProxy } = {}): Promise<RunningOperator> {
   const { proxy, ...over } = opts;
   const token = await serviceAccountToken(access, chart.namespace, chart.serviceAccount);
-  let kubeConfig = kubeConfigFor(access, token);
-  if (proxy) {
-    kubeConfig = new KubeConfig();
-    kubeConfig.loadFromString(proxiedKubeconfig(proxy, token));
-  }
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromString(proxy ? kubeconfigYaml(proxy.url, undefined, token) : kubeconfigYaml(access.server, access.caFile, token));
   return startOperator({
     kubeConfig,
     log: pino({ level: process.env.MF_TEST_LOG ?? 'silent' }),
