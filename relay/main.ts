@@ -73,8 +73,10 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const log = opts.log ?? createLogger(opts.config.log.level);
   let draining = false;
 
-  const spool = new Spool(opts.config.spool.dir);
-  await spool.open();
+  const spool = new Spool(opts.config.spool.dir, { minFreeBytes: () => policy.config.spool.minFreeBytes });
+  const { full } = await spool.open();
+  // Drain-only until delivery frees room: intake answers 452 and /readyz says why (both read freeBytes).
+  if (full) log.warn({ event: 'spool_full', dir: opts.config.spool.dir }, 'the spool volume is full: starting drain-only (no new mail) to deliver what it holds');
   const metrics = new IntakeMetrics();
   const suppressions = await SuppressionList.open(opts.config.spool.dir, {
     ttl: () => policy.config.suppression.ttl,

@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ErrorCodes, MailfleetError } from './errors.js';
+import { ErrorCodes, MailfleetError, SmtpRefusal } from './errors.js';
 import { Journal, journalBodyStream, syncDir, type JournalLocation } from './journal.js';
 
 export type RecipientStatus = 'pending' | 'delivered' | 'failed';
@@ -68,6 +68,12 @@ export interface SpoolEntry {
 const TRAILER_MAGIC = 'MFQ1';
 
 class SpoolFileInvalid extends Error {}
+
+/** The volume (or the user's quota on it) has no room left. */
+export function isOutOfSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}
 
 function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== 'ENOENT') throw err;
@@ -125,6 +131,9 @@ export class SpoolWriter {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private closed = false;
+  private released = false;
+  /** Bytes this writer took from the spool's free-space account (see Spool.claimSpace). */
+  private claimedBytes = 0;
 
   constructor(
     private readonly spool: Spool,
@@ -137,6 +146,8 @@ export class SpoolWriter {
 
   /** Takes a chunk; returns a promise only when the body outgrew the journal and went to its file. */
   write(chunk: Buffer): Promise<void> | undefined {
+    this.spool.claimSpace(chunk.length);
+    this.claimedBytes += chunk.length;
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     if (this.pendingBytes < JOURNAL_MAX) return undefined;
@@ -168,7 +179,16 @@ export class SpoolWriter {
 
   /** The whole body, when it stayed small enough for the journal (Spool.append); undefined once it went to a file. */
   smallBody(): Buffer | undefined {
-    return this.flushed === 0 ? Buffer.concat(this.pending, this.pendingBytes) : undefined;
+    if (this.flushed !== 0) return undefined;
+    this.release();
+    return Buffer.concat(this.pending, this.pendingBytes);
+  }
+
+  /** Once: the spool no longer counts this body as on its way to the volume. */
+  private release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.spool.releaseSpace(this.claimedBytes);
   }
 
   /** Writes the message to a file of its own: body, envelope, trailer; fsyncs file and directory. Resolves only when the message is durable. */
@@ -178,7 +198,11 @@ export class SpoolWriter {
     const trailer = Buffer.from(`${TRAILER_MAGIC}${bodyLength.toString(16).padStart(16, '0')}${json.length.toString(16).padStart(8, '0')}\n`);
     const body = this.flushed === 0 && bodyLength <= CACHE_BODY_MAX ? Buffer.concat(this.pending, bodyLength) : undefined;
     this.pending.push(json, trailer);
-    await this.flush();
+    try {
+      await this.flush();
+    } finally {
+      this.release();
+    }
     await this.handle!.sync();
     await this.handle!.close();
     this.closed = true;
@@ -197,6 +221,7 @@ export class SpoolWriter {
 
   /** Drops a message that will not be acknowledged. */
   async abort(): Promise<void> {
+    this.release();
     this.pending = [];
     await this.flushing?.catch(() => undefined);
     if (!this.handle) return;
@@ -218,6 +243,12 @@ export interface RecoveryReport {
 
 export interface SpoolOptions {
   /**
+   * Free bytes to keep on the volume: a message whose bytes would go below it is refused
+   * while it arrives (an SmtpRefusal, 452 4.3.1). Only the instance that takes mail sets it;
+   * the queue's own writes (notices, deferred mail) are never refused.
+   */
+  minFreeBytes?: () => number;
+  /**
    * Where journal messages are marked done, when another instance owns the journal (the queue
    * worker's spool tells the main thread's, which writes the journal). Default: this instance.
    */
@@ -232,7 +263,13 @@ export class Spool {
   private readonly syncer: DirSyncer;
   /** Appends go here (only the main thread appends); marks for segments it does not know go to disk directly. */
   private readonly journal: Journal;
-  private freeCache: { at: number; bytes: number } | null = null;
+  /** The last statfs: free bytes then, and how many bytes writers had taken by then. */
+  private freeCache: { at: number; bytes: number; claimed: number } | null = null;
+  private refreshingFree: Promise<number> | undefined;
+  /** Bytes handed to writers since the start (only grows): what the cached free figure has not seen yet. */
+  private claimed = 0;
+  /** Bytes held by writers not yet finished. */
+  private openBytes = 0;
   private cachedBytes = 0;
 
   constructor(
@@ -247,15 +284,22 @@ export class Spool {
     this.journal = new Journal(this.journalDir, () => newQueueId());
   }
 
-  /** Creates the layout and checks it is writable. */
-  async open(): Promise<void> {
+  /**
+   * Creates the layout and checks it is writable. A volume with no space left is not an
+   * error: the relay must still start to deliver the mail that would free it (it takes no new
+   * mail meanwhile: see freeBytes). Resolves with whether the spool is full.
+   */
+  async open(): Promise<{ full: boolean }> {
+    const probe = path.join(this.tmpDir, `.probe-${process.pid}`);
     try {
       for (const d of [this.queueDir, this.tmpDir, this.corruptDir, this.journalDir]) await fsp.mkdir(d, { recursive: true });
-      const probe = path.join(this.tmpDir, `.probe-${process.pid}`);
       await fsp.writeFile(probe, 'ok');
-      await fsp.rm(probe);
+      return { full: false };
     } catch (err) {
+      if (isOutOfSpace(err)) return { full: true };
       throw new MailfleetError(ErrorCodes.SPOOL_UNAVAILABLE, `spool directory ${this.dir} is not usable: ${(err as Error).message}`, 'mount a writable volume there, or set spool.dir');
+    } finally {
+      await fsp.rm(probe, { force: true }).catch(() => undefined);
     }
   }
 
@@ -494,12 +538,52 @@ export class Spool {
     return this.journal.close();
   }
 
-  /** Free bytes on the spool's file system, cached for a second (asked for on every message). */
+  /**
+   * Free bytes on the spool's volume, as far as this process can tell: the last statfs (taken
+   * at most a second ago: it is asked on every message) less every byte writers took since, so
+   * a fast client cannot write past the floor within that second. Bytes of messages that were
+   * refused or delivered since count until the next statfs: the figure errs low, never high.
+   */
   async freeBytes(now = Date.now()): Promise<number> {
-    if (this.freeCache && now - this.freeCache.at < 1000) return this.freeCache.bytes;
-    const st = await fsp.statfs(this.dir);
-    const bytes = Number(st.bavail) * Number(st.bsize);
-    this.freeCache = { at: now, bytes };
-    return bytes;
+    if (!this.freeCache || now - this.freeCache.at >= 1000) await this.refreshFree(now);
+    return this.estimatedFree()!;
+  }
+
+  private estimatedFree(): number | undefined {
+    return this.freeCache ? this.freeCache.bytes - (this.claimed - this.freeCache.claimed) : undefined;
+  }
+
+  private refreshFree(now = Date.now()): Promise<number> {
+    this.refreshingFree ??= (async () => {
+      try {
+        const claimed = this.claimed;
+        // Bytes in writers that are still open may not be on the volume yet: count them as taken.
+        const open = this.openBytes;
+        const st = await fsp.statfs(this.dir);
+        const bytes = Number(st.bavail) * Number(st.bsize) - open;
+        this.freeCache = { at: now, bytes, claimed };
+        return bytes;
+      } finally {
+        this.refreshingFree = undefined;
+      }
+    })();
+    return this.refreshingFree;
+  }
+
+  /** A writer takes bytes: refused (452) when they would take the volume below spool.minFreeBytes. */
+  claimSpace(bytes: number): void {
+    const floor = this.options.minFreeBytes?.() ?? 0;
+    if (floor > 0) {
+      const free = this.estimatedFree();
+      if (free === undefined || Date.now() - this.freeCache!.at >= 1000) void this.refreshFree().catch(() => undefined);
+      if (free !== undefined && free - bytes < floor) throw new SmtpRefusal(452, '4.3.1', 'Insufficient system storage, try again later', 'storage');
+    }
+    this.claimed += bytes;
+    this.openBytes += bytes;
+  }
+
+  /** A writer is done (stored, handed to the journal, or dropped): its bytes are no longer on the way. */
+  releaseSpace(bytes: number): void {
+    this.openBytes -= bytes;
   }
 }
