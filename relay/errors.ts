@@ -11,6 +11,8 @@ export const ErrorCodes = {
   TLS_UNREADABLE: 'MF_TLS_UNREADABLE',
   USERS_UNREADABLE: 'MF_USERS_UNREADABLE',
   SPOOL_UNAVAILABLE: 'MF_SPOOL_UNAVAILABLE',
+  /** Another relay process holds the spool (relay/spool-lock.ts). */
+  SPOOL_LOCKED: 'MF_SPOOL_LOCKED',
   LISTEN_FAILED: 'MF_LISTEN_FAILED',
   /** `mailfleet relay` without --config where its development defaults cannot be kept (a read-only /app in the image). */
   CONFIG_REQUIRED: 'MF_CONFIG_REQUIRED',

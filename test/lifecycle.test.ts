@@ -110,6 +110,43 @@ describe('relay process', () => {
     expect(lost).toEqual([]);
   });
 
+  it('refuses to start on a spool another relay holds, naming it, and keeps the message that relay is receiving', async () => {
+    const dir = tempDir();
+    const sink = await startSink();
+    const [port, otherPort] = [await freePort(), await freePort()];
+    const file = writeConfig(dir, port, sink.port);
+    const first = start(['relay', '--config', file]);
+    await first.waitForLog(/"event":"listening"/);
+    // A large message half received: its bytes are in the spool's tmp/.
+    const { talk } = await SmtpTalk.connect(port);
+    cleanups.push(() => talk.quit());
+    await talk.send('EHLO client.test');
+    await talk.send('MAIL FROM:<app@example.test>');
+    await talk.send('RCPT TO:<r@dest.test>');
+    expect(await talk.send('DATA')).toMatch(/^354/);
+    talk.write(`Message-ID: <held@lock.test>\r\nSubject: held\r\n\r\n${('z'.repeat(998) + '\r\n').repeat(400)}`);
+    await waitFor(() => fs.readdirSync(path.join(dir, 'spool', 'tmp')).length > 0, 'the message on its way to the spool');
+
+    const second = start(['relay', '--config', writeConfig(tempDir(), otherPort, sink.port, { spool: { dir: path.join(dir, 'spool'), minFreeBytes: 0 } })]);
+    expect(await second.exited).toBe(2);
+    expect(second.output()).toMatch(new RegExp(`MF_SPOOL_LOCKED: spool \\S+ is in use by pid ${first.child.pid} on ${os.hostname()}`));
+    expect(await canConnect(otherPort)).toBe(false);
+
+    talk.write('.\r\n');
+    expect(await talk.reply()).toMatch(/^250 /);
+    await waitFor(() => sink.messages.some((m) => m.raw.includes('<held@lock.test>')), 'the message at the destination');
+
+    // A relay that died without letting go: its lock is stale at once on this host.
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const third = start(['relay', '--config', file]);
+    await third.waitForLog(/"event":"listening"/);
+    expect(third.output()).toMatch(new RegExp(`"event":"spool_lock_taken_over".*pid ${first.child.pid} on \\S+ no longer runs`));
+    third.child.kill('SIGTERM');
+    expect(await third.exited).toBe(0);
+    expect(fs.existsSync(path.join(dir, 'spool', 'lock'))).toBe(false);
+  });
+
   it('lets go of delivered mail: journal segments are deleted as they empty, and a restart delivers nothing again', async () => {
     const dir = tempDir();
     const sink = await startSink();

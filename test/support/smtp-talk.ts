@@ -72,6 +72,11 @@ export class SmtpTalk {
     return this.reply();
   }
 
+  /** Writes bytes as they are, expecting no reply (a DATA body sent in parts). */
+  write(raw: string | Buffer): void {
+    this.socket.write(raw);
+  }
+
   async starttls(servername = 'localhost'): Promise<string> {
     const r = await this.send('STARTTLS');
     if (!r.startsWith('220')) return r;
