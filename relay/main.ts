@@ -19,6 +19,7 @@ import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
 import type { PermanentFailure } from './queue.js';
 import type { QueueStats } from './scheduler.js';
 import { Spool } from './spool.js';
+import { lockSpool } from './spool-lock.js';
 import { SuppressionList, suppressionJson } from './suppression.js';
 import { UserStore } from './users.js';
 
@@ -75,6 +76,17 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
 
   const spool = new Spool(opts.config.spool.dir, { minFreeBytes: () => policy.config.spool.minFreeBytes });
   const { full } = await spool.open();
+  // Unhealthy once another process has taken the spool: two relays on one spool deliver twice.
+  let spoolTaken = '';
+  const lock = await lockSpool(opts.config.spool.dir, {
+    waiting: (holder) => log.warn({ event: 'spool_lock_wait', holder }, `the spool is locked by ${holder}: waiting to see whether it is still renewed`),
+    tookOver: (stale) => log.warn({ event: 'spool_lock_taken_over', stale }, `took over the spool lock: ${stale}`),
+    lost: (holder) => {
+      spoolTaken = holder ? `pid ${holder.pid} on ${holder.host} took over the spool lock` : 'the spool lock was removed or replaced';
+      log.error({ event: 'spool_lock_lost', holder }, `${spoolTaken}: two relays must not share a spool`);
+    },
+  });
+  if (lock.unlocked) log.warn({ event: 'spool_unlocked', reason: lock.unlocked }, `running without a spool lock: ${lock.unlocked}`);
   // Drain-only until delivery frees room: intake answers 452 and /readyz says why (both read freeBytes).
   if (full) log.warn({ event: 'spool_full', dir: opts.config.spool.dir }, 'the spool volume is full: starting drain-only (no new mail) to deliver what it holds');
   const metrics = new IntakeMetrics();
@@ -118,7 +130,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     address: opts.config.http.address,
     port: opts.config.http.port,
     metrics: metricsText,
-    healthy: () => ({ ok: true }),
+    healthy: () => (spoolTaken ? { ok: false, reason: spoolTaken } : { ok: true }),
     handoff: async (req) => {
       receiving++;
       try {
@@ -245,6 +257,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       await spool.close();
       // After the queue: its last bounces still go on the list.
       await suppressions.close();
+      await lock.release();
       await new Promise<void>((r) => httpServer.close(() => r()));
       httpServer.closeAllConnections();
       const leftText = Number.isNaN(left) ? 'the queue worker had stopped; every undelivered message stays' : `${left} message(s) stay`;

@@ -41,12 +41,12 @@ describe('lockSpool', () => {
 
   it('refuses a spool another host renews, takes it once the lease ran out, and lets go on release', async () => {
     const dir = tempDir();
-    const other = await lockSpool(dir, {}, { host: 'relay-b', pid: 7 });
-    await expect(lockSpool(dir, {}, { host: 'relay-a', pid: 7 })).rejects.toThrow(/in use by pid 7 on relay-b/);
+    const other = await lockSpool(dir, {}, { me: { host: 'relay-b', pid: 7 } });
+    await expect(lockSpool(dir, {}, { me: { host: 'relay-a', pid: 7 }, leaseWaitMs: 0 })).rejects.toThrow(/in use by pid 7 on relay-b/);
     const old = new Date(Date.now() - LOCK_LEASE_MS - 1000);
     fs.utimesSync(path.join(dir, 'lock'), old, old);
     const stale: string[] = [];
-    const mine = await lockSpool(dir, { tookOver: (s) => stale.push(s) }, { host: 'relay-a', pid: 7 });
+    const mine = await lockSpool(dir, { tookOver: (s) => stale.push(s) }, { me: { host: 'relay-a', pid: 7 } });
     expect(stale).toEqual([expect.stringMatching(/^pid 7 on relay-b stopped renewing it/)]);
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'lock'), 'utf8'))).toMatchObject({ host: 'relay-a', pid: 7 });
     // The old holder's release leaves the new holder's lock alone.
@@ -54,5 +54,16 @@ describe('lockSpool', () => {
     expect(fs.existsSync(path.join(dir, 'lock'))).toBe(true);
     await mine.release();
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it('waits out the lease of a holder on another host that no longer renews it (a pod replaced after a crash)', async () => {
+    const dir = tempDir();
+    await lockSpool(dir, {}, { me: { host: 'relay-b', pid: 7 } });
+    const nearlyStale = new Date(Date.now() - LOCK_LEASE_MS + 1500);
+    fs.utimesSync(path.join(dir, 'lock'), nearlyStale, nearlyStale);
+    const events: string[] = [];
+    const mine = await lockSpool(dir, { waiting: (h) => events.push(`waiting for ${h}`), tookOver: (s) => events.push(`took over: ${s}`) }, { me: { host: 'relay-a', pid: 7 } });
+    expect(events).toEqual([expect.stringMatching(/^waiting for pid 7 on relay-b/), expect.stringMatching(/^took over: pid 7 on relay-b stopped renewing it/)]);
+    await mine.release();
   });
 });

@@ -85,19 +85,32 @@ export interface SpoolLock {
 }
 
 export interface LockEvents {
+  /** The lock is held by another host: waiting to see whether its holder renews it. */
+  waiting?: (holder: string) => void;
   /** A stale lock was taken over (why it was stale). */
   tookOver?: (stale: string) => void;
   /** Another process replaced our lock: two relays now share the spool. */
   lost?: (holder: LockHolder | null) => void;
 }
 
-/** Takes the spool's lock or throws MF_SPOOL_LOCKED naming the holder. */
-export async function lockSpool(dir: string, events: LockEvents = {}, me = { host: os.hostname(), pid: process.pid }): Promise<SpoolLock> {
+/** Takes the spool's lock (waiting out a remote holder's lease) or throws MF_SPOOL_LOCKED naming the holder. */
+export async function lockSpool(dir: string, events: LockEvents = {}, opts: { me?: { host: string; pid: number }; leaseWaitMs?: number } = {}): Promise<SpoolLock> {
+  const me = opts.me ?? { host: os.hostname(), pid: process.pid };
   const file = path.join(dir, 'lock');
   const mine: LockHolder = { host: me.host, pid: me.pid, token: crypto.randomBytes(12).toString('hex'), since: new Date().toISOString() };
   const content = JSON.stringify(mine).padEnd(LOCK_BYTES - 1) + '\n';
-  const { holder, ageMs } = await readLock(file);
-  const verdict = lockVerdict(holder, ageMs, me, processRunning);
+  let { holder, ageMs } = await readLock(file);
+  let verdict = lockVerdict(holder, ageMs, me, processRunning);
+  // A holder on another host (a pod replaced after a crash, its volume attached here) may be
+  // gone without a trace: wait out its lease rather than crash-loop. One on this host that
+  // runs is alive for sure.
+  const waitUntil = Date.now() + (opts.leaseWaitMs ?? LOCK_LEASE_MS + 2 * RENEW_MS);
+  if (!verdict.free && holder?.host !== me.host) events.waiting?.(verdict.why);
+  while (!verdict.free && holder?.host !== me.host && Date.now() < waitUntil) {
+    await new Promise((r) => setTimeout(r, 1000));
+    ({ holder, ageMs } = await readLock(file));
+    verdict = lockVerdict(holder, ageMs, me, processRunning);
+  }
   if (!verdict.free) {
     throw new MailfleetError(ErrorCodes.SPOOL_LOCKED, `spool ${dir} is in use by ${verdict.why}`, 'stop the other relay, or give this one a spool.dir of its own');
   }
