@@ -4,8 +4,8 @@
  * /internal/handoff (relay/handoff.ts).
  *
  * Anyone who can reach the port can open connections and send headers before any token is
- * checked, so what one request and all of them may hold is bounded: Node's 16 KiB header
- * limit (the handoff envelope travels in the body), headers within 10 s and a whole request
+ * checked, so what one request and all of them may hold is bounded: 64 KiB of headers (the
+ * handoff envelope travels in the body; see MAX_HEADER_BYTES), headers within 10 s and a whole request
  * within 2 minutes, at most MAX_CONNECTIONS connections and MAX_CONNECTIONS_PER_CLIENT from
  * one address (Prometheus, the kubelet's probes and peers each come from their own), and no
  * request body except an authenticated handoff's, whose size relay/handoff.ts bounds.
@@ -16,8 +16,14 @@ import http from 'node:http';
 import type net from 'node:net';
 import { HANDOFF_PATH, HANDOFF_VERSION_HEADER } from './handoff.js';
 
-/** Node's default; a request with more header bytes gets 431 before any of our code runs. */
-export const MAX_HEADER_BYTES = 16 * 1024;
+/**
+ * A request with more header bytes gets 431 before any of our code runs. Node's default is
+ * 16 KiB; 64 KiB lets a relay of the version before 2 hand over a message of 100 recipients
+ * (limits.maxRecipients' default) that was deferred once, its envelope in a header, during the
+ * rolling update to this version (the spool is an emptyDir: what no peer takes is lost).
+ * MAX_CONNECTIONS of them hold 16 MiB. Back to 16 KiB when the header form goes.
+ */
+export const MAX_HEADER_BYTES = 64 * 1024;
 export const MAX_CONNECTIONS = 256;
 export const MAX_CONNECTIONS_PER_CLIENT = 32;
 const HEADERS_TIMEOUT_MS = 10_000;
