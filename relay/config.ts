@@ -201,7 +201,7 @@ export const configSchema = z
       .prefault({}),
     http: z
       .object({
-        address: hostname.default('0.0.0.0').describe('Address of the HTTP endpoint.'),
+        address: hostname.default('127.0.0.1').describe('Address of the HTTP endpoint (metrics, probes, handoff from peers). Loopback unless set: in Kubernetes the operator sets 0.0.0.0 so Prometheus, the kubelet and peer relays reach it.'),
         port: port.default(9090).describe('Serves /metrics, /healthz, /readyz and, with adminTokenFile, /admin/suppressions.'),
         adminTokenFile: z.string().optional().describe('A file holding the bearer token for the /admin endpoints (suppression list); omitted: no admin endpoints.'),
       })

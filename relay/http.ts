@@ -1,12 +1,35 @@
 /**
  * The relay's HTTP endpoint: /metrics for Prometheus, /healthz (alive) and /readyz (take
- * traffic), and, with a bearer token configured, /admin (the suppression list).
+ * traffic), and, with a bearer token configured, /admin (the suppression list) and
+ * /internal/handoff (relay/handoff.ts).
+ *
+ * Anyone who can reach the port can open connections and send headers before any token is
+ * checked, so what one request and all of them may hold is bounded: 64 KiB of headers (the
+ * handoff envelope travels in the body; see MAX_HEADER_BYTES), headers within 10 s and a whole request
+ * within 2 minutes, at most MAX_CONNECTIONS connections and MAX_CONNECTIONS_PER_CLIENT from
+ * one address (Prometheus, the kubelet's probes and peers each come from their own), and no
+ * request body except an authenticated handoff's, whose size relay/handoff.ts bounds.
  */
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
-import { HANDOFF_PATH } from './handoff.js';
+import { HANDOFF_PATH, HANDOFF_VERSION_HEADER } from './handoff.js';
+
+/**
+ * A request with more header bytes gets 431 before any of our code runs. Node's default is
+ * 16 KiB; 64 KiB lets a relay of the version before 2 hand over a message of 100 recipients
+ * (limits.maxRecipients' default) that was deferred once, its envelope in a header, during the
+ * rolling update to this version (the spool is an emptyDir: what no peer takes is lost).
+ * MAX_CONNECTIONS of them hold 16 MiB. Back to 16 KiB when the header form goes.
+ */
+export const MAX_HEADER_BYTES = 64 * 1024;
+export const MAX_CONNECTIONS = 256;
+export const MAX_CONNECTIONS_PER_CLIENT = 32;
+const HEADERS_TIMEOUT_MS = 10_000;
+/** A whole request, a handoff's message included (a peer is in the same cluster). */
+const REQUEST_TIMEOUT_MS = 120_000;
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 
 export interface Probe {
   ok: boolean;
@@ -61,7 +84,7 @@ async function admin(api: AdminApi, tokenFile: string, req: http.IncomingMessage
   reply(405, 'use GET /admin/suppressions or DELETE /admin/suppressions/<sender-domain>/<address>\n', undefined, { allow: 'GET, DELETE' });
 }
 
-export function startHttp(opts: {
+export interface HttpOptions {
   address: string;
   port: number;
   metrics: () => Promise<{ text: string; contentType: string }>;
@@ -70,29 +93,69 @@ export function startHttp(opts: {
   admin?: AdminApi;
   /** Takes a message from a peer relay (relay/handoff.ts). */
   handoff?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
-}): Promise<http.Server> {
-  // A handoff carries its envelope in a header: one with many recipients outgrows Node's 16 KiB default.
-  const server = http.createServer({ maxHeaderSize: 1024 * 1024 }, (req, res) => {
-    const reply: Reply = (code, body, type = 'text/plain; charset=utf-8', headers = {}) => {
-      res.writeHead(code, { 'content-type': type, ...headers });
-      res.end(body);
-    };
-    const [pathname = '/', query] = (req.url ?? '/').split('?');
-    const tokenFile = opts.admin?.tokenFile();
-    if (pathname === '/metrics') {
-      opts.metrics().then((m) => reply(200, m.text, m.contentType), (err: Error) => reply(500, err.message));
-    } else if (pathname === '/healthz') {
-      const p = opts.healthy();
-      reply(p.ok ? 200 : 503, p.ok ? 'ok\n' : `not healthy: ${p.reason}\n`);
-    } else if (pathname === '/readyz') {
-      opts.ready().then((p) => reply(p.ok ? 200 : 503, p.ok ? 'ready\n' : `not ready: ${p.reason}\n`), (err: Error) => reply(503, `not ready: ${err.message}\n`));
-    } else if (opts.handoff && pathname === HANDOFF_PATH) {
-      opts.handoff(req).then((r) => reply(r.code, r.body), (err: Error) => reply(500, `${err.message}\n`));
-    } else if (opts.admin && tokenFile && (pathname === '/admin' || pathname.startsWith('/admin/'))) {
-      admin(opts.admin, tokenFile, req, pathname, new URLSearchParams(query), reply).catch((err: Error) => reply(500, `${err.message}\n`));
-    } else {
-      reply(404, 'not found: try /metrics, /healthz or /readyz\n');
+}
+
+function serve(opts: HttpOptions, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const reply: Reply = (code, body, type = 'text/plain; charset=utf-8', headers = {}) => {
+    // A body left unread (a refused handoff) is not read to its end: the connection closes.
+    res.writeHead(code, { 'content-type': type, ...(req.complete ? {} : { connection: 'close' }), ...headers });
+    res.end(body);
+  };
+  const [pathname = '/', query] = (req.url ?? '/').split('?');
+  const tokenFile = opts.admin?.tokenFile();
+  const handoff = pathname === HANDOFF_PATH ? opts.handoff : undefined;
+  if (!handoff && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)) {
+    reply(413, 'this endpoint takes no request body\n');
+  } else if (pathname === '/metrics') {
+    opts.metrics().then((m) => reply(200, m.text, m.contentType), (err: Error) => reply(500, err.message));
+  } else if (pathname === '/healthz') {
+    const p = opts.healthy();
+    reply(p.ok ? 200 : 503, p.ok ? 'ok\n' : `not healthy: ${p.reason}\n`);
+  } else if (pathname === '/readyz') {
+    opts.ready().then((p) => reply(p.ok ? 200 : 503, p.ok ? 'ready\n' : `not ready: ${p.reason}\n`), (err: Error) => reply(503, `not ready: ${err.message}\n`));
+  } else if (handoff) {
+    const version = { [HANDOFF_VERSION_HEADER]: '2' };
+    handoff(req).then(
+      (r) => reply(r.code, r.body, undefined, version),
+      // The peer may have gone (its request aborted): answer only a socket still there.
+      (err: Error) => {
+        if (!res.headersSent && !res.destroyed) reply(500, `${err.message}\n`, undefined, version);
+      },
+    );
+  } else if (opts.admin && tokenFile && (pathname === '/admin' || pathname.startsWith('/admin/'))) {
+    admin(opts.admin, tokenFile, req, pathname, new URLSearchParams(query), reply).catch((err: Error) => reply(500, `${err.message}\n`));
+  } else {
+    reply(404, 'not found: try /metrics, /healthz or /readyz\n');
+  }
+}
+
+export function startHttp(opts: HttpOptions): Promise<http.Server> {
+  const server = http.createServer(
+    {
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      // Node checks the two timeouts above this often (its default, 30 s, would let them run over).
+      connectionsCheckingInterval: 1000,
+    },
+    (req, res) => serve(opts, req, res),
+  );
+  server.maxConnections = MAX_CONNECTIONS;
+  const perClient = new Map<string, number>();
+  server.on('connection', (socket: net.Socket) => {
+    const client = socket.remoteAddress ?? '';
+    const n = (perClient.get(client) ?? 0) + 1;
+    if (n > MAX_CONNECTIONS_PER_CLIENT) {
+      socket.destroy();
+      return;
     }
+    perClient.set(client, n);
+    socket.once('close', () => {
+      const left = (perClient.get(client) ?? 1) - 1;
+      if (left > 0) perClient.set(client, left);
+      else perClient.delete(client);
+    });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

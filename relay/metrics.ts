@@ -26,6 +26,7 @@ export interface QueueGauges {
   deferred: number;
   inflight: number;
   oldestReadySeconds: number;
+  overdueSeconds: number;
 }
 
 /** Metrics of intake and the process: they live where the listeners run. */
@@ -99,6 +100,14 @@ export class QueueMetrics {
       registers,
       collect() {
         this.set(queue().oldestReadySeconds);
+      },
+    });
+    new client.Gauge({
+      name: `${PREFIX}queue_overdue_seconds`,
+      help: 'How far past its retry time the most overdue deferred message is; 0 normally: more means retries stopped.',
+      registers,
+      collect() {
+        this.set(queue().overdueSeconds);
       },
     });
     this.deliveries = new client.Counter({

@@ -262,7 +262,7 @@ export class WorkerQueue implements QueueHandle {
   }
 
   async stats(): Promise<QueueStats> {
-    return ((await this.ask({ type: 'stats', id: 0 })) as QueueStats | undefined) ?? { ready: 0, deferred: 0, inflight: 0, oldestReadySeconds: 0 };
+    return ((await this.ask({ type: 'stats', id: 0 })) as QueueStats | undefined) ?? { ready: 0, deferred: 0, inflight: 0, oldestReadySeconds: 0, overdueSeconds: 0 };
   }
 
   async metrics(): Promise<MetricsJson> {

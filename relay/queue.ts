@@ -92,7 +92,13 @@ export class QueueManager {
 
   private schedulerOptions(settings: QueueSettings) {
     const providers = new Map((settings.providers ?? []).map((p) => [p.name, p]));
-    return { ...settings, jitter: Math.random, groupOf: (d: string) => this.classified(d)?.group, groupLimits: (g: string) => providers.get(g) };
+    return {
+      ...settings,
+      jitter: Math.random,
+      groupOf: (d: string) => this.classified(d)?.group,
+      groupLimits: (g: string) => providers.get(g),
+      onInvalidUnit: (unit: Unit, fields: string[]) => this.deps.log.warn({ event: 'invalid_schedule', queueId: unit.messageId, destination: unit.destination, fields }, 'a message came with a time that is not a number; it is tried now'),
+    };
   }
 
   private readonly classification = new Map<string, Classified>();

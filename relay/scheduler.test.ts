@@ -63,7 +63,7 @@ describe('scheduler', () => {
     s.add(unit('b.test', 0, { dueAt: 99_000 }), 5000);
     s.openConnection();
     s.take('a.test');
-    expect(s.stats(11_000)).toEqual({ ready: 1, deferred: 1, inflight: 1, oldestReadySeconds: 6 });
+    expect(s.stats(11_000)).toEqual({ ready: 1, deferred: 1, inflight: 1, oldestReadySeconds: 6, overdueSeconds: 0 });
   });
 
   it('drains a dead destination without touching the others', () => {
@@ -142,5 +142,58 @@ describe('scheduler', () => {
       expect(s.unclassified()).toEqual([]);
       expect(s.openConnection(0)).toBe('new.test');
     });
+  });
+});
+
+describe('scheduler: times that are not numbers', () => {
+  it('a unit whose due time is NaN does not hold back the deferred units behind it: it is tried now and reported', () => {
+    const reported: string[][] = [];
+    const s = new Scheduler({ ...opts, onInvalidUnit: (_u, fields) => reported.push(fields) });
+    s.add(unit('later.test', 0, { dueAt: 60_000 }), 0);
+    s.add(unit('poison.test', 0, { dueAt: NaN }), 0);
+    s.add(unit('soon.test', 0, { dueAt: 30_000 }), 0);
+    expect(reported).toEqual([['dueAt=NaN']]);
+    expect(s.readyFor('poison.test', 0)).toBe(1);
+    s.tick(61_000);
+    expect(s.readyFor('soon.test', 61_000)).toBe(1);
+    expect(s.readyFor('later.test', 61_000)).toBe(1);
+    expect(s.stats(61_000)).toMatchObject({ deferred: 0, overdueSeconds: 0 });
+  });
+
+  it('repairs an infinite due time, a NaN acceptance time and a NaN attempt count, so backoff and lifetime still apply', () => {
+    const reported: string[][] = [];
+    const s = new Scheduler({ ...opts, onInvalidUnit: (_u, fields) => reported.push(fields) });
+    s.add(unit('a.test', 0, { dueAt: Infinity, receivedAt: NaN, attempts: NaN }), 5000);
+    expect(reported).toEqual([['dueAt=Infinity', 'receivedAt=NaN', 'attempts=NaN']]);
+    s.openConnection(5000);
+    const u = s.take('a.test', 5000)!;
+    expect(s.decideAfterFailure(u, 6000)).toEqual({ kind: 'retry', at: 66_000 });
+    expect(s.decideAfterFailure(u, 5000 + opts.lifetime * 1000)).toEqual({ kind: 'expired' });
+    // A retry time that is not a number, from a caller's bug, comes back at once, not never.
+    s.defer(u, NaN, 6000);
+    expect(s.readyFor('a.test', 6000)).toBe(1);
+    expect(s.nextDueAt(6000)).toBeUndefined();
+  });
+
+  it('ignores a provider pause until a time that is not a number', () => {
+    const s = new Scheduler({ ...opts, groupOf: (d) => d });
+    s.add(unit('a.test', 0), 0);
+    s.pauseGroup('a.test', NaN, 0);
+    expect(s.openConnection(0)).toBe('a.test');
+  });
+
+  it('refuses a clock that is not a number', () => {
+    expect(() => new Scheduler(opts).add(unit('a.test', 0), NaN)).toThrow(RangeError);
+  });
+
+  it('reports how far past its due time the most overdue deferred unit is (0 while the scheduler keeps up)', () => {
+    const s = new Scheduler(opts);
+    s.add(unit('a.test', 0, { dueAt: 10_000 }), 0);
+    s.add(unit('b.test', 0, { dueAt: 20_000 }), 0);
+    expect(s.stats(5000).overdueSeconds).toBe(0);
+    // Nobody ticked: both are due and still deferred.
+    expect(s.stats(310_000)).toMatchObject({ deferred: 2, overdueSeconds: 300 });
+    s.tick(310_000);
+    expect(s.stats(310_000)).toMatchObject({ deferred: 0, ready: 2, overdueSeconds: 0 });
   });
 });

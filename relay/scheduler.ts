@@ -39,6 +39,12 @@ export interface SchedulerOptions {
   groupOf?: (destination: string) => string | undefined;
   /** A provider's limits; undefined: none beyond the per-destination ones. */
   groupLimits?: (group: string) => GroupLimits | undefined;
+  /**
+   * A unit came with a due time, acceptance time or attempt count that is not a finite number
+   * (each named with its value in `fields`); it was repaired (due now, received now, no attempts) and
+   * queued. For the log: such a value is a bug upstream.
+   */
+  onInvalidUnit?: (unit: Unit, fields: string[]) => void;
 }
 
 export interface GroupLimits {
@@ -104,6 +110,11 @@ export interface QueueStats {
   inflight: number;
   /** Seconds the oldest ready unit has been due, 0 when none is. */
   oldestReadySeconds: number;
+  /**
+   * Seconds past its due time of the most overdue deferred unit, 0 when none is: a deferred
+   * unit is made ready when its time comes (tick), so more than a moment means retries stopped.
+   */
+  overdueSeconds: number;
 }
 
 export class Scheduler {
@@ -122,8 +133,14 @@ export class Scheduler {
     this.options = options;
   }
 
-  /** Adds a unit: ready if due, else deferred. */
+  /**
+   * Adds a unit: ready if due, else deferred. A time that is not a finite number is repaired
+   * first (see onInvalidUnit): NaN compares false with everything, so at the root of the
+   * deferred heap it would hold back every unit behind it forever.
+   */
   add(unit: Unit, now: number): void {
+    if (!Number.isFinite(now)) throw new RangeError(`scheduler: now is ${now}, not a time`);
+    this.repair(unit, now);
     if (unit.dueAt <= now) this.pushReady(unit);
     else heapPush(this.deferred, unit);
   }
@@ -186,6 +203,7 @@ export class Scheduler {
    * Units stay queued; connections open now take nothing more.
    */
   pauseGroup(group: string, until: number, now = Date.now()): void {
+    if (!Number.isFinite(until)) return;
     const g = this.group(group, now);
     g.pausedUntil = Math.max(g.pausedUntil, until);
   }
@@ -295,12 +313,33 @@ export class Scheduler {
       }
       for (const u of dest.ready) if (u.dueAt < oldest) oldest = u.dueAt;
     }
+    // Every deferred unit, not only the heap's root: this must show a heap that went wrong too.
+    let overdueSince = now;
+    for (const u of this.deferred) if (u.dueAt < overdueSince) overdueSince = u.dueAt;
     return {
       ready: this.readyCount - held,
       deferred: this.deferred.length + held,
       inflight: this.inflight.size,
       oldestReadySeconds: oldest === Infinity ? 0 : Math.max(0, (now - oldest) / 1000),
+      overdueSeconds: (now - overdueSince) / 1000,
     };
+  }
+
+  private repair(unit: Unit, now: number): void {
+    const fields: string[] = [];
+    if (!Number.isFinite(unit.dueAt)) {
+      fields.push(`dueAt=${unit.dueAt}`);
+      unit.dueAt = now;
+    }
+    if (!Number.isFinite(unit.receivedAt)) {
+      fields.push(`receivedAt=${unit.receivedAt}`);
+      unit.receivedAt = now;
+    }
+    if (!Number.isSafeInteger(unit.attempts) || unit.attempts < 0) {
+      fields.push(`attempts=${unit.attempts}`);
+      unit.attempts = 0;
+    }
+    if (fields.length) this.options.onInvalidUnit?.(unit, fields);
   }
 
   private groupName(destination: string): string | undefined {

@@ -4,6 +4,8 @@
  * signed twice, and A leaves an empty spool; with no peer reachable A keeps its spool intact.
  */
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,6 +22,9 @@ function keyFile(dir: string, name: string): string {
   fs.writeFileSync(file, generateDkimKey('ed25519-sha256').privateKeyPem);
   return file;
 }
+
+/** Messages go several at a time: each may meet the old peer before the first 400 is back. */
+const HANDOFF_CONCURRENCY_BOUND = 8;
 
 const counter = async (relay: TestRelay, direction: string) => Number(new RegExp(`mailfleet_relay_handoff_messages_total\\{direction="${direction}"\\} (\\d+)`).exec(await relay.metricsText())?.[1] ?? 0);
 
@@ -89,6 +94,39 @@ describe('handoff on shutdown', () => {
     expect(dsn).toBeDefined();
     expect(dsn).toMatch(/Final-Recipient: rfc822; gone@dest\.test/i);
     expect(dsn).toMatch(/Status: 5\.1\.1/);
+  });
+
+  it('hands a message to a peer of the previous version (the envelope in a header) when it says 400 to the envelope in the body', async () => {
+    const sink = await startScriptedSink({ replies: () => ({ code: 451, message: '4.3.0 try later' }) });
+    stops.push(() => sink.stop());
+    // What the receiver before version 2 did: the envelope from x-mailfleet-envelope, 400 without it.
+    const taken: { envelope: { recipients: { address: string }[]; originId: string }; body: string }[] = [];
+    let refused = 0;
+    const old = http.createServer({ maxHeaderSize: 1024 * 1024 }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        try {
+          const envelope = JSON.parse(Buffer.from(String(req.headers['x-mailfleet-envelope'] ?? ''), 'base64url').toString('utf8')) as (typeof taken)[number]['envelope'];
+          taken.push({ envelope, body: Buffer.concat(chunks).toString() });
+          res.writeHead(200).end('OLDPEER1\n');
+        } catch (err) {
+          refused++;
+          res.writeHead(400).end(`bad envelope: ${(err as Error).message}\n`);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve));
+    stops.push(() => new Promise((resolve) => old.close(resolve)));
+    const a = await relayA([`127.0.0.1:${(old.address() as AddressInfo).port}`], sink);
+    for (let n = 0; n < 3; n++) expect(await submit(a.ports.open!, 'app@example.test', [`user${n}@dest.test`], MSG(n))).toMatch(/^250/);
+    await waitFor(async () => (await a.queueStats()).deferred === 3, 'every message deferred at A');
+    await a.shutdown();
+    expect(await a.spooled()).toEqual([]);
+    expect(taken.map((t) => t.envelope.recipients[0]!.address).sort()).toEqual(['user0@dest.test', 'user1@dest.test', 'user2@dest.test']);
+    for (const t of taken) expect(t.body).toMatch(/^Received: [^]*\r\nFrom: App <app@example.test>\r\n/);
+    // Told once, the sender sends that peer the header form from then on.
+    expect(refused).toBeLessThanOrEqual(HANDOFF_CONCURRENCY_BOUND);
   });
 
   it('refuses a handoff without the fleet token and keeps nothing', async () => {

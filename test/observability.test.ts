@@ -512,6 +512,7 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
     expect(rules.map((r) => r.alert)).toEqual([
       'MailfleetBacklogGrowing',
       'MailfleetOldestMessageTooOld',
+      'MailfleetRetriesStalled',
       'MailfleetBounceRateHigh',
       'MailfleetProviderDeferralSpike',
       'MailfleetDkimRotationStuck',
@@ -561,6 +562,8 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
       '--set', 'prometheusRule.rules.bounceRateHigh.window=1h',
       '--set', 'prometheusRule.rules.oldestMessageTooOld.seconds=600',
       '--set', 'prometheusRule.rules.oldestMessageTooOld.severity=warning',
+      '--set', 'prometheusRule.rules.retriesStalled.seconds=900',
+      '--set', 'prometheusRule.rules.retriesStalled.for=2m',
       '--set', 'prometheusRule.rules.backlogGrowing.for=30m',
       '--set', 'prometheusRule.rules.dkimRotationStuck.enabled=false',
       '--set', 'prometheusRule.rules.dnsRecordsNotVerified.enabled=false',
@@ -579,6 +582,8 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
     expect(byName.MailfleetBounceRateHigh.expr).toContain('[1h]');
     expect(byName.MailfleetOldestMessageTooOld.expr).toContain('> 600,');
     expect(byName.MailfleetOldestMessageTooOld.labels.severity).toBe('warning');
+    expect(byName.MailfleetRetriesStalled.expr).toContain('max by (namespace, service) (mailfleet_relay_queue_overdue_seconds) > 900,');
+    expect(byName.MailfleetRetriesStalled.for).toBe('2m');
     expect(byName.MailfleetBacklogGrowing.for).toBe('30m');
     expect(byName.MailfleetDkimRotationStuck).toBeUndefined();
     expect(byName.MailfleetOperatorNoLeader.expr).toBe('max(mailfleet_operator_leader{job="mailfleet-operator"}) == 0\nor\nabsent(mailfleet_operator_leader{job="mailfleet-operator"})');

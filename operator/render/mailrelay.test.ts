@@ -48,6 +48,8 @@ describe('renderMailRelay', () => {
       { selector: 'mf-1-rsa', privateKeyFile: '/etc/mailfleet/dkim/example.com/mf-1-rsa.pem', active: false },
     ]);
     expect(parsed.shutdown.drainTimeout).toBe(55);
+    // The relay binds loopback unless told: Prometheus, the kubelet and peers must reach the pod.
+    expect(parsed.http.address).toBe('0.0.0.0');
     expect(byKind('ConfigMap').data['relay.yaml']).toBe(config);
     const service = byKind('Service', 'outbound');
     expect(service.spec.ports).toEqual([{ name: 'submission', port: 587, targetPort: 'submission', protocol: 'TCP' }]);

@@ -1,0 +1,112 @@
+/**
+ * The handoff envelope (relay/handoff.ts) as a schema: what a peer relay sends with a message
+ * it hands over. Everything in it is checked before the message is stored here, because a
+ * value that slips through lives on in this relay's spool and scheduler: a due time that is
+ * not a number once sat at the root of the scheduler's heap and stopped every retry, a CR/LF
+ * in an address or in the DKIM field would smuggle lines into the message sent on.
+ *
+ * Its fields are the spool's Envelope fields of the same names (relay/spool.ts); a type test
+ * (envelope.test.ts) keeps the two in step until the spool's types derive from this schema.
+ */
+import { z } from 'zod';
+
+/** Upper bound on a time (ms since epoch): the largest a Date can hold. */
+const MAX_TIME = 8.64e15;
+/** Longer than any SMTP path (RFC 5321 4.5.3.1.3: 256 octets) or command line a client can send. */
+const MAX_ADDRESS = 1000;
+/** A recipient's last reply: a multi-line SMTP reply is joined with newlines (DSNs make it one line). */
+const MAX_REPLY = 8192;
+/** More than any relay takes in one message (limits.maxRecipients), DSNs included. */
+export const MAX_RECIPIENTS = 10_000;
+/** One DKIM-Signature field per key of the signing domain: a few at most. */
+const MAX_SIGNATURES = 8;
+const MAX_SIGNATURE_BYTES = 64 * 1024;
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+// eslint-disable-next-line no-control-regex
+const NUL = /\u0000/;
+
+/** Text that goes into a command or a header line: no CR, LF, NUL or other control characters. */
+const line = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !CONTROL.test(s), 'must not contain CR, LF, NUL or other control characters');
+
+/** ms since epoch; a retry time carries the jitter's fraction of a millisecond. z.number() refuses NaN and Infinity. */
+const time = z.number().min(0).max(MAX_TIME);
+
+/**
+ * One or more complete DKIM-Signature header fields (one per key of the signing domain), each
+ * ending in CRLF, folded only with CRLF followed by white space, printable ASCII otherwise:
+ * nothing that a receiver would read as another header field or the end of the header.
+ */
+const DKIM_FIELDS = /^(?:DKIM-Signature:[\x20-\x7e\t]*(?:\r\n[ \t]+[\x21-\x7e][\x20-\x7e\t]*)*\r\n)+$/i;
+
+const dkimSignature = z
+  .string()
+  .max(MAX_SIGNATURE_BYTES)
+  .refine((s) => s === '' || DKIM_FIELDS.test(s), 'must be empty or DKIM-Signature header fields (each ending in CRLF, folded with CRLF and white space) and nothing else')
+  .refine((s) => (s.match(/^DKIM-Signature:/gim) ?? []).length <= MAX_SIGNATURES, `must hold at most ${MAX_SIGNATURES} DKIM-Signature fields`);
+
+export const recipientStateSchema = z.strictObject({
+  address: line(MAX_ADDRESS).min(1),
+  status: z.enum(['pending', 'delivered', 'failed']),
+  lastReply: z
+    .string()
+    .max(MAX_REPLY)
+    .refine((s) => !NUL.test(s), 'must not contain NUL')
+    .optional(),
+  statusCode: z
+    .string()
+    .regex(/^[245]\.\d{1,3}\.\d{1,3}$/, 'must be an enhanced status code such as 4.2.1')
+    .optional(),
+  remoteMta: line(255).optional(),
+});
+
+export const handoffEnvelopeSchema = z.strictObject({
+  /** '' is the null reverse-path of a DSN. */
+  sender: line(MAX_ADDRESS),
+  recipients: z.array(recipientStateSchema).min(1).max(MAX_RECIPIENTS),
+  receivedAt: time,
+  listener: line(128).min(1),
+  client: line(255).min(1),
+  user: line(MAX_ADDRESS).optional(),
+  messageId: line(998).optional(),
+  eightBit: z.boolean().optional(),
+  /** Checked against the body's length by parseHandoffEnvelope, which knows it. */
+  headerLength: z.int().min(0),
+  attempts: z.int().min(0).max(1_000_000),
+  nextAttemptAt: time,
+  delayNoticeSent: z.boolean().optional(),
+  dkimSignature: dkimSignature.optional(),
+  /** The queue id at the relay that handed it over, for the logs of both. */
+  originId: z.string().regex(/^[A-Za-z0-9]{1,64}$/, 'must be a queue id'),
+});
+
+/** What travels with the message: what the peer needs to go on where this relay stopped. */
+export type HandoffEnvelope = z.infer<typeof handoffEnvelopeSchema>;
+
+export type EnvelopeResult = { ok: true; envelope: HandoffEnvelope } | { ok: false; error: string };
+
+/** The issues as `path: message`, the path as dotted keys and indexes (`recipients.3.address`). */
+function describeIssues(issues: z.core.$ZodIssue[]): string {
+  const named = issues.slice(0, 5).map((i) => {
+    const path = i.path.map(String);
+    if (i.code === 'unrecognized_keys') return i.keys.map((k) => `${[...path, k].join('.')}: unknown field`).join('; ');
+    return `${path.join('.') || '(envelope)'}: ${i.message}`;
+  });
+  return named.join('; ') + (issues.length > 5 ? ` (and ${issues.length - 5} more)` : '');
+}
+
+/**
+ * Checks a handoff envelope (already parsed from JSON) against the schema and against the
+ * message it came with: the header section cannot be longer than the message.
+ */
+export function parseHandoffEnvelope(value: unknown, bodyLength: number): EnvelopeResult {
+  const r = handoffEnvelopeSchema.safeParse(value);
+  if (!r.success) return { ok: false, error: describeIssues(r.error.issues) };
+  if (r.data.headerLength > bodyLength) return { ok: false, error: `headerLength: ${r.data.headerLength} is beyond the message's ${bodyLength} bytes` };
+  return { ok: true, envelope: r.data };
+}
