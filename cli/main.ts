@@ -23,8 +23,9 @@ commands:
   operator [--namespaces ...]  reconcile MailRelay and SenderDomain resources (mailfleet operator --help)
   send --server HOST:PORT ...  send a test message and show every step (mailfleet send --help)
   hash-password [--user NAME]  print a users-file entry for a password (asked at a terminal, else read on stdin)
-  records --config FILE        the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender
+  records [--config FILE]      the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender
                                domains need; --verify compares with what DNS serves now
+                               (without --config: .mailfleet/relay.yaml, the development relay's)
   suppressions list|remove     the recipients that hard-bounced, per sender domain
   render -f FILE...            the objects the operator would create for MailRelay and
                                SenderDomain manifests, and the DNS records to publish
@@ -54,6 +55,7 @@ async function relayCommand(argv: string[]): Promise<number> {
       `  metrics: http://127.0.0.1:${config.http.port}/metrics`,
       `  DKIM:    mail From ${DEV_SENDER_DOMAIN} is signed (rsa and ed25519 keys in ${path.join(path.dirname(config.spool.dir), 'dkim')});`,
       `           the submission user may send only from ${DEV_SENDER_DOMAIN}`,
+      `  config:  ${dev.configFile}  (these defaults as a file: mailfleet records and mailfleet suppressions read it)`,
       `try:  npx mailfleet send --server 127.0.0.1:2525 --from app@example.test --to you@example.test`,
     ];
   }
