@@ -18,6 +18,6 @@ export function relayConfigFile(given: string | undefined, command: string, note
   throw new MailfleetError(
     ErrorCodes.CONFIG_REQUIRED,
     `${command} needs a relay config: no --config given, and there is no ${shown} here (the development relay writes it when it starts)`,
-    `give --config FILE, the relay's config file (in a relay pod: kubectl exec POD -- ${command} --config /etc/mailfleet/config/relay.yaml), or run \`npm start\` in this directory first`,
+    `give --config FILE, the relay's config file (in a relay pod: kubectl exec POD -c relay -- node /app/dist/cli/main.js ${command.replace(/^mailfleet /, '')} --config /etc/mailfleet/config/relay.yaml), or run \`npm start\` in this directory first`,
   );
 }
