@@ -2,14 +2,13 @@
 /**
  * The `mailfleet` command: one binary, one subcommand per job.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../relay/config.js';
 import { DEV_SENDER_DOMAIN, devSetup } from '../relay/dev.js';
 import { MailfleetError } from '../relay/errors.js';
 import { startRelay } from '../relay/main.js';
-import { hashPassword } from '../relay/users.js';
+import { hashPasswordCommand } from './hash-password.js';
 import { operatorCommand } from './operator.js';
 import { recordsCommand } from './records.js';
 import { renderCommand } from './render.js';
@@ -23,9 +22,10 @@ commands:
                                (loopback ports 2525 and 2587, spool and outbox in ./.mailfleet)
   operator [--namespaces ...]  reconcile MailRelay and SenderDomain resources (mailfleet operator --help)
   send --server HOST:PORT ...  send a test message and show every step (mailfleet send --help)
-  hash-password [--user NAME]  read a password on stdin, print a users-file entry
-  records --config FILE        the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender
+  hash-password [--user NAME]  print a users-file entry for a password (asked at a terminal, else read on stdin)
+  records [--config FILE]      the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender
                                domains need; --verify compares with what DNS serves now
+                               (without --config: .mailfleet/relay.yaml, the development relay's)
   suppressions list|remove     the recipients that hard-bounced, per sender domain
   render -f FILE...            the objects the operator would create for MailRelay and
                                SenderDomain manifests, and the DNS records to publish
@@ -55,6 +55,7 @@ async function relayCommand(argv: string[]): Promise<number> {
       `  metrics: http://127.0.0.1:${config.http.port}/metrics`,
       `  DKIM:    mail From ${DEV_SENDER_DOMAIN} is signed (rsa and ed25519 keys in ${path.join(path.dirname(config.spool.dir), 'dkim')});`,
       `           the submission user may send only from ${DEV_SENDER_DOMAIN}`,
+      `  config:  ${dev.configFile}  (these defaults as a file: mailfleet records and mailfleet suppressions read it)`,
       `try:  npx mailfleet send --server 127.0.0.1:2525 --from app@example.test --to you@example.test`,
     ];
   }
@@ -67,24 +68,6 @@ async function relayCommand(argv: string[]): Promise<number> {
   process.once('SIGINT', stop);
   process.on('SIGHUP', () => void relay.reload());
   return new Promise<number>(() => undefined);
-}
-
-async function hashPasswordCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { user: { type: 'string', short: 'u' }, help: { type: 'boolean', short: 'h' } } });
-  if (values.help) {
-    console.log('usage: echo -n PASSWORD | mailfleet hash-password [--user NAME]\n\nPrints a scrypt hash, or "NAME:hash" for the users file, from the password on stdin.');
-    return 0;
-  }
-  if (process.stdin.isTTY) process.stderr.write('password (then Enter): ');
-  const input = fs.readFileSync(0, 'utf8');
-  const password = input.replace(/\r?\n$/, '');
-  if (!password) {
-    console.error('hash-password: no password on stdin');
-    return 2;
-  }
-  const hash = await hashPassword(password);
-  console.log(values.user ? `${values.user}:${hash}` : hash);
-  return 0;
 }
 
 export async function main(argv: string[]): Promise<number> {

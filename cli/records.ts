@@ -7,13 +7,15 @@ import { loadConfigFile, type RelayConfig } from '../relay/config.js';
 import { loadDkimKey } from '../relay/dkim-keys.js';
 import { verifyRecords, type RecordCheck } from '../relay/records-verify.js';
 import { formatZoneRecord, recordsFor, SPF_LOOKUP_LIMIT, type DomainRecords, type RelayFacts } from '../relay/records.js';
+import { relayConfigFile } from './config-file.js';
 import type { Output } from './send.js';
 
-export const RECORDS_USAGE = `usage: mailfleet records --config FILE [--json | --zone] [--verify] [--dns-server IP[:PORT]]...
+export const RECORDS_USAGE = `usage: mailfleet records [--config FILE] [--json | --zone] [--verify] [--dns-server IP[:PORT]]...
 
 Prints the DNS records (SPF, DKIM, DMARC, MTA-STS, TLS-RPT) the sender domains of a relay
 config need, and the MTA-STS policy files to serve over HTTPS.
-  --config FILE          the relay config: its senderDomains, their DKIM keys, the delivery route
+  --config FILE          the relay config: its senderDomains, their DKIM keys, the delivery route;
+                         default: .mailfleet/relay.yaml, the development relay's (npm start)
   --json                 machine-readable output
   --zone                 zone-file lines (name. TTL IN TXT "..." "...") instead of the table
   --verify               also ask DNS what it serves now: match, missing or different per record
@@ -30,7 +32,7 @@ const ZONE_TTL = 3600;
 class UsageError extends Error {}
 
 interface RecordsOptions {
-  config: string;
+  config: string | undefined;
   format: 'table' | 'json' | 'zone';
   verify: boolean;
   dnsServers: string[] | undefined;
@@ -57,9 +59,10 @@ export async function recordsCommand(argv: string[], out: Output = console): Pro
     out.error(RECORDS_USAGE);
     return 2;
   }
-  const config = loadConfigFile(options.config);
+  const configFile = relayConfigFile(options.config, 'mailfleet records', (line) => out.error(line));
+  const config = loadConfigFile(configFile);
   if (config.senderDomains.length === 0) {
-    out.error(`${options.config} lists no senderDomains: there are no records to publish`);
+    out.error(`${configFile} lists no senderDomains: there are no records to publish`);
     return 0;
   }
   const domains = config.senderDomains.map((d) =>
@@ -100,7 +103,6 @@ function parseRecordsArgs(argv: string[]): RecordsOptions {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  if (!values.config) throw new UsageError('--config FILE is required');
   if (values.json && values.zone) throw new UsageError('use either --json or --zone, not both');
   if (values.zone && values.verify) throw new UsageError('--zone prints only the records: use --verify with the table or --json');
   if (values['dns-server'] && !values.verify) throw new UsageError('--dns-server only applies with --verify');

@@ -5,23 +5,29 @@
  * the end, so the output still parses): made for GitOps previews and CI diffs.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import YAML from 'yaml';
 import type { z } from 'zod';
 import { formatIssues } from '../relay/config.js';
-import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../operator/api/v1alpha1.js';
+import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, specIssues, type MailRelay, type SenderDomain } from '../operator/api/v1alpha1.js';
 import { planRotation } from '../operator/controllers/dkim-rotation.js';
 import { handoffSecretName, relayLabels, renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
 import { packageVersion } from './version.js';
 import { dkimSecret, dkimSecretName, dnsEndpoint, relaysSigningFor, senderDomainRecords } from '../operator/render/senderdomain.js';
 
-export const RENDER_USAGE = `usage: mailfleet render -f FILE [-f FILE]... [--namespace NS] [--image IMAGE] [--service-monitors]
+export const RENDER_USAGE = `usage: mailfleet render -f FILE|DIR [-f FILE|DIR]... [-R] [--namespace NS] [--image IMAGE] [--service-monitors]
 
 Prints, as YAML, the objects the operator would create for the MailRelay and SenderDomain
 manifests in the files (- reads stdin), then the DNS records to publish as comments.
 Secrets in the files count as existing; other referenced Secrets are listed as expected.
+Other kinds are passed over (listed in a comment); an unknown kind of mailfleet.io, and an
+unknown field anywhere in a mailfleet resource, is an error.
 
-  -f, --filename FILE     a manifest file (several documents allowed); repeatable
+  -f, --filename FILE     a manifest file (several documents allowed), or a directory: its
+                          *.yaml, *.yml and *.json files in name order (files in it without
+                          apiVersion or kind, such as a relay config, are passed over); repeatable
+  -R, --recursive         with a directory, its subdirectories too
   -n, --namespace NS      namespace of objects that name none (default: default)
   --image IMAGE           the relay image when a MailRelay names none
   --service-monitors      render ServiceMonitors (as when the Prometheus Operator CRDs exist)
@@ -45,6 +51,7 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
       namespace: { type: 'string', short: 'n', default: 'default' },
       image: { type: 'string', default: `ghcr.io/mailfleet/mailfleet:${packageVersion()}` },
       'service-monitors': { type: 'boolean', default: false },
+      recursive: { type: 'boolean', short: 'R', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -61,7 +68,8 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
   const relays: MailRelay[] = [];
   const domains: SenderDomain[] = [];
   const secrets = new Set<string>();
-  for (const file of values.filename) {
+  const passedOver: string[] = [];
+  for (const { file, inDirectory } of manifestFiles(values.filename, values.recursive, errors)) {
     let docs: unknown[];
     try {
       docs = YAML.parseAllDocuments(fs.readFileSync(file === '-' ? 0 : file, 'utf8')).map((d) => {
@@ -72,20 +80,34 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
       errors.push(`${file}: ${(err as Error).message}`);
       continue;
     }
+    // A directory may hold other YAML (a relay config in examples/): a file in it without a
+    // single apiVersion or kind is not a manifest, and is passed over (and said so).
+    if (inDirectory && docs.every((d) => d === null || d === undefined || (typeof d === 'object' && !('apiVersion' in d) && !('kind' in d)))) {
+      passedOver.push(`${file}: not a Kubernetes manifest (no apiVersion or kind)`);
+      continue;
+    }
     docs.forEach((doc, i) => {
       if (doc === null || doc === undefined) return;
       const m = doc as Manifest;
-      const where = `${file} (document ${i + 1}${m.kind ? `, ${m.kind}` : ''}${m.metadata?.name ? ` ${m.metadata.name}` : ''})`;
+      const where = `${file} (document ${i + 1}${typeof m.kind === 'string' ? `, ${m.kind}` : ''}${typeof m.metadata?.name === 'string' ? ` ${m.metadata.name}` : ''})`;
+      const problem = manifestProblem(m);
+      if (problem) {
+        errors.push(`${where}: ${problem}`);
+        return;
+      }
       const namespace = m.metadata?.namespace ?? values.namespace;
       if (m.kind === 'Secret' && m.apiVersion === 'v1' && m.metadata?.name) secrets.add(`${namespace}/${m.metadata.name}`);
-      if (m.apiVersion !== API_VERSION || (m.kind !== 'MailRelay' && m.kind !== 'SenderDomain')) return;
+      if (m.apiVersion !== API_VERSION) {
+        if (!(m.kind === 'Secret' && m.apiVersion === 'v1')) passedOver.push(`${where}: ${m.apiVersion} ${m.kind} is not a mailfleet resource`);
+        return;
+      }
       if (!m.metadata?.name || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(m.metadata.name)) {
         errors.push(`${where}: metadata.name: a lower-case Kubernetes name is required`);
         return;
       }
       const parsed = (m.kind === 'MailRelay' ? mailRelaySpecSchema : senderDomainSpecSchema).safeParse(m.spec ?? {}) as z.ZodSafeParseResult<unknown>;
       if (!parsed.success) {
-        errors.push(`${where}:\n${formatIssues(parsed.error.issues.map((issue) => ({ ...issue, path: ['spec', ...issue.path] })))}`);
+        errors.push(`${where}:\n${formatIssues(specIssues(parsed.error.issues).map((issue) => ({ ...issue, path: ['spec', ...issue.path] })))}`);
         return;
       }
       const resource = { apiVersion: API_VERSION, kind: m.kind, metadata: { name: m.metadata.name, namespace, labels: m.metadata.labels ?? {} }, spec: parsed.data };
@@ -137,8 +159,69 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
     const expected = referencedSecretNames(relay).filter((s) => !secrets.has(`${namespace}/${s}`));
     if (expected.length) comments.push(`MailRelay ${namespace}/${relay.metadata.name} expects Secret(s) not in these files: ${expected.join(', ')}`);
   }
+  for (const p of passedOver) comments.push(`passed over ${p}`);
   out.log(objects.map((o) => YAML.stringify(o, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n') + (comments.length ? `\n${comments.map((c) => `# ${c}`).join('\n')}` : ''));
   return 0;
+}
+
+/**
+ * The files behind each -f, as kubectl takes them: a file as it is, a directory's *.yaml,
+ * *.yml and *.json files in name order (its subdirectories too with -R).
+ */
+function manifestFiles(names: string[], recursive: boolean, errors: string[]): { file: string; inDirectory: boolean }[] {
+  const files: { file: string; inDirectory: boolean }[] = [];
+  const walk = (dir: string) => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    } catch (err) {
+      errors.push(`${dir}: ${(err as Error).message}`);
+      return;
+    }
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name);
+      const isDir = entry.isDirectory() || (entry.isSymbolicLink() && fs.statSync(full, { throwIfNoEntry: false })?.isDirectory());
+      if (isDir) {
+        if (recursive) walk(full);
+      } else if (MANIFEST_EXTENSIONS.includes(path.extname(entry.name).toLowerCase())) {
+        files.push({ file: full, inDirectory: true });
+      }
+    }
+  };
+  for (const name of names) {
+    if (name !== '-' && fs.statSync(name, { throwIfNoEntry: false })?.isDirectory()) walk(name);
+    else files.push({ file: name, inDirectory: false });
+  }
+  return files;
+}
+
+const MANIFEST_EXTENSIONS = ['.yaml', '.yml', '.json'];
+
+/** The kinds render reads; any other kind of the mailfleet.io group is a mistake. */
+const KNOWN_KINDS = ['MailRelay', 'SenderDomain'];
+const KNOWN_KINDS_TEXT = `${API_VERSION} ${KNOWN_KINDS.join(' or ')} (and v1 Secret, counted as existing)`;
+/** The fields of an object and of its metadata, as the API server knows them (kubectl --validate=strict refuses others). */
+const OBJECT_FIELDS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
+const METADATA_FIELDS = ['name', 'generateName', 'namespace', 'selfLink', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'labels', 'annotations', 'ownerReferences', 'finalizers', 'managedFields'];
+
+/** What makes a document no manifest, or a mailfleet one that cannot be right, before its spec is read. */
+function manifestProblem(m: Manifest): string | undefined {
+  if (typeof m !== 'object' || Array.isArray(m)) return 'not a Kubernetes object (a YAML mapping with apiVersion and kind)';
+  if (typeof m.apiVersion !== 'string' || typeof m.kind !== 'string') {
+    return `${typeof m.apiVersion === 'string' ? '' : 'apiVersion'}${typeof m.apiVersion !== 'string' && typeof m.kind !== 'string' ? ' and ' : ''}${typeof m.kind === 'string' ? '' : 'kind'} missing: every manifest names both; render reads ${KNOWN_KINDS_TEXT}`;
+  }
+  const group = m.apiVersion.includes('/') ? m.apiVersion.slice(0, m.apiVersion.indexOf('/')) : '';
+  const ours = group === API_VERSION.split('/')[0];
+  const knownKind = KNOWN_KINDS.includes(m.kind);
+  if (ours && !knownKind) return `kind ${m.kind} is not a kind of ${group}: render reads ${KNOWN_KINDS_TEXT}`;
+  if (knownKind && m.apiVersion !== API_VERSION) return `apiVersion ${m.apiVersion} is not one render reads for ${m.kind}: ${API_VERSION}`;
+  if (!ours) return undefined;
+  const unknown = Object.keys(m).filter((k) => !OBJECT_FIELDS.includes(k));
+  if (unknown.length) return `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}: an object has ${OBJECT_FIELDS.join(', ')}`;
+  if (m.metadata !== undefined && (typeof m.metadata !== 'object' || m.metadata === null || Array.isArray(m.metadata))) return 'metadata: a mapping is required';
+  const unknownMeta = Object.keys(m.metadata ?? {}).filter((k) => !METADATA_FIELDS.includes(k));
+  if (unknownMeta.length) return unknownMeta.map((k) => `metadata.${k}: unknown field`).join('; ');
+  return undefined;
 }
 
 function referencedSecretNames(relay: MailRelay): string[] {

@@ -5,15 +5,17 @@
  */
 import { parseArgs } from 'node:util';
 import { loadConfigFile } from '../relay/config.js';
+import { relayConfigFile } from './config-file.js';
 import { SUPPRESSION_FILE, SuppressionList, suppressionJson, type ListedSuppression } from '../relay/suppression.js';
 
-export const SUPPRESSIONS_USAGE = `usage: mailfleet suppressions list --config FILE [--domain D] [--json]
-       mailfleet suppressions remove --config FILE ADDRESS [--domain D]
+export const SUPPRESSIONS_USAGE = `usage: mailfleet suppressions list [--config FILE] [--domain D] [--json]
+       mailfleet suppressions remove [--config FILE] ADDRESS [--domain D]
 
 Recipients that hard-bounced (5.1.1 unknown user, 5.1.2 no such domain, ...) are suppressed
 per sender domain: the relay refuses (or bounces) further mail to them until the entry expires
 (suppression.ttl) or is removed. The list lives in ${SUPPRESSION_FILE} in the spool directory.
-  --config FILE   the relay's config file (for the spool directory and the ttl)
+  --config FILE   the relay's config file (for the spool directory and the ttl); default:
+                  .mailfleet/relay.yaml, the development relay's (npm start)
   --domain D      only this sender domain; remove without it removes ADDRESS for every one
   --json          list as JSON
 Exit status: 0 done, 1 ADDRESS was not on the list, 2 bad arguments or config.`;
@@ -42,16 +44,12 @@ export async function suppressionsCommand(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: { config: { type: 'string', short: 'c' }, domain: { type: 'string', short: 'd' }, json: { type: 'boolean' } },
   });
-  if (!values.config) {
-    console.error(`mailfleet suppressions: --config FILE is required\n\n${SUPPRESSIONS_USAGE}`);
-    return 2;
-  }
   const wanted = action === 'remove' ? 1 : 0;
   if (positionals.length !== wanted) {
     console.error(`mailfleet suppressions ${action}: ${wanted ? 'give exactly one ADDRESS' : `unexpected argument "${positionals[0]}"`}\n\n${SUPPRESSIONS_USAGE}`);
     return 2;
   }
-  const config = loadConfigFile(values.config);
+  const config = loadConfigFile(relayConfigFile(values.config, 'mailfleet suppressions', (line) => console.error(line)));
   const list = await SuppressionList.open(config.spool.dir, { ttl: () => config.suppression.ttl });
 
   if (action === 'list') {

@@ -4,11 +4,16 @@
  * listener), port 2587 offers STARTTLS with a certificate made on first start and requires
  * AUTH as user `dev`, mail from example.test is DKIM-signed (RSA and Ed25519 keys made on first
  * start), and delivered mail lands as .eml files in .mailfleet/outbox/.
+ *
+ * The defaults are also written as a config file, .mailfleet/relay.yaml, on every start: the
+ * commands that read a relay's config (`mailfleet records`, `mailfleet suppressions`) use it
+ * when no --config is given, and `mailfleet relay --config` takes it as a starting point.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { generate } from 'selfsigned';
+import YAML from 'yaml';
 import { parseConfig, type RelayConfig } from './config.js';
 import { generateDkimKey, type DkimAlgorithm } from './dkim-keys.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
@@ -19,9 +24,35 @@ export const DEV_SENDER_DOMAIN = 'example.test';
 
 export interface DevSetup {
   config: RelayConfig;
+  /** The same configuration as a file (relay.yaml in the root), for the commands that read one. */
+  configFile: string;
   user: string;
   password: string;
   certFile: string;
+}
+
+/** Where the development defaults live: .mailfleet in the working directory. */
+export const devRoot = (): string => path.resolve('.mailfleet');
+/** The development relay's configuration as a file, in its root. */
+export const DEV_CONFIG_FILE = 'relay.yaml';
+
+/**
+ * Writes the development configuration (the input the defaults are parsed from, paths relative
+ * to the root, so the file loads anywhere) as relay.yaml in the root: by rename, so a command
+ * reading it meanwhile sees the old file or the new one.
+ */
+function writeConfigFile(root: string, raw: object): string {
+  const file = path.join(root, DEV_CONFIG_FILE);
+  const text =
+    '# The development relay\'s configuration (`npm start`, `mailfleet relay` without --config),\n' +
+    '# written on each start: your edits here are replaced. `mailfleet records` and `mailfleet\n' +
+    '# suppressions` read it when given no --config; to change it, copy it elsewhere and run\n' +
+    '# `mailfleet relay --config COPY` (relative paths are taken from the file\'s directory).\n' +
+    YAML.stringify(raw, { lineWidth: 0 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text, { mode: 0o644 });
+  fs.renameSync(tmp, file);
+  return file;
 }
 
 /**
@@ -58,7 +89,7 @@ function ensureWritable(root: string): void {
   }
 }
 
-export async function devSetup(root = path.resolve('.mailfleet')): Promise<DevSetup> {
+export async function devSetup(root = devRoot()): Promise<DevSetup> {
   ensureWritable(root);
   const tlsDir = path.join(root, 'tls');
   fs.mkdirSync(tlsDir, { recursive: true });
@@ -91,22 +122,20 @@ export async function devSetup(root = path.resolve('.mailfleet')): Promise<DevSe
     return { selector, privateKeyFile: path.relative(root, file) };
   });
 
-  const config = parseConfig(
-    {
-      hostname: 'localhost',
-      spool: { dir: 'spool', minFreeBytes: '50MiB' },
-      listeners: [
-        { name: 'dev', address: '127.0.0.1', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8', '::1'] },
-        { name: 'submission', address: '127.0.0.1', port: 2587, tls: 'starttls', auth: 'required' },
-      ],
-      tls: { certFile: 'tls/dev.crt', keyFile: 'tls/dev.key' },
-      auth: { usersFile: 'users' },
-      senderDomains: [{ domain: DEV_SENDER_DOMAIN, dkim: { keys } }],
-      delivery: { route: { type: 'file', dir: 'outbox' } },
-      http: { address: '127.0.0.1', port: 9090 },
-    },
-    root,
-    'development defaults',
-  );
-  return { config, user: 'dev', password, certFile };
+  const raw = {
+    hostname: 'localhost',
+    spool: { dir: 'spool', minFreeBytes: '50MiB' },
+    listeners: [
+      { name: 'dev', address: '127.0.0.1', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8', '::1'] },
+      { name: 'submission', address: '127.0.0.1', port: 2587, tls: 'starttls', auth: 'required' },
+    ],
+    tls: { certFile: 'tls/dev.crt', keyFile: 'tls/dev.key' },
+    auth: { usersFile: 'users' },
+    senderDomains: [{ domain: DEV_SENDER_DOMAIN, dkim: { keys } }],
+    delivery: { route: { type: 'file', dir: 'outbox' } },
+    http: { address: '127.0.0.1', port: 9090 },
+  };
+  const config = parseConfig(raw, root, 'development defaults');
+  const configFile = writeConfigFile(root, raw);
+  return { config, configFile, user: 'dev', password, certFile };
 }

@@ -14,7 +14,11 @@ export const ErrorCodes = {
   /** Another relay process holds the spool (relay/spool-lock.ts). */
   SPOOL_LOCKED: 'MF_SPOOL_LOCKED',
   LISTEN_FAILED: 'MF_LISTEN_FAILED',
-  /** `mailfleet relay` without --config where its development defaults cannot be kept (a read-only /app in the image). */
+  /**
+   * A command needs a relay config and got none: `mailfleet relay` where its development defaults
+   * cannot be kept (a read-only /app in the image); `records` or `suppressions` with no --config
+   * and no development relay's .mailfleet/relay.yaml.
+   */
   CONFIG_REQUIRED: 'MF_CONFIG_REQUIRED',
   /** `mailfleet operator` found no cluster: no KUBECONFIG, no ~/.kube/config, no service account. */
   NO_CLUSTER: 'MF_NO_CLUSTER',

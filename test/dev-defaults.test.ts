@@ -26,6 +26,7 @@ describe('mailfleet relay without --config (npm start)', () => {
     relay = spawnMailfleet(['relay'], { cwd });
     await relay.waitForLog(/"event":"listening".*"port":2587/);
     expect(relay.output()).toMatch(/DKIM: +mail From example\.test is signed/);
+    expect(relay.output()).toContain(`config:  ${cwd}/.mailfleet/relay.yaml  (these defaults as a file: mailfleet records and mailfleet suppressions read it)`);
     const message = 'From: App <app@example.test>\r\nTo: you@example.test\r\nSubject: hello from npm start\r\n\r\nHello.\r\n';
     expect(await submit(2525, 'app@example.test', ['you@example.test'], message)).toMatch(/^250/);
     const outbox = path.join(cwd, '.mailfleet', 'outbox');

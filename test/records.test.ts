@@ -78,10 +78,10 @@ describe('mailfleet records without DNS', () => {
     ]);
   });
 
-  it('refuses a call without --config with the usage text, exit 2', async () => {
-    const { code, stderr } = await records(['--verify']);
+  it('refuses a bad option with the usage text, exit 2', async () => {
+    const { code, stderr } = await records(['--zone', '--verify']);
     expect(code).toBe(2);
-    expect(stderr).toMatch(/mailfleet records: --config FILE is required\nusage: mailfleet records --config FILE/);
+    expect(stderr).toMatch(/mailfleet records: --zone prints only the records: use --verify with the table or --json\nusage: mailfleet records \[--config FILE\]/);
   });
 });
 

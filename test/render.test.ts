@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { CLI } from './support/process.js';
 
 function render(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -47,5 +47,81 @@ describe('mailfleet render', () => {
     expect(stderr).toMatch(/spec\.delivery\.route: .*"mx"/);
     expect(stderr).toMatch(/spec\.autoscaling\.minReplicas: /);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('mailfleet render: what a newcomer gets wrong', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-render-newcomer-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const manifest = (name: string, text: string) => {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, text);
+    return file;
+  };
+
+  it('renders the manifests in a directory, as kubectl -f DIR: *.yaml, *.yml and *.json in name order, other files passed over', async () => {
+    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
+    expect(fromDir.stderr).toBe('');
+    expect(fromDir.code).toBe(0);
+    const objects = (out: string) => out.replace(/^#.*\n?/gm, '');
+    expect(objects(fromDir.stdout)).toBe(objects(fromFiles.stdout));
+    // The relay configs beside the manifests are no manifests: said so, not an error.
+    expect(fromDir.stdout).toContain('# passed over examples/relay.yaml: not a Kubernetes manifest (no apiVersion or kind)');
+
+    const nested = path.join(dir, 'tree');
+    fs.mkdirSync(path.join(nested, 'sub'), { recursive: true });
+    fs.copyFileSync('examples/mailrelay.yaml', path.join(nested, 'sub', 'mailrelay.yml'));
+    fs.writeFileSync(path.join(nested, 'notes.txt'), 'not yaml: [');
+    const flat = await render(['-f', nested]);
+    expect(flat.code, flat.stderr).toBe(0);
+    expect(flat.stdout).not.toContain('kind: Deployment');
+    const recursive = await render(['-R', '-f', nested]);
+    expect(recursive.code, recursive.stderr).toBe(0);
+    expect(recursive.stdout).toContain('kind: Deployment');
+  });
+
+  it('refuses a misspelled kind, naming the file, the document and the kinds it knows', async () => {
+    const file = manifest('kind.yaml', 'apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: mailfleet.io/v1alpha1\nkind: MailRelais\nmetadata: {name: outbound}\nspec: {}\n');
+    const { code, stdout, stderr } = await render(['-f', file]);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toContain(`${file} (document 2, MailRelais outbound): kind MailRelais is not a kind of mailfleet.io: render reads mailfleet.io/v1alpha1 MailRelay or SenderDomain`);
+    const version = await render(['-f', manifest('version.yaml', 'apiVersion: mailfleet.io/v1\nkind: MailRelay\nmetadata: {name: outbound}\n')]);
+    expect(version.code).toBe(1);
+    expect(version.stderr).toContain('apiVersion mailfleet.io/v1 is not one render reads for MailRelay: mailfleet.io/v1alpha1');
+    const none = await render(['-f', manifest('nokind.yaml', 'apiVersion: mailfleet.io/v1alpha1\nmetadata: {name: outbound}\n')]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('(document 1 outbound): kind missing');
+  });
+
+  it('refuses minReplicas above maxReplicas', async () => {
+    const { code, stderr } = await render(['-f', manifest('replicas.yaml', 'apiVersion: mailfleet.io/v1alpha1\nkind: MailRelay\nmetadata: {name: outbound}\nspec:\n  autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 3}\n')]);
+    expect(code).toBe(1);
+    expect(stderr).toContain('spec.autoscaling.minReplicas: minReplicas must not exceed maxReplicas');
+    // The default maxReplicas (10) counts too.
+    const overDefault = await render(['-f', manifest('replicas-default.yaml', 'apiVersion: mailfleet.io/v1alpha1\nkind: MailRelay\nmetadata: {name: outbound}\nspec:\n  autoscaling: {minReplicas: 11}\n')]);
+    expect(overDefault.code).toBe(1);
+    expect(overDefault.stderr).toContain('spec.autoscaling.minReplicas: minReplicas must not exceed maxReplicas');
+  });
+
+  it('refuses misspelled fields anywhere in a mailfleet resource, naming each path', async () => {
+    const file = manifest(
+      'typos.yaml',
+      [
+        'apiVersion: mailfleet.io/v1alpha1\nkind: MailRelay\nmetadata: {name: outbound}\nspec:\n  autoscaling: {enabled: true, maxReplica: 4}\n  delivery: {smarthost: {host: h, crendentialsSecretName: c}}\n  listeners: [{name: smtp, port: 25, trustedNetwork: [10.0.0.0/8]}]\n',
+        'apiVersion: mailfleet.io/v1alpha1\nkind: SenderDomain\nmetadata: {name: example-com, lables: {a: b}}\nspec:\n  domain: example.com\n  dmarc: {polcy: reject}\n',
+        'apiVersion: mailfleet.io/v1alpha1\nkind: SenderDomain\nmetadata: {name: example-org}\nspecs: {domain: example.org}\n',
+        'apiVersion: mailfleet.io/v1alpha1\nkind: SenderDomain\nmetadata: {name: example-net}\nspec: {domain: example.net, dmarc: {polcy: reject}}\n',
+      ].join('---\n'),
+    );
+    const { code, stdout, stderr } = await render(['-f', file]);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toContain('spec.autoscaling.maxReplica: unknown field');
+    expect(stderr).toContain('spec.delivery.smarthost.crendentialsSecretName: unknown field');
+    expect(stderr).toContain('spec.listeners.0.trustedNetwork: unknown field');
+    expect(stderr).toContain(`${file} (document 2, SenderDomain example-com): metadata.lables: unknown field`);
+    expect(stderr).toContain(`${file} (document 3, SenderDomain example-org): unknown field "specs"`);
+    expect(stderr).toContain('spec.dmarc.polcy: unknown field');
   });
 });

@@ -4,6 +4,11 @@
  * when they drift), `mailfleet render` validates manifests with them, and the controllers
  * read specs through them (so defaults are the same everywhere).
  *
+ * Spec objects are strict: an unknown field (a misspelling such as autoscaling.maxReplica) is an
+ * error naming its path in `mailfleet render`, and makes the operator report InvalidSpec. The
+ * CRDs cannot say so (the API server prunes unknown fields, or refuses them itself with
+ * `kubectl apply --validate=strict`: docs/operator.md).
+ *
  * Field types stay within what a structural CRD schema can say: durations and sizes are
  * strings here ("90d", "1Gi") and become numbers only when rendered into the relay's config.
  */
@@ -26,10 +31,10 @@ const resolver = z.string().regex(/^[0-9a-fA-F:.[\]]+$/, 'an IP address, or IP:p
 const passthrough = (description: string) => z.record(z.string(), z.unknown()).meta({ 'x-kubernetes-preserve-unknown-fields': true }).describe(description);
 
 const labelSelector = z
-  .object({
+  .strictObject({
     matchLabels: z.record(z.string(), z.string()).optional(),
     matchExpressions: z
-      .array(z.object({ key: z.string(), operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']), values: z.array(z.string()).optional() }))
+      .array(z.strictObject({ key: z.string(), operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']), values: z.array(z.string()).optional() }))
       .optional(),
   })
   .describe('A label selector, as in a Deployment. An empty selector selects every object in the namespace.');
@@ -48,39 +53,39 @@ export type Condition = z.infer<typeof conditionSchema>;
 // SenderDomain
 // ---------------------------------------------------------------------------------------
 
-export const senderDomainSpecSchema = z.object({
+export const senderDomainSpecSchema = z.strictObject({
   domain: dnsName.describe('The domain mail is sent from (header From and envelope sender).'),
   dkim: z
-    .object({
+    .strictObject({
       keyType: z.enum(['rsa-2048', 'ed25519', 'both']).default('both').describe('Keys to generate: both signs every message twice, so receivers without Ed25519 still verify.'),
       selectorPrefix: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).max(40).default('mailfleet').describe('Selectors are PREFIX-N-rsa and PREFIX-N-ed; each rotation takes the next N.'),
       rotation: z
-        .object({
+        .strictObject({
           period: duration('rotation.period').optional().describe('Rotate keys this often; omitted: never.'),
           overlap: duration('rotation.overlap').default('7d').describe('Keep the old key published this long after signing switches to the new one.'),
         })
         .prefault({}),
     })
     .prefault({}),
-  spf: spfSchema.prefault({}),
-  dmarc: dmarcSchema.prefault({}),
+  spf: spfSchema.strict().prefault({}),
+  dmarc: dmarcSchema.strict().prefault({}),
   mtaSts: z
-    .object({
+    .strictObject({
       mode: z.enum(['enforce', 'testing', 'none']).default('testing'),
       mx: z.array(z.string().min(1)).min(1),
       maxAge: duration('mtaSts.maxAge').default('7d'),
     })
     .optional()
     .describe('Publish an MTA-STS policy for mail sent to this domain.'),
-  tlsRpt: z.object({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/)).min(1) }).optional(),
+  tlsRpt: z.strictObject({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/)).min(1) }).optional(),
   dnsEndpoint: z
-    .object({
+    .strictObject({
       enabled: z.boolean().default(false).describe('Apply an external-dns DNSEndpoint with the records.'),
       ttl: z.number().int().min(60).default(300),
     })
     .prefault({}),
   verification: z
-    .object({
+    .strictObject({
       resolvers: z.array(resolver).default([]).describe('DNS servers to check the records against; empty: the operator pod\'s resolver.'),
       interval: duration('verification.interval').default('10m'),
     })
@@ -125,7 +130,7 @@ export const senderDomainStatusSchema = z.object({
 // MailRelay
 // ---------------------------------------------------------------------------------------
 
-const relayListener = z.object({
+const relayListener = z.strictObject({
   name: z.string().regex(/^[a-z0-9-]+$/).max(15),
   port: z.number().int().min(1).max(65535),
   tls: z.enum(['none', 'starttls', 'implicit']).default('starttls'),
@@ -134,13 +139,13 @@ const relayListener = z.object({
 });
 
 export const autoscalingSchema = z
-  .object({
+  .strictObject({
     enabled: z.boolean().default(false).describe('The operator sets replicas from the relays\' queue metrics. Off: replicas is left to the user, an HPA or KEDA.'),
     minReplicas: z.number().int().min(1).default(2),
     maxReplicas: z.number().int().min(1).default(10),
     interval: duration('autoscaling.interval').default('15s'),
     targets: z
-      .object({
+      .strictObject({
         readyMessagesPerReplica: z.number().int().min(1).default(500).describe('Messages due now per replica.'),
         oldestReadySeconds: z.number().int().min(1).default(60).describe('Age of the oldest message due now.'),
         sessionsPerReplica: z.number().int().min(1).default(200).describe('Open SMTP sessions per replica.'),
@@ -148,9 +153,12 @@ export const autoscalingSchema = z
       .prefault({}),
     scaleDownStabilization: duration('autoscaling.scaleDownStabilization').default('300s'),
   })
+  // The same rule twice: zod for `mailfleet render` and the operator (which also sees specs on
+  // servers without CEL, such as v1.20), CEL for the API server (1.25 and later).
+  .refine((a) => a.minReplicas <= a.maxReplicas, { path: ['minReplicas'], message: 'minReplicas must not exceed maxReplicas' })
   .meta({ 'x-kubernetes-validations': [{ rule: 'self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' }] });
 
-export const mailRelaySpecSchema = z.object({
+export const mailRelaySpecSchema = z.strictObject({
   replicas: z.number().int().min(0).default(2).describe('Relay pods when autoscaling is off (the scale subresource writes here).'),
   image: z.string().optional().describe('Relay image; default: the operator\'s own image.'),
   hostname: z.string().regex(/^[a-z0-9.-]+$/).optional().describe('Name in the SMTP greeting, EHLO to next hops and Received headers: for the mx route, a public name whose PTR matches the egress address. Default: NAME.NAMESPACE.svc.'),
@@ -159,10 +167,10 @@ export const mailRelaySpecSchema = z.object({
   usersSecretName: objectName.optional().describe('A Secret whose key `users` holds `name:scrypt-hash` lines (mailfleet hash-password).'),
   senderDomainSelector: labelSelector.optional().describe('SenderDomains in this namespace this relay signs for; omitted: none (any sender domain, unsigned).'),
   delivery: z
-    .object({
+    .strictObject({
       route: z.enum(['mx', 'smarthost']).default('mx'),
       smarthost: z
-        .object({
+        .strictObject({
           host: z.string().min(1),
           port: z.number().int().min(1).max(65535).default(587),
           tls: z.enum(['starttls', 'implicit']).default('starttls'),
@@ -177,7 +185,7 @@ export const mailRelaySpecSchema = z.object({
     .prefault({})
     .meta({ 'x-kubernetes-validations': [{ rule: "self.route != 'smarthost' || has(self.smarthost)", message: 'route smarthost needs smarthost.host' }] }),
   limits: z
-    .object({
+    .strictObject({
       maxMessageSize: quantity.default('25Mi'),
       maxRecipients: z.number().int().min(1).default(100),
       maxConnections: z.number().int().min(1).default(1000),
@@ -185,13 +193,13 @@ export const mailRelaySpecSchema = z.object({
     })
     .prefault({}),
   retry: z
-    .object({
+    .strictObject({
       minBackoff: duration('retry.minBackoff').default('1m'),
       maxBackoff: duration('retry.maxBackoff').default('1h'),
       lifetime: duration('retry.lifetime').default('5d'),
     })
     .prefault({}),
-  spool: z.object({ sizeLimit: quantity.default('2Gi').describe('Size limit of the spool emptyDir.') }).prefault({}),
+  spool: z.strictObject({ sizeLimit: quantity.default('2Gi').describe('Size limit of the spool emptyDir.') }).prefault({}),
   autoscaling: autoscalingSchema.prefault({}),
   terminationGracePeriodSeconds: z.number().int().min(10).default(60).describe('Time to drain and hand off mail on scale-down.'),
   resources: passthrough('Container resources, as in a Pod.').optional(),
@@ -219,6 +227,14 @@ export const mailRelayStatusSchema = z.object({
     })
     .optional(),
 });
+
+/**
+ * A spec's validation issues, one per problem and path: zod reports the unknown fields of an
+ * object as one issue on the object; here each is its own, at its own path.
+ */
+export function specIssues(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((issue): z.core.$ZodIssue[] => (issue.code === 'unrecognized_keys' ? issue.keys.map((key) => ({ ...issue, path: [...issue.path, key], message: 'unknown field' })) : [issue]));
+}
 
 /** A resource as the API server stores it. */
 export interface Resource<Spec, Status> {
