@@ -36,7 +36,12 @@ describe('npm run test:all', () => {
     expect(ci).toMatch(/^scripts\/test-peers\.sh$/m);
     expect(ci).toMatch(/^scripts\/test-all\.sh$/m);
     expect(ci, 'the package list lives in scripts/test-peers.sh only').not.toMatch(/apt-get install|PACKAGES=/);
-    expect(read('scripts/test-all.sh')).toMatch(/^scripts\/test-peers\.sh$/m);
+    const all = read('scripts/test-all.sh');
+    expect(all).toMatch(/^scripts\/test-peers\.sh$/m);
+    // "Runs them all": the real-cluster and image suites too, not only npm test.
+    expect(all).toMatch(/^npm test$/m);
+    expect(all).toMatch(/^npm run test:cluster$/m);
+    expect(all).toMatch(/^test\/image\/ci\.sh$/m);
   });
 
   it('installs the packages each real peer\'s skip line names', async () => {
