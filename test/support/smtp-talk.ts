@@ -15,8 +15,8 @@ export class SmtpTalk {
     this.attach(socket);
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<{ talk: SmtpTalk; greeting: string }> {
-    const socket = net.connect(port, host);
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ talk: SmtpTalk; greeting: string }> {
+    const socket = net.connect({ port, host, localAddress });
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
     const talk = new SmtpTalk(socket);
     return { talk, greeting: await talk.reply() };
@@ -80,12 +80,17 @@ export class SmtpTalk {
   async starttls(servername = 'localhost'): Promise<string> {
     const r = await this.send('STARTTLS');
     if (!r.startsWith('220')) return r;
+    await this.upgrade(servername);
+    return r;
+  }
+
+  /** The TLS handshake after a 220 to STARTTLS. */
+  async upgrade(servername = 'localhost'): Promise<void> {
     this.socket.removeAllListeners('data');
     const secure = tls.connect({ socket: this.socket, servername, rejectUnauthorized: false });
     await new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
     this.socket = secure;
     this.attach(secure);
-    return r;
   }
 
   authPlain(user: string, password: string): Promise<string> {
