@@ -15,8 +15,8 @@ export class SmtpTalk {
     this.attach(socket);
   }
 
-  static async connect(port: number, host = '127.0.0.1'): Promise<{ talk: SmtpTalk; greeting: string }> {
-    const socket = net.connect(port, host);
+  static async connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ talk: SmtpTalk; greeting: string }> {
+    const socket = net.connect({ port, host, localAddress });
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
     const talk = new SmtpTalk(socket);
     return { talk, greeting: await talk.reply() };
@@ -83,8 +83,13 @@ export class SmtpTalk {
     return r;
   }
 
-  authPlain(user: string, password: string): Promise<string> {
-    return this.send(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`);
+  authPlain(user: string, password: string, authzid = ''): Promise<string> {
+    return this.send(`AUTH PLAIN ${Buffer.from(`${authzid}\0${user}\0${password}`).toString('base64')}`);
+  }
+
+  /** Writes raw bytes (no CRLF added, no dot-stuffing): for hostile input. */
+  write(bytes: string | Buffer): void {
+    this.socket.write(bytes);
   }
 
   async quit(): Promise<void> {
