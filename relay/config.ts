@@ -228,6 +228,7 @@ export const configSchema = strict({
           .default(20)
           .describe('Failed AUTH for one user name within authFailureWindow before AUTH as that user gets 454 4.7.0 from addresses it has not logged in from within the window.'),
         authFailureWindow: duration.default(600).describe('How long failed AUTH are counted (from the first one), and so how long a lockout lasts at most.'),
+        authFailureDelay: duration.default(1).describe('Every failed AUTH is answered after this pause, so a client that waits for its replies can try only so often (a second per session by default).'),
         authConcurrency: z
           .number()
           .int()

@@ -326,7 +326,8 @@ export class SmtpListener {
    * AUTH, bounded: an authorization identity other than the user is refused (RFC 4616: we
    * authorize nobody to act as another), an address or user name with too many recent
    * failures is refused before any hashing, hashing waits its turn (or is refused when the
-   * queue is full), and the session ends after limits.authFailuresPerSession failures.
+   * queue is full), every failure is answered after limits.authFailureDelay, and the session
+   * ends after limits.authFailuresPerSession failures.
    * The reply never tells an unknown user from a wrong password.
    */
   private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user?: unknown }) => void): void {
@@ -341,7 +342,11 @@ export class SmtpListener {
         refusal = refuse(421, '4.7.0', `${refusal.text}; ${state.authFailures} failed logins, closing the session`, 'auth');
       }
       this.deps.metrics.authFailures.inc({ reason });
-      this.reject(refusal, session, cb);
+      // Answered late (Postfix's smtpd_error_sleep_time, Dovecot's auth_failure_delay): a
+      // client that waits for replies can then try only so often, however fast we refuse.
+      const delay = config.limits.authFailureDelay * 1000;
+      if (delay > 0) setTimeout(() => this.reject(refusal, session, cb), delay).unref();
+      else this.reject(refusal, session, cb);
     };
     const authzid = (auth as { authzid?: string }).authzid;
     if (authzid && authzid !== user) {

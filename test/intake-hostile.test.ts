@@ -122,7 +122,7 @@ describe('intake: the sender-domain rule cannot be bypassed', () => {
 describe('intake: failed AUTH is bounded', () => {
   let relay: TestRelay;
   beforeAll(async () => {
-    relay = await startTestRelay({ limits: { authFailuresPerSession: 3, authFailuresPerClient: 6, authFailuresPerUser: 8, authFailureWindow: '10m' } });
+    relay = await startTestRelay({ limits: { authFailuresPerSession: 3, authFailuresPerClient: 6, authFailuresPerUser: 8, authFailureWindow: '10m', authFailureDelay: 0 } });
   });
   afterAll(() => relay.stop());
 
