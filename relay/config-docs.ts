@@ -73,7 +73,8 @@ export function configReference(): string {
   const listener = listenerSchema.parse({ name: 'x', port: 1 });
   const routes = ['mx', 'smarthost', 'file'].map((type) => {
     const option = (routeSchema.options as z.ZodObject[]).find((o) => (o.shape.type as z.ZodLiteral).value === type)!;
-    const sample = { type, host: 'h', dir: '/o' };
+    // Only the keys of this kind: the route objects refuse keys they do not know.
+    const sample = { type, ...(type === 'smarthost' ? { host: 'h' } : type === 'file' ? { dir: '/o' } : {}) };
     return table(`delivery.route, type \`${type}\``, ROUTE_INTRO[type]!, option, option.parse(sample) as Record<string, unknown>, 'delivery.route');
   });
   return [

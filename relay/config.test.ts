@@ -34,6 +34,29 @@ describe('config', () => {
     expect(c.spool.minFreeBytes).toBe(1e9);
   });
 
+  it('refuses unknown keys anywhere, naming the path and the key it probably meant', () => {
+    const err = errorOf(() =>
+      parseConfig(
+        { ...minimal, limits: { maxRecipents: 10 }, http: { adress: '127.0.0.1' }, listeners: [{ ...minimal.listeners[0], tls: 'none', trustedNetwork: [] }], senderDomains: [{ domain: 'example.test', dmarc: { polcy: 'none' } }], extra: 1 },
+        '/',
+        'relay.yaml',
+      ),
+    );
+    expect(err.code).toBe('MF_CONFIG_INVALID');
+    expect(err.message).toContain('limits.maxRecipents: unknown key (did you mean maxRecipients?)');
+    expect(err.message).toContain('http.adress: unknown key (did you mean address?)');
+    expect(err.message).toContain('listeners.0.trustedNetwork: unknown key (did you mean trustedNetworks?)');
+    expect(err.message).toContain('senderDomains.0.dmarc.polcy: unknown key (did you mean policy?)');
+    expect(err.message).toContain('extra: unknown key');
+  });
+
+  it('caps sessions per client address well below maxConnections by default, and times out sessions that never start', () => {
+    const c = parseConfig(minimal, '/');
+    expect(c.limits.maxConnectionsPerClient).toBe(50);
+    expect(c.limits.startTimeout).toBe(30);
+    expect(c.limits.stressIdleTimeout).toBe(10);
+  });
+
   it('names each bad field and says what is wrong', () => {
     const err = errorOf(() =>
       parseConfig({ ...minimal, listeners: [{ name: 'Sub', port: 70000, tls: 'starttls' }], retry: { minBackoff: 'soon' }, delivery: { route: { type: 'carrier-pigeon' } } }, '/', 'relay.yaml'),

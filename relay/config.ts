@@ -8,6 +8,48 @@ import { z } from 'zod';
 import YAML from 'yaml';
 import { ErrorCodes, MailfleetError } from './errors.js';
 
+/**
+ * An object that refuses keys it does not know: a misspelled key (`limits.maxRecipents`) was
+ * silently ignored, and its default quietly used. The error names the nearest known key.
+ * (spfSchema and dmarcSchema stay open: the CRDs share them, and a structural schema cannot
+ * say additionalProperties: false; the relay's config takes strict copies.)
+ */
+function strict<T extends z.core.$ZodLooseShape>(shape: T) {
+  const known = Object.keys(shape);
+  return z.strictObject(shape, {
+    error: (issue) => (issue.code === 'unrecognized_keys' ? unknownKeys(issue.keys, known) : undefined),
+  });
+}
+
+function unknownKeys(keys: readonly string[], known: readonly string[]): string {
+  const named = keys.map((k) => {
+    const near = nearest(k, known);
+    return near ? `${k} (did you mean ${near}?)` : k;
+  });
+  return keys.length === 1 ? `unknown key${named[0]!.slice(keys[0]!.length)}` : `unknown keys: ${named.join(', ')}`;
+}
+
+/** The known key a typo most likely meant: same letters ignoring case, or at most 2 edits away. */
+export function nearest(key: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.min(3, Math.ceil(key.length / 3));
+  for (const k of known) {
+    const d = k.toLowerCase() === key.toLowerCase() ? 0 : editDistance(key, k);
+    if (d < bestDistance) [best, bestDistance] = [k, d];
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
 const UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
 
 /** Seconds, given as a number of seconds or a string such as `90s`, `5m`, `1h`, `5d`. */
@@ -45,8 +87,7 @@ const domainName = z
   .transform((d) => d.toLowerCase());
 const cidr = z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, 'must be an IP address or CIDR range such as 10.0.0.0/8');
 
-export const listenerSchema = z
-  .object({
+export const listenerSchema = strict({
     name: z.string().regex(/^[a-z0-9-]+$/, 'lower-case letters, digits and dashes').describe('Name used in logs and the `listener` metric label.'),
     address: hostname.default('0.0.0.0').describe('Address to bind.'),
     port: port.describe('Port to bind.'),
@@ -58,7 +99,7 @@ export const listenerSchema = z
   })
   .describe('An SMTP listener.');
 
-const dkimKeySchema = z.object({
+const dkimKeySchema = strict({
   selector: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]*(\.[A-Za-z0-9-]+)*$/, 'a DKIM selector: letters, digits, dashes and dots').describe('Selector: the record is published at `SELECTOR._domainkey.DOMAIN`.'),
   privateKeyFile: z.string().describe('PEM private key (PKCS#8 or PKCS#1): RSA of at least 2048 bits, or Ed25519. The algorithm follows from the key.'),
   active: z.boolean().default(true).describe('Signs new mail. At most one active key per algorithm; inactive keys stay published for rotation.'),
@@ -78,28 +119,27 @@ export const dmarcSchema = z.object({
   alignment: z.enum(['relaxed', 'strict']).default('relaxed').describe('DKIM and SPF alignment (`adkim`, `aspf`).'),
 });
 
-const mtaStsPublishSchema = z.object({
+const mtaStsPublishSchema = strict({
   mode: z.enum(['enforce', 'testing', 'none']).default('testing').describe('Policy mode published for mail sent TO this domain.'),
   mx: z.array(z.string().min(1)).min(1).describe('MX host names (or `*.example.com` patterns) the policy allows.'),
   maxAge: duration.default(604800).describe('`max_age` of the policy.'),
 });
 
-export const senderDomainSchema = z.object({
+export const senderDomainSchema = strict({
   domain: domainName.describe('A domain that mail may be sent from (envelope sender and header From, or subdomains of it).'),
   users: z.array(z.string()).optional().describe('Authenticated users allowed to send from this domain. Omitted: every authenticated user.'),
-  dkim: z
-    .object({
+  dkim: strict({
       keys: z.array(dkimKeySchema).min(1).describe('Signing keys with their selectors.'),
     })
     .optional()
     .describe('DKIM signing: every message whose header From is this domain (or a subdomain) is signed with each active key.'),
-  spf: spfSchema.prefault({}).describe('The SPF record to recommend; the route and `delivery.egressAddresses` add what the relay itself needs.'),
-  dmarc: dmarcSchema.prefault({}).describe('The DMARC record to recommend.'),
+  spf: strict(spfSchema.shape).prefault({}).describe('The SPF record to recommend; the route and `delivery.egressAddresses` add what the relay itself needs.'),
+  dmarc: strict(dmarcSchema.shape).prefault({}).describe('The DMARC record to recommend.'),
   mtaSts: mtaStsPublishSchema.optional().describe('Publish an MTA-STS policy for this domain (`_mta-sts` TXT and the policy file).'),
-  tlsRpt: z.object({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/, 'a mailto: or https: URI')).min(1) }).optional().describe('Publish a TLS-RPT record (`_smtp._tls`).'),
+  tlsRpt: strict({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/, 'a mailto: or https: URI')).min(1) }).optional().describe('Publish a TLS-RPT record (`_smtp._tls`).'),
 });
 
-const smarthostRoute = z.object({
+const smarthostRoute = strict({
   type: z.literal('smarthost'),
   host: hostname.describe('Upstream host, e.g. email-smtp.eu-west-1.amazonaws.com, smtp.sendgrid.net, smtp.office365.com.'),
   port: port.default(587).describe('Upstream port: 587 (STARTTLS) or 465 (implicit TLS).'),
@@ -110,7 +150,7 @@ const smarthostRoute = z.object({
   passwordFile: z.string().optional().describe('...and one holding the password (a Secret key `password`), as the operator mounts them.'),
 });
 
-const mxRoute = z.object({
+const mxRoute = strict({
   type: z.literal('mx'),
   dnsServers: z.array(z.string()).default([]).describe('DNS servers as IP address or IP:port (names are not accepted: they would need DNS themselves); empty uses the system resolver.'),
   port: port.default(25).describe('Destination port. Only tests change it.'),
@@ -118,12 +158,12 @@ const mxRoute = z.object({
   verifyCertificate: z.boolean().default(false).describe('Verify the MX certificate when STARTTLS is used (opportunistic TLS does not).'),
 });
 
-const fileRoute = z.object({
+const fileRoute = strict({
   type: z.literal('file'),
   dir: z.string().describe('Directory where each delivered message is written as an .eml file (development).'),
 });
 
-export const providerSchema = z.object({
+export const providerSchema = strict({
   name: z.string().regex(/^[a-z0-9-]+$/, 'lower-case letters, digits and dashes').describe('Provider name: the `provider` metric label and the key that overrides a built-in provider.'),
   mxHosts: z.array(z.string().min(1)).default([]).describe('MX host name suffixes that identify the provider (e.g. `google.com` matches `gmail-smtp-in.l.google.com`). Domains whose MX hosts match share its limits (MX rollup).'),
   maxConnections: z.number().int().min(1).optional().describe('Outbound connections to the provider at once, over all its domains.'),
@@ -133,7 +173,7 @@ export const providerSchema = z.object({
   requireTls: z.boolean().default(false).describe('Deliver to this provider only over TLS with a verified certificate.'),
 });
 
-const tlsPolicySchema = z.object({
+const tlsPolicySchema = strict({
   requireTls: z.array(z.string().min(1)).default([]).describe('Recipient domains or provider names that get mail only over TLS with a verified certificate (defer otherwise).'),
   mtaSts: z.enum(['on', 'off']).default('on').describe('Honour recipient domains\' MTA-STS policies (RFC 8461): in `enforce` mode mail goes only to matching MX hosts over verified TLS; `testing` delivers and logs.'),
   mtaStsPort: port.default(443).describe('HTTPS port of `mta-sts.DOMAIN`. Only tests change it.'),
@@ -142,37 +182,63 @@ const tlsPolicySchema = z.object({
 
 export const routeSchema = z.discriminatedUnion('type', [mxRoute, smarthostRoute, fileRoute]);
 
-export const configSchema = z
-  .object({
+export const configSchema = strict({
     hostname: z.string().min(1).default('localhost').describe('Name in the greeting, Received headers, Message-IDs and DSNs.'),
-    spool: z.object({
+    spool: strict({
       dir: z.string().describe('Spool directory (a volume; everything accepted lives here until delivered or bounced).'),
       minFreeBytes: byteSize.default(100 * 1024 * 1024).describe('Below this much free disk the relay answers 452 and reports not ready.'),
     }),
     listeners: z.array(listenerSchema).min(1),
-    tls: z
-      .object({
+    tls: strict({
         certFile: z.string().describe('PEM certificate chain (e.g. tls.crt of a kubernetes.io/tls Secret).'),
         keyFile: z.string().describe('PEM private key (tls.key).'),
       })
       .optional()
       .describe('Server certificate for STARTTLS and implicit TLS listeners.'),
-    auth: z
-      .object({ usersFile: z.string().describe('Users file: one `name:scrypt-hash` per line, made with `mailfleet hash-password`.') })
+    auth: strict({ usersFile: z.string().describe('Users file: one `name:scrypt-hash` per line, made with `mailfleet hash-password`.') })
       .optional(),
     senderDomains: z.array(senderDomainSchema).default([]).describe('Domains authenticated users may send from. Empty: any domain.'),
-    limits: z
-      .object({
+    limits: strict({
         maxMessageSize: byteSize.default(25 * 1024 * 1024).describe('Advertised in EHLO SIZE and enforced.'),
         maxRecipients: z.number().int().min(1).default(100).describe('Recipients per message; more get 452 and the client sends them in another message.'),
         maxConnections: z.number().int().min(1).default(1000).describe('SMTP sessions at once on each listener; more get 421.'),
-        maxConnectionsPerClient: z.number().int().min(1).default(100).describe('Sessions at once from one client address; more get 421.'),
+        maxConnectionsPerClient: z
+          .number()
+          .int()
+          .min(1)
+          .default(50)
+          .describe("Sessions at once from one client address; more get 421. Postfix's smtpd_client_connection_count_limit: one client cannot take all of maxConnections."),
         messagesPerUserPerMinute: z.number().int().min(1).default(1200).describe('Messages an authenticated user may send per minute; more get 451 4.7.1.'),
-        idleTimeout: duration.default(300).describe('Close a session idle this long.'),
+        maxHeaderSize: byteSize
+          .default(256 * 1024)
+          .describe('Largest header section; a larger one (or one that never ends) gets 552 5.3.4. The whole header is read before the sender policy decides, so it is held in memory up to this size.'),
+        idleTimeout: duration.default(300).describe('Close a session idle this long (421 4.4.2), once it has logged in or started a mail.'),
+        startTimeout: duration
+          .default(30)
+          .describe('A session must log in (AUTH) or start a mail (MAIL FROM) within this long of connecting, whatever else it sends; otherwise 421 4.4.2. Idle connections cannot hold sessions that applications need.'),
+        stressIdleTimeout: duration
+          .default(10)
+          .describe("The idle timeout while a listener's sessions exceed 80% of maxConnections (Postfix's smtpd_timeout = ${stress?10}{300}): idle sessions make room for new ones."),
+        authFailuresPerSession: z.number().int().min(1).default(3).describe('Failed AUTH attempts before the session is closed with 421 4.7.0.'),
+        authFailuresPerClient: z.number().int().min(1).default(10).describe('Failed AUTH from one client address within authFailureWindow before its AUTH gets 454 4.7.0 without a password check.'),
+        authFailuresPerUser: z
+          .number()
+          .int()
+          .min(1)
+          .default(20)
+          .describe('Failed AUTH for one user name within authFailureWindow before AUTH as that user gets 454 4.7.0 from addresses it has not logged in from within the window.'),
+        authFailureWindow: duration.default(600).describe('How long failed AUTH are counted (from the first one), and so how long a lockout lasts at most.'),
+        authFailureDelay: duration.default(1).describe('Every failed AUTH is answered after this pause, so a client that waits for its replies can try only so often (a second per session by default).'),
+        authConcurrency: z
+          .number()
+          .int()
+          .min(1)
+          .default(1)
+          .describe("Password checks (scrypt, ~50 ms of a thread of libuv's pool each) at once; remembered passwords need none. Bounded so that AUTH cannot take the threads the spool writes need."),
+        authQueue: z.number().int().min(0).default(32).describe('Password checks waiting for their turn; more get 454 4.3.0 (try again later).'),
       })
       .prefault({}),
-    delivery: z
-      .object({
+    delivery: strict({
         route: routeSchema,
         maxConnections: z.number().int().min(1).default(100).describe('Outbound connections in total.'),
         maxConnectionsPerDestination: z.number().int().min(1).default(20).describe('Outbound connections per destination domain (or to the smarthost).'),
@@ -184,33 +250,28 @@ export const configSchema = z
         providers: z.array(providerSchema).default([]).describe('Traffic shaping per destination provider, merged over the built-in defaults for gmail, microsoft, yahoo and apple (docs/providers.md). Applies to the mx route.'),
         tlsPolicy: tlsPolicySchema.prefault({}).describe('Outbound TLS policy for the mx route: opportunistic STARTTLS unless a rule here or MTA-STS asks for more. caFile applies to the smarthost route too.'),
       }),
-    suppression: z
-      .object({
+    suppression: strict({
         enabled: z.boolean().default(true).describe('Put recipients that hard-bounce (5.1.1, 5.1.2, 5.1.3, 5.1.6, 5.1.10, 5.2.1) on a list per sender domain; policy refusals (5.7.x) and full mailboxes do not count.'),
         ttl: duration.default(30 * 86400).describe('How long an address stays on the list.'),
         action: z.enum(['refuse', 'bounce']).default('refuse').describe('`refuse`: RCPT TO gets 550 5.1.1 saying since when it is suppressed; `bounce`: accept and bounce without an attempt.'),
       })
       .prefault({}),
-    retry: z
-      .object({
+    retry: strict({
         minBackoff: duration.default(60).describe('Wait before the first retry.'),
         maxBackoff: duration.default(3600).describe('Longest wait between retries (the backoff doubles up to this).'),
         lifetime: duration.default(5 * 86400).describe('After this long in the queue a message bounces.'),
         delayNoticeAfter: duration.default(0).describe('Send one delay notice to the sender after this long; 0 turns it off.'),
       })
       .prefault({}),
-    http: z
-      .object({
+    http: strict({
         address: hostname.default('127.0.0.1').describe('Address of the HTTP endpoint (metrics, probes, handoff from peers). Loopback unless set: in Kubernetes the operator sets 0.0.0.0 so Prometheus, the kubelet and peer relays reach it.'),
         port: port.default(9090).describe('Serves /metrics, /healthz, /readyz and, with adminTokenFile, /admin/suppressions.'),
         adminTokenFile: z.string().optional().describe('A file holding the bearer token for the /admin endpoints (suppression list); omitted: no admin endpoints.'),
       })
       .prefault({}),
-    shutdown: z
-      .object({ drainTimeout: duration.default(25).describe('After SIGTERM, keep delivering this long, then (with handoff) hand the rest to a peer, then exit with what is left intact in the spool.') })
+    shutdown: strict({ drainTimeout: duration.default(25).describe('After SIGTERM, keep delivering this long, then (with handoff) hand the rest to a peer, then exit with what is left intact in the spool.') })
       .prefault({}),
-    handoff: z
-      .object({
+    handoff: strict({
         tokenFile: z.string().optional().describe('Bearer token shared by the relays of one fleet (a Secret the operator makes). With it the relay takes messages from peers (POST /internal/handoff) and hands its own to them when it stops.'),
         peers: z.array(z.string().regex(/^[^\s:]+:\d+$|^\[[0-9a-fA-F:]+\]:\d+$/, 'host:port')).default([]).describe('Peer relays as host:port of their HTTP endpoint (a static list).'),
         peerService: z.string().optional().describe('A DNS name whose A/AAAA records are the peers (the fleet\'s headless Service); the pod\'s own address (env POD_IP) is left out.'),
@@ -218,7 +279,7 @@ export const configSchema = z
         window: duration.default(10).describe('Time kept at the end of the drain for handing the remaining messages to peers.'),
       })
       .prefault({}),
-    log: z.object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('Log level of the JSON log lines on stdout.') }).prefault({}),
+    log: strict({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('Log level of the JSON log lines on stdout.') }).prefault({}),
   })
   .superRefine((cfg, ctx) => {
     cfg.listeners.forEach((l, i) => {
@@ -275,9 +336,14 @@ export type RouteConfig = z.output<typeof routeSchema>;
 export type SenderDomainConfig = z.output<typeof senderDomainSchema>;
 export type ProviderConfig = z.output<typeof providerSchema>;
 
-/** Formats zod issues as `field.path: problem` lines. */
+/** Formats zod issues as `field.path: problem` lines (an unknown key is named in its path). */
 export function formatIssues(issues: readonly z.core.$ZodIssue[]): string {
-  return issues.map((i) => `  ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`).join('\n');
+  return issues
+    .map((i) => {
+      const path = i.code === 'unrecognized_keys' && i.keys.length === 1 ? [...i.path, i.keys[0]!] : i.path;
+      return `  ${path.length ? path.join('.') : '(top level)'}: ${i.message}`;
+    })
+    .join('\n');
 }
 
 /** Validates an already-parsed object; relative paths are resolved against `baseDir`. */

@@ -58,6 +58,8 @@ export type RejectionReason =
   | 'connections'
   | 'storage'
   | 'suppressed'
+  /** A message or address that mail may not carry (NUL bytes). */
+  | 'malformed'
   | 'policy';
 
 /** An SMTP refusal that smtp-server turns into a reply line. */

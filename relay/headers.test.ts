@@ -6,7 +6,7 @@ const facts = (text: string) => headerFacts(Buffer.from(text));
 describe('headerFacts', () => {
   it('reads From, Message-ID and Date whatever their case, and nothing else', () => {
     const f = facts('Subject: hi\r\nFROM: Ann <ann@example.test>\r\nmessage-id: <1@x>\r\nDATE: Sat, 28 Nov 2026 21:22:55 +0000\r\n\r\n');
-    expect(f).toEqual({ length: 103, from: ['Ann <ann@example.test>'], messageId: '<1@x>', hasDate: true });
+    expect(f).toEqual({ length: 103, from: ['Ann <ann@example.test>'], otherOriginators: [], messageId: '<1@x>', hasDate: true });
     expect(fromAddresses(f)).toEqual(['ann@example.test']);
   });
 

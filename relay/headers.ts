@@ -1,6 +1,6 @@
 /**
  * The header section of a message as it arrives: found in the stream, read for the fields
- * the relay needs (From, Message-ID, Date), and completed with a Received trace header and
+ * the relay needs (the originator fields, Message-ID, Date), and completed with a Received trace header and
  * a Message-ID and Date where the client left them out (RFC 5321 4.4, RFC 5322 3.6).
  */
 import addressparser from 'nodemailer/lib/addressparser';
@@ -10,17 +10,24 @@ export interface HeaderFacts {
   length: number;
   /** The unfolded values of the From fields (see fromAddresses). */
   from: string[];
+  /** The other fields that name who sent the message (RFC 5322 3.6.2, 3.6.6), unfolded: Sender, Resent-From, Resent-Sender. */
+  otherOriginators: { field: OriginatorField; value: string }[];
   messageId?: string;
   hasDate: boolean;
 }
 
-const MAX_HEADER_BYTES = 1024 * 1024;
+export type OriginatorField = 'Sender' | 'Resent-From' | 'Resent-Sender';
+const OTHER_ORIGINATORS: Record<string, OriginatorField> = { sender: 'Sender', 'resent-from': 'Resent-From', 'resent-sender': 'Resent-Sender' };
 
-/** Finds the end of the header section (CRLF CRLF, or LF LF from sloppy clients); -1 while unseen. */
+/**
+ * Finds the end of the header section (CRLF CRLF, or LF LF from sloppy clients); -1 while
+ * unseen. Never guesses an end: a header that has not ended is refused by intake once it
+ * passes the limit (taking the bytes so far as "the header" let a From after them go unread).
+ */
 export function headerEnd(buf: Buffer): number {
   const crlf = buf.indexOf('\r\n\r\n');
   const lf = buf.indexOf('\n\n');
-  if (crlf < 0 && lf < 0) return buf.length > MAX_HEADER_BYTES ? buf.length : -1;
+  if (crlf < 0 && lf < 0) return -1;
   if (crlf < 0) return lf + 2;
   if (lf < 0) return crlf + 4;
   return Math.min(crlf + 4, lf + 2);
@@ -32,7 +39,7 @@ export function headerEnd(buf: Buffer): number {
  */
 export function headerFacts(header: Buffer): HeaderFacts {
   const text = header.toString('utf8');
-  const facts: HeaderFacts = { length: header.length, from: [], hasDate: false };
+  const facts: HeaderFacts = { length: header.length, from: [], otherOriginators: [], hasDate: false };
   let pos = 0;
   // The next colon at or after pos, found again only once pos has passed it: searching from
   // every line would rescan a header of lines without one over and over (quadratic).
@@ -52,11 +59,12 @@ export function headerFacts(header: Buffer): HeaderFacts {
       if (end < 0) end = text.length;
       next = end + 1;
     }
-    if (name === 'from' || name === 'message-id' || name === 'date') {
+    if (name === 'from' || name === 'message-id' || name === 'date' || name in OTHER_ORIGINATORS) {
       const value = text.slice(colon + 1, end).replace(/\r?\n[ \t]+/g, ' ').trim();
       if (name === 'from') facts.from.push(value);
       else if (name === 'date') facts.hasDate = true;
-      else facts.messageId ??= value;
+      else if (name === 'message-id') facts.messageId ??= value;
+      else facts.otherOriginators.push({ field: OTHER_ORIGINATORS[name]!, value });
     }
     pos = next;
   }
@@ -66,6 +74,14 @@ export function headerFacts(header: Buffer): HeaderFacts {
 /** The addresses in From fields (groups flattened). */
 export function fromAddresses(facts: HeaderFacts): string[] {
   return facts.from.flatMap((value) => flatten(addressparser(value)));
+}
+
+/** Every address that names the sender, with its field: From first, then Sender, Resent-From, Resent-Sender. */
+export function originatorAddresses(facts: HeaderFacts): { field: 'From' | OriginatorField; address: string }[] {
+  return [
+    ...fromAddresses(facts).map((address) => ({ field: 'From' as const, address })),
+    ...facts.otherOriginators.flatMap(({ field, value }) => flatten(addressparser(value)).map((address) => ({ field, address }))),
+  ];
 }
 
 type Parsed = ReturnType<typeof addressparser>;

@@ -7,15 +7,15 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
-import { domainOf } from './address.js';
+import { parseMailbox } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config.js';
 import { SmtpRefusal, type RejectionReason } from './errors.js';
-import { addedHeaders, fromAddresses, headerEnd, headerFacts, type HeaderFacts } from './headers.js';
-import type { IntakeMetrics } from './metrics.js';
+import { addedHeaders, headerEnd, headerFacts, originatorAddresses, type HeaderFacts } from './headers.js';
+import type { AuthFailureReason, IntakeMetrics } from './metrics.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
 import type { Envelope, RecipientState, Spool, SpoolEntry, SpoolWriter } from './spool.js';
 import { describeSuppression, type Suppression, type SuppressionList } from './suppression.js';
-import type { UserStore } from './users.js';
+import { AuthThrottle, HashGate, type UserStore } from './users.js';
 
 patchGreetingDelay();
 
@@ -74,12 +74,48 @@ function bodyType(session: SMTPServerSession): string {
   return String(args?.BODY ?? '').toUpperCase();
 }
 
-/** A sender domain the user may use: a configured domain or a subdomain of one, allowed for the user. */
+/**
+ * A sender domain the user may use: a configured domain or a subdomain of one, allowed for the
+ * user. An address that does not parse as one mailbox is no sender at all (see parseMailbox).
+ */
 export function senderAllowed(config: RelayConfig, user: string, address: string): boolean {
   if (!config.senderDomains.length) return true;
-  if (!address.includes('@')) return false;
-  const domain = domainOf(address);
+  const domain = parseMailbox(address)?.domain;
+  if (!domain) return false;
   return config.senderDomains.some((d) => (domain === d.domain || domain.endsWith(`.${d.domain}`)) && (!d.users || d.users.includes(user)));
+}
+
+/** Why an address was refused as a sender, for the reply. */
+function senderProblem(user: string, address: string): string {
+  const domain = address ? parseMailbox(address)?.domain : '<>';
+  return domain ? `user ${user} may not send from ${domain}` : 'not a single valid mailbox (one @, outside quotes)';
+}
+
+/**
+ * How long a session may stay idle now: until the start deadline while it has neither logged
+ * in nor begun a mail (0 or less once it has passed), and shorter while the listener is under
+ * stress.
+ */
+export function sessionTimeoutMs(limits: RelayConfig['limits'], s: { startedAt: number; started: boolean }, stressed: boolean, now: number): number {
+  const idle = (stressed ? Math.min(limits.stressIdleTimeout, limits.idleTimeout) : limits.idleTimeout) * 1000;
+  if (s.started) return idle;
+  return Math.min(idle, s.startedAt + limits.startTimeout * 1000 - now);
+}
+
+/** Stress (Postfix's term): a listener's sessions above this share of maxConnections. */
+const STRESS_SHARE = 0.8;
+
+/** AUTH state shared by all listeners: failures per address and user, and the bound on hashing. */
+export class AuthGuard {
+  readonly throttle: AuthThrottle;
+  readonly gate: HashGate;
+  constructor(limits: () => RelayConfig['limits']) {
+    this.throttle = new AuthThrottle(() => {
+      const l = limits();
+      return { perClient: l.authFailuresPerClient, perUser: l.authFailuresPerUser, windowMs: l.authFailureWindow * 1000 };
+    });
+    this.gate = new HashGate(() => ({ concurrency: limits().authConcurrency, queue: limits().authQueue }));
+  }
 }
 
 /** Per-user sliding one-minute window of accepted messages. */
@@ -103,11 +139,14 @@ export class SmtpListener {
   private readonly trustedAddresses = new Map<string, boolean>();
   private readonly perClient = new Map<string, number>();
   private readonly rate: RateWindow;
+  private stressed = false;
+  private stressSweptAt = 0;
 
   constructor(
     readonly config: ListenerConfig,
     private readonly deps: IntakeDeps,
     rate: RateWindow,
+    private readonly auth: AuthGuard,
   ) {
     this.trusted = trustedList(config.trustedNetworks);
     this.rate = rate;
@@ -122,6 +161,7 @@ export class SmtpListener {
       hideDSN: true,
       hideREQUIRETLS: true,
       secure: config.tls === 'implicit',
+      // Hidden is also refused (502, smtp-server-patch.ts): a port without TLS has no certificate to offer.
       hideSTARTTLS: config.tls === 'none',
       key: policy.tls?.key,
       cert: policy.tls?.cert,
@@ -130,6 +170,7 @@ export class SmtpListener {
       maxClients: limits.maxConnections,
       maxRecipients: limits.maxRecipients,
       socketTimeout: limits.idleTimeout * 1000,
+      sessionTimeoutMs: (session: SMTPServerSession) => this.timeoutFor(session),
       authMethods: ['PLAIN', 'LOGIN'],
       // We decide ourselves, so trusted networks can relay on an AUTH-required port.
       authOptional: true,
@@ -196,6 +237,33 @@ export class SmtpListener {
     Object.assign(this.server.options, { size: limits.maxMessageSize, maxRecipients: limits.maxRecipients, maxClients: limits.maxConnections, socketTimeout: limits.idleTimeout * 1000 });
   }
 
+  private get connections(): Set<InternalConnection> {
+    return (this.server as unknown as { connections: Set<InternalConnection> }).connections;
+  }
+
+  /** The idle timeout smtp-server arms for this session now (smtp-server-patch.ts asks at every command). */
+  private timeoutFor(session: SMTPServerSession): number {
+    const state = session as SessionState;
+    return sessionTimeoutMs(this.deps.policy().config.limits, { startedAt: state.connectedAt ?? Date.now(), started: !!state.started }, this.stressed, Date.now());
+  }
+
+  /**
+   * Whether the listener is under stress; when it becomes so, idle sessions are re-armed with
+   * the short timeout at once (at most once a second), not at their next command, which an
+   * idle session never sends.
+   */
+  private checkStress(): void {
+    const { maxConnections } = this.deps.policy().config.limits;
+    const stressed = this.connections.size > STRESS_SHARE * maxConnections;
+    const now = Date.now();
+    if (stressed && (!this.stressed || now - this.stressSweptAt > 1000)) {
+      this.stressed = true;
+      this.stressSweptAt = now;
+      for (const c of this.connections) if (!c._dataStream && !c._handlerPending && !c._closing) c._armTimeout?.();
+    }
+    this.stressed = stressed;
+  }
+
   get port(): number {
     return (this.server.server.address() as net.AddressInfo).port;
   }
@@ -239,25 +307,64 @@ export class SmtpListener {
     }
     this.perClient.set(session.remoteAddress, n);
     (session as SessionState).counted = true;
+    (session as SessionState).connectedAt = Date.now();
+    this.checkStress();
     this.deps.metrics.sessions.inc({ listener: this.config.name });
     cb();
   }
 
   private onClose(session: SMTPServerSession): void {
     if (!(session as SessionState).counted) return;
+    if (this.stressed) this.checkStress();
     const n = (this.perClient.get(session.remoteAddress) ?? 1) - 1;
     if (n <= 0) this.perClient.delete(session.remoteAddress);
     else this.perClient.set(session.remoteAddress, n);
     this.deps.metrics.sessions.dec({ listener: this.config.name });
   }
 
+  /**
+   * AUTH, bounded: an authorization identity other than the user is refused (RFC 4616: we
+   * authorize nobody to act as another), an address or user name with too many recent
+   * failures is refused before any hashing, hashing waits its turn (or is refused when the
+   * queue is full), every failure is answered after limits.authFailureDelay, and the session
+   * ends after limits.authFailuresPerSession failures.
+   * The reply never tells an unknown user from a wrong password.
+   */
   private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user?: unknown }) => void): void {
-    const { users } = this.deps.policy();
-    users.verify(auth.username ?? '', auth.password ?? '').then(
+    const { users, config } = this.deps.policy();
+    const user = auth.username ?? '';
+    const client = plainAddress(session.remoteAddress);
+    const state = session as SessionState;
+    const fail = (reason: AuthFailureReason, refusal: SmtpRefusal) => {
+      state.authFailures = (state.authFailures ?? 0) + 1;
+      if (state.authFailures >= config.limits.authFailuresPerSession) {
+        reason = 'too_many_failures';
+        refusal = refuse(421, '4.7.0', `${refusal.text}; ${state.authFailures} failed logins, closing the session`, 'auth');
+      }
+      this.deps.metrics.authFailures.inc({ reason });
+      // Answered late (Postfix's smtpd_error_sleep_time, Dovecot's auth_failure_delay): a
+      // client that waits for replies can then try only so often, however fast we refuse.
+      const delay = config.limits.authFailureDelay * 1000;
+      if (delay > 0) setTimeout(() => this.reject(refusal, session, cb), delay).unref();
+      else this.reject(refusal, session, cb);
+    };
+    const authzid = (auth as { authzid?: string }).authzid;
+    if (authzid && authzid !== user) {
+      return fail('authzid', refuse(535, '5.7.8', 'Authentication credentials invalid: an authorization identity other than the user name is not accepted', 'auth'));
+    }
+    if (this.auth.throttle.locked(client, user, Date.now())) {
+      return fail('locked_out', refuse(454, '4.7.0', 'Too many failed logins, try again later', 'auth'));
+    }
+    users.verify(user, auth.password ?? '', Date.now(), this.auth.gate).then(
       (ok) => {
-        if (ok) return cb(null, { user: auth.username });
-        this.deps.metrics.authFailures.inc();
-        this.reject(refuse(535, '5.7.8', 'Authentication credentials invalid', 'auth'), session, cb);
+        if (ok === 'busy') return fail('busy', refuse(454, '4.3.0', 'Too many logins at once, try again later', 'auth'));
+        if (!ok) {
+          this.auth.throttle.failed(client, user, Date.now());
+          return fail('bad_credentials', refuse(535, '5.7.8', 'Authentication credentials invalid', 'auth'));
+        }
+        this.auth.throttle.succeeded(client, user, Date.now());
+        state.started = true;
+        cb(null, { user });
       },
       (err: Error) => cb(err),
     );
@@ -270,8 +377,7 @@ export class SmtpListener {
       return this.reject(refuse(530, '5.7.0', 'Authentication required: log in with AUTH before sending', 'auth_required'), session, cb);
     }
     if (user && !senderAllowed(config, user, address.address)) {
-      const domain = address.address ? domainOf(address.address) : '<>';
-      return this.reject(refuse(550, '5.7.1', `Sender <${address.address}> not allowed: user ${user} may not send from ${domain}`, 'sender_denied'), session, cb);
+      return this.reject(refuse(550, '5.7.1', `Sender <${address.address}> not allowed: ${senderProblem(user, address.address)}`, 'sender_denied'), session, cb);
     }
     if (user && !this.rate.allow(user, config.limits.messagesPerUserPerMinute, Date.now())) {
       return this.reject(refuse(451, '4.7.1', `Rate limit: user ${user} may send ${config.limits.messagesPerUserPerMinute} messages per minute, try again later`, 'rate'), session, cb);
@@ -279,6 +385,7 @@ export class SmtpListener {
     this.deps.spool.freeBytes().then(
       (free) => {
         if (free < config.spool.minFreeBytes) return this.reject(refuse(452, '4.3.1', 'Insufficient system storage, try again later', 'storage'), session, cb);
+        (session as SessionState).started = true;
         cb();
       },
       () => this.reject(refuse(452, '4.3.1', 'Spool unavailable, try again later', 'storage'), session, cb),
@@ -318,19 +425,26 @@ export class SmtpListener {
     const fail = (err: unknown) => {
       void writer?.abort().catch((e: unknown) => this.deps.log.warn({ err: e }, 'could not remove an unacknowledged spool file'));
       if (err instanceof SmtpRefusal) return this.reject(err, session, cb);
+      if ((err as { code?: string }).code === 'ECONNECTION') {
+        // The client hung up before the final dot: nothing was acknowledged, nothing is kept, and it is not our failure.
+        this.deps.log.info({ event: 'client_disconnected', listener: this.config.name, session: session.id, client: session.remoteAddress, user: session.user }, 'client hung up during DATA; nothing kept');
+        return cb(err as Error);
+      }
       this.deps.log.error({ err, session: session.id }, 'could not store message');
       this.reject(refuse(452, '4.3.1', 'Could not store the message, try again later', 'storage'), session, cb);
     };
     (async () => {
       writer = this.deps.spool.createWriter();
-      const facts = await this.receiveBody(stream, session, writer);
+      const facts = await this.receiveBody(stream, session, writer, config.limits.maxHeaderSize);
       if (stream.sizeExceeded) throw refuse(552, '5.3.4', `Message too big: the limit is ${config.limits.maxMessageSize} bytes`, 'size');
       const user = typeof session.user === 'string' ? session.user : undefined;
       if (user) {
-        const from = fromAddresses(facts);
-        const bad = from.find((a) => !senderAllowed(config, user, a));
-        if (bad || !from.length) {
-          throw refuse(550, '5.7.1', bad ? `Header From <${bad}> not allowed: user ${user} may not send from ${domainOf(bad)}` : 'Message has no From header', 'sender_denied');
+        // Every field that names the sender, not From alone: Sender and Resent-* are shown by
+        // mail programs too ("on behalf of"), and are as much an impersonation.
+        const originators = originatorAddresses(facts);
+        const bad = originators.find((o) => !senderAllowed(config, user, o.address));
+        if (bad || !originators.some((o) => o.field === 'From')) {
+          throw refuse(550, '5.7.1', bad ? `Header ${bad.field} <${bad.address}> not allowed: ${senderProblem(user, bad.address)}` : 'Message has no From header', 'sender_denied');
         }
       }
       const now = Date.now();
@@ -371,7 +485,7 @@ export class SmtpListener {
    * chunks from 'data' events (async iteration costs a promise per chunk, on every message);
    * the stream pauses only while a large body is written out to its file.
    */
-  private receiveBody(stream: Readable, session: SMTPServerSession, writer: SpoolWriter): Promise<HeaderFacts & { messageId: string }> {
+  private receiveBody(stream: Readable, session: SMTPServerSession, writer: SpoolWriter, maxHeaderSize: number): Promise<HeaderFacts & { messageId: string }> {
     let head: Buffer | undefined = Buffer.alloc(0);
     let facts: (HeaderFacts & { messageId: string }) | undefined;
     const complete = (header: Buffer, rest: Buffer) => {
@@ -382,9 +496,16 @@ export class SmtpListener {
       return writer.write(Buffer.concat([addedBuf, header, rest]));
     };
     const take = (chunk: Buffer): Promise<void> | undefined => {
+      // RFC 5322 2.3 and RFC 5321 4.1.1.4: no NUL in a message; programs that read it as a C string see another message.
+      if (chunk.indexOf(0) >= 0) throw refuse(554, '5.6.0', 'Message contains NUL characters, which mail may not carry', 'malformed');
       if (!head) return writer.write(chunk);
       head = head.length ? Buffer.concat([head, chunk]) : chunk;
       const end = headerEnd(head);
+      // Refused, never cut short: the sender policy must read the whole header. Bytes held stay under the limit plus one chunk.
+      if (end > maxHeaderSize || (end < 0 && head.length > maxHeaderSize)) {
+        head = undefined;
+        throw refuse(552, '5.3.4', `Message header too large: the limit is ${maxHeaderSize} bytes`, 'size');
+      }
       if (end < 0) return undefined;
       const whole = head;
       head = undefined;
@@ -420,7 +541,7 @@ export class SmtpListener {
       stream.once('error', failWith);
       stream.once('end', () => {
         void (writing ?? Promise.resolve())
-          .then(() => (head ? complete(head, Buffer.alloc(0)) : undefined))
+          .then(() => (head && !failed ? complete(head, Buffer.alloc(0)) : undefined))
           .then(() => (failed ? undefined : resolve(facts!)), failWith);
       });
     });
@@ -445,17 +566,26 @@ export class SmtpListener {
 
 interface SessionState {
   counted?: boolean;
+  /** When the session was greeted, for limits.startTimeout. */
+  connectedAt?: number;
+  /** Logged in, or a MAIL FROM accepted: the start deadline no longer applies. */
+  started?: boolean;
+  authFailures?: number;
 }
 
 /** The parts of smtp-server's connection object that draining reads. */
 interface InternalConnection {
   session?: { envelope?: { mailFrom?: unknown } };
   _dataStream?: unknown;
+  _handlerPending?: boolean;
+  _closing?: boolean;
+  _armTimeout?(): void;
   send(code: number, text: string, context?: unknown): void;
   close(): void;
 }
 
 export function createListeners(deps: IntakeDeps): SmtpListener[] {
   const rate = new RateWindow();
-  return deps.policy().config.listeners.map((l) => new SmtpListener(l, deps, rate));
+  const auth = new AuthGuard(() => deps.policy().config.limits);
+  return deps.policy().config.listeners.map((l) => new SmtpListener(l, deps, rate, auth));
 }

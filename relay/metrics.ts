@@ -29,13 +29,17 @@ export interface QueueGauges {
   overdueSeconds: number;
 }
 
+/** The `reason` label of auth_failures_total: a bounded set. */
+export type AuthFailureReason = 'bad_credentials' | 'locked_out' | 'too_many_failures' | 'authzid' | 'busy';
+const AUTH_FAILURE_REASONS: readonly AuthFailureReason[] = ['bad_credentials', 'locked_out', 'too_many_failures', 'authzid', 'busy'];
+
 /** Metrics of intake and the process: they live where the listeners run. */
 export class IntakeMetrics {
   readonly registry = new client.Registry();
   readonly received: client.Counter<'listener'>;
   readonly rejections: client.Counter<'reason'>;
   readonly sessions: client.Gauge<'listener'>;
-  readonly authFailures: client.Counter;
+  readonly authFailures: client.Counter<'reason'>;
   readonly configReloads: client.Counter<'result'>;
   readonly spoolWriteSeconds: client.Histogram;
   readonly handoffMessages: client.Counter<'direction'>;
@@ -48,7 +52,14 @@ export class IntakeMetrics {
     this.received = new client.Counter({ name: `${PREFIX}messages_received_total`, help: 'Messages accepted (answered 250 after DATA).', labelNames: ['listener'], registers });
     this.rejections = new client.Counter({ name: `${PREFIX}smtp_rejections_total`, help: 'SMTP commands refused, by reason.', labelNames: ['reason'], registers });
     this.sessions = new client.Gauge({ name: `${PREFIX}smtp_sessions`, help: 'Open SMTP sessions.', labelNames: ['listener'], registers });
-    this.authFailures = new client.Counter({ name: `${PREFIX}auth_failures_total`, help: 'Failed AUTH attempts.', registers });
+    this.authFailures = new client.Counter({
+      name: `${PREFIX}auth_failures_total`,
+      help: 'Failed AUTH attempts by reason: bad_credentials (wrong password or unknown user, not told apart), locked_out (too many recent failures from the address or for the user), too_many_failures (the attempt that ended its session), authzid (asked to act as another user), busy (too many password checks waiting).',
+      labelNames: ['reason'],
+      registers,
+    });
+    // Every reason from the start, so rate() and alerts see the first failure.
+    for (const reason of AUTH_FAILURE_REASONS) this.authFailures.inc({ reason }, 0);
     this.configReloads = new client.Counter({ name: `${PREFIX}config_reloads_total`, help: 'Config reloads by result.', labelNames: ['result'], registers });
     this.handoffMessages = new client.Counter({
       name: `${PREFIX}handoff_messages_total`,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { SmtpTalk } from '../test/support/smtp-talk.js';
-import { originalInitSource, patchGreetingDelay } from './smtp-server-patch.js';
+import { originalInitSource, originalSources, patchGreetingDelay } from './smtp-server-patch.js';
 import { SMTPServer } from 'smtp-server';
 
 describe('smtp-server patch', () => {
@@ -8,6 +8,9 @@ describe('smtp-server patch', () => {
     const source = originalInitSource();
     expect(source).toContain('setTimeout(() => this.connectionReady(), 100)');
     expect(source).toContain('maxClients');
+    const { armTimeout, starttls } = originalSources();
+    expect(armTimeout).toContain('socket.setTimeout(socketTimeout(this._server.options), () => this._onTimeout())');
+    expect(starttls).toContain("this.send(220, 'Ready to start TLS')");
   });
 
   it('honours greetingDelayMs (0 greets at once) and keeps our own enhanced status codes', async () => {

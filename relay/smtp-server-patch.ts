@@ -11,19 +11,43 @@
  *
  * And it advertises AUTH before STARTTLS even where AUTH would then be refused (538). Like
  * Postfix with smtpd_tls_auth_only, we offer AUTH only once it can succeed.
+ *
+ * Its STARTTLS works where it is hidden (hideSTARTTLS), with a certificate of its own making
+ * when we gave none: a port without TLS refuses it (502 5.5.1), as one that never had it.
+ *
+ * Its idle timeout is one number for every session. A `sessionTimeoutMs(session)` option
+ * makes it per session and current (intake: short until the first AUTH or MAIL, shorter under
+ * stress); it is asked again at every command, and a command that comes after the time is
+ * up ends the session as the timeout would, so a session that keeps talking without logging
+ * in still meets its deadline.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
 interface PatchedConnection {
-  _server: { options: { maxClients?: number; greetingDelayMs?: number; allowInsecureAuth?: boolean }; connections: Set<unknown> };
+  _server: {
+    options: { maxClients?: number; greetingDelayMs?: number; allowInsecureAuth?: boolean; hideSTARTTLS?: boolean; socketTimeout?: number; sessionTimeoutMs?: (session: unknown) => number };
+    connections: Set<unknown>;
+  };
   secure: boolean;
   name: string;
+  session: unknown;
+  _socket: { setTimeout(ms: number, cb: () => void): void };
+  _armedTimeoutMs?: number;
+  _closing?: boolean;
+  _onTimeout(): void;
+  _armTimeout(socket?: PatchedConnection['_socket']): void;
+  _onCommand(command: Buffer, callback: () => void): void;
   _setListeners(cb: () => void): void;
   send(code: number, text: unknown, context?: unknown): void;
   connectionReady(): void;
 }
 
 const ORIGINAL_INIT = SMTPConnection.prototype.init.toString();
+const proto0 = SMTPConnection.prototype as unknown as Record<string, { toString(): string }>;
+const ORIGINAL_ARM_TIMEOUT = proto0._armTimeout!.toString();
+const ORIGINAL_STARTTLS = proto0.handler_STARTTLS!.toString();
+/** smtp-server's default idle timeout (its SOCKET_TIMEOUT), used when no socketTimeout is set. */
+const DEFAULT_SOCKET_TIMEOUT_MS = 60_000;
 let patched = false;
 const OWN_ENHANCED_CODE = /^[245]\.\d{1,3}\.\d{1,3} /;
 
@@ -38,6 +62,35 @@ export function patchGreetingDelay(): void {
       return originalSend.call(this, code, text.filter((line: unknown) => typeof line !== 'string' || !line.startsWith('AUTH ')), context);
     }
     return originalSend.call(this, code, text, context);
+  };
+  proto._armTimeout = function (this: PatchedConnection, socket = this._socket) {
+    const { sessionTimeoutMs, socketTimeout } = this._server.options;
+    const ms = sessionTimeoutMs ? sessionTimeoutMs(this.session) : socketTimeout || DEFAULT_SOCKET_TIMEOUT_MS;
+    this._armedTimeoutMs = ms;
+    // At least a second: a deadline that passed while a handler runs is re-armed, not spun on.
+    socket.setTimeout(Math.max(ms, 1000), () => this._onTimeout());
+  };
+  const originalOnCommand = proto._onCommand;
+  proto._onCommand = function (this: PatchedConnection, command: Buffer, callback: () => void) {
+    const { sessionTimeoutMs } = this._server.options;
+    const ms = sessionTimeoutMs?.(this.session);
+    if (ms !== undefined && ms <= 0) return this._onTimeout();
+    if (ms === undefined) return originalOnCommand.call(this, command, callback);
+    if (ms !== this._armedTimeoutMs) this._armTimeout();
+    // And after it: a command that logged in or began a mail lifts the short deadline at once.
+    return originalOnCommand.call(this, command, () => {
+      if (!this._closing && sessionTimeoutMs!(this.session) !== this._armedTimeoutMs) this._armTimeout();
+      callback?.();
+    });
+  };
+  const handlers = proto as unknown as { handler_STARTTLS(this: PatchedConnection, command: Buffer, callback: () => void): void };
+  const originalStarttls = handlers.handler_STARTTLS;
+  handlers.handler_STARTTLS = function (this: PatchedConnection, command: Buffer, callback: () => void) {
+    if (this._server.options.hideSTARTTLS && !this.secure) {
+      this.send(502, '5.5.1 STARTTLS is not offered on this port', false);
+      return callback();
+    }
+    return originalStarttls.call(this, command, callback);
   };
   proto.init = function (this: PatchedConnection) {
     this._setListeners(() => {
@@ -55,4 +108,9 @@ export function patchGreetingDelay(): void {
 /** The library source this patch replaces, for the pinning test. */
 export function originalInitSource(): string {
   return ORIGINAL_INIT;
+}
+
+/** The other library methods the patch replaces or wraps, for the pinning test. */
+export function originalSources(): { armTimeout: string; starttls: string } {
+  return { armTimeout: ORIGINAL_ARM_TIMEOUT, starttls: ORIGINAL_STARTTLS };
 }

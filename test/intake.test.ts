@@ -61,7 +61,7 @@ describe('intake: who may relay (open-relay battery)', () => {
     expect(await t.authPlain(relay.user, 'not-the-password')).toMatch(/^535 5\.7\.8/);
     expect(await t.authPlain('nobody', 'x')).toMatch(/^535 5\.7\.8/);
     await t.quit();
-    expect(await relay.metricsText()).toMatch(/^mailfleet_relay_auth_failures_total 2$/m);
+    expect(await relay.metricsText()).toMatch(/^mailfleet_relay_auth_failures_total\{reason="bad_credentials"\} 2$/m);
   });
 
   it('refuses a sender domain the user may not use, in the envelope and in the From header', async () => {

@@ -25,7 +25,7 @@ export interface TestRelay extends RunningRelay {
 
 type Overrides = Partial<Omit<RelayConfigInput, 'listeners'>> & { listeners?: RelayConfigInput['listeners'] };
 
-export async function startTestRelay(overrides: Overrides = {}): Promise<TestRelay> {
+export async function startTestRelay(overrides: Overrides = {}, options: { log?: pino.Logger } = {}): Promise<TestRelay> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-relay-'));
   const dev = await devSetup(dir);
   const raw = {
@@ -43,7 +43,7 @@ export async function startTestRelay(overrides: Overrides = {}): Promise<TestRel
   };
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(raw, null, 2));
   const config = parseConfig(raw, dir, 'test config');
-  const log = pino({ level: process.env.MF_TEST_LOG ?? 'silent' });
+  const log = options.log ?? pino({ level: process.env.MF_TEST_LOG ?? 'silent' });
   const relay = await startRelay({ config, configFile: path.join(dir, 'relay.yaml'), log });
   const outbox = path.join(dir, 'outbox');
   return Object.assign(relay, {
@@ -69,4 +69,11 @@ export async function waitFor(check: () => boolean | Promise<boolean>, label: st
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`timed out waiting for ${label}`);
+}
+
+/** A logger that keeps its JSON lines in memory, for tests that assert what was logged. */
+export function capturedLog(): { log: pino.Logger; lines: () => Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+  return { log, lines: () => lines };
 }

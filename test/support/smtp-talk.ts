@@ -72,11 +72,6 @@ export class SmtpTalk {
     return this.reply();
   }
 
-  /** Writes bytes as they are, expecting no reply (a DATA body sent in parts). */
-  write(raw: string | Buffer): void {
-    this.socket.write(raw);
-  }
-
   async starttls(servername = 'localhost'): Promise<string> {
     const r = await this.send('STARTTLS');
     if (!r.startsWith('220')) return r;
@@ -93,8 +88,13 @@ export class SmtpTalk {
     this.attach(secure);
   }
 
-  authPlain(user: string, password: string): Promise<string> {
-    return this.send(`AUTH PLAIN ${Buffer.from(`\0${user}\0${password}`).toString('base64')}`);
+  authPlain(user: string, password: string, authzid = ''): Promise<string> {
+    return this.send(`AUTH PLAIN ${Buffer.from(`${authzid}\0${user}\0${password}`).toString('base64')}`);
+  }
+
+  /** Writes raw bytes (no CRLF added, no dot-stuffing): a DATA body in parts, hostile input. */
+  write(bytes: string | Buffer): void {
+    this.socket.write(bytes);
   }
 
   async quit(): Promise<void> {
