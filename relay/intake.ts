@@ -102,6 +102,21 @@ export function sessionTimeoutMs(limits: RelayConfig['limits'], s: { startedAt: 
   return Math.min(idle, s.startedAt + limits.startTimeout * 1000 - now);
 }
 
+/**
+ * Which session to close so a newcomer fits in a full listener (pure): the one connected
+ * longest that has neither logged in nor begun a mail and is not mid-command. Idle sessions
+ * that never start are how slowloris fills a listener; an application's session starts at
+ * once. Undefined when every session has started: the newcomer is refused instead.
+ */
+export function evictionCandidate<T>(sessions: Iterable<{ key: T; started: boolean; busy: boolean; connectedAt: number }>): T | undefined {
+  let oldest: { key: T; connectedAt: number } | undefined;
+  for (const s of sessions) if (!s.started && !s.busy && (!oldest || s.connectedAt < oldest.connectedAt)) oldest = s;
+  return oldest?.key;
+}
+
+/** Connections smtp-server lets through to onConnect beyond maxConnections, so one can be made room for. */
+const CONNECT_HEADROOM = 64;
+
 /** Stress (Postfix's term): a listener's sessions above this share of maxConnections. */
 const STRESS_SHARE = 0.8;
 
@@ -167,7 +182,9 @@ export class SmtpListener {
       cert: policy.tls?.cert,
       minVersion: 'TLSv1.2',
       size: limits.maxMessageSize,
-      maxClients: limits.maxConnections,
+      // A ceiling on sockets only: onConnect enforces maxConnections itself, closing an idle
+      // session to make room (makeRoom), which needs the newcomer to get that far.
+      maxClients: limits.maxConnections + CONNECT_HEADROOM,
       maxRecipients: limits.maxRecipients,
       socketTimeout: limits.idleTimeout * 1000,
       sessionTimeoutMs: (session: SMTPServerSession) => this.timeoutFor(session),
@@ -234,7 +251,7 @@ export class SmtpListener {
 
   /** Limits smtp-server reads per command; a reload changes them in place. */
   applyLimits(limits: RelayConfig['limits']): void {
-    Object.assign(this.server.options, { size: limits.maxMessageSize, maxRecipients: limits.maxRecipients, maxClients: limits.maxConnections, socketTimeout: limits.idleTimeout * 1000 });
+    Object.assign(this.server.options, { size: limits.maxMessageSize, maxRecipients: limits.maxRecipients, maxClients: limits.maxConnections + CONNECT_HEADROOM, socketTimeout: limits.idleTimeout * 1000 });
   }
 
   private get connections(): Set<InternalConnection> {
@@ -305,12 +322,33 @@ export class SmtpListener {
     if (n > limits.maxConnectionsPerClient) {
       return this.reject(refuse(421, '4.7.0', `Too many connections from ${session.remoteAddress} (limit ${limits.maxConnectionsPerClient}), try again later`, 'connections'), session, cb);
     }
+    if (!this.makeRoom(session, limits.maxConnections)) {
+      return this.reject(refuse(421, '4.7.0', `Too many sessions (limit ${limits.maxConnections}), try again later`, 'connections'), session, cb);
+    }
     this.perClient.set(session.remoteAddress, n);
     (session as SessionState).counted = true;
     (session as SessionState).connectedAt = Date.now();
     this.checkStress();
     this.deps.metrics.sessions.inc({ listener: this.config.name });
     cb();
+  }
+
+  /**
+   * Whether a new session fits; in a full listener, the longest idle session that never
+   * started is closed to make room (evictionCandidate), so a flood of idle connections cannot
+   * lock applications out until its timeouts run out.
+   */
+  private makeRoom(newcomer: SMTPServerSession, maxConnections: number): boolean {
+    const live = [...this.connections].filter((c) => c.session !== newcomer && (c.session as SessionState | undefined)?.counted && !c._closing && !c._evicted);
+    if (live.length < maxConnections) return true;
+    const victim = evictionCandidate(live.map((c) => ({ key: c, started: !!(c.session as SessionState).started, busy: !!(c._dataStream || c._handlerPending), connectedAt: (c.session as SessionState).connectedAt ?? 0 })));
+    if (!victim) return false;
+    victim._evicted = true;
+    this.deps.metrics.rejections.inc({ reason: 'connections' });
+    this.deps.log.info({ event: 'session_evicted', listener: this.config.name, session: (victim.session as { id?: string }).id, client: (victim.session as { remoteAddress?: string }).remoteAddress }, 'listener full: closed an idle session that had not started, to make room');
+    victim.send(421, '4.7.0 Too many sessions: closing this idle one to make room; connect again when you have mail to send');
+    victim.close();
+    return true;
   }
 
   private onClose(session: SMTPServerSession): void {
@@ -576,6 +614,8 @@ interface SessionState {
 /** The parts of smtp-server's connection object that draining reads. */
 interface InternalConnection {
   session?: { envelope?: { mailFrom?: unknown } };
+  /** Closed to make room for a newcomer (makeRoom): no longer counted as live. */
+  _evicted?: boolean;
   _dataStream?: unknown;
   _handlerPending?: boolean;
   _closing?: boolean;

@@ -250,6 +250,41 @@ describe('intake: idle sessions cannot lock applications out', () => {
   });
 });
 
+describe('intake: a full listener makes room', () => {
+  it('closes the longest idle session that never started to let a newcomer in, never one in a mail, and refuses when all have started', async () => {
+    // Timeouts far away: only making room can let the newcomer in.
+    const relay = await startTestRelay({ limits: { maxConnections: 4, idleTimeout: 300, startTimeout: 300, stressIdleTimeout: 300 } });
+    try {
+      const working = (await SmtpTalk.connect(relay.ports.open!)).talk;
+      await working.send('EHLO app.test');
+      expect(await working.send('MAIL FROM:<app@example.test>')).toMatch(/^250/);
+      const idle: SmtpTalk[] = [];
+      for (let i = 0; i < 3; i++) idle.push((await SmtpTalk.connect(relay.ports.open!)).talk);
+      // The listener is full: the newcomer is greeted, and the oldest idle session is told why it goes.
+      const newcomer = await SmtpTalk.connect(relay.ports.open!);
+      expect(newcomer.greeting).toMatch(/^220 /);
+      expect(await idle[0]!.reply()).toMatch(/^421 4\.7\.0 Too many sessions: closing this idle one to make room/);
+      // So does the next one, for the next newcomer.
+      expect(await submit(relay.ports.open!, 'app@example.test', ['b@dest.test'], MESSAGE)).toMatch(/^250 /);
+      expect(await idle[1]!.reply()).toMatch(/^421 4\.7\.0 /);
+      // The session in a mail was never the one to go.
+      await working.send('RCPT TO:<b@dest.test>');
+      expect(await working.data(MESSAGE)).toMatch(/^250 /);
+      // Every session started: a newcomer is refused rather than one of them closed.
+      const started = [newcomer.talk, idle[2]!, (await SmtpTalk.connect(relay.ports.open!)).talk];
+      for (const t of started) {
+        await t.send('EHLO app.test');
+        expect(await t.send('MAIL FROM:<app@example.test>')).toMatch(/^250/);
+      }
+      const refused = await SmtpTalk.connect(relay.ports.open!);
+      expect(refused.greeting).toMatch(/^421 4\.7\.0 Too many sessions \(limit 4\)/);
+      for (const t of [working, ...started, refused.talk]) await t.quit();
+    } finally {
+      await relay.stop();
+    }
+  });
+});
+
 describe('intake: found as a newcomer', () => {
   let relay: TestRelay;
   const captured = capturedLog();
