@@ -138,12 +138,16 @@ describe.sequential('hostile clients', () => {
     await stillServing('random bytes');
   });
 
-  it('a 4 MiB command line without an end', async () => {
+  it('a 4 MiB command line without an end is cut off with 421', async () => {
     const s = await connect(ports.open);
     s.on('error', () => undefined);
+    let replies = '';
+    s.on('data', (d: Buffer) => (replies += d.toString()));
     const closed = new Promise((r) => s.once('close', r));
     s.write('EHLO ' + 'a'.repeat(4 * 1024 * 1024));
     await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000))]);
+    expect(s.destroyed || s.readableEnded, 'the relay closed the session').toBe(true);
+    expect(replies).toMatch(/^421 4\.4\.2 Error: Command line too long$/m);
     s.destroy();
     await stillServing('an endless command line');
   });
