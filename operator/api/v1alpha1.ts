@@ -233,7 +233,8 @@ export const mailRelayStatusSchema = z.object({
  * object as one issue on the object; here each is its own, at its own path.
  */
 export function specIssues(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
-  return issues.flatMap((issue): z.core.$ZodIssue[] => (issue.code === 'unrecognized_keys' ? issue.keys.map((key) => ({ ...issue, path: [...issue.path, key], message: 'unknown field' })) : [issue]));
+  // Custom issues: the key is in the path now, and formatIssues must not name it again.
+  return issues.flatMap((issue): z.core.$ZodIssue[] => (issue.code === 'unrecognized_keys' ? issue.keys.map((key) => ({ code: 'custom', input: issue.input, path: [...issue.path, key], message: 'unknown field' })) : [issue]));
 }
 
 /** A resource as the API server stores it. */
