@@ -203,7 +203,8 @@ export class SmtpListener {
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => this.onData(stream, session, cb),
     } as ConstructorParameters<typeof SMTPServer>[0]);
-    this.server.on('error', (err) => deps.log.warn({ err, listener: config.name }, 'smtp listener error'));
+    // Before it listens, listen() rejects with the error and the relay exits MF_LISTEN_FAILED: no second report.
+    this.server.on('error', (err) => this.server.server.listening && deps.log.warn({ err, listener: config.name }, 'smtp listener error'));
   }
 
   listen(): Promise<void> {

@@ -74,6 +74,18 @@ describe('relay process', () => {
     expect(await canConnect(port)).toBe(false);
   });
 
+  it('exits 2 with MF_LISTEN_FAILED, once and without a stack trace, when its port is taken', async () => {
+    const dir = tempDir();
+    const holder = net.createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => holder.close(() => r())));
+    const port = (holder.address() as net.AddressInfo).port;
+    const p = start(['relay', '--config', writeConfig(dir, port, 1)]);
+    expect(await p.exited).toBe(2);
+    expect(p.output()).toMatch(new RegExp(`MF_LISTEN_FAILED: cannot listen: listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${port}\n  hint: another process holds the port`));
+    expect(p.output()).not.toMatch(/smtp listener error|"stack"/);
+  });
+
   it('loses no acknowledged message when killed with SIGKILL mid-stream', async () => {
     const dir = tempDir();
     const sink = await startSink();
