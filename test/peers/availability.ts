@@ -18,6 +18,8 @@ const PACKAGE_OF: Record<string, string> = {
   dig: 'bind9-dnsutils',
   openssl: 'openssl',
   script: 'bsdutils',
+  prometheus: 'prometheus',
+  promtool: 'prometheus',
 };
 
 function executable(file: string): boolean {
