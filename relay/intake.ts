@@ -503,8 +503,7 @@ export class SmtpListener {
         nextAttemptAt: now,
       };
       // Small mail goes to the journal (group commit), large mail to a file of its own.
-      const small = writer.smallBody();
-      const entry = small ? await this.deps.spool.append(envelope, small) : await writer.commit(envelope);
+      const entry = await writer.keep(envelope);
       const size = entry.bodyLength;
       this.deps.metrics.spoolWriteSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       this.deps.metrics.received.inc({ listener: this.config.name });

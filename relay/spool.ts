@@ -179,9 +179,22 @@ export class SpoolWriter {
 
   /** The whole body, when it stayed small enough for the journal (Spool.append); undefined once it went to a file. */
   smallBody(): Buffer | undefined {
-    if (this.flushed !== 0) return undefined;
-    this.release();
-    return Buffer.concat(this.pending, this.pendingBytes);
+    return this.flushed === 0 ? Buffer.concat(this.pending, this.pendingBytes) : undefined;
+  }
+
+  /**
+   * Stores the message where it belongs and resolves once it is durable: the journal while the
+   * body stayed small (group commit), else a file of its own. Its bytes count as on their way
+   * to the volume until then (a journal write under way is not in a statfs yet).
+   */
+  async keep(envelope: Envelope): Promise<SpoolEntry> {
+    const small = this.smallBody();
+    if (!small) return this.commit(envelope);
+    try {
+      return await this.spool.append(envelope, small);
+    } finally {
+      this.release();
+    }
   }
 
   /** Once: the spool no longer counts this body as on its way to the volume. */

@@ -159,16 +159,19 @@ describePeer(
       const floor = 2 * 1024 * 1024;
       const relay = s.startRelay({ minFreeBytes: floor });
       await waitForPort(s.port, { what: 'relay in the mount namespace' });
+      const df = () => Number(s.inside(['df', '--output=avail', '-B1', s.spoolDir]).trim().split('\n')[1]);
+      const before = df();
       // 16 clients x 200 KB = 3.2 MB against ~2 MiB of room above the floor, all inside one second.
       const body = ('y'.repeat(998) + '\r\n').repeat(200);
       const replies = await Promise.all(Array.from({ length: 16 }, (_, i) => submit(s.port, 'app@example.test', ['r@dest.test'], `Message-ID: <fast${i}@full.test>\r\nSubject: ${i}\r\n\r\n${body}`)));
       const accepted = replies.filter((r) => r.startsWith('250')).length;
       expect(accepted).toBeGreaterThan(0);
       expect(replies.filter((r) => !r.startsWith('250')).every((r) => /^452 4\.3\.1 /.test(r))).toBe(true);
-      expect(accepted).toBeLessThan(16);
-      const free = Number(s.inside(['df', '--output=avail', '-B1', s.spoolDir]).trim().split('\n')[1]);
-      // The spool's own bookkeeping (envelopes, journal records) may take a few KiB more.
-      expect(free).toBeGreaterThanOrEqual(floor - 64 * 1024);
+      console.log(`full disk: ${accepted} of 16 accepted with ${before} bytes free before, floor ${floor}`);
+      // What intake took fits above the floor (a few KiB of records and trace headers aside).
+      // The free space itself is not the measure: the queue's own writes (a deferred message
+      // copied out of the journal) may use the room the floor keeps for them.
+      expect(accepted * body.length).toBeLessThanOrEqual(before - floor + 64 * 1024);
       expect(relay.proc.exitCode).toBeNull();
     });
   },
