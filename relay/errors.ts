@@ -10,6 +10,8 @@ export const ErrorCodes = {
   DKIM_KEY_INVALID: 'MF_DKIM_KEY_INVALID',
   TLS_UNREADABLE: 'MF_TLS_UNREADABLE',
   USERS_UNREADABLE: 'MF_USERS_UNREADABLE',
+  /** The smarthost's credentials file is missing, unreadable or not `username:password`. */
+  CREDENTIALS_UNREADABLE: 'MF_CREDENTIALS_UNREADABLE',
   SPOOL_UNAVAILABLE: 'MF_SPOOL_UNAVAILABLE',
   /** Another relay process holds the spool (relay/spool-lock.ts). */
   SPOOL_LOCKED: 'MF_SPOOL_LOCKED',

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { domainOf } from './address.js';
 import { loadConfigFile, type ListenerConfig, type RelayConfig } from './config.js';
 import { DkimSigner } from './dkim.js';
+import { smarthostCredentials } from './delivery/routes.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { createListeners, SmtpListener, type IntakePolicy } from './intake.js';
@@ -62,6 +63,7 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
   // The queue loads the keys to sign; loading them here too stops a start (or refuses a
   // reload) with the name of an unreadable key before any mail is accepted.
   DkimSigner.fromConfig(config.senderDomains);
+  smarthostCredentials(config.delivery.route);
   const caFile = config.delivery.tlsPolicy.caFile;
   if (caFile && !fs.existsSync(caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile ${caFile}`, 'mount the CA bundle, or fix the path');
   return { config, users, tls };

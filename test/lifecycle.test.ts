@@ -74,6 +74,22 @@ describe('relay process', () => {
     expect(await canConnect(port)).toBe(false);
   });
 
+  it('exits 2 naming a smarthost credentials file that is missing or not username:password, before listening, without a stack trace', async () => {
+    const dir = tempDir();
+    const port = await freePort();
+    const creds = path.join(dir, 'creds');
+    fs.writeFileSync(creds, 'apikey-without-a-colon\n');
+    const route = (extra: Record<string, unknown>) => ({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: 1, tls: 'none', ...extra } } });
+    const bad = start(['relay', '--config', writeConfig(dir, port, 1, route({ credentialsFile: creds }))]);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain(`MF_CREDENTIALS_UNREADABLE: ${creds} must hold "username:password" on its first line\n  hint: write the Secret key as username:password`);
+    const missing = start(['relay', '--config', writeConfig(dir, port, 1, route({ usernameFile: path.join(dir, 'nope'), passwordFile: creds }))]);
+    expect(await missing.exited).toBe(2);
+    expect(missing.output()).toMatch(/MF_CREDENTIALS_UNREADABLE: cannot read smarthost credentials: ENOENT.*nope'\n {2}hint: mount the smarthost credentials Secret/);
+    for (const p of [bad, missing]) expect(p.output()).not.toMatch(/^\s+at /m);
+    expect(await canConnect(port)).toBe(false);
+  });
+
   it('exits 2 with MF_LISTEN_FAILED, once and without a stack trace, when its port is taken', async () => {
     const dir = tempDir();
     const holder = net.createServer();
