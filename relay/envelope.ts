@@ -1,12 +1,11 @@
 /**
- * The handoff envelope (relay/handoff.ts) as a schema: what a peer relay sends with a message
- * it hands over. Everything in it is checked before the message is stored here, because a
- * value that slips through lives on in this relay's spool and scheduler: a due time that is
- * not a number once sat at the root of the scheduler's heap and stopped every retry, a CR/LF
- * in an address or in the DKIM field would smuggle lines into the message sent on.
- *
- * Its fields are the spool's Envelope fields of the same names (relay/spool.ts); a type test
- * (envelope.test.ts) keeps the two in step until the spool's types derive from this schema.
+ * A message's envelope as one schema: the spool's Envelope and RecipientState types derive
+ * from it, and the handoff envelope (relay/handoff.ts: what a peer relay sends with a message
+ * it hands over) is the same fields less the queue id, plus the sender's queue id. A handoff
+ * envelope is checked whole before the message is stored here, because a value that slips
+ * through lives on in this relay's spool and scheduler: a due time that is not a number once
+ * sat at the root of the scheduler's heap and stopped every retry, a CR/LF in an address or in
+ * the DKIM field would smuggle lines into the message sent on.
  */
 import { z } from 'zod';
 
@@ -53,11 +52,13 @@ const dkimSignature = z
 export const recipientStateSchema = z.strictObject({
   address: line(MAX_ADDRESS).min(1),
   status: z.enum(['pending', 'delivered', 'failed']),
+  /** Last reply or error for this recipient, as a person would read it. */
   lastReply: z
     .string()
     .max(MAX_REPLY)
     .refine((s) => !NUL.test(s), 'must not contain NUL')
     .optional(),
+  /** Enhanced status code of the final or last outcome, e.g. 5.1.1. */
   statusCode: z
     .string()
     .regex(/^[245]\.\d{1,3}\.\d{1,3}$/, 'must be an enhanced status code such as 4.2.1')
@@ -65,24 +66,39 @@ export const recipientStateSchema = z.strictObject({
   remoteMta: line(255).optional(),
 });
 
-export const handoffEnvelopeSchema = z.strictObject({
+export const envelopeSchema = z.strictObject({
+  /** The queue id (relay/spool.ts newQueueId). */
+  id: z.string().regex(/^[A-Za-z0-9]{1,64}$/, 'must be a queue id'),
   /** '' is the null reverse-path of a DSN. */
   sender: line(MAX_ADDRESS),
   recipients: z.array(recipientStateSchema).min(1).max(MAX_RECIPIENTS),
+  /** When the relay answered 250 (ms since epoch); the queue lifetime counts from here. */
   receivedAt: time,
   listener: line(128).min(1),
   client: line(255).min(1),
   user: line(MAX_ADDRESS).optional(),
   messageId: line(998).optional(),
+  /** The client declared an 8-bit body (MAIL FROM ... BODY=8BITMIME, RFC 6152); passed on downstream. */
   eightBit: z.boolean().optional(),
-  /** Checked against the body's length by parseHandoffEnvelope, which knows it. */
+  /** Bytes of the header section (for DSNs, which quote the original headers); a handoff's is checked against its body by parseHandoffEnvelope. */
   headerLength: z.int().min(0),
   attempts: z.int().min(0).max(1_000_000),
   nextAttemptAt: time,
   delayNoticeSent: z.boolean().optional(),
+  /**
+   * The DKIM-Signature fields made at the first delivery attempt ('' when no sender domain
+   * signs this mail): later attempts, and a peer that takes the message over, send the same.
+   */
   dkimSignature: dkimSignature.optional(),
+});
+
+export type Envelope = z.infer<typeof envelopeSchema>;
+export type RecipientState = z.infer<typeof recipientStateSchema>;
+export type RecipientStatus = RecipientState['status'];
+
+export const handoffEnvelopeSchema = envelopeSchema.omit({ id: true }).extend({
   /** The queue id at the relay that handed it over, for the logs of both. */
-  originId: z.string().regex(/^[A-Za-z0-9]{1,64}$/, 'must be a queue id'),
+  originId: envelopeSchema.shape.id,
 });
 
 /** What travels with the message: what the peer needs to go on where this relay stopped. */

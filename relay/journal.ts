@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { Envelope } from './spool.js';
+import type { Envelope } from './envelope.js';
 
 export interface JournalLocation {
   /** The segment's file name in the journal directory. */

@@ -16,43 +16,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ErrorCodes, MailfleetError, SmtpRefusal } from './errors.js';
+import type { Envelope } from './envelope.js';
 import { Journal, journalBodyStream, syncDir, type JournalLocation } from './journal.js';
 
-export type RecipientStatus = 'pending' | 'delivered' | 'failed';
-
-export interface RecipientState {
-  address: string;
-  status: RecipientStatus;
-  /** Last reply or error for this recipient, as a person would read it. */
-  lastReply?: string;
-  /** Enhanced status code of the final or last outcome, e.g. 5.1.1. */
-  statusCode?: string;
-  remoteMta?: string;
-}
-
-export interface Envelope {
-  id: string;
-  sender: string;
-  recipients: RecipientState[];
-  /** When the relay answered 250 (ms since epoch); the queue lifetime counts from here. */
-  receivedAt: number;
-  listener: string;
-  client: string;
-  user?: string;
-  messageId?: string;
-  /** The client declared an 8-bit body (MAIL FROM ... BODY=8BITMIME, RFC 6152); passed on downstream. */
-  eightBit?: boolean;
-  /** Bytes of the header section (for DSNs, which quote the original headers). */
-  headerLength: number;
-  attempts: number;
-  nextAttemptAt: number;
-  delayNoticeSent?: boolean;
-  /**
-   * The DKIM-Signature fields made at the first delivery attempt ('' when no sender domain
-   * signs this mail): later attempts, and a peer that takes the message over, send the same.
-   */
-  dkimSignature?: string;
-}
+export type { Envelope, RecipientState, RecipientStatus } from './envelope.js';
 
 export interface SpoolEntry {
   envelope: Envelope;
