@@ -5,16 +5,17 @@
  */
 import type { PeerCertificate } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { ErrorCodes } from '../relay/errors.js';
 
 export type SmtpError = SMTPConnection.SMTPError;
 
 export type TlsMode = 'plain' | 'starttls' | 'tls';
 
-/** Codes for failures `mailfleet send` detects itself before sending anything to the server. */
+/** Codes for failures `mailfleet send` detects itself before sending anything to the server (relay/errors.ts defines them). */
 export const SendCheck = {
-  AUTH_NEEDS_TLS: 'MF_SEND_AUTH_NEEDS_TLS',
-  AUTH_NOT_OFFERED: 'MF_SEND_AUTH_NOT_OFFERED',
-  AUTH_NO_COMMON_METHOD: 'MF_SEND_AUTH_NO_COMMON_METHOD',
+  AUTH_NEEDS_TLS: ErrorCodes.SEND_AUTH_NEEDS_TLS,
+  AUTH_NOT_OFFERED: ErrorCodes.SEND_AUTH_NOT_OFFERED,
+  AUTH_NO_COMMON_METHOD: ErrorCodes.SEND_AUTH_NO_COMMON_METHOD,
 } as const;
 
 /** What the session had established when it failed. */
