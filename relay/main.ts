@@ -1,23 +1,26 @@
 /**
  * The relay process: reads config, recovers the spool, starts delivery, listeners and the
- * HTTP endpoint, reloads config on change, and drains on SIGTERM. Each stage lives in its
- * own module; this one only wires them and owns the process lifecycle.
+ * HTTP endpoint; reloads config on change (relay/reload.ts) and drains on SIGTERM
+ * (relay/drain.ts). Each stage lives in its own module; this one only wires them.
  */
 import fs from 'node:fs';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { domainOf } from './address.js';
-import { loadConfigFile, type ListenerConfig, type RelayConfig } from './config.js';
+import type { RelayConfig } from './config.js';
 import { DkimSigner } from './dkim.js';
 import { smarthostCredentials } from './delivery/routes.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
-import { createListeners, SmtpListener, type IntakePolicy } from './intake.js';
+import { drain } from './drain.js';
+import type { IntakePolicy } from './intake.js';
+import { ListenerSet } from './listeners.js';
 import { createLogger } from './log.js';
-import { findPeers, handOffSpool, readToken, receiveHandoff } from './handoff.js';
+import { receiveHandoff } from './handoff.js';
 import { exposition, IntakeMetrics } from './metrics.js';
 import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
 import type { PermanentFailure } from './queue.js';
+import { watchConfig } from './reload.js';
 import type { QueueStats } from './scheduler.js';
 import { Spool } from './spool.js';
 import { lockSpool } from './spool-lock.js';
@@ -69,8 +72,6 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
   return { config, users, tls };
 }
 
-const listenerKey = (l: ListenerConfig) => JSON.stringify(l);
-
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   let policy = loadPolicy(opts.config);
   const log = opts.log ?? createLogger(opts.config.log.level);
@@ -117,14 +118,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);
 
   const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining, suppressions };
-  let listeners: SmtpListener[] = createListeners(intakeDeps);
-  try {
-    for (const l of listeners) await l.listen();
-  } catch (err) {
-    await Promise.all(listeners.map((l) => l.close()));
-    throw new MailfleetError(ErrorCodes.LISTEN_FAILED, `cannot listen: ${(err as Error).message}`, 'another process holds the port, or the address is not on this host');
-  }
-  const ports = () => Object.fromEntries(listeners.map((l) => [l.config.name, l.port]));
+  const listeners = new ListenerSet(intakeDeps);
+  await listeners.start();
 
   /** Handoffs from peers being stored now: a stopping relay waits for them before it hands its own spool on. */
   let receiving = 0;
@@ -169,107 +164,35 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
 
   // Removals by `mailfleet suppressions remove` (another process) take effect within a second.
   suppressions.watch(1000);
-  for (const l of listeners) log.info({ event: 'listening', listener: l.config.name, address: l.config.address, port: l.port, tls: l.config.tls, auth: l.config.auth }, 'listening');
+  for (const l of listeners.all) log.info({ event: 'listening', listener: l.config.name, address: l.config.address, port: l.port, tls: l.config.tls, auth: l.config.auth }, 'listening');
 
-  let reloading: Promise<boolean> = Promise.resolve(true);
-  const reload = async (): Promise<boolean> => {
-    if (!opts.configFile) return false;
-    try {
-      const next = loadConfigFile(opts.configFile);
-      const nextPolicy = loadPolicy(next);
-      policy = nextPolicy;
-      // Listeners whose settings changed are replaced; their open sessions finish on the old server.
-      const keep = new Map(listeners.map((l) => [listenerKey(l.config), l]));
-      const wanted = next.listeners.map(listenerKey);
-      const retired = listeners.filter((l) => !wanted.includes(listenerKey(l.config)));
-      // Retired listeners stop listening now; their sessions may finish their transaction.
-      await Promise.all(retired.map((l) => l.drain(Date.now() + 60_000)));
-      const fresh = createListeners(intakeDeps).filter((l) => !keep.has(listenerKey(l.config)));
-      for (const l of fresh) await l.listen();
-      listeners = [...listeners.filter((l) => !retired.includes(l)), ...fresh];
-      for (const l of listeners) {
-        if (nextPolicy.tls) l.updateTls(nextPolicy.tls);
-        l.applyLimits(next.limits);
-      }
-      queue.reconfigure(next);
-      if (!opts.log) log.level = next.log.level; // an injected logger belongs to the caller
-      lastSeen = fingerprint(); // the new config may name other files: compare against those from now on
-      metrics.configReloads.inc({ result: 'success' });
-      log.info({ event: 'config_reloaded', file: opts.configFile }, 'configuration reloaded');
-      return true;
-    } catch (err) {
-      metrics.configReloads.inc({ result: 'failure' });
-      const message = err instanceof MailfleetError ? err.describe() : (err as Error).message;
-      log.error({ event: 'config_rejected', file: opts.configFile, error: message }, 'new configuration refused; the running one stays');
-      return false;
-    }
-  };
-  const reloadSerial = () => (reloading = reloading.then(reload, reload));
-
-  // The config file and the files it names (TLS key pair, users, DKIM keys) are watched: cert-manager
-  // renewing a certificate or a new users Secret must take effect like a config change.
-  // Polling the paths sees a Secret's or ConfigMap's symlink swap, which fs.watch can miss.
-  const watchedFiles = () => {
-    const c = policy.config;
-    const dkimKeys = c.senderDomains.flatMap((d) => d.dkim?.keys.map((k) => k.privateKeyFile) ?? []);
-    return [opts.configFile!, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile, ...dkimKeys].filter((f): f is string => !!f);
-  };
-  const fingerprint = () => watchedFiles().map((f) => `${f}:${fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs}`).join('|');
-  let lastSeen = opts.configFile ? fingerprint() : '';
-  const watcher = opts.configFile
-    ? setInterval(() => {
-        const now = fingerprint();
-        if (now !== lastSeen) {
-          lastSeen = now;
-          void reloadSerial();
-        }
-      }, 1000)
+  const reloader = opts.configFile
+    ? watchConfig({
+        file: opts.configFile,
+        current: () => policy.config,
+        apply: async (next) => {
+          policy = loadPolicy(next);
+          await listeners.apply(policy);
+          queue.reconfigure(next);
+          if (!opts.log) log.level = next.log.level; // an injected logger belongs to the caller
+        },
+        log,
+        metrics,
+      })
     : undefined;
-  watcher?.unref();
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = () =>
     (shuttingDown ??= (async () => {
       draining = true;
-      clearInterval(watcher);
-      const deadline = Date.now() + policy.config.shutdown.drainTimeout * 1000;
-      // Stop listening before saying so: whoever reads the log line may connect next.
-      for (const l of listeners) l.stopListening();
-      log.info({ event: 'draining', deadline: new Date(deadline).toISOString() }, 'stopping: no new mail, open sessions finish, delivering until the deadline');
-      // Sessions get at most half the drain time to finish; delivery gets the rest.
-      const sessionDeadline = Date.now() + (deadline - Date.now()) / 2;
-      await Promise.all(listeners.map((l) => l.drain(sessionDeadline)));
-      // With a fleet to hand to, delivery stops early enough to hand the rest over in time.
-      const handoff = policy.config.handoff;
-      const token = await readToken(handoff.tokenFile);
-      const peers = token ? await findPeers(handoff).catch(() => []) : [];
-      const handingOff = !!token && peers.length > 0;
-      let left = await queue.stop(handingOff ? deadline - handoff.window * 1000 : deadline);
-      // A peer's message that passed the accepting check before the drain began is stored first.
-      while (receiving > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      if (handingOff) {
-        const result = await handOffSpool({ spool, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
-        metrics.handoffMessages.inc({ direction: 'left' }, result.left);
-        log.info({ event: 'handoff', handed: result.handed, left: result.left, peers }, `handed ${result.handed} message(s) to peers; ${result.left} stay`);
-        left = result.left;
-      } else if (token && left !== 0) {
-        log.warn({ event: 'handoff', handed: 0, left, peers: [] }, 'no peer to hand the remaining mail to: it stays in the spool');
-      }
-      // The handed-over messages' done marks reach the disk before the process ends.
-      await spool.close();
-      // After the queue: its last bounces still go on the list.
-      await suppressions.close();
-      await lock.release();
-      await new Promise<void>((r) => httpServer.close(() => r()));
-      httpServer.closeAllConnections();
-      const leftText = Number.isNaN(left) ? 'the queue worker had stopped; every undelivered message stays' : `${left} message(s) stay`;
-      log.info({ event: 'stopped', leftInSpool: Number.isNaN(left) ? null : left }, `stopped; ${leftText} in the spool for the next start`);
+      reloader?.stop();
+      await drain({ config: policy.config, listeners, queue, receiving: () => receiving, spool, suppressions, lock, httpServer, metrics, log });
     })());
 
   return {
     config: () => policy.config,
     get ports() {
-      return ports();
+      return listeners.ports;
     },
     httpPort: portOf(httpServer),
     queue,
@@ -278,7 +201,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     queueStats: () => queue.stats(),
     spool,
     suppressions,
-    reload: reloadSerial,
+    reload: () => reloader?.reload() ?? Promise.resolve(false),
     shutdown,
   };
 }

@@ -212,6 +212,44 @@ describe('delivery through a smarthost', () => {
     }
   });
 
+  it('uses rotated smarthost credentials from the next connection on, without a restart or a config change', async () => {
+    const delivered: string[] = [];
+    const server = new SMTPServer({
+      allowInsecureAuth: true,
+      disableReverseLookup: true,
+      logger: false,
+      onAuth(auth, _session, cb) {
+        if (auth.password === 'new-password') return cb(null, { user: auth.username });
+        cb(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
+      },
+      onData(stream, _session, cb) {
+        let text = '';
+        stream.on('data', (d: Buffer) => (text += d.toString()));
+        stream.on('end', () => {
+          delivered.push(text);
+          cb();
+        });
+      },
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.server.address() as net.AddressInfo).port;
+      relay = await startTestRelay({ retry: { minBackoff: '300ms', maxBackoff: '300ms' } });
+      const credentials = path.join(relay.dir, 'upstream');
+      fs.writeFileSync(credentials, 'user:old-password\n');
+      const config = JSON.parse(fs.readFileSync(path.join(relay.dir, 'relay.yaml'), 'utf8'));
+      fs.writeFileSync(path.join(relay.dir, 'relay.yaml'), JSON.stringify({ ...config, delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none', credentialsFile: credentials } } }));
+      expect(await relay.reload()).toBe(true);
+      expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('rotated'))).toMatch(/^250/);
+      await waitFor(async () => (await counter(relay!, 'result="deferred"')) >= 1, 'a deferral with the old password');
+      fs.writeFileSync(credentials, 'user:new-password\n');
+      await waitFor(() => delivered.some((m) => m.includes('rotated')), 'delivery with the new password');
+      expect(await counter(relay, 'result="bounced"')).toBe(0);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('regroups waiting mail when a reload changes the route, and delivers it by the new one', async () => {
     sink = await startScriptedSink();
     const deadPort = sink.port;

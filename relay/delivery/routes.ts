@@ -117,7 +117,6 @@ type SmarthostConfig = Extract<RouteConfig, { type: 'smarthost' }>;
 
 class SmarthostRoute implements Route {
   readonly name = 'smarthost';
-  private credentials?: { user: string; pass: string };
   /** CAs trusted for the smarthost's certificate; undefined: Node's default store. */
   private readonly ca?: string[];
   constructor(
@@ -125,7 +124,7 @@ class SmarthostRoute implements Route {
     private readonly ctx: RouteContext,
   ) {
     this.ca = trustedCas(ctx.tlsPolicy);
-    this.credentials = smarthostCredentials(config);
+    smarthostCredentials(config); // a bad file stops the route from being made, with its code
   }
   destinationOf(): string {
     return `smarthost:${this.config.host}:${this.config.port}`;
@@ -143,7 +142,8 @@ class SmarthostRoute implements Route {
       tls: c.tls === 'implicit' ? 'implicit' : c.tls === 'starttls' ? 'require' : 'none',
       verifyCertificate: c.verifyCertificate,
       ca: this.ca,
-      auth: this.credentials,
+      // Read at each connection: a rotated Secret applies to the next one, without a restart.
+      auth: smarthostCredentials(c),
       connectTimeoutMs: this.ctx.connectTimeoutMs,
       responseTimeoutMs: this.ctx.responseTimeoutMs,
     });

@@ -1,0 +1,65 @@
+/**
+ * The relay's drain on SIGTERM: no new mail, open sessions finish their transaction, delivery
+ * goes on until the deadline (shutdown.drainTimeout) or, with a fleet to hand to, until
+ * handoff.window before it, and what is left goes to a peer (relay/handoff.ts) or stays in the
+ * spool, intact, for the next start. Ends with every file closed and the spool lock released.
+ */
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import type { RelayConfig } from './config.js';
+import { findPeers, handOffSpool, readToken } from './handoff.js';
+import type { ListenerSet } from './listeners.js';
+import type { IntakeMetrics } from './metrics.js';
+import type { QueueHandle } from './queue-handle.js';
+import type { Spool } from './spool.js';
+import type { SpoolLock } from './spool-lock.js';
+import type { SuppressionList } from './suppression.js';
+
+export interface DrainDeps {
+  config: RelayConfig;
+  listeners: ListenerSet;
+  queue: QueueHandle;
+  /** Handoffs from peers being stored now: they are waited for before the spool is handed on. */
+  receiving: () => number;
+  spool: Spool;
+  suppressions: SuppressionList;
+  lock: SpoolLock;
+  httpServer: http.Server;
+  metrics: IntakeMetrics;
+  log: Logger;
+}
+
+export async function drain(d: DrainDeps): Promise<void> {
+  const { log, metrics } = d;
+  const deadline = Date.now() + d.config.shutdown.drainTimeout * 1000;
+  // Stop listening before saying so: whoever reads the log line may connect next.
+  d.listeners.stopListening();
+  log.info({ event: 'draining', deadline: new Date(deadline).toISOString() }, 'stopping: no new mail, open sessions finish, delivering until the deadline');
+  // Sessions get at most half the drain time to finish; delivery gets the rest.
+  await d.listeners.drain(Date.now() + (deadline - Date.now()) / 2);
+  // With a fleet to hand to, delivery stops early enough to hand the rest over in time.
+  const handoff = d.config.handoff;
+  const token = await readToken(handoff.tokenFile);
+  const peers = token ? await findPeers(handoff).catch(() => []) : [];
+  const handingOff = !!token && peers.length > 0;
+  let left = await d.queue.stop(handingOff ? deadline - handoff.window * 1000 : deadline);
+  // A peer's message that passed the accepting check before the drain began is stored first.
+  while (d.receiving() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  if (handingOff) {
+    const result = await handOffSpool({ spool: d.spool, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
+    metrics.handoffMessages.inc({ direction: 'left' }, result.left);
+    log.info({ event: 'handoff', handed: result.handed, left: result.left, peers }, `handed ${result.handed} message(s) to peers; ${result.left} stay`);
+    left = result.left;
+  } else if (token && left !== 0) {
+    log.warn({ event: 'handoff', handed: 0, left, peers: [] }, 'no peer to hand the remaining mail to: it stays in the spool');
+  }
+  // The handed-over messages' done marks reach the disk before the process ends.
+  await d.spool.close();
+  // After the queue: its last bounces still go on the list.
+  await d.suppressions.close();
+  await d.lock.release();
+  await new Promise<void>((r) => d.httpServer.close(() => r()));
+  d.httpServer.closeAllConnections();
+  const leftText = Number.isNaN(left) ? 'the queue worker had stopped; every undelivered message stays' : `${left} message(s) stay`;
+  log.info({ event: 'stopped', leftInSpool: Number.isNaN(left) ? null : left }, `stopped; ${leftText} in the spool for the next start`);
+}
