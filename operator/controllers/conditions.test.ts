@@ -24,8 +24,8 @@ describe('setCondition', () => {
   it('moves lastTransitionTime only when the status changes', () => {
     const t1 = new Date('2026-01-01T00:00:00Z');
     const t2 = new Date('2026-01-02T00:00:00Z');
-    const first = setCondition([], { type: 'Ready', status: 'False', reason: 'Waiting', message: 'a' }, t1);
-    const same = setCondition(first, { type: 'Ready', status: 'False', reason: 'Waiting', message: 'b' }, t2);
+    const first = setCondition([], { type: 'Ready', status: 'False', reason: 'WaitingForDNS', message: 'a' }, t1);
+    const same = setCondition(first, { type: 'Ready', status: 'False', reason: 'WaitingForDNS', message: 'b' }, t2);
     expect(same[0]!.lastTransitionTime).toBe(t1.toISOString());
     const flipped = setCondition(same, { type: 'Ready', status: 'True', reason: 'Ready', message: 'c' }, t2);
     expect(flipped[0]!.lastTransitionTime).toBe(t2.toISOString());

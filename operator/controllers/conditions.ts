@@ -4,8 +4,10 @@
  * the operator quiet: status is written only when something other than timestamps changed.
  */
 import type { Condition } from '../api/v1alpha1.js';
+import type { Reason } from './reasons.js';
 
-export function setCondition(conditions: readonly Condition[] | undefined, next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
+/** Sets one condition; its reason must be one of operator/controllers/reasons.ts (users and alerts read them). */
+export function setCondition(conditions: readonly Condition[] | undefined, next: Omit<Condition, 'lastTransitionTime' | 'reason'> & { reason: Reason }, now: Date): Condition[] {
   const list = [...(conditions ?? [])];
   const i = list.findIndex((c) => c.type === next.type);
   const before = i >= 0 ? list[i] : undefined;

@@ -24,8 +24,9 @@ import type { ReconcileResult } from '../kube/workqueue.js';
 import { handoffSecretName, relayEndpoint, relayLabels, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
-import { relayRollout } from './rollout.js';
+import { relayRollout, type ConditionValue } from './rollout.js';
 import type { OperatorMetrics } from '../metrics.js';
+import type { Reason } from './reasons.js';
 
 export interface MailRelayContext {
   client: KubeClient;
@@ -117,7 +118,7 @@ export class MailRelayController {
     const deployment = this.ctx.deployment(namespace, relay.metadata.name);
     const desired = ((deployment?.spec ?? {}) as { replicas?: number }).replicas ?? relay.spec.replicas;
     const rollout = relayRollout(deployment as never, desired, relaySelector(relay));
-    const degraded = failures.length
+    const degraded: ConditionValue = failures.length
       ? { status: 'True' as const, reason: 'ApplyFailed', message: `could not apply ${failures.join('; ')}` }
       : rollout.stuck
         ? { status: 'True' as const, ...rollout.stuck }
@@ -183,7 +184,7 @@ export class MailRelayController {
     this.applied.set(key, { hash, version: liveVersion(result) });
   }
 
-  private async degraded(relay: MailRelay, reason: string, message: string, now: Date): Promise<void> {
+  private async degraded(relay: MailRelay, reason: Reason, message: string, now: Date): Promise<void> {
     const generation = relay.metadata.generation;
     const was = relay.status?.conditions?.find((c) => c.type === 'Degraded');
     if (was?.status !== 'True' || was.message !== message) this.ctx.events.emit(relay as never, 'Warning', reason, message);

@@ -5,6 +5,7 @@
  * conditions), not only the replica counts: a Deployment whose pods were all created at the
  * new version but never started is updated, not rolled out.
  */
+import type { Reason } from './reasons.js';
 
 export interface DeploymentCondition {
   type: string;
@@ -29,7 +30,7 @@ export interface DeploymentView {
 
 export interface ConditionValue {
   status: 'True' | 'False';
-  reason: string;
+  reason: Reason;
   message: string;
 }
 
@@ -37,7 +38,7 @@ export interface Rollout {
   progressing: ConditionValue;
   ready: ConditionValue;
   /** Set when the Deployment controller gave up waiting (ProgressDeadlineExceeded): the relay is Degraded. */
-  stuck?: { reason: string; message: string };
+  stuck?: { reason: Reason; message: string };
   replicas: number;
   readyReplicas: number;
 }

@@ -19,6 +19,7 @@ import { setCondition, statusChanged } from './conditions.js';
 import { planRotation } from './dkim-rotation.js';
 import type { EventSink } from './events.js';
 import type { OperatorMetrics } from '../metrics.js';
+import type { Reason } from './reasons.js';
 
 export interface SenderDomainContext {
   client: KubeClient;
@@ -103,7 +104,7 @@ export class SenderDomainController {
     });
 
     // The DNSEndpoint is optional: its failure is reported (Degraded), not a reason to stop here.
-    let endpointProblem: { reason: string; message: string } | undefined;
+    let endpointProblem: { reason: Reason; message: string } | undefined;
     if (spec.dnsEndpoint.enabled && !this.ctx.dnsEndpoints()) {
       endpointProblem = { reason: 'APINotServed', message: `spec.dnsEndpoint.enabled, but the cluster does not serve externaldns.k8s.io/v1alpha1: install external-dns with its DNSEndpoint CRD, or publish status.records yourself` };
     } else if (spec.dnsEndpoint.enabled) {

@@ -1,0 +1,60 @@
+/**
+ * Every condition a MailRelay and a SenderDomain report and every reason they give: the one
+ * list the controllers may set (setCondition takes only these reasons) and the source of
+ * docs/conditions.md (`npm run docs`; a test keeps it true). Users, alert rules and GitOps
+ * health checks read these names: change one only as an API change.
+ */
+
+export const REASONS = {
+  // MailRelay
+  Available: 'every desired relay pod is available (the Deployment\'s availableReplicas)',
+  NotAvailable: 'fewer relay pods are available than desired; the message carries the Deployment\'s own words, e.g. MinimumReplicasUnavailable',
+  ScaledToZero: 'spec.replicas (or the autoscaler) asks for no relay pods',
+  Creating: 'the Deployment is being created',
+  RollingOut: 'a rollout is under way: the Deployment controller has not seen the latest spec, pods are not all at the new version, old pods still run, or new ones are not available yet',
+  RolledOut: 'every replica runs the current version and is available',
+  ProgressDeadlineExceeded: 'the rollout passed the Deployment\'s progress deadline (see RolloutStuck)',
+  RolloutStuck: 'the rollout passed the Deployment\'s progress deadline: look at the new pods (image, probes, resources)',
+  Missing: 'a Secret the relay needs (TLS, users, smarthost credentials) or a selected SenderDomain\'s keys does not exist yet; nothing is applied; looked at again every 15 s',
+  Invalid: 'the relay would refuse the configuration rendered from this spec; the message names the fields',
+  ApplyFailed: 'the API server refused an object; the message names each object, the request and the server\'s words; retried with backoff',
+  APINotServed: 'an object whose API the cluster does not serve was left out (a PodDisruptionBudget before Kubernetes 1.21, a ServiceMonitor without the Prometheus Operator, a DNSEndpoint without external-dns)',
+  // Both kinds
+  InvalidSpec: 'the spec does not match the schema (e.g. minReplicas above maxReplicas on a server too old for the CRD\'s CEL rules); the message names the field',
+  Reconciled: 'nothing is wrong: every reference resolved and every object applied',
+  // SenderDomain
+  Signing: 'an active DKIM key signs for each algorithm',
+  Generating: 'the DKIM keys are being made',
+  RecordsServed: 'DNS serves every recommended record as recommended',
+  RecordsNotServed: 'DNS does not serve some recommended records (or serves them differently); the message lists them',
+  Ready: 'the keys sign and DNS serves every record',
+  WaitingForKeys: 'not ready until the DKIM keys exist',
+  WaitingForDNS: 'not ready until DNS serves the recommended records',
+} as const;
+
+export type Reason = keyof typeof REASONS;
+
+/** Each kind's conditions: what True means, and the reasons each can carry. */
+export const CONDITIONS: Record<'MailRelay' | 'SenderDomain', Record<string, { trueWhen: string; reasons: readonly Reason[] }>> = {
+  MailRelay: {
+    Ready: { trueWhen: 'every desired relay pod is available', reasons: ['Available', 'NotAvailable', 'ScaledToZero', 'Missing', 'Invalid', 'InvalidSpec'] },
+    Progressing: { trueWhen: 'a rollout is under way', reasons: ['RollingOut', 'Creating', 'RolledOut', 'ProgressDeadlineExceeded'] },
+    Degraded: { trueWhen: 'the operator could not do all it should', reasons: ['Reconciled', 'Missing', 'InvalidSpec', 'Invalid', 'ApplyFailed', 'RolloutStuck', 'APINotServed'] },
+  },
+  SenderDomain: {
+    KeysReady: { trueWhen: 'an active key signs for each algorithm', reasons: ['Signing', 'Generating'] },
+    DNSVerified: { trueWhen: 'DNS serves every recommended record', reasons: ['RecordsServed', 'RecordsNotServed'] },
+    Ready: { trueWhen: 'the keys sign and DNS serves every record', reasons: ['Ready', 'WaitingForKeys', 'WaitingForDNS', 'InvalidSpec'] },
+    Degraded: { trueWhen: 'the operator could not do all it should', reasons: ['Reconciled', 'ApplyFailed', 'APINotServed'] },
+  },
+};
+
+/** docs/conditions.md. */
+export function conditionReference(): string {
+  const kinds = Object.entries(CONDITIONS).map(([kind, conditions]) => {
+    const rows = Object.entries(conditions).map(([type, c]) => `| \`${type}\` | ${c.trueWhen} | ${c.reasons.map((r) => `\`${r}\``).join(', ')} |`);
+    return `## ${kind}\n\n| condition | True when | reasons |\n| --- | --- | --- |\n${rows.join('\n')}\n`;
+  });
+  const reasons = Object.entries(REASONS).map(([r, means]) => `| \`${r}\` | ${means} |`);
+  return `# Conditions and their reasons\n\nGenerated from \`operator/controllers/reasons.ts\` by \`npm run docs\`; do not edit by hand. Each condition carries \`observedGeneration\`; \`kubectl describe\` shows its message, which says what is wrong in words.\n\n${kinds.join('\n')}\n## Reasons\n\n| reason | means |\n| --- | --- |\n${reasons.join('\n')}\n`;
+}
