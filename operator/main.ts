@@ -8,11 +8,12 @@ import os from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { verifyRecords } from '../relay/records-verify.js';
-import { API_VERSION, type MailRelay, type SenderDomain } from './api/v1alpha1.js';
+import type { MailRelay, SenderDomain } from './api/v1alpha1.js';
 import { KubeEvents } from './controllers/events.js';
 import { FleetAutoscaler } from './controllers/fleet-autoscaler.js';
-import { MailRelayController } from './controllers/mailrelay.js';
-import { SenderDomainController } from './controllers/senderdomain.js';
+import { MailRelayController, mailRelayWatches } from './controllers/mailrelay.js';
+import { SenderDomainController, senderDomainWatches } from './controllers/senderdomain.js';
+import { MANAGED } from './controllers/watches.js';
 import { KubeClient, type AnyObject } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { ApiDiscovery } from './kube/discovery.js';
@@ -48,7 +49,6 @@ export interface RunningOperator {
   stop(): Promise<void>;
 }
 
-const MANAGED = 'app.kubernetes.io/managed-by=mailfleet-operator';
 
 export function defaultIdentity(): string {
   return process.env.POD_NAME ?? `${os.hostname()}-${process.pid}`;
@@ -154,66 +154,37 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
 
   let leading = !opts.leaderElection.enabled;
   let stopping = false;
-  const enqueueNamespace = (q: WorkQueue, getAll: () => AnyObject[], namespace: string) => {
-    for (const o of getAll()) if (o.metadata.namespace === namespace) q.add(keyOf(o));
-  };
-  /** Labels, spec and the named status fields: what other controllers read of an object. */
-  const relevant = (o: AnyObject | undefined, statusFields: string[]) => {
-    const status = (o?.status ?? {}) as Record<string, unknown>;
-    return JSON.stringify([o?.metadata.labels, o?.spec, statusFields.map((f) => status[f])]);
-  };
-  const ownerChanged = (q: WorkQueue, key: string, owner: string | undefined) => owner && q.add(`${key.split('/')[0]}/${owner}`);
-  const ownerName = (o: AnyObject | undefined, kind: string) => (o?.metadata.ownerReferences as { kind: string; name: string }[] | undefined)?.find((r) => r.kind === kind)?.name;
-  const watchers: { kind: string; apiVersion: string; labelSelector?: string; onChange: (key: string, o: AnyObject | undefined, previous: AnyObject | undefined) => void }[] = [
-    {
-      apiVersion: API_VERSION,
-      kind: 'SenderDomain',
-      onChange: (key, o, previous) => {
-        domainQueue.add(key);
-        if (!o && previous) {
-          const labels = { namespace: previous.metadata.namespace ?? '', name: previous.metadata.name, domain: (previous.spec as { domain?: string }).domain ?? '' };
-          metrics.senderDomainDnsVerified.remove(labels);
-          metrics.senderDomainKeyWaitingSeconds.remove(labels);
-        }
-        // Relays that sign for a domain render its keys into their config: they care about its
-        // labels, spec and keys, not about its conditions or DNS checks.
-        if (relevant(o, ['keys', 'secretName']) !== relevant(previous, ['keys', 'secretName'])) enqueueNamespace(relayQueue, relays as never, key.split('/')[0]!);
-      },
-    },
-    {
-      apiVersion: API_VERSION,
-      kind: 'MailRelay',
-      onChange: (key, o, previous) => {
-        relayQueue.add(key);
-        if (!o && previous) for (const state of ['desired', 'ready']) metrics.mailRelayReplicas.remove({ namespace: previous.metadata.namespace ?? '', name: previous.metadata.name, state });
-        // A relay's route and egress addresses shape its domains' SPF records (its status does not).
-        if (relevant(o, []) !== relevant(previous, [])) enqueueNamespace(domainQueue, domains as never, key.split('/')[0]!);
-      },
-    },
-    // The operator's own objects: a change (a pod ready, an object edited or deleted) goes to the owner.
-    ...(
-      [
-        ['apps/v1', 'Deployment'],
-        ['v1', 'ConfigMap'],
-        ['v1', 'Service'],
-        ['policy/v1', 'PodDisruptionBudget'],
-        ['monitoring.coreos.com/v1', 'ServiceMonitor'],
-      ] as const
-    ).map(([apiVersion, kind]) => ({ apiVersion, kind, labelSelector: MANAGED, onChange: (key: string, o: AnyObject | undefined, previous: AnyObject | undefined) => ownerChanged(relayQueue, key, ownerName(o ?? previous, 'MailRelay')) })),
-    { apiVersion: 'externaldns.k8s.io/v1alpha1', kind: 'DNSEndpoint', labelSelector: MANAGED, onChange: (key, o, previous) => ownerChanged(domainQueue, key, ownerName(o ?? previous, 'SenderDomain')) },
-    // A deleted handoff Secret (owned by a MailRelay) is made again at once, not at the next resync.
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      labelSelector: MANAGED,
-      onChange: (key, o, previous) => {
-        ownerChanged(domainQueue, key, ownerName(o ?? previous, 'SenderDomain'));
-        ownerChanged(relayQueue, key, ownerName(o ?? previous, 'MailRelay'));
-      },
-    },
-    // Relay pods, for the autoscaler (it reads the cache every interval).
-    { apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED, onChange: () => undefined },
+  /** Each controller's watches (declared beside its reconcile) feed its queue. */
+  const controllers = [
+    { queue: domainQueue, watches: senderDomainWatches, objects: cached<AnyObject>('SenderDomain') },
+    { queue: relayQueue, watches: mailRelayWatches, objects: cached<AnyObject>('MailRelay') },
   ];
+  /** A deleted resource's gauge series go with it. */
+  const forget = (kind: string, previous: AnyObject) => {
+    const { namespace = '', name } = previous.metadata;
+    if (kind === 'SenderDomain') {
+      const labels = { namespace, name, domain: (previous.spec as { domain?: string }).domain ?? '' };
+      metrics.senderDomainDnsVerified.remove(labels);
+      metrics.senderDomainKeyWaitingSeconds.remove(labels);
+    }
+    if (kind === 'MailRelay') for (const state of ['desired', 'ready']) metrics.mailRelayReplicas.remove({ namespace, name, state });
+  };
+  const onChange = (apiVersion: string, kind: string) => (key: string, o: AnyObject | undefined, previous: AnyObject | undefined) => {
+    if (!o && previous) forget(kind, previous);
+    for (const c of controllers) {
+      const inNamespace = (namespace: string) => c.objects().filter((x) => x.metadata.namespace === namespace).map(keyOf);
+      for (const w of c.watches) if (w.kind === kind && w.apiVersion === apiVersion) for (const k of w.requeue(key, o, previous, inNamespace)) c.queue.add(k);
+    }
+  };
+  // One informer per kind for every controller's watches, and relay pods for the autoscaler (it reads the cache).
+  const kinds = new Map<string, { apiVersion: string; kind: string; labelSelector?: string }>();
+  for (const w of [...controllers.flatMap((c) => c.watches), { apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED }]) {
+    const id = `${w.apiVersion} ${w.kind}`;
+    const seen = kinds.get(id);
+    // Two watches of one kind with different selectors: watch it all.
+    kinds.set(id, seen && seen.labelSelector !== w.labelSelector ? { ...seen, labelSelector: undefined } : (seen ?? { apiVersion: w.apiVersion, kind: w.kind, labelSelector: w.labelSelector }));
+  }
+  const watchers = [...kinds.values()].map((k) => ({ ...k, onChange: onChange(k.apiVersion, k.kind) }));
   /** Informers for every watcher whose API is served, in every scope; those of APIs gone are stopped. */
   const syncInformers = () => {
     for (const i of [...informers]) {

@@ -16,7 +16,7 @@
  */
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
-import { mailRelaySpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
+import { API_VERSION, mailRelaySpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import { partitionServed } from '../kube/discovery.js';
 import { matches } from '../kube/selector.js';
@@ -27,6 +27,7 @@ import type { EventSink } from './events.js';
 import { relayRollout, type ConditionValue } from './rollout.js';
 import type { OperatorMetrics } from '../metrics.js';
 import type { Reason } from './reasons.js';
+import { namespaceWide, owned, relevant, self, type Watch } from './watches.js';
 
 export interface MailRelayContext {
   client: KubeClient;
@@ -71,6 +72,26 @@ const NOT_SERVED_HINT: Record<string, string> = {
 export function notServedMessage(objects: readonly { apiVersion: string; kind: string; metadata: { name: string } }[]): string {
   return objects.map((o) => `${o.kind} ${o.metadata.name} not made: the cluster does not serve ${o.apiVersion}${NOT_SERVED_HINT[o.apiVersion] ? ` (${NOT_SERVED_HINT[o.apiVersion]})` : ''}`).join('; ');
 }
+
+/**
+ * What requeues a MailRelay: itself; the objects made for it (a pod ready, an object edited or
+ * deleted, the handoff Secret gone); and, in its namespace, a SenderDomain's labels, spec or
+ * keys, which it renders into its config (not the domain's conditions or DNS checks).
+ */
+export const mailRelayWatches: readonly Watch[] = [
+  self(API_VERSION, 'MailRelay'),
+  namespaceWide(API_VERSION, 'SenderDomain', (o, previous) => relevant(o, ['keys', 'secretName']) !== relevant(previous, ['keys', 'secretName'])),
+  ...(
+    [
+      ['apps/v1', 'Deployment'],
+      ['v1', 'ConfigMap'],
+      ['v1', 'Service'],
+      ['v1', 'Secret'],
+      ['policy/v1', 'PodDisruptionBudget'],
+      ['monitoring.coreos.com/v1', 'ServiceMonitor'],
+    ] as const
+  ).map(([apiVersion, kind]) => owned(apiVersion, kind, 'MailRelay')),
+];
 
 export class MailRelayController {
   /** What was last applied per object: its rendered hash and the version the API returned. */

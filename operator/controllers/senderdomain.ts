@@ -11,7 +11,7 @@ import { duration } from '../../relay/config.js';
 import { dkimPublicKeyFromPem, generateDkimKey } from '../../relay/dkim-keys.js';
 import type { DnsRecord } from '../../relay/records.js';
 import type { RecordCheck } from '../../relay/records-verify.js';
-import { senderDomainSpecSchema, type DkimKeyStatus, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
+import { API_VERSION, senderDomainSpecSchema, type DkimKeyStatus, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 import type { AnyObject, KubeClient } from '../kube/client.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
 import { dkimSecret, dkimSecretName, dnsEndpoint, keysOfSecret, senderDomainRecords } from '../render/senderdomain.js';
@@ -20,6 +20,7 @@ import { planRotation } from './dkim-rotation.js';
 import type { EventSink } from './events.js';
 import type { OperatorMetrics } from '../metrics.js';
 import type { Reason } from './reasons.js';
+import { namespaceWide, owned, relevant, self, type Watch } from './watches.js';
 
 export interface SenderDomainContext {
   client: KubeClient;
@@ -37,6 +38,17 @@ export interface SenderDomainContext {
 }
 
 type Status = NonNullable<SenderDomain['status']>;
+
+/**
+ * What requeues a SenderDomain: itself; its key Secret and DNSEndpoint; and, in its namespace,
+ * a MailRelay's labels or spec (its route and egress addresses shape the SPF record).
+ */
+export const senderDomainWatches: readonly Watch[] = [
+  self(API_VERSION, 'SenderDomain'),
+  namespaceWide(API_VERSION, 'MailRelay', (o, previous) => relevant(o, []) !== relevant(previous, [])),
+  owned('v1', 'Secret', 'SenderDomain'),
+  owned('externaldns.k8s.io/v1alpha1', 'DNSEndpoint', 'SenderDomain'),
+];
 
 export class SenderDomainController {
   /** When each domain (by uid) was last checked against DNS: status records it only on a change. */

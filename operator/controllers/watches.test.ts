@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import type { AnyObject } from '../kube/client.js';
+import { mailRelayWatches } from './mailrelay.js';
+import { senderDomainWatches } from './senderdomain.js';
+import type { Watch } from './watches.js';
+
+const obj = (kind: string, name: string, extra: Partial<AnyObject> = {}): AnyObject => ({ apiVersion: 'x', kind, metadata: { namespace: 'mail', name, ...(extra.metadata ?? {}) }, ...extra }) as AnyObject;
+const requeued = (watches: readonly Watch[], kind: string, o: AnyObject | undefined, previous: AnyObject | undefined) =>
+  watches.filter((w) => w.kind === kind).flatMap((w) => w.requeue(`mail/${(o ?? previous)!.metadata.name}`, o, previous, (ns) => [`${ns}/all-of-them`]));
+
+describe('what requeues what', () => {
+  it('a MailRelay: itself, its own objects by owner, and a SenderDomain change that it renders (not a status-only one)', () => {
+    expect(requeued(mailRelayWatches, 'MailRelay', obj('MailRelay', 'out'), undefined)).toEqual(['mail/out']);
+    const owned = obj('Deployment', 'out', { metadata: { name: 'out', ownerReferences: [{ kind: 'MailRelay', name: 'out' }] } as never });
+    expect(requeued(mailRelayWatches, 'Deployment', undefined, owned)).toEqual(['mail/out']);
+    const domain = obj('SenderDomain', 'example', { spec: { domain: 'example.com' }, status: { keys: [], conditions: [] } });
+    expect(requeued(mailRelayWatches, 'SenderDomain', { ...domain, status: { keys: [], conditions: [{ type: 'DNSVerified' }] } }, domain)).toEqual([]);
+    expect(requeued(mailRelayWatches, 'SenderDomain', { ...domain, status: { keys: [{ selector: 's1' }] } }, domain)).toEqual(['mail/all-of-them']);
+  });
+
+  it('a SenderDomain: itself, its Secret and DNSEndpoint by owner, and a MailRelay spec change (SPF), not a relay that is only someone else\'s', () => {
+    expect(requeued(senderDomainWatches, 'SenderDomain', obj('SenderDomain', 'example'), undefined)).toEqual(['mail/example']);
+    const secret = obj('Secret', 'example-dkim', { metadata: { name: 'example-dkim', ownerReferences: [{ kind: 'SenderDomain', name: 'example' }] } as never });
+    expect(requeued(senderDomainWatches, 'Secret', secret, undefined)).toEqual(['mail/example']);
+    const relaySecret = obj('Secret', 'out-handoff', { metadata: { name: 'out-handoff', ownerReferences: [{ kind: 'MailRelay', name: 'out' }] } as never });
+    expect(requeued(senderDomainWatches, 'Secret', relaySecret, undefined)).toEqual([]);
+    const relay = obj('MailRelay', 'out', { spec: { replicas: 2 } });
+    expect(requeued(senderDomainWatches, 'MailRelay', { ...relay, status: { readyReplicas: 2 } }, relay)).toEqual([]);
+    expect(requeued(senderDomainWatches, 'MailRelay', { ...relay, spec: { replicas: 3 } }, relay)).toEqual(['mail/all-of-them']);
+  });
+});
