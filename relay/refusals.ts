@@ -1,7 +1,8 @@
 /**
  * Every SMTP refusal the relay answers, in one table: its reply code, enhanced status code,
  * the `reason` label it is counted under in `mailfleet_relay_smtp_rejections_total`, when it
- * is sent, and its text. Intake refuses by name, so a reply is worded in one place.
+ * is sent, and its text. Intake refuses by name, so a reply is worded in one place, and the
+ * list in docs/errors.md is generated from here (refusalReference).
  */
 
 /** Why the relay refused something in an SMTP session (the metric's bounded label set). */
@@ -87,8 +88,27 @@ export function refusalReply<N extends RefusalName>(name: N, ...values: Values<N
   return [r.code, `${r.enhanced} ${(r.text as (v: unknown) => string)(values[0])}`];
 }
 
-/** A refusal's text with each value shown by its name (`Too many sessions (limit {limit}), ...`): the test that no two replies read alike. */
+/** A refusal's text with each value shown by its name (`Too many sessions (limit {limit}), ...`): the docs, and the test that no two replies read alike. */
 export function refusalTemplate(name: RefusalName): string {
   const placeholders = new Proxy({}, { get: (_, key) => `{${String(key)}}` });
   return (REFUSALS[name].text as (v: unknown) => string)(placeholders);
+}
+
+/** The docs' list of every refusal (a section of docs/errors.md). */
+export function refusalReference(): string {
+  const cell = (s: string) => s.replaceAll('|', '\\|');
+  const rows = (Object.keys(REFUSALS) as RefusalName[]).map((name) => {
+    const r: RefusalSpec = REFUSALS[name];
+    return `| ${r.code} | ${r.enhanced} | ${r.reason ? `\`${r.reason}\`` : 'not counted'} | ${cell(r.when)} | \`${cell(refusalTemplate(name))}\` |`;
+  });
+  return [
+    '# SMTP refusals',
+    '',
+    "Every refusal the relay itself answers in an SMTP session, from `relay/refusals.ts`. The reason is the `reason` label of `mailfleet_relay_smtp_rejections_total`. Words in braces are filled in per reply. smtp-server's own protocol replies (bad syntax, commands out of order, too many recipients, a SIZE over the limit at MAIL FROM, the idle timeout) are not listed and not counted.",
+    '',
+    '| code | enhanced | reason | when | reply |',
+    '| --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
 }
