@@ -2,9 +2,11 @@
  * Every error a user can meet carries a stable code (search the docs or this file for it)
  * and says what to do about it. This table is the one place codes are defined: each has what
  * it means and what to do, and docs/errors.md is generated from it (`npm run docs`; a test
- * keeps it true). SMTP refusal reasons double as the `reason` label of
- * `mailfleet_relay_smtp_rejections_total`.
+ * keeps it true). SMTP refusals have a table of their own (relay/refusals.ts), listed at the
+ * end of the same page.
  */
+import { refusalReference } from './refusals.js';
+
 export const ERRORS = {
   CONFIG_INVALID: { code: 'MF_CONFIG_INVALID', means: 'The relay config file does not match its schema: a wrong type, a value out of range, or an unknown key. Each problem is named by its field path.', todo: 'Fix the fields named; docs/configuration.md describes each one. An unknown key is often a misspelling: the message suggests the key it resembles.' },
   CONFIG_UNREADABLE: { code: 'MF_CONFIG_UNREADABLE', means: 'The config file cannot be read, or is not valid YAML.', todo: 'Check the path (--config) and the mounted ConfigMap; the message gives the YAML error and its line.' },
@@ -31,7 +33,7 @@ export const ErrorCodes = Object.fromEntries(Object.entries(ERRORS).map(([name, 
 /** docs/errors.md: every code, what it means and what to do. */
 export function errorReference(): string {
   const rows = Object.values(ERRORS).map((e) => `## ${e.code}\n\n${e.means}\n\n**What to do.** ${e.todo}\n`);
-  return `# Error codes\n\nGenerated from \`relay/errors.ts\` by \`npm run docs\`; do not edit by hand. Every error the relay, the operator and the CLI print starts with its code. A command that stops on one of the first kind exits with status 2; \`mailfleet send\` exits 1 on its own checks (the MF_SEND_ codes).\n\n${rows.join('\n')}`;
+  return `# Error codes\n\nGenerated from \`relay/errors.ts\` by \`npm run docs\`; do not edit by hand. Every error the relay, the operator and the CLI print starts with its code. A command that stops on one of the first kind exits with status 2; \`mailfleet send\` exits 1 on its own checks (the MF_SEND_ codes).\n\n${rows.join('\n')}\n${refusalReference()}`;
 }
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -49,36 +51,5 @@ export class MailfleetError extends Error {
   /** One line for a person: code, problem, what to do. */
   describe(): string {
     return `${this.code}: ${this.message}${this.hint ? `\n  hint: ${this.hint}` : ''}`;
-  }
-}
-
-/** Why the relay refused something in an SMTP session (a bounded label set). */
-export type RejectionReason =
-  | 'auth'
-  | 'auth_required'
-  | 'tls_required'
-  | 'relay_denied'
-  | 'sender_denied'
-  | 'bad_address'
-  | 'size'
-  | 'recipients'
-  | 'rate'
-  | 'connections'
-  | 'storage'
-  | 'suppressed'
-  /** A message or address that mail may not carry (NUL bytes). */
-  | 'malformed'
-  | 'policy';
-
-/** An SMTP refusal that smtp-server turns into a reply line. */
-export class SmtpRefusal extends Error {
-  constructor(
-    readonly responseCode: number,
-    readonly enhanced: string,
-    readonly text: string,
-    readonly reason: RejectionReason,
-  ) {
-    super(`${enhanced} ${text}`);
-    this.name = 'SmtpRefusal';
   }
 }

@@ -9,9 +9,9 @@ import type { Logger } from 'pino';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import { parseMailbox } from './address.js';
 import type { ListenerConfig, RelayConfig } from './config.js';
-import { SmtpRefusal, type RejectionReason } from './errors.js';
 import { addedHeaders, headerEnd, headerFacts, originatorAddresses, type HeaderFacts } from './headers.js';
 import type { AuthFailureReason, IntakeMetrics } from './metrics.js';
+import { refusal, refusalReply, REFUSALS, SmtpRefusal } from './refusals.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
 import type { Envelope, RecipientState, Spool, SpoolEntry, SpoolWriter } from './spool.js';
 import { describeSuppression, type Suppression, type SuppressionList } from './suppression.js';
@@ -38,10 +38,6 @@ export interface IntakeDeps {
   /** Recipients that hard-bounced, per sender domain: refused, or accepted and bounced at once (suppression.action). */
   suppressions: SuppressionList;
 }
-
-const refuse = (code: number, enhanced: string, text: string, reason: RejectionReason) => new SmtpRefusal(code, enhanced, text, reason);
-
-/** The `reason` label of refusals: errors.ts's set, and the suppression list's. */
 
 /** A recipient accepted with suppression.action `bounce`: stored as failed, so the queue bounces it without an attempt. */
 type RcptAddress = SMTPServerAddress & { suppressed?: Suppression };
@@ -233,7 +229,7 @@ export class SmtpListener {
     const closeIdle = (all: boolean) => {
       for (const c of connections) {
         if (all || (!c.session?.envelope?.mailFrom && !c._dataStream)) {
-          c.send(421, '4.3.2 Service shutting down, closing the session; send again to reconnect', false);
+          c.send(...refusalReply('drainClosing'), false);
           c.close();
         }
       }
@@ -318,13 +314,13 @@ export class SmtpListener {
 
   private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const { limits } = this.deps.policy().config;
-    if (!this.deps.accepting()) return this.reject(refuse(421, '4.3.2', 'Service shutting down, try another relay', 'connections'), session, cb);
+    if (!this.deps.accepting()) return this.reject(refusal('draining'), session, cb);
     const n = (this.perClient.get(session.remoteAddress) ?? 0) + 1;
     if (n > limits.maxConnectionsPerClient) {
-      return this.reject(refuse(421, '4.7.0', `Too many connections from ${session.remoteAddress} (limit ${limits.maxConnectionsPerClient}), try again later`, 'connections'), session, cb);
+      return this.reject(refusal('tooManyFromClient', { client: session.remoteAddress, limit: limits.maxConnectionsPerClient }), session, cb);
     }
     if (!this.makeRoom(session, limits.maxConnections)) {
-      return this.reject(refuse(421, '4.7.0', `Too many sessions (limit ${limits.maxConnections}), try again later`, 'connections'), session, cb);
+      return this.reject(refusal('tooManySessions', { limit: limits.maxConnections }), session, cb);
     }
     this.perClient.set(session.remoteAddress, n);
     (session as SessionState).counted = true;
@@ -345,9 +341,9 @@ export class SmtpListener {
     const victim = evictionCandidate(live.map((c) => ({ key: c, started: !!(c.session as SessionState).started, busy: !!(c._dataStream || c._handlerPending), connectedAt: (c.session as SessionState).connectedAt ?? 0 })));
     if (!victim) return false;
     victim._evicted = true;
-    this.deps.metrics.rejections.inc({ reason: 'connections' });
+    this.deps.metrics.rejections.inc({ reason: REFUSALS.evicted.reason });
     this.deps.log.info({ event: 'session_evicted', listener: this.config.name, session: (victim.session as { id?: string }).id, client: (victim.session as { remoteAddress?: string }).remoteAddress }, 'listener full: closed an idle session that had not started, to make room');
-    victim.send(421, '4.7.0 Too many sessions: closing this idle one to make room; connect again when you have mail to send');
+    victim.send(...refusalReply('evicted'));
     victim.close();
     return true;
   }
@@ -374,32 +370,32 @@ export class SmtpListener {
     const user = auth.username ?? '';
     const client = plainAddress(session.remoteAddress);
     const state = session as SessionState;
-    const fail = (reason: AuthFailureReason, refusal: SmtpRefusal) => {
+    const fail = (reason: AuthFailureReason, refused: SmtpRefusal) => {
       state.authFailures = (state.authFailures ?? 0) + 1;
       if (state.authFailures >= config.limits.authFailuresPerSession) {
         reason = 'too_many_failures';
-        refusal = refuse(421, '4.7.0', `${refusal.text}; ${state.authFailures} failed logins, closing the session`, 'auth');
+        refused = refusal('authClosing', { refused: refused.text, failures: state.authFailures });
       }
       this.deps.metrics.authFailures.inc({ reason });
       // Answered late (Postfix's smtpd_error_sleep_time, Dovecot's auth_failure_delay): a
       // client that waits for replies can then try only so often, however fast we refuse.
       const delay = config.limits.authFailureDelay * 1000;
-      if (delay > 0) setTimeout(() => this.reject(refusal, session, cb), delay).unref();
-      else this.reject(refusal, session, cb);
+      if (delay > 0) setTimeout(() => this.reject(refused, session, cb), delay).unref();
+      else this.reject(refused, session, cb);
     };
     const authzid = (auth as { authzid?: string }).authzid;
     if (authzid && authzid !== user) {
-      return fail('authzid', refuse(535, '5.7.8', 'Authentication credentials invalid: an authorization identity other than the user name is not accepted', 'auth'));
+      return fail('authzid', refusal('authzid'));
     }
     if (this.auth.throttle.locked(client, user, Date.now())) {
-      return fail('locked_out', refuse(454, '4.7.0', 'Too many failed logins, try again later', 'auth'));
+      return fail('locked_out', refusal('authLockedOut'));
     }
     users.verify(user, auth.password ?? '', Date.now(), this.auth.gate).then(
       (ok) => {
-        if (ok === 'busy') return fail('busy', refuse(454, '4.3.0', 'Too many logins at once, try again later', 'auth'));
+        if (ok === 'busy') return fail('busy', refusal('authBusy'));
         if (!ok) {
           this.auth.throttle.failed(client, user, Date.now());
-          return fail('bad_credentials', refuse(535, '5.7.8', 'Authentication credentials invalid', 'auth'));
+          return fail('bad_credentials', refusal('authInvalid'));
         }
         this.auth.throttle.succeeded(client, user, Date.now());
         state.started = true;
@@ -413,44 +409,43 @@ export class SmtpListener {
     const { config } = this.deps.policy();
     const user = typeof session.user === 'string' ? session.user : undefined;
     if (!user && !this.isTrusted(session) && this.config.auth === 'required') {
-      return this.reject(refuse(530, '5.7.0', 'Authentication required: log in with AUTH before sending', 'auth_required'), session, cb);
+      return this.reject(refusal('authRequired'), session, cb);
     }
     if (user && !senderAllowed(config, user, address.address)) {
-      return this.reject(refuse(550, '5.7.1', `Sender <${address.address}> not allowed: ${senderProblem(user, address.address)}`, 'sender_denied'), session, cb);
+      return this.reject(refusal('senderDenied', { address: address.address, problem: senderProblem(user, address.address) }), session, cb);
     }
     if (user && !this.rate.allow(user, config.limits.messagesPerUserPerMinute, Date.now())) {
-      return this.reject(refuse(451, '4.7.1', `Rate limit: user ${user} may send ${config.limits.messagesPerUserPerMinute} messages per minute, try again later`, 'rate'), session, cb);
+      return this.reject(refusal('rateLimited', { user, limit: config.limits.messagesPerUserPerMinute }), session, cb);
     }
     this.deps.spool.freeBytes().then(
       (free) => {
-        if (free < config.spool.minFreeBytes) return this.reject(refuse(452, '4.3.1', 'Insufficient system storage, try again later', 'storage'), session, cb);
+        if (free < config.spool.minFreeBytes) return this.reject(refusal('storageFull'), session, cb);
         (session as SessionState).started = true;
         cb();
       },
-      () => this.reject(refuse(452, '4.3.1', 'Spool unavailable, try again later', 'storage'), session, cb),
+      () => this.reject(refusal('spoolUnavailable'), session, cb),
     );
   }
 
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const rcpt = address.address;
     if (!this.isTrusted(session) && typeof session.user !== 'string') {
-      return this.reject(refuse(554, '5.7.1', `<${rcpt}>: Relay access denied (authenticate first)`, 'relay_denied'), session, cb);
+      return this.reject(refusal('relayDenied', { rcpt }), session, cb);
     }
     const at = rcpt.lastIndexOf('@');
     const local = rcpt.slice(0, at);
     if (at <= 0 || !/^[^\s@]+\.[^\s@]+$/.test(rcpt.slice(at + 1))) {
-      return this.reject(refuse(553, '5.1.3', `<${rcpt}>: Recipient address must be user@domain`, 'bad_address'), session, cb);
+      return this.reject(refusal('notMailbox', { rcpt }), session, cb);
     }
     // Source routes and percent/bang routing would let a client pick the next hop (open relay tricks).
     if (rcpt.startsWith('@') || /[%!]/.test(local) || local.includes('@')) {
-      return this.reject(refuse(553, '5.1.3', `<${rcpt}>: Source-routed, percent-hack and UUCP addresses are not accepted`, 'bad_address'), session, cb);
+      return this.reject(refusal('routedAddress', { rcpt }), session, cb);
     }
     const { suppression } = this.deps.policy().config;
     const suppressed = suppression.enabled ? this.deps.suppressions.lookup(session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rcpt) : undefined;
     if (suppressed && suppression.action === 'refuse') {
       this.deps.metrics.suppressionRefusals.inc({ action: 'refuse' });
-      const text = `<${rcpt}>: ${describeSuppression(suppressed)}; remove with mailfleet suppressions remove`;
-      return this.reject(refuse(550, '5.1.1', text, 'suppressed'), session, cb);
+      return this.reject(refusal('suppressed', { rcpt, why: describeSuppression(suppressed) }), session, cb);
     }
     // smtp-server puts this very object into the envelope: DATA reads the mark from there.
     (address as RcptAddress).suppressed = suppressed;
@@ -470,12 +465,12 @@ export class SmtpListener {
         return cb(err as Error);
       }
       this.deps.log.error({ err, session: session.id }, 'could not store message');
-      this.reject(refuse(452, '4.3.1', 'Could not store the message, try again later', 'storage'), session, cb);
+      this.reject(refusal('storeFailed'), session, cb);
     };
     (async () => {
       writer = this.deps.spool.createWriter();
       const facts = await this.receiveBody(stream, session, writer, config.limits.maxHeaderSize);
-      if (stream.sizeExceeded) throw refuse(552, '5.3.4', `Message too big: the limit is ${config.limits.maxMessageSize} bytes`, 'size');
+      if (stream.sizeExceeded) throw refusal('tooBig', { limit: config.limits.maxMessageSize });
       const user = typeof session.user === 'string' ? session.user : undefined;
       if (user) {
         // Every field that names the sender, not From alone: Sender and Resent-* are shown by
@@ -483,7 +478,7 @@ export class SmtpListener {
         const originators = originatorAddresses(facts);
         const bad = originators.find((o) => !senderAllowed(config, user, o.address));
         if (bad || !originators.some((o) => o.field === 'From')) {
-          throw refuse(550, '5.7.1', bad ? `Header ${bad.field} <${bad.address}> not allowed: ${senderProblem(user, bad.address)}` : 'Message has no From header', 'sender_denied');
+          throw bad ? refusal('headerSenderDenied', { field: bad.field, address: bad.address, problem: senderProblem(user, bad.address) }) : refusal('noFrom');
         }
       }
       const now = Date.now();
@@ -535,14 +530,14 @@ export class SmtpListener {
     };
     const take = (chunk: Buffer): Promise<void> | undefined => {
       // RFC 5322 2.3 and RFC 5321 4.1.1.4: no NUL in a message; programs that read it as a C string see another message.
-      if (chunk.indexOf(0) >= 0) throw refuse(554, '5.6.0', 'Message contains NUL characters, which mail may not carry', 'malformed');
+      if (chunk.indexOf(0) >= 0) throw refusal('nul');
       if (!head) return writer.write(chunk);
       head = head.length ? Buffer.concat([head, chunk]) : chunk;
       const end = headerEnd(head);
       // Refused, never cut short: the sender policy must read the whole header. Bytes held stay under the limit plus one chunk.
       if (end > maxHeaderSize || (end < 0 && head.length > maxHeaderSize)) {
         head = undefined;
-        throw refuse(552, '5.3.4', `Message header too large: the limit is ${maxHeaderSize} bytes`, 'size');
+        throw refusal('headerTooLarge', { limit: maxHeaderSize });
       }
       if (end < 0) return undefined;
       const whole = head;

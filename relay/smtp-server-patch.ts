@@ -22,6 +22,7 @@
  * in still meets its deadline.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
+import { refusalReply } from './refusals.js';
 
 interface PatchedConnection {
   _server: {
@@ -87,7 +88,7 @@ export function patchGreetingDelay(): void {
   const originalStarttls = handlers.handler_STARTTLS;
   handlers.handler_STARTTLS = function (this: PatchedConnection, command: Buffer, callback: () => void) {
     if (this._server.options.hideSTARTTLS && !this.secure) {
-      this.send(502, '5.5.1 STARTTLS is not offered on this port', false);
+      this.send(...refusalReply('starttlsNotOffered'), false);
       return callback();
     }
     return originalStarttls.call(this, command, callback);
@@ -96,7 +97,8 @@ export function patchGreetingDelay(): void {
     this._setListeners(() => {
       const { maxClients, greetingDelayMs } = this._server.options;
       if (maxClients && this._server.connections.size > maxClients) {
-        return this.send(421, `${this.name} 4.7.0 Too many connected clients, try again in a moment`, false);
+        const [code, line] = refusalReply('tooManySockets');
+        return this.send(code, `${this.name} ${line}`, false);
       }
       const delay = greetingDelayMs ?? 100;
       if (delay <= 0) return this.connectionReady();

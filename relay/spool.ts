@@ -15,9 +15,10 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ErrorCodes, MailfleetError, SmtpRefusal } from './errors.js';
+import { ErrorCodes, MailfleetError } from './errors.js';
 import type { Envelope } from './envelope.js';
 import { Journal, journalBodyStream, syncDir, type JournalLocation } from './journal.js';
+import { refusal } from './refusals.js';
 
 export type { Envelope, RecipientState, RecipientStatus } from './envelope.js';
 
@@ -556,7 +557,7 @@ export class Spool {
     if (floor > 0) {
       const free = this.estimatedFree();
       if (free === undefined || Date.now() - this.freeCache!.at >= 1000) void this.refreshFree().catch(() => undefined);
-      if (free !== undefined && free - bytes < floor) throw new SmtpRefusal(452, '4.3.1', 'Insufficient system storage, try again later', 'storage');
+      if (free !== undefined && free - bytes < floor) throw refusal('storageFull');
     }
     this.claimed += bytes;
     this.openBytes += bytes;
