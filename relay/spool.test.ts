@@ -1,8 +1,9 @@
 import fs from 'node:fs';
+import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { JournalLocation } from './journal.js';
 import { DirSyncer, Spool, newQueueId, type Envelope } from './spool.js';
 
@@ -54,6 +55,26 @@ describe('spool', () => {
     const entry = report.entries[0]!;
     expect(entry.envelope.recipients.map((r) => r.address)).toEqual(['a@dest.test', 'b@dest.test']);
     expect(await text(reopened.openBody(entry))).toBe(body.toString());
+  });
+
+  it('scans beside a running relay: a message finished between the listing and the read is left out, not an error', async () => {
+    const spool = track(new Spool(dir));
+    await spool.open();
+    const kept = await spool.store(envelope(), Buffer.from('Subject: kept\r\n\r\nx\r\n'));
+    const finished = await spool.store(envelope(), Buffer.from('Subject: finished\r\n\r\nx\r\n'));
+    // The relay removes the message just as the scan opens it.
+    const open = fsp.open.bind(fsp);
+    const spy = vi.spyOn(fsp, 'open').mockImplementation(async (file, ...rest) => {
+      if (String(file).endsWith(finished.envelope.id)) await spool.remove(finished);
+      return open(file, ...(rest as [string]));
+    });
+    try {
+      const scanned = await track(new Spool(dir)).scan();
+      expect(scanned.entries.map((e) => e.envelope.id)).toEqual([kept.envelope.id]);
+      expect(scanned.corrupt).toEqual([]);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('streams a body written in chunks and reads per-recipient state back over the envelope', async () => {

@@ -344,7 +344,9 @@ export class Spool {
           try {
             entries.push(await this.readEntry(id, withState.has(id)));
           } catch (err) {
-            // Only a file that fails validation is set aside; an I/O error stops the start
+            // Gone since the listing: a running relay finished it (scan runs beside one).
+            if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+            // Only a file that fails validation is set aside; another I/O error stops the start
             // (a restart retries) rather than hiding an acknowledged message in corrupt/.
             if (!(err instanceof SpoolFileInvalid)) throw err;
             corrupt.push(id);
