@@ -32,8 +32,10 @@ interface PatchedConnection {
   secure: boolean;
   name: string;
   session: unknown;
-  _socket: { setTimeout(ms: number, cb: () => void): void };
+  _socket: { setTimeout(ms: number): void; once(event: 'timeout', listener: () => void): void; removeListener(event: 'timeout', listener: () => void): void };
   _armedTimeoutMs?: number;
+  /** The one 'timeout' listener of this session's socket (re-arming replaces it). */
+  _timeoutListener?: () => void;
   _closing?: boolean;
   _onTimeout(): void;
   _armTimeout(socket?: PatchedConnection['_socket']): void;
@@ -68,8 +70,14 @@ export function patchGreetingDelay(): void {
     const { sessionTimeoutMs, socketTimeout } = this._server.options;
     const ms = sessionTimeoutMs ? sessionTimeoutMs(this.session) : socketTimeout || DEFAULT_SOCKET_TIMEOUT_MS;
     this._armedTimeoutMs = ms;
+    // One listener, replaced: socket.setTimeout(ms, cb) adds one per call, and this runs at
+    // every command until the session starts (a session sending NOOPs piled them up, and all
+    // of them fired at the deadline).
+    if (this._timeoutListener) socket.removeListener('timeout', this._timeoutListener);
+    this._timeoutListener = () => this._onTimeout();
+    socket.once('timeout', this._timeoutListener);
     // At least a second: a deadline that passed while a handler runs is re-armed, not spun on.
-    socket.setTimeout(Math.max(ms, 1000), () => this._onTimeout());
+    socket.setTimeout(Math.max(ms, 1000));
   };
   const originalOnCommand = proto._onCommand;
   proto._onCommand = function (this: PatchedConnection, command: Buffer, callback: () => void) {

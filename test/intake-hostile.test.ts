@@ -215,9 +215,11 @@ describe('intake: a flood of failed AUTH does not starve intake', () => {
 
 describe('intake: idle sessions cannot lock applications out', () => {
   it('closes a session that neither logs in nor starts a mail within limits.startTimeout, NOOPs or not, and keeps one that logged in', async () => {
-    const relay = await startTestRelay({ limits: { startTimeout: 1 } });
+    // 3 s: the logged-in session must get through STARTTLS and scrypt inside it on a loaded machine.
+    const relay = await startTestRelay({ limits: { startTimeout: 3 } });
     try {
-      const { talk } = await login(relay);
+      const { talk, reply: loggedIn } = await login(relay);
+      expect(loggedIn).toMatch(/^235 /);
       const { talk: idle } = await SmtpTalk.connect(relay.ports.submission!);
       await idle.send('EHLO client.test');
       const started = performance.now();
@@ -231,6 +233,27 @@ describe('intake: idle sessions cannot lock applications out', () => {
       expect(await send(talk, MESSAGE)).toMatch(/^250 /);
       await Promise.all([talk.quit(), idle.quit()]);
     } finally {
+      await relay.stop();
+    }
+  });
+
+  it('re-arms the start deadline at each command without piling up timeout listeners on the socket', async () => {
+    const relay = await startTestRelay({ limits: { startTimeout: 300 } });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const { talk } = await SmtpTalk.connect(relay.ports.submission!);
+      // Each NOOP comes with less of the start deadline left, so each re-arms the timeout.
+      for (let i = 0; i < 30; i++) {
+        expect(await talk.send('NOOP')).toMatch(/^250/);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await talk.quit();
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.includes('MaxListenersExceeded'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
       await relay.stop();
     }
   });
