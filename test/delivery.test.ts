@@ -185,41 +185,15 @@ describe('delivery through a smarthost', () => {
     }
   });
 
-  it('defers, never bounces, when the smarthost refuses the login (a rotated credential)', async () => {
-    const server = new SMTPServer({
-      allowInsecureAuth: true,
-      disableReverseLookup: true,
-      logger: false,
-      onAuth(_auth, _session, cb) {
-        cb(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
-      },
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    try {
-      const port = (server.server.address() as net.AddressInfo).port;
-      relay = await startTestRelay({ retry: { minBackoff: '1h', maxBackoff: '1h' } });
-      const credentials = path.join(relay.dir, 'upstream');
-      fs.writeFileSync(credentials, 'user:old-password\n');
-      const config = JSON.parse(fs.readFileSync(path.join(relay.dir, 'relay.yaml'), 'utf8'));
-      fs.writeFileSync(path.join(relay.dir, 'relay.yaml'), JSON.stringify({ ...config, delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none', credentialsFile: credentials } } }));
-      expect(await relay.reload()).toBe(true);
-      for (let i = 0; i < 3; i++) expect(await submit(relay.ports.open!, 'app@example.test', [`r${i}@dest.test`], MSG(`auth${i}`))).toMatch(/^250/);
-      await waitFor(async () => (await counter(relay!, 'result="deferred"')) === 3, 'three deferrals');
-      expect(await counter(relay, 'result="bounced"')).toBe(0);
-      expect(await relay.queueStats()).toMatchObject({ deferred: 3 });
-    } finally {
-      await new Promise<void>((r) => server.close(() => r()));
-    }
-  });
-
-  it('uses rotated smarthost credentials from the next connection on, without a restart or a config change', async () => {
+  /** A smarthost that takes AUTH only with `password` (none: with nothing) and keeps what it is sent. */
+  async function authSmarthost(password?: string): Promise<{ port: number; delivered: string[]; close: () => Promise<void> }> {
     const delivered: string[] = [];
     const server = new SMTPServer({
       allowInsecureAuth: true,
       disableReverseLookup: true,
       logger: false,
       onAuth(auth, _session, cb) {
-        if (auth.password === 'new-password') return cb(null, { user: auth.username });
+        if (password !== undefined && auth.password === password) return cb(null, { user: auth.username });
         cb(Object.assign(new Error('5.7.8 Authentication credentials invalid'), { responseCode: 535 }));
       },
       onData(stream, _session, cb) {
@@ -232,21 +206,45 @@ describe('delivery through a smarthost', () => {
       },
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { port: (server.server.address() as net.AddressInfo).port, delivered, close: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  /** Reroutes the relay through the smarthost with `user:password` in a credentials file; returns the file. */
+  async function routeWithCredentials(r: TestRelay, port: number, password: string): Promise<string> {
+    const credentials = path.join(r.dir, 'upstream');
+    fs.writeFileSync(credentials, `user:${password}\n`);
+    const config = JSON.parse(fs.readFileSync(path.join(r.dir, 'relay.yaml'), 'utf8'));
+    fs.writeFileSync(path.join(r.dir, 'relay.yaml'), JSON.stringify({ ...config, delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none', credentialsFile: credentials } } }));
+    expect(await r.reload()).toBe(true);
+    return credentials;
+  }
+
+  it('defers, never bounces, when the smarthost refuses the login (a rotated credential)', async () => {
+    const smarthost = await authSmarthost();
     try {
-      const port = (server.server.address() as net.AddressInfo).port;
+      relay = await startTestRelay({ retry: { minBackoff: '1h', maxBackoff: '1h' } });
+      await routeWithCredentials(relay, smarthost.port, 'old-password');
+      for (let i = 0; i < 3; i++) expect(await submit(relay.ports.open!, 'app@example.test', [`r${i}@dest.test`], MSG(`auth${i}`))).toMatch(/^250/);
+      await waitFor(async () => (await counter(relay!, 'result="deferred"')) === 3, 'three deferrals');
+      expect(await counter(relay, 'result="bounced"')).toBe(0);
+      expect(await relay.queueStats()).toMatchObject({ deferred: 3 });
+    } finally {
+      await smarthost.close();
+    }
+  });
+
+  it('uses rotated smarthost credentials from the next connection on, without a restart or a config change', async () => {
+    const smarthost = await authSmarthost('new-password');
+    try {
       relay = await startTestRelay({ retry: { minBackoff: '300ms', maxBackoff: '300ms' } });
-      const credentials = path.join(relay.dir, 'upstream');
-      fs.writeFileSync(credentials, 'user:old-password\n');
-      const config = JSON.parse(fs.readFileSync(path.join(relay.dir, 'relay.yaml'), 'utf8'));
-      fs.writeFileSync(path.join(relay.dir, 'relay.yaml'), JSON.stringify({ ...config, delivery: { route: { type: 'smarthost', host: '127.0.0.1', port, tls: 'none', credentialsFile: credentials } } }));
-      expect(await relay.reload()).toBe(true);
+      const credentials = await routeWithCredentials(relay, smarthost.port, 'old-password');
       expect(await submit(relay.ports.open!, 'app@example.test', ['r@dest.test'], MSG('rotated'))).toMatch(/^250/);
       await waitFor(async () => (await counter(relay!, 'result="deferred"')) >= 1, 'a deferral with the old password');
       fs.writeFileSync(credentials, 'user:new-password\n');
-      await waitFor(() => delivered.some((m) => m.includes('rotated')), 'delivery with the new password');
+      await waitFor(() => smarthost.delivered.some((m) => m.includes('rotated')), 'delivery with the new password');
       expect(await counter(relay, 'result="bounced"')).toBe(0);
     } finally {
-      await new Promise<void>((r) => server.close(() => r()));
+      await smarthost.close();
     }
   });
 
