@@ -336,6 +336,8 @@ export class SmtpListener {
    * lock applications out until its timeouts run out.
    */
   private makeRoom(newcomer: SMTPServerSession, maxConnections: number): boolean {
+    // Every connection but the newcomer, counted or not, is at most this many: no list to build on each connect.
+    if (this.connections.size - 1 < maxConnections) return true;
     const live = [...this.connections].filter((c) => c.session !== newcomer && (c.session as SessionState | undefined)?.counted && !c._closing && !c._evicted);
     if (live.length < maxConnections) return true;
     const victim = evictionCandidate(live.map((c) => ({ key: c, started: !!(c.session as SessionState).started, busy: !!(c._dataStream || c._handlerPending), connectedAt: (c.session as SessionState).connectedAt ?? 0 })));
