@@ -11,8 +11,8 @@ import { providerTable } from './delivery/providers.js';
 import { createRoute, type Route } from './delivery/routes.js';
 import { DkimSigner } from './dkim.js';
 import { QueueMetrics } from './metrics.js';
-import { QueueManager, type PermanentFailure, type QueueSettings } from './queue.js';
-import type { QueueStats } from './scheduler.js';
+import { QueueManager, type PermanentFailure, type QueueSettings } from './queue/manager.js';
+import type { QueueStats } from './queue/scheduler.js';
 import type { JournalLocation } from './journal.js';
 import { Spool, type SpoolEntry } from './spool.js';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
@@ -90,7 +90,7 @@ export class InlineQueue implements QueueHandle {
     this.spool = spool;
     const ref: { manager?: QueueManager } = {};
     this.queueMetrics = new QueueMetrics(() => ref.manager!.scheduler.stats(Date.now()));
-    this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config, log), log, metrics: this.queueMetrics, onPermanentFailure, signer: DkimSigner.fromConfig(config.senderDomains) });
+    this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config, log), log, metrics: this.queueMetrics, now: Date.now, onPermanentFailure, signer: DkimSigner.fromConfig(config.senderDomains) });
   }
 
   async start(): Promise<RecoverySummary> {

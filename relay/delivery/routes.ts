@@ -44,7 +44,11 @@ export interface Route {
   destinationOf(recipient: string): string;
   /** Opens a session to a destination. Throws DeliveryFailure when none can be had. */
   connect(destination: string): Promise<RouteSession>;
-  /** The provider whose limits a destination shares (MX rollup); also the `provider` metric label. */
+  /**
+   * The provider whose limits a destination shares (MX rollup); also the `provider` metric
+   * label. Asks anew each time (one DNS query for the mx route): the queue's classifier
+   * caches. Rejects when DNS cannot say.
+   */
   providerOf(destination: string): Promise<string>;
 }
 
@@ -215,21 +219,9 @@ class MxRoute implements Route {
   destinationOf(recipient: string): string {
     return domainOf(recipient);
   }
-  private readonly providerCache = new Map<string, { name: string; expiresAt: number }>();
-  /** From the domain's MX host names, cached for a few minutes; `other` when DNS cannot say. */
+  /** From the domain's MX host names; a DNS failure throws (the queue's classifier caches and asks again: relay/queue/classify.ts). */
   async providerOf(domain: string): Promise<string> {
-    const cached = this.providerCache.get(domain);
-    if (cached && cached.expiresAt > Date.now()) return cached.name;
-    let name = OTHER;
-    let ttl = 300_000;
-    try {
-      name = classifyMx(await this.resolver.mxNames(domain), this.ctx.providers)?.name ?? OTHER;
-    } catch {
-      ttl = 30_000; // a DNS hiccup: ask again soon
-    }
-    if (this.providerCache.size > 10_000) this.providerCache.clear();
-    this.providerCache.set(domain, { name, expiresAt: Date.now() + ttl });
-    return name;
+    return classifyMx(await this.resolver.mxNames(domain), this.ctx.providers)?.name ?? OTHER;
   }
   /**
    * Tries each MX host the domain's MTA-STS policy permits (and each of its addresses) in

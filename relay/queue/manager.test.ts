@@ -3,11 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createRoute } from './delivery/routes.js';
-import type { DkimSigner } from './dkim.js';
-import { QueueMetrics } from './metrics.js';
-import { QueueManager } from './queue.js';
-import { Spool } from './spool.js';
+import { createRoute } from '../delivery/routes.js';
+import type { DkimSigner } from '../dkim.js';
+import { QueueMetrics } from '../metrics.js';
+import { QueueManager } from './manager.js';
+import { Spool } from '../spool.js';
 
 const settings = { hostname: 'relay.test', messagesPerConnection: 10, maxConnections: 10, maxConnectionsPerDestination: 5, minBackoff: 60, maxBackoff: 3600, lifetime: 86400, delayNoticeAfter: 0, idleConnectionTime: 0 };
 

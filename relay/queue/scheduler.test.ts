@@ -13,35 +13,35 @@ describe('scheduler', () => {
     const s = new Scheduler(opts);
     for (let i = 0; i < 5; i++) s.add(unit('a.test', 0), 0);
     s.add(unit('b.test', 0), 0);
-    const opened = [s.openConnection(), s.openConnection(), s.openConnection(), s.openConnection()];
+    const opened = [s.openConnection(0), s.openConnection(0), s.openConnection(0), s.openConnection(0)];
     expect(opened.sort()).toEqual(['a.test', 'a.test', 'b.test', undefined].sort());
   });
 
   it('respects the total connection limit across destinations', () => {
     const s = new Scheduler({ ...opts, maxConnections: 3 });
     for (const d of ['a', 'b', 'c', 'd', 'e']) s.add(unit(`${d}.test`, 0), 0);
-    expect([s.openConnection(), s.openConnection(), s.openConnection(), s.openConnection()].filter(Boolean)).toHaveLength(3);
-    s.closeConnection('a.test');
-    expect(s.openConnection()).toBeDefined();
+    expect([s.openConnection(0), s.openConnection(0), s.openConnection(0), s.openConnection(0)].filter(Boolean)).toHaveLength(3);
+    s.closeConnection('a.test', 0);
+    expect(s.openConnection(0)).toBeDefined();
   });
 
   it('defers on a temporary failure and makes the unit ready again after the backoff', () => {
     const s = new Scheduler(opts);
     const u = unit('a.test', 0);
     s.add(u, 0);
-    expect(s.openConnection()).toBe('a.test');
-    const taken = s.take('a.test')!;
+    expect(s.openConnection(1000)).toBe('a.test');
+    const taken = s.take('a.test', 1000)!;
     const decision = s.decideAfterFailure(taken, 1000);
     expect(decision).toEqual({ kind: 'retry', at: 61_000 });
     s.defer(taken, 61_000, 1000);
-    s.closeConnection('a.test');
+    s.closeConnection('a.test', 1000);
     expect(s.stats(1000)).toMatchObject({ ready: 0, deferred: 1, inflight: 0 });
     s.tick(60_999);
-    expect(s.openConnection()).toBeUndefined();
+    expect(s.openConnection(60_999)).toBeUndefined();
     s.tick(61_000);
     expect(s.stats(61_000)).toMatchObject({ ready: 1, deferred: 0 });
-    expect(s.openConnection()).toBe('a.test');
-    expect(s.take('a.test')!.attempts).toBe(1);
+    expect(s.openConnection(61_000)).toBe('a.test');
+    expect(s.take('a.test', 61_000)!.attempts).toBe(1);
   });
 
   it('doubles the backoff from about a minute up to about an hour', () => {
@@ -61,8 +61,8 @@ describe('scheduler', () => {
     s.add(unit('a.test', 1000), 1000);
     s.add(unit('a.test', 5000), 5000);
     s.add(unit('b.test', 0, { dueAt: 99_000 }), 5000);
-    s.openConnection();
-    s.take('a.test');
+    s.openConnection(11_000);
+    s.take('a.test', 11_000);
     expect(s.stats(11_000)).toEqual({ ready: 1, deferred: 1, inflight: 1, oldestReadySeconds: 6, overdueSeconds: 0 });
   });
 
@@ -87,7 +87,7 @@ describe('scheduler', () => {
       if (s.stats(now).ready > before) seen.push(now);
     }
     expect(seen).toEqual([...times].sort((a, b) => a - b));
-    expect(s.nextDueAt()).toBeUndefined();
+    expect(s.nextDueAt(60)).toBeUndefined();
   });
 
   describe('providers (MX rollup)', () => {

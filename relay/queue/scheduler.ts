@@ -151,7 +151,7 @@ export class Scheduler {
   }
 
   /** When the next deferred unit becomes due, or a held-back provider may send again: for the caller's timer. */
-  nextDueAt(now = Date.now()): number | undefined {
+  nextDueAt(now: number): number | undefined {
     let next = this.deferred[0]?.dueAt;
     for (const [name, dest] of this.destinations) {
       if (!dest.ready.length) continue;
@@ -167,7 +167,7 @@ export class Scheduler {
    * open connections, and neither its limit, its provider's limits nor the total limit is
    * reached. The caller opens the connection; the count is taken here.
    */
-  openConnection(now = Date.now()): string | undefined {
+  openConnection(now: number): string | undefined {
     if (this.totalConnections >= this.options.maxConnections) return undefined;
     let best: { name: string; dest: Destination; group: string } | undefined;
     for (const [name, dest] of this.destinations) {
@@ -187,7 +187,7 @@ export class Scheduler {
     return best.name;
   }
 
-  closeConnection(destination: string, now = Date.now()): void {
+  closeConnection(destination: string, now: number): void {
     const dest = this.destinations.get(destination);
     if (!dest) return;
     dest.connections--;
@@ -202,7 +202,7 @@ export class Scheduler {
    * Pauses every destination of a provider until `until` (it said it is throttling us).
    * Units stay queued; connections open now take nothing more.
    */
-  pauseGroup(group: string, until: number, now = Date.now()): void {
+  pauseGroup(group: string, until: number, now: number): void {
     if (!Number.isFinite(until)) return;
     const g = this.group(group, now);
     g.pausedUntil = Math.max(g.pausedUntil, until);
@@ -215,7 +215,7 @@ export class Scheduler {
   }
 
   /** Ready units of a destination that its provider lets go now. */
-  readyFor(destination: string, now = Date.now()): number {
+  readyFor(destination: string, now: number): number {
     const group = this.groupName(destination);
     if (group === undefined || this.groupBlockedUntil(group, now) > now) return 0;
     return this.destinations.get(destination)?.ready.length ?? 0;
@@ -239,7 +239,7 @@ export class Scheduler {
   }
 
   /** The next ready unit for a connection to this destination, now in flight, if its provider lets it go now. */
-  take(destination: string, now = Date.now()): Unit | undefined {
+  take(destination: string, now: number): Unit | undefined {
     const dest = this.destinations.get(destination);
     if (!dest?.ready.length) return undefined;
     const group = this.groupName(destination);
