@@ -9,13 +9,17 @@
  * throughput on a shared machine, so compare changes with it.
  *
  * BENCH_NODE runs the relay on another Node; BENCH_LOG_LEVEL sets its log level (info).
+ * BENCH_BASELINE=DIR runs a second relay from another checkout's build (`git worktree add DIR
+ * COMMIT`, its node_modules linked, `npm run build` there) in the same sitting, each run
+ * taking the two in turn (which goes first alternates), and reports both and their ratios:
+ * the honest way to say what a change did on a shared machine.
  * Writes bench/results/relay-cpu.json.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runSmtpSource, startSmtpSink } from '../test/peers/smtp-sink.js';
-import { startBenchRelay } from './relay-process.js';
+import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
+import { startBenchRelay, type BenchRelay } from './relay-process.js';
 import { median } from './stats.js';
 
 const MESSAGES = 2000;
@@ -23,6 +27,7 @@ const RUNS = Math.max(3, Number(process.env.BENCH_RUNS ?? 12));
 const REUSE = process.env.REUSE === '1';
 const NODE = process.env.BENCH_NODE ?? process.execPath;
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
+const BASELINE = process.env.BENCH_BASELINE;
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const TICK_MS = 1000 / 100; // USER_HZ
 
@@ -57,61 +62,90 @@ interface Run {
   machineBusy: number;
 }
 
+/** One run of the load into one relay, measured per thread. */
+async function measure(relay: BenchRelay, sink: SmtpSink): Promise<Run> {
+  const before = sink.count();
+  const cpu0 = threadCpu(relay.pid);
+  const m0 = machine();
+  const started = performance.now();
+  const src = await runSmtpSource({ port: relay.port, sessions: 20, count: MESSAGES, bytes: 2000, reuse: REUSE, from: 'bench@example.test', to: 'sink@dest.test' });
+  if (src.code !== 0) throw new Error(`smtp-source failed (${src.code}): ${src.stderr}`);
+  await sink.waitForCount(before + MESSAGES, 300_000);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu1 = threadCpu(relay.pid);
+  const m1 = machine();
+  const used = new Map([...cpu1].map(([tid, ms]) => [tid, ms - (cpu0.get(tid) ?? 0)]));
+  const main = used.get(relay.pid) ?? 0;
+  // The queue worker is the busiest thread after the main one.
+  const worker = Math.max(0, ...[...used].filter(([tid]) => tid !== relay.pid).map(([, ms]) => ms));
+  const all = [...used.values()].reduce((a, b) => a + b, 0);
+  return {
+    msgPerSecond: MESSAGES / seconds,
+    mainMs: main / MESSAGES,
+    workerMs: worker / MESSAGES,
+    otherMs: (all - main - worker) / MESSAGES,
+    machineBusy: (m1.busy - m0.busy) / (m1.total - m0.total),
+  };
+}
+
+function summary(runs: Run[], relay: BenchRelay) {
+  const steady = runs.slice(2);
+  const m = (k: keyof Run) => median(steady.map((r) => r[k]));
+  return {
+    msgPerSecond: m('msgPerSecond'),
+    cpuMsPerMessage: { main: m('mainMs'), worker: m('workerMs'), other: m('otherMs'), total: m('mainMs') + m('workerMs') + m('otherMs') },
+    machineBusy: m('machineBusy'),
+    relayPeakRssBytes: relay.peakRssBytes(),
+    runs,
+  };
+}
+
+function print(name: string, s: ReturnType<typeof summary>): void {
+  const c = s.cpuMsPerMessage;
+  console.log(`${name}: ${s.msgPerSecond.toFixed(0)} msg/s; CPU ms per message: main ${c.main.toFixed(3)}, worker ${c.worker.toFixed(3)}, other ${c.other.toFixed(3)}, total ${c.total.toFixed(3)}`);
+  console.log(`  machine ${(s.machineBusy * 100).toFixed(0)}% busy; relay peak RSS ${(s.relayPeakRssBytes / 1024 / 1024).toFixed(0)} MiB`);
+}
+
 async function main(): Promise<void> {
   const sink = await startSmtpSink({ backlog: 1024 });
-  const relay = await startBenchRelay(sink.port, NODE, LOG_LEVEL);
-  const runs: Run[] = [];
+  const relays: { name: string; relay: BenchRelay; runs: Run[] }[] = [{ name: 'relay', relay: await startBenchRelay(sink.port, NODE, LOG_LEVEL), runs: [] }];
+  if (BASELINE) relays.push({ name: `baseline (${BASELINE})`, relay: await startBenchRelay(sink.port, NODE, LOG_LEVEL, path.resolve(BASELINE)), runs: [] });
   try {
     for (let i = 0; i < RUNS; i++) {
-      const before = sink.count();
-      const cpu0 = threadCpu(relay.pid);
-      const m0 = machine();
-      const started = performance.now();
-      const src = await runSmtpSource({ port: relay.port, sessions: 20, count: MESSAGES, bytes: 2000, reuse: REUSE, from: 'bench@example.test', to: 'sink@dest.test' });
-      if (src.code !== 0) throw new Error(`smtp-source failed (${src.code}): ${src.stderr}`);
-      await sink.waitForCount(before + MESSAGES, 300_000);
-      const seconds = (performance.now() - started) / 1000;
-      const cpu1 = threadCpu(relay.pid);
-      const m1 = machine();
-      const used = new Map([...cpu1].map(([tid, ms]) => [tid, ms - (cpu0.get(tid) ?? 0)]));
-      const main = used.get(relay.pid) ?? 0;
-      // The queue worker is the busiest thread after the main one.
-      const worker = Math.max(0, ...[...used].filter(([tid]) => tid !== relay.pid).map(([, ms]) => ms));
-      const all = [...used.values()].reduce((a, b) => a + b, 0);
-      const run: Run = {
-        msgPerSecond: MESSAGES / seconds,
-        mainMs: main / MESSAGES,
-        workerMs: worker / MESSAGES,
-        otherMs: (all - main - worker) / MESSAGES,
-        machineBusy: (m1.busy - m0.busy) / (m1.total - m0.total),
-      };
-      runs.push(run);
-      console.error(
-        `run ${i + 1}: ${run.msgPerSecond.toFixed(0)} msg/s; CPU ms per message: main ${run.mainMs.toFixed(3)}, worker ${run.workerMs.toFixed(3)}, other ${run.otherMs.toFixed(3)}; machine ${(run.machineBusy * 100).toFixed(0)}% busy`,
-      );
+      // Which goes first alternates, so neither always meets the machine as the other left it.
+      for (const r of i % 2 ? [...relays].reverse() : relays) {
+        const run = await measure(r.relay, sink);
+        r.runs.push(run);
+        console.error(
+          `${r.name} run ${i + 1}: ${run.msgPerSecond.toFixed(0)} msg/s; CPU ms per message: main ${run.mainMs.toFixed(3)}, worker ${run.workerMs.toFixed(3)}, other ${run.otherMs.toFixed(3)}; machine ${(run.machineBusy * 100).toFixed(0)}% busy`,
+        );
+      }
     }
-    const steady = runs.slice(2);
-    const m = (k: keyof Run) => median(steady.map((r) => r[k]));
+    const head = summary(relays[0]!.runs, relays[0]!.relay);
+    const baseline = relays[1] && summary(relays[1].runs, relays[1].relay);
     const report = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
       relayNode: NODE === process.execPath ? process.version : NODE,
       load: { messages: MESSAGES, bytes: 2000, sessions: 20, reuse: REUSE, runs: RUNS, logLevel: LOG_LEVEL, statistic: 'median of runs 3 and later' },
-      msgPerSecond: m('msgPerSecond'),
-      cpuMsPerMessage: { main: m('mainMs'), worker: m('workerMs'), other: m('otherMs'), total: m('mainMs') + m('workerMs') + m('otherMs') },
-      machineBusy: m('machineBusy'),
-      relayPeakRssBytes: relay.peakRssBytes(),
-      runs,
+      ...head,
+      ...(baseline && {
+        baseline: { checkout: BASELINE, ...baseline },
+        vsBaseline: { cpuPerMessage: head.cpuMsPerMessage.total / baseline.cpuMsPerMessage.total, msgPerSecond: head.msgPerSecond / baseline.msgPerSecond, peakRss: head.relayPeakRssBytes / baseline.relayPeakRssBytes },
+      }),
     };
     const file = path.join(ROOT, 'bench/results/relay-cpu.json');
     fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
-    const c = report.cpuMsPerMessage;
-    console.log(`relay, ${REUSE ? 'reused connections' : 'a new connection per message'}, log level ${LOG_LEVEL} (median of runs 3-${RUNS})`);
-    console.log(`  ${report.msgPerSecond.toFixed(0)} msg/s; CPU ms per message: main ${c.main.toFixed(3)}, worker ${c.worker.toFixed(3)}, other ${c.other.toFixed(3)}, total ${c.total.toFixed(3)}`);
-    console.log(`  machine ${(report.machineBusy * 100).toFixed(0)}% busy; relay peak RSS ${(report.relayPeakRssBytes / 1024 / 1024).toFixed(0)} MiB`);
+    console.log(`${os.cpus()[0]?.model}, ${os.cpus().length} CPUs; ${REUSE ? 'reused connections' : 'a new connection per message'}, log level ${LOG_LEVEL} (median of runs 3-${RUNS})`);
+    print('relay', head);
+    if (baseline) {
+      print(`baseline (${BASELINE})`, baseline);
+      const v = report.vsBaseline!;
+      console.log(`relay / baseline: CPU per message ${v.cpuPerMessage.toFixed(2)}x, msg/s ${v.msgPerSecond.toFixed(2)}x, peak RSS ${v.peakRss.toFixed(2)}x`);
+    }
     console.log(`written: ${path.relative(process.cwd(), file)}`);
   } finally {
-    await relay.stop();
+    for (const r of relays) await r.relay.stop();
     await sink.stop();
   }
 }

@@ -19,8 +19,12 @@ export interface BenchRelay {
   stop: () => Promise<void>;
 }
 
-/** `node`: the Node binary to run it on (default: this one); `logLevel`: default info, the relay's own default. */
-export async function startBenchRelay(sinkPort: number, node = process.execPath, logLevel = 'info'): Promise<BenchRelay> {
+/**
+ * `node`: the Node binary to run it on (default: this one); `logLevel`: default info, the
+ * relay's own default; `root`: the checkout whose build runs (another one: a baseline to
+ * compare with in the same sitting).
+ */
+export async function startBenchRelay(sinkPort: number, node = process.execPath, logLevel = 'info', root = ROOT): Promise<BenchRelay> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bench-'));
   const port = await freePort();
   const config = {
@@ -35,7 +39,7 @@ export async function startBenchRelay(sinkPort: number, node = process.execPath,
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
   const logFd = fs.openSync(path.join(dir, 'relay.log'), 'a');
   // With the image's Node flags: what is measured is what ships.
-  const child = spawn(node, [...imageNodeFlags(), path.join(ROOT, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: ['ignore', logFd, 'inherit'] });
+  const child = spawn(node, [...imageNodeFlags(), path.join(root, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: ['ignore', logFd, 'inherit'] });
   fs.closeSync(logFd); // the child has its own copy
   await waitForPort(port, { what: 'mailfleet relay' });
   return {
