@@ -5,6 +5,11 @@
  *
  * A unit is one message's recipients for one destination (a recipient domain, or the
  * smarthost): a message to two domains is two units with their own retry timing.
+ *
+ * Over 400 lines, and one unit on purpose: the ready queues, the deferred heap, the in-flight
+ * set and the connection counts per destination and provider are one state whose invariants
+ * (a unit is in exactly one of them; counts match open connections) every method keeps.
+ * Split apart, each piece would have to trust the others to keep them.
  */
 export interface Unit {
   /** `${messageId}/${destination}` */
