@@ -11,7 +11,7 @@ import YAML from 'yaml';
 import type { z } from 'zod';
 import { formatIssues } from '../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, specIssues, type MailRelay, type SenderDomain } from '../operator/api/v1alpha1.js';
-import { planRotation } from '../operator/controllers/dkim-rotation.js';
+import { planRotation } from '../operator/policy/dkim-rotation.js';
 import { handoffSecretName, relayLabels, renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
 import { packageVersion } from './version.js';
 import { dkimSecret, dkimSecretName, dnsEndpoint, relaysSigningFor, senderDomainRecords } from '../operator/render/senderdomain.js';
