@@ -1,7 +1,7 @@
 /**
  * The MailRelay controller: renders the relay's objects (operator/render) from the spec, the
  * SenderDomains it selects and the Secrets it names, applies them by server-side apply, and
- * reports Ready / Progressing / Degraded from the Deployment's availability (./rollout.ts). A
+ * reports Ready / Progressing / Degraded from the Deployment's availability (../policy/rollout.ts). A
  * reference that does not resolve yet (a Secret, a SenderDomain's keys) makes it Degraded and
  * applies nothing; it looks again soon, so the relay converges when the Secret appears.
  *
@@ -24,7 +24,7 @@ import type { ReconcileResult } from '../kube/workqueue.js';
 import { handoffSecretName, relayEndpoint, relayLabels, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
-import { relayRollout, type ConditionValue } from './rollout.js';
+import { relayRollout, type ConditionValue } from '../policy/rollout.js';
 import type { OperatorMetrics } from '../metrics.js';
 import type { Reason } from './reasons.js';
 import { namespaceWide, owned, relevant, self, type Watch } from './watches.js';

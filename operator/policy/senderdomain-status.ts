@@ -54,6 +54,8 @@ export interface SenderDomainVerdict {
   requeueAfterMs: number;
 }
 
+/** An Event's reason is not a condition's: it is free to say what happened (DNSVerified). */
+const event = (type: StatusEvent['type'], reason: string, message: string): StatusEvent => ({ type, reason, message });
 const intervalMs = (domain: SenderDomain) => duration.parse(domain.spec.verification.interval) * 1000;
 const sameRecord = (a: { name: string; value: string }, b: { name: string; value: string }) => a.name === b.name && a.value === b.value;
 
@@ -135,10 +137,10 @@ export function senderDomainStatus(facts: SenderDomainFacts, now: Date): SenderD
   // Events for changes only: a Degraded message not said before, a DNS verdict that turned.
   const events: StatusEvent[] = [];
   const degradedBefore = before?.conditions?.find((c) => c.type === 'Degraded');
-  if (problem && (degradedBefore?.status !== 'True' || degradedBefore.message !== problem.message)) events.push({ type: 'Warning', reason: problem.reason, message: problem.message });
+  if (problem && (degradedBefore?.status !== 'True' || degradedBefore.message !== problem.message)) events.push(event('Warning', problem.reason, problem.message));
   const dnsBefore = before?.conditions?.find((c) => c.type === 'DNSVerified')?.status;
   const dnsAfter = notMatching.length ? 'False' : 'True';
-  if (checks && dnsBefore !== dnsAfter) events.push(dnsAfter === 'True' ? { type: 'Normal', reason: 'DNSVerified', message: dnsMessage } : { type: 'Warning', reason: 'DNSNotVerified', message: dnsMessage });
+  if (checks && dnsBefore !== dnsAfter) events.push(dnsAfter === 'True' ? event('Normal', 'DNSVerified', dnsMessage) : event('Warning', 'DNSNotVerified', dnsMessage));
 
   const status: SenderDomainStatus = {
     observedGeneration: generation,
