@@ -21,7 +21,7 @@ import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import { partitionServed } from '../kube/discovery.js';
 import { matches } from '../kube/selector.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
-import { handoffSecretName, relayEndpoint, relayLabels, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
+import { handoffSecretName, relayEndpoint, relayLabels, relaySecrets, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
 import { relayRollout, type ConditionValue } from '../policy/rollout.js';
@@ -112,9 +112,8 @@ export class MailRelayController {
     const relay: MailRelay = { ...raw, spec: parsed.data };
     await this.ensureHandoffSecret(relay);
     const senderDomains = this.ctx.senderDomains().filter((d) => (d.metadata.namespace ?? 'default') === namespace && matches(relay.spec.senderDomainSelector, d.metadata.labels));
-    const referenced = [handoffSecretName(relay), relay.spec.tlsSecretName, relay.spec.usersSecretName, relay.spec.delivery.smarthost?.credentialsSecretName, ...senderDomains.map((d) => d.status?.secretName)].filter((n): n is string => !!n);
     const existing = new Set<string>();
-    for (const name of new Set(referenced)) {
+    for (const name of new Set(relaySecrets(relay, senderDomains).map((s) => s.name))) {
       if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) existing.add(name);
     }
 
