@@ -11,8 +11,8 @@ import YAML from 'yaml';
 import type { z } from 'zod';
 import { formatIssues } from '../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, specIssues, type MailRelay, type SenderDomain } from '../operator/api/v1alpha1.js';
-import { planRotation } from '../operator/controllers/dkim-rotation.js';
-import { handoffSecretName, relayLabels, renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
+import { planRotation } from '../operator/policy/dkim-rotation.js';
+import { handoffSecretName, relayLabels, relaySecrets, renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
 import { packageVersion } from './version.js';
 import { dkimSecret, dkimSecretName, dnsEndpoint, relaysSigningFor, senderDomainRecords } from '../operator/render/senderdomain.js';
 
@@ -156,7 +156,7 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
     // The fleet's handoff token, which the operator makes once per MailRelay.
     objects.push({ apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: handoffSecretName(relay), namespace, labels: relayLabels(relay) }, stringData: { token: PLACEHOLDER_KEY } });
     objects.push(...result.objects);
-    const expected = referencedSecretNames(relay).filter((s) => !secrets.has(`${namespace}/${s}`));
+    const expected = relaySecrets(relay, signing).filter((s) => s.madeBy === 'user' && !secrets.has(`${namespace}/${s.name}`)).map((s) => s.name);
     if (expected.length) comments.push(`MailRelay ${namespace}/${relay.metadata.name} expects Secret(s) not in these files: ${expected.join(', ')}`);
   }
   for (const p of passedOver) comments.push(`passed over ${p}`);
@@ -222,9 +222,4 @@ function manifestProblem(m: Manifest): string | undefined {
   const unknownMeta = Object.keys(m.metadata ?? {}).filter((k) => !METADATA_FIELDS.includes(k));
   if (unknownMeta.length) return unknownMeta.map((k) => `metadata.${k}: unknown field`).join('; ');
   return undefined;
-}
-
-function referencedSecretNames(relay: MailRelay): string[] {
-  const s = relay.spec;
-  return [s.tlsSecretName, s.usersSecretName, s.delivery.smarthost?.credentialsSecretName].filter((n): n is string => !!n);
 }

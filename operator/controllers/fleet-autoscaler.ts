@@ -1,6 +1,6 @@
 /**
  * The autoscaler's loop: for each MailRelay, every interval, scrape its ready pods' /metrics
- * (the queue summary in status comes from them); with autoscaling on, decide (./autoscaler.ts, the HPA's rules), and when replicas change,
+ * (the queue summary in status comes from them); with autoscaling on, decide (../policy/autoscale.ts, the HPA's rules), and when replicas change,
  * record the decision in status (the MailRelay controller then scales the Deployment), emit
  * an Event and count it. It also marks each pod's deletion cost from the mail it holds, so a
  * scale-down takes the emptiest pods first and hands over the least.
@@ -14,7 +14,7 @@ import type { MailRelay } from '../api/v1alpha1.js';
 import type { AnyObject, KubeClient } from '../kube/client.js';
 import type { OperatorMetrics } from '../metrics.js';
 import { relayLabels } from '../render/mailrelay.js';
-import { decide, restoreState, type AutoscalerState, type PodSample } from './autoscaler.js';
+import { decide, restoreState, type AutoscalerState, type PodSample } from '../policy/autoscale.js';
 import type { EventSink } from './events.js';
 import { scrapeSignals, type RelaySignals } from './relay-metrics.js';
 

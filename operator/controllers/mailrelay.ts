@@ -1,7 +1,7 @@
 /**
  * The MailRelay controller: renders the relay's objects (operator/render) from the spec, the
  * SenderDomains it selects and the Secrets it names, applies them by server-side apply, and
- * reports Ready / Progressing / Degraded from the Deployment's availability (./rollout.ts). A
+ * reports Ready / Progressing / Degraded from the Deployment's availability (../policy/rollout.ts). A
  * reference that does not resolve yet (a Secret, a SenderDomain's keys) makes it Degraded and
  * applies nothing; it looks again soon, so the relay converges when the Secret appears.
  *
@@ -21,10 +21,10 @@ import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import { partitionServed } from '../kube/discovery.js';
 import { matches } from '../kube/selector.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
-import { handoffSecretName, relayEndpoint, relayLabels, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
+import { handoffSecretName, relayEndpoint, relayLabels, relaySecrets, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
-import { relayRollout, type ConditionValue } from './rollout.js';
+import { relayRollout, type ConditionValue } from '../policy/rollout.js';
 import type { OperatorMetrics } from '../metrics.js';
 import type { Reason } from './reasons.js';
 import { namespaceWide, owned, relevant, self, type Watch } from './watches.js';
@@ -112,9 +112,8 @@ export class MailRelayController {
     const relay: MailRelay = { ...raw, spec: parsed.data };
     await this.ensureHandoffSecret(relay);
     const senderDomains = this.ctx.senderDomains().filter((d) => (d.metadata.namespace ?? 'default') === namespace && matches(relay.spec.senderDomainSelector, d.metadata.labels));
-    const referenced = [handoffSecretName(relay), relay.spec.tlsSecretName, relay.spec.usersSecretName, relay.spec.delivery.smarthost?.credentialsSecretName, ...senderDomains.map((d) => d.status?.secretName)].filter((n): n is string => !!n);
     const existing = new Set<string>();
-    for (const name of new Set(referenced)) {
+    for (const name of new Set(relaySecrets(relay, senderDomains).map((s) => s.name))) {
       if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) existing.add(name);
     }
 

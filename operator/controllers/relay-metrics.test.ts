@@ -61,6 +61,26 @@ describe('parsing the exposition', () => {
     ]);
   });
 
+  it('reads histograms, OpenMetrics exemplars and # EOF, and label values holding the format\'s own delimiters', () => {
+    const text = [
+      '# HELP d_seconds A histogram.',
+      '# TYPE d_seconds histogram',
+      'd_seconds_bucket{le="0.5"} 3 # {trace_id="abc"} 0.4 1712345678.1',
+      'd_seconds_bucket{le="+Inf"} 5',
+      'd_seconds_sum 2.25',
+      'd_seconds_count 5',
+      'odd{v="a}b,c=\\"d\\" # e",w="C:\\\\"} 1',
+      '# EOF',
+    ].join('\n');
+    expect(parseExposition(text)).toEqual([
+      { name: 'd_seconds_bucket', labels: { le: '0.5' }, value: 3 },
+      { name: 'd_seconds_bucket', labels: { le: '+Inf' }, value: 5 },
+      { name: 'd_seconds_sum', labels: {}, value: 2.25 },
+      { name: 'd_seconds_count', labels: {}, value: 5 },
+      { name: 'odd', labels: { v: 'a}b,c="d" # e', w: 'C:\\' }, value: 1 },
+    ]);
+  });
+
   it('takes messages due now only, sums sessions over listeners, and gives nothing for numbers it cannot trust', () => {
     const queue = 'mailfleet_relay_queue_messages{state="ready"} 12\nmailfleet_relay_queue_messages{state="deferred"} 900\nmailfleet_relay_queue_oldest_ready_seconds 4.5\n';
     const sessions = 'mailfleet_relay_smtp_sessions{listener="submission"} 3\nmailfleet_relay_smtp_sessions{listener="open"} 2\n';
@@ -105,7 +125,12 @@ describe('a relay pod\'s /metrics', () => {
     expect(signals!.oldestReadySeconds).toBeLessThanOrEqual(after.oldestReadySeconds);
     expect(signals!.oldestReadySeconds).toBeGreaterThan(0);
     // The same, parsed from the text fetched here.
-    expect(relaySignals(await (await fetch(url)).text())).toMatchObject({ ready: 3, sessions: 2 });
+    const text = await (await fetch(url)).text();
+    expect(relaySignals(text)).toMatchObject({ ready: 3, sessions: 2 });
+    // Every sample line of the relay's real exposition (prom-client's, histograms included) is read.
+    const sampleLines = text.split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+    expect(sampleLines.some((l) => /_bucket\{.*le="\+Inf"/.test(l))).toBe(true);
+    expect(parseExposition(text)).toHaveLength(sampleLines.length);
   });
 
   it('does not count a message waiting for its retry time', async () => {

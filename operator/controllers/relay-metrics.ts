@@ -3,6 +3,10 @@
  * format 0.0.4) reduced to the three signals. A pod whose /metrics does not answer, answers
  * with an error, or whose numbers cannot be trusted gives no signals: the autoscaler then
  * treats it as the HPA treats a pod without metrics.
+ *
+ * The parser is our own, not a library's: it reads one producer (the relay's prom-client), and
+ * the npm parsers either throw away the whole scrape on one odd line or restructure it into
+ * families with string values, which the three signals do not need (docs/architecture.md).
  */
 import http from 'node:http';
 

@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
-import { renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
+import { relaySecrets, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
 
 const relay = (spec: object = {}): MailRelay => ({
   apiVersion: API_VERSION,
@@ -103,5 +103,20 @@ describe('renderMailRelay', () => {
     expect(JSON.stringify(rendered().objects)).toBe(JSON.stringify(rendered().objects));
     expect(rendered().objects.map((o) => o.kind)).toEqual(['ConfigMap', 'Deployment', 'Service', 'Service', 'PodDisruptionBudget']);
     expect(rendered(relay(), inputs({ serviceMonitors: true })).objects.map((o) => o.kind)).toContain('ServiceMonitor');
+  });
+
+  it('lists every Secret a relay needs once, with what it is for and who makes it: the Secrets the Deployment mounts, no more', () => {
+    const smarthost = relay({ delivery: { route: 'smarthost', smarthost: { host: 'smtp.sendgrid.net', credentialsSecretName: 'ses' } } });
+    expect(relaySecrets(smarthost, [domain])).toEqual([
+      { name: 'outbound-handoff', for: 'the handoff token the operator makes', madeBy: 'operator' },
+      { name: 'outbound-tls', for: 'spec.tlsSecretName', madeBy: 'user' },
+      { name: 'outbound-users', for: 'spec.usersSecretName', madeBy: 'user' },
+      { name: 'ses', for: 'spec.delivery.smarthost.credentialsSecretName', madeBy: 'user' },
+      { name: 'example-com-dkim', for: 'the DKIM keys of SenderDomain example-com', madeBy: 'operator' },
+    ]);
+    const mounted = (rendered(smarthost).byKind('Deployment').spec.template.spec.volumes as { secret?: { secretName: string } }[]).flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+    expect(mounted.sort()).toEqual(relaySecrets(smarthost, [domain]).map((x) => x.name).sort());
+    // A domain without keys yet has no Secret to name (the render waits for its keys instead).
+    expect(relaySecrets(relay({ usersSecretName: undefined }), [{ ...domain, status: {} }]).map((x) => x.name)).toEqual(['outbound-handoff', 'outbound-tls']);
   });
 });

@@ -123,15 +123,27 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs): RelayConfigInput {
 /** The Secret holding the fleet's handoff token: made by the operator, one per MailRelay. */
 export const handoffSecretName = (relay: MailRelay) => `${relay.metadata.name}-handoff`;
 
-/** Secrets the relay mounts, each with what it is for (in messages). */
-function referencedSecrets(relay: MailRelay, domains: SenderDomain[]): [string, string][] {
+/** A Secret a relay needs: its name, what it is for (in messages), and who makes it. */
+export interface RelaySecret {
+  name: string;
+  for: string;
+  /** The operator makes the handoff token and the DKIM keys; the user makes the others. */
+  madeBy: 'operator' | 'user';
+}
+
+/**
+ * Every Secret a relay needs before its pods can start, in one list: the controller looks
+ * each up, the render waits for them, and `mailfleet render` names those the user must make.
+ */
+export function relaySecrets(relay: MailRelay, domains: readonly SenderDomain[]): RelaySecret[] {
   const s = relay.spec;
+  const user = (name: string | undefined, field: string): RelaySecret[] => (name ? [{ name, for: field, madeBy: 'user' }] : []);
   return [
-    [handoffSecretName(relay), 'the handoff token the operator makes'],
-    ...(s.tlsSecretName ? [[s.tlsSecretName, 'spec.tlsSecretName'] as [string, string]] : []),
-    ...(s.usersSecretName ? [[s.usersSecretName, 'spec.usersSecretName'] as [string, string]] : []),
-    ...(s.delivery.smarthost?.credentialsSecretName ? [[s.delivery.smarthost.credentialsSecretName, 'spec.delivery.smarthost.credentialsSecretName'] as [string, string]] : []),
-    ...domains.flatMap((d) => (d.status?.secretName ? [[d.status.secretName, `the DKIM keys of SenderDomain ${d.metadata.name}`] as [string, string]] : [])),
+    { name: handoffSecretName(relay), for: 'the handoff token the operator makes', madeBy: 'operator' },
+    ...user(s.tlsSecretName, 'spec.tlsSecretName'),
+    ...user(s.usersSecretName, 'spec.usersSecretName'),
+    ...user(s.delivery.smarthost?.credentialsSecretName, 'spec.delivery.smarthost.credentialsSecretName'),
+    ...domains.flatMap((d): RelaySecret[] => (d.status?.secretName ? [{ name: d.status.secretName, for: `the DKIM keys of SenderDomain ${d.metadata.name}`, madeBy: 'operator' }] : [])),
   ];
 }
 
@@ -142,7 +154,7 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
 
   const keyless = inputs.senderDomains.filter((d) => !d.status?.secretName || !d.status.keys?.length);
   const missing = [
-    ...referencedSecrets(relay, inputs.senderDomains).filter(([secret]) => !inputs.secretExists(secret)).map(([secret, what]) => `Secret ${secret} (${what})`),
+    ...relaySecrets(relay, inputs.senderDomains).filter((s) => !inputs.secretExists(s.name)).map((s) => `Secret ${s.name} (${s.for})`),
     ...keyless.map((d) => `DKIM keys of SenderDomain ${d.metadata.name} (not generated yet)`),
   ];
   if (missing.length) return { ok: false, reason: 'Missing', message: `waiting for ${missing.join(', ')}` };

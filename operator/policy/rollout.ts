@@ -5,7 +5,7 @@
  * conditions), not only the replica counts: a Deployment whose pods were all created at the
  * new version but never started is updated, not rolled out.
  */
-import type { Reason } from './reasons.js';
+import type { Reason } from '../controllers/reasons.js';
 
 export interface DeploymentCondition {
   type: string;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { autoscalingSchema } from '../api/v1alpha1.js';
-import { decide, restoreState, type Decision, type PodSample } from './autoscaler.js';
-import { relaySignals, type RelaySignals } from './relay-metrics.js';
+import { decide, restoreState, type Decision, type PodSample } from './autoscale.js';
+import { relaySignals, type RelaySignals } from '../controllers/relay-metrics.js';
 
 // Defaults: minReplicas 2, maxReplicas 10, targets 500 ready messages / 60 s / 200 sessions, window 300 s.
 const spec = (over: object = {}) => autoscalingSchema.parse({ enabled: true, ...over });

@@ -31,7 +31,7 @@
 import { z } from 'zod';
 import { duration } from '../../relay/config.js';
 import type { MailRelaySpec } from '../api/v1alpha1.js';
-import type { RelaySignals } from './relay-metrics.js';
+import type { RelaySignals } from '../controllers/relay-metrics.js';
 
 export type AutoscalingSpec = MailRelaySpec['autoscaling'];
 
