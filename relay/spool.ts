@@ -18,7 +18,7 @@ import { Readable } from 'node:stream';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import type { Envelope } from './envelope.js';
 import { Journal, journalBodyStream, syncDir, type JournalLocation } from './journal.js';
-import { refusal } from './refusals.js';
+import { FreeSpace } from './spool-space.js';
 
 export type { Envelope, RecipientState, RecipientStatus } from './envelope.js';
 
@@ -244,13 +244,7 @@ export class Spool {
   private readonly syncer: DirSyncer;
   /** Appends go here (only the main thread appends); marks for segments it does not know go to disk directly. */
   private readonly journal: Journal;
-  /** The last statfs: free bytes then, and how many bytes writers had taken by then. */
-  private freeCache: { at: number; bytes: number; claimed: number } | null = null;
-  private refreshingFree: Promise<number> | undefined;
-  /** Bytes handed to writers since the start (only grows): what the cached free figure has not seen yet. */
-  private claimed = 0;
-  /** Bytes held by writers not yet finished. */
-  private openBytes = 0;
+  private readonly space: FreeSpace;
   private cachedBytes = 0;
 
   constructor(
@@ -263,6 +257,7 @@ export class Spool {
     this.journalDir = path.join(dir, 'j');
     this.syncer = new DirSyncer(() => syncDir(this.queueDir));
     this.journal = new Journal(this.journalDir, () => newQueueId());
+    this.space = new FreeSpace(dir, () => options.minFreeBytes?.() ?? 0);
   }
 
   /**
@@ -521,52 +516,18 @@ export class Spool {
     return this.journal.close();
   }
 
-  /**
-   * Free bytes on the spool's volume, as far as this process can tell: the last statfs (taken
-   * at most a second ago: it is asked on every message) less every byte writers took since, so
-   * a fast client cannot write past the floor within that second. Bytes of messages that were
-   * refused or delivered since count until the next statfs: the figure errs low, never high.
-   */
-  async freeBytes(now = Date.now()): Promise<number> {
-    if (!this.freeCache || now - this.freeCache.at >= 1000) await this.refreshFree(now);
-    return this.estimatedFree()!;
-  }
-
-  private estimatedFree(): number | undefined {
-    return this.freeCache ? this.freeCache.bytes - (this.claimed - this.freeCache.claimed) : undefined;
-  }
-
-  private refreshFree(now = Date.now()): Promise<number> {
-    this.refreshingFree ??= (async () => {
-      try {
-        const claimed = this.claimed;
-        // Bytes in writers that are still open may not be on the volume yet: count them as taken.
-        const open = this.openBytes;
-        const st = await fsp.statfs(this.dir);
-        const bytes = Number(st.bavail) * Number(st.bsize) - open;
-        this.freeCache = { at: now, bytes, claimed };
-        return bytes;
-      } finally {
-        this.refreshingFree = undefined;
-      }
-    })();
-    return this.refreshingFree;
+  /** Free bytes on the spool's volume, as far as this process can tell (relay/spool-space.ts). */
+  freeBytes(now?: number): Promise<number> {
+    return this.space.freeBytes(now);
   }
 
   /** A writer takes bytes: refused (452) when they would take the volume below spool.minFreeBytes. */
   claimSpace(bytes: number): void {
-    const floor = this.options.minFreeBytes?.() ?? 0;
-    if (floor > 0) {
-      const free = this.estimatedFree();
-      if (free === undefined || Date.now() - this.freeCache!.at >= 1000) void this.refreshFree().catch(() => undefined);
-      if (free !== undefined && free - bytes < floor) throw refusal('storageFull');
-    }
-    this.claimed += bytes;
-    this.openBytes += bytes;
+    this.space.claim(bytes);
   }
 
   /** A writer is done (stored, handed to the journal, or dropped): its bytes are no longer on the way. */
   releaseSpace(bytes: number): void {
-    this.openBytes -= bytes;
+    this.space.release(bytes);
   }
 }
