@@ -58,6 +58,8 @@ export class Spool {
   ) {
     this.layout = new SpoolLayout(dir);
     this.role = options.role ?? 'both';
+    // The writer side alone would otherwise keep every segment it let go until the next start.
+    if (this.role === 'intake' && !options.sealed) throw new Error("a spool's writer side needs `sealed`: the queue side must hear of every segment it lets go");
   }
 
   /** The writer side, made on first use. */
@@ -65,7 +67,7 @@ export class Spool {
     if (this.role === 'delivery') throw new Error('this spool object is the queue side: mail is written by the writer side in the main thread');
     return (this.intakeSide ??= new SpoolIntake(this.layout, {
       minFreeBytes: this.options.minFreeBytes,
-      sealed: this.role === 'both' ? (seal) => this.delivery.sealed(seal) : (this.options.sealed ?? (() => undefined)),
+      sealed: this.role === 'both' ? (seal) => this.delivery.sealed(seal) : this.options.sealed!,
     }));
   }
 
