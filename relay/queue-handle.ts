@@ -15,8 +15,6 @@ import { QueueRuntime, type FromQueue, type MetricsJson, type ToQueue } from './
 import type { QueueStats } from './scheduler.js';
 import type { SpoolEntry } from './spool.js';
 
-export { queueSettings, type MetricsJson } from './queue-runtime.js';
-
 /** Hears of every recipient that failed for good at the destination (the suppression list, in the main thread). */
 export type PermanentFailureListener = (failure: PermanentFailure) => void;
 

@@ -92,6 +92,8 @@ export class Spool {
    * its queue side takes the segments' counts; the writer side alone hands them to the queue.
    */
   async recover(): Promise<RecoveryReport> {
+    // Marks made here so far (and deletions begun) must be on disk, or a finished message would look live.
+    await this.deliverySide?.settle();
     const report = await recoverSpool(this.layout);
     if (this.role === 'both') this.delivery.adopt(report.segments);
     return report;
