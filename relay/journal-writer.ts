@@ -164,8 +164,9 @@ export class JournalWriter {
    */
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.idle);
     while (this.writing) await new Promise((r) => setImmediate(r));
+    // After the last write: a segment that write opened has its timer too.
+    clearInterval(this.idle);
     await this.active?.handle.close().catch(() => undefined);
     this.active = undefined;
   }
