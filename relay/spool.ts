@@ -19,6 +19,8 @@
  * sides in one object over the directory (tests, tools, the handoff at shutdown after the
  * queue stopped), where the writer's seals and a recovery's segments go straight to its own
  * queue side. A method of a side the object is not for throws: that is a wiring mistake.
+ * (Once intake and the queue manager name SpoolIntake and SpoolDelivery themselves, the relay
+ * needs no Spool object: it stays for tests and tools.)
  */
 import type { Readable } from 'node:stream';
 import type { Envelope } from './envelope.js';
