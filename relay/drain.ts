@@ -45,16 +45,16 @@ export async function drain(d: DrainDeps): Promise<void> {
   let left = await d.queue.stop(handingOff ? deadline - handoff.window * 1000 : deadline);
   // A peer's message that passed the accepting check before the drain began is stored first.
   while (d.receiving() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  // The writer side finishes its last journal write; nothing is appended after this.
+  await d.spool.close();
   if (handingOff) {
-    const result = await handOffSpool({ spool: d.spool, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
+    const result = await handOffSpool({ dir: d.spool.dir, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
     metrics.handoffMessages.inc({ direction: 'left' }, result.left);
     log.info({ event: 'handoff', handed: result.handed, left: result.left, peers }, `handed ${result.handed} message(s) to peers; ${result.left} stay`);
     left = result.left;
   } else if (token && left !== 0) {
     log.warn({ event: 'handoff', handed: 0, left, peers: [] }, 'no peer to hand the remaining mail to: it stays in the spool');
   }
-  // The handed-over messages' done marks reach the disk before the process ends.
-  await d.spool.close();
   // After the queue: its last bounces still go on the list.
   await d.suppressions.close();
   await d.lock.release();

@@ -35,7 +35,7 @@ import http from 'node:http';
 import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
 import { parseHandoffEnvelope, type HandoffEnvelope } from './envelope.js';
-import type { Envelope, Spool, SpoolEntry } from './spool.js';
+import { Spool, type Envelope, type SpoolEntry } from './spool.js';
 
 export type { HandoffEnvelope } from './envelope.js';
 
@@ -256,9 +256,20 @@ export interface HandoffResult {
  * peer takes it (lost with the pod if the spool is an emptyDir: a PersistentVolume keeps it
  * for the pod's successor).
  */
-export async function handOffSpool(opts: { spool: Spool; peers: string[]; token: string; deadline: number; log: Logger; sent: () => void }): Promise<HandoffResult> {
+export async function handOffSpool(opts: { dir: string; peers: string[]; token: string; deadline: number; log: Logger; sent: () => void }): Promise<HandoffResult> {
+  // The queue has stopped and the writer is closed: this spool object takes both sides over
+  // what is left (the handed-over messages' done marks reach the disk at its close).
+  const spool = new Spool(opts.dir);
+  try {
+    return await handOver(spool, opts);
+  } finally {
+    await spool.close();
+  }
+}
+
+async function handOver(spool: Spool, opts: { peers: string[]; token: string; deadline: number; log: Logger; sent: () => void }): Promise<HandoffResult> {
   // Every message left, including one whose recipients all failed but whose DSN is not out yet.
-  const { entries } = await opts.spool.recover();
+  const { entries } = await spool.recover();
   let handed = 0;
   let next = 0;
   let taken = 0;
@@ -274,16 +285,16 @@ export async function handOffSpool(opts: { spool: Spool; peers: string[]; token:
       if (unreachable.has(peer)) continue;
       try {
         const form = legacyPeers.has(peer) ? 'legacy-header' : 'body';
-        let answer = await post(peer, opts.token, opts.spool, entry, opts.deadline, form);
+        let answer = await post(peer, opts.token, spool, entry, opts.deadline, form);
         // A receiver of a version before 2 finds no envelope header and says 400, without the
         // version header: it gets the header form from now on (see the module comment).
         if (form === 'body' && answer.code === 400 && !answer.current) {
           if (!legacyPeers.has(peer)) opts.log.info({ event: 'handoff_legacy_peer', peer }, 'a peer of an older version: sending it the envelope in a header');
           legacyPeers.add(peer);
-          answer = await post(peer, opts.token, opts.spool, entry, opts.deadline, 'legacy-header');
+          answer = await post(peer, opts.token, spool, entry, opts.deadline, 'legacy-header');
         }
         if (answer.code === 200) {
-          await opts.spool.remove(entry);
+          await spool.remove(entry);
           opts.sent();
           handed++;
           opts.log.info({ event: 'handoff_sent', queueId: entry.envelope.id, peer, peerQueueId: answer.body, messageId: entry.envelope.messageId }, 'message handed to a peer');

@@ -77,7 +77,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const log = opts.log ?? createLogger(opts.config.log.level);
   let draining = false;
 
-  const spool = new Spool(opts.config.spool.dir, { minFreeBytes: () => policy.config.spool.minFreeBytes });
+  // The writer side of the spool (relay/spool.ts): this thread only appends; the queue owns a
+  // message once it is handed over, and hears which journal segments the writer let go.
+  // (No segment is sealed before the queue exists: nothing is appended before it starts.)
+  const late: { queue?: QueueHandle } = {};
+  const spool = new Spool(opts.config.spool.dir, { role: 'intake', minFreeBytes: () => policy.config.spool.minFreeBytes, sealed: (seal) => late.queue!.sealed(seal) });
   const { full } = await spool.open();
   // Unhealthy once another process has taken the spool: two relays on one spool deliver twice.
   let spoolTaken = '';
@@ -104,16 +108,12 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     metrics.suppressionAdditions.inc();
     log.info({ event: 'suppression_added', senderDomain: domainOf(failure.sender), recipientDomain: domainOf(failure.recipient), statusCode: failure.statusCode }, 'recipient put on the suppression list after a hard bounce');
   };
-  const queue: QueueHandle =
-    opts.queue === 'worker'
-      ? new WorkerQueue(opts.config, opts.config.log.level, (location, id) => spool.journalDone(location, id), onPermanentFailure)
-      : new InlineQueue(opts.config, log, spool, onPermanentFailure);
-  const report = await queue.start();
-  // This thread writes the journal: it deletes each old segment once the queue (in its worker)
-  // is done with it. (Inline, the queue recovered with this very spool.)
-  const { journalLive, ...recovered } = report;
-  if (opts.queue === 'worker') spool.adoptJournal(journalLive);
-  log.info({ event: 'recovered', ...recovered }, 'spool recovered');
+  const queue: QueueHandle = (late.queue = opts.queue === 'worker' ? new WorkerQueue(opts.config, opts.config.log.level, onPermanentFailure) : new InlineQueue(opts.config, log, onPermanentFailure));
+  // Recovered here, before any mail is taken; the queue gets what was found like any accepted mail.
+  const { segments, entries, ...recovered } = await spool.recover();
+  await queue.start({ entries, segments });
+  const report = { messages: entries.length, ...recovered };
+  log.info({ event: 'recovered', ...report }, 'spool recovered');
   if (report.corrupt.length) log.error({ event: 'corrupt', files: report.corrupt }, `unreadable spool files moved to ${opts.config.spool.dir}/corrupt/`);
   const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);
 

@@ -1,253 +1,95 @@
 /**
- * How the process talks to its queue. The queue (scheduling, delivery, bounces) runs either
- * in this thread (`inline`: tests, libraries) or in a worker thread (`worker`: the
- * `mailfleet relay` command), so delivery work never delays an SMTP reply and the relay uses
- * a second core. Both speak the same small interface; the queue code is the same.
+ * How the main thread talks to its queue: by messages only (relay/queue-runtime.ts ToQueue and
+ * FromQueue), whether the queue runs in a worker thread (`WorkerQueue`: the `mailfleet relay`
+ * command, so delivery work never delays an SMTP reply and the relay uses a second core) or in
+ * this thread (`InlineQueue`: tests, libraries), where the messages are delivered by function
+ * call. Both are one QueueClient with another transport, so tests run the code the command runs.
  */
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
-import { providerTable } from './delivery/providers.js';
-import { createRoute, type Route } from './delivery/routes.js';
-import { DkimSigner } from './dkim.js';
-import { QueueMetrics } from './metrics.js';
-import { QueueManager, type PermanentFailure, type QueueSettings } from './queue/manager.js';
+import type { SegmentCount } from './journal-format.js';
+import type { SegmentSealed } from './journal-writer.js';
+import type { PermanentFailure } from './queue/manager.js';
+import { QueueRuntime, type FromQueue, type MetricsJson, type ToQueue } from './queue-runtime.js';
 import type { QueueStats } from './queue/scheduler.js';
-import type { JournalLocation } from './journal.js';
-import { Spool, type SpoolEntry } from './spool.js';
-import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-
-export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
-
-export interface RecoverySummary {
-  messages: number;
-  discardedPartial: number;
-  corrupt: string[];
-  /** Live records per journal segment: the main thread's spool, which writes the journal, takes these over. */
-  journalLive: [string, number][];
-}
+import type { SpoolEntry } from './spool.js';
 
 /** Hears of every recipient that failed for good at the destination (the suppression list, in the main thread). */
 export type PermanentFailureListener = (failure: PermanentFailure) => void;
 
 export interface QueueHandle {
-  /** Recovers the spool and starts delivering. */
-  start(): Promise<RecoverySummary>;
+  /** Hands over what the main thread's recovery found (its mail, and its journal segments with their counts) and starts delivering. */
+  start(recovered: { entries: SpoolEntry[]; segments: SegmentCount[] }): Promise<void>;
+  /** Hands over a message the spool holds (accepted by intake, or taken from a peer). */
   enqueue(entry: SpoolEntry): void;
+  /** The journal writer let go of a segment. */
+  sealed(seal: SegmentSealed): void;
   reconfigure(config: RelayConfig): void;
-  /** Stops delivery by the deadline; resolves with the number of messages left in the spool. */
+  /** Stops delivery by the deadline; resolves with the number of messages left in the spool (NaN when the queue had died). */
   stop(deadlineMs: number): Promise<number>;
   stats(): Promise<QueueStats>;
   metrics(): Promise<MetricsJson>;
 }
 
-export function queueSettings(c: RelayConfig): QueueSettings {
-  return {
-    hostname: c.hostname,
-    messagesPerConnection: c.delivery.messagesPerConnection,
-    maxConnections: c.delivery.maxConnections,
-    maxConnectionsPerDestination: c.delivery.maxConnectionsPerDestination,
-    minBackoff: c.retry.minBackoff,
-    maxBackoff: c.retry.maxBackoff,
-    lifetime: c.retry.lifetime,
-    delayNoticeAfter: c.retry.delayNoticeAfter,
-    idleConnectionTime: c.delivery.idleConnectionTime,
-    // Only the mx route reaches providers directly; a smarthost or the outbox is one destination.
-    providers: c.delivery.route.type === 'mx' ? providerTable(c.delivery.providers) : [],
-  };
-}
+const NO_STATS: QueueStats = { ready: 0, deferred: 0, inflight: 0, oldestReadySeconds: 0, overdueSeconds: 0 };
 
-function routeFor(c: RelayConfig, log: Logger) {
-  return createRoute(c.delivery.route, {
-    heloName: c.hostname,
-    connectTimeoutMs: c.delivery.connectTimeout * 1000,
-    responseTimeoutMs: c.delivery.responseTimeout * 1000,
-    providers: providerTable(c.delivery.providers),
-    tlsPolicy: c.delivery.tlsPolicy,
-    log,
-  });
-}
-
-/** The queue in this thread. */
-export class InlineQueue implements QueueHandle {
-  readonly manager: QueueManager;
-  private readonly spool: Spool;
-  private readonly queueMetrics: QueueMetrics;
-  private config: RelayConfig;
-
-  /**
-   * `spool`: the process's own in this thread (the process closes it); in the worker, one that
-   * tells the main thread about finished journal messages (`ownsSpool`: closed at stop).
-   */
-  constructor(
-    config: RelayConfig,
-    private readonly log: Logger,
-    spool: Spool,
-    onPermanentFailure?: PermanentFailureListener,
-    private readonly ownsSpool = false,
-  ) {
-    this.config = config;
-    this.spool = spool;
-    const ref: { manager?: QueueManager } = {};
-    this.queueMetrics = new QueueMetrics(() => ref.manager!.scheduler.stats(Date.now()));
-    this.manager = ref.manager = new QueueManager(queueSettings(config), { spool: this.spool, route: routeFor(config, log), log, metrics: this.queueMetrics, now: Date.now, onPermanentFailure, signer: DkimSigner.fromConfig(config.senderDomains) });
-  }
-
-  async start(): Promise<RecoverySummary> {
-    await this.spool.open();
-    const report = await this.spool.recover();
-    for (const entry of report.entries) this.manager.enqueue(entry);
-    this.manager.start();
-    return { messages: report.entries.length, discardedPartial: report.discardedPartial, corrupt: report.corrupt, journalLive: report.journalLive };
-  }
-
-  enqueue(entry: SpoolEntry): void {
-    this.manager.enqueue(entry);
-  }
-
-
-  reconfigure(config: RelayConfig): void {
-    const routeChanged = JSON.stringify(config.delivery) !== JSON.stringify(this.config.delivery);
-    this.config = config;
-    this.manager.reconfigure(queueSettings(config), routeChanged ? this.routeFor(config) : undefined, this.signerFor(config));
-  }
-
-  /** The new route; one that cannot be made (a CA file gone since the main thread checked) keeps the old. */
-  private routeFor(config: RelayConfig): Route | undefined {
-    try {
-      return routeFor(config, this.log);
-    } catch (err) {
-      this.log.error({ err }, 'the new delivery route could not be set up; delivery goes on with the previous one');
-      return undefined;
-    }
-  }
-
-  /** New keys on reload; keys that vanished since the main thread checked them keep the old signer. */
-  private signerFor(config: RelayConfig): DkimSigner | undefined {
-    try {
-      return DkimSigner.fromConfig(config.senderDomains);
-    } catch (err) {
-      this.log.error({ err }, 'DKIM keys could not be loaded; signing goes on with the previous keys');
-      return undefined;
-    }
-  }
-
-  async stop(deadlineMs: number): Promise<number> {
-    await this.manager.stop(deadlineMs);
-    if (this.ownsSpool) await this.spool.close();
-    return this.manager.size;
-  }
-
-  async stats(): Promise<QueueStats> {
-    return this.manager.scheduler.stats(Date.now());
-  }
-
-  metrics(): Promise<MetricsJson> {
-    return this.queueMetrics.registry.getMetricsAsJSON() as Promise<MetricsJson>;
-  }
-}
-
-/** Messages between the process and the queue worker (relay/queue-worker.ts). */
-export type ToWorker =
-  | { type: 'start' }
-  | { type: 'enqueue'; entries: SpoolEntry[] }
-  | { type: 'reconfigure'; config: RelayConfig }
-  | { type: 'stop'; deadlineMs: number; id: number }
-  | { type: 'stats'; id: number }
-  | { type: 'metrics'; id: number };
-
-export type FromWorker =
-  | { type: 'reply'; id: number; value: unknown }
-  | { type: 'started'; summary: RecoverySummary }
-  | { type: 'failed'; message: string }
-  | { type: 'permanentFailure'; failure: PermanentFailure }
-  | { type: 'journalDone'; marks: [JournalLocation, string][] };
-
-/** The queue in a worker thread. */
-export class WorkerQueue implements QueueHandle {
-  private readonly worker: Worker;
+/** The main thread's end of the protocol; a transport (`transmit`) carries the messages. */
+abstract class QueueClient implements QueueHandle {
   private nextId = 1;
   private readonly pending = new Map<number, (value: unknown) => void>();
-  private started?: { resolve: (s: RecoverySummary) => void; reject: (e: Error) => void };
+  private started?: { resolve: () => void; reject: (e: Error) => void };
+  /** Entries for the queue, sent together once per turn of the event loop (one group commit acknowledges several). */
+  private outbox: SpoolEntry[] = [];
+  /** Stop was asked: nothing more goes over (what is on disk waits for the next start, or the handoff). */
+  protected stopping = false;
+  /** Why the queue is gone, if it is: questions are answered empty. */
+  dead: string | undefined;
 
-  /** `onJournalDone`: the worker finished a journal message; the main thread's spool, which writes the journal, marks it. */
-  constructor(config: RelayConfig, logLevel: string, onJournalDone: (location: JournalLocation, id: string) => void, onPermanentFailure?: PermanentFailureListener) {
-    this.worker = new Worker(new URL('./queue-worker.js', import.meta.url), { workerData: { config, logLevel } });
-    this.worker.on('message', (m: FromWorker) => {
-      if (m.type === 'reply') {
-        this.pending.get(m.id)?.(m.value);
-        this.pending.delete(m.id);
-      } else if (m.type === 'started') {
-        this.running = true;
-        this.started?.resolve(m.summary);
-      } else if (m.type === 'permanentFailure') onPermanentFailure?.(m.failure);
-      else if (m.type === 'journalDone') for (const [location, id] of m.marks) onJournalDone(location, id);
-      else this.started?.reject(new Error(m.message));
-    });
-    const died = (this.died = (reason: string) => {
-      if (this.dead) return;
-      this.dead = reason;
-      this.started?.reject(new Error(reason));
-      // Nobody will answer now: settle every question so shutdown and /metrics do not hang.
-      for (const resolve of this.pending.values()) resolve(undefined);
-      this.pending.clear();
-      // A relay that cannot deliver must not look healthy: exit non-zero through the normal
-      // drain, and let the restart recover the spool (nothing accepted is lost).
-      // (Before start finished, the rejected start reports it instead.)
-      if (!this.running) return;
-      process.exitCode = 1;
-      process.emitWarning(`queue worker stopped: ${reason}`);
-      process.kill(process.pid, 'SIGTERM');
-    });
-    this.worker.on('error', (err) => died(err.stack ?? err.message));
-    this.worker.on('exit', (code) => {
-      if (!this.stopping) died(`exited with code ${code}`);
-    });
+  constructor(private readonly onPermanentFailure?: PermanentFailureListener) {}
+
+  protected abstract transmit(m: ToQueue): void;
+
+  protected receive(m: FromQueue): void {
+    if (m.type === 'reply') {
+      this.pending.get(m.id)?.(m.value);
+      this.pending.delete(m.id);
+    } else if (m.type === 'started') this.started?.resolve();
+    else if (m.type === 'failed') this.started?.reject(new Error(m.message));
+    else this.onPermanentFailure?.(m.failure);
   }
 
-  /** Why the worker is gone, if it is. */
-  dead: string | undefined;
-  /** Gives the worker up: not ready, drain, exit non-zero (the restart recovers the spool). */
-  private readonly died: (reason: string) => void;
-  private stopping = false;
-  private running = false;
+  /** The queue is gone: settle every question, so shutdown and /metrics do not hang. */
+  protected gone(reason: string): void {
+    if (this.dead) return;
+    this.dead = reason;
+    this.started?.reject(new Error(reason));
+    for (const resolve of this.pending.values()) resolve(undefined);
+    this.pending.clear();
+  }
 
-  start(): Promise<RecoverySummary> {
+  start(recovered: { entries: SpoolEntry[]; segments: SegmentCount[] }): Promise<void> {
+    for (const entry of recovered.entries) this.enqueue(entry);
     return new Promise((resolve, reject) => {
       this.started = { resolve, reject };
-      this.post({ type: 'start' });
+      this.post({ type: 'start', segments: recovered.segments });
     });
   }
 
-  /** Messages for the worker, sent together once per turn of the event loop (one group commit acknowledges several). */
-  private outbox: SpoolEntry[] = [];
-  private bodies: ArrayBuffer[] = [];
-
   enqueue(entry: SpoolEntry): void {
+    if (this.stopping) return;
     if (!this.outbox.length) setImmediate(() => this.flushOutbox());
-    if (entry.body) {
-      // A small Buffer is a view into an 8 KiB shared pool: copy just its bytes and move them,
-      // so the worker holds what the body cache counts, and nothing of other messages.
-      const body = new Uint8Array(entry.body);
-      this.bodies.push(body.buffer);
-      entry = { ...entry, body: body as Buffer };
-    }
     this.outbox.push(entry);
   }
 
-  private flushOutbox(): void {
+  protected flushOutbox(): void {
     const entries = this.outbox;
-    const bodies = this.bodies;
     this.outbox = [];
-    this.bodies = [];
-    if (!entries.length) return;
-    try {
-      this.worker.postMessage({ type: 'enqueue', entries } satisfies ToWorker, bodies);
-    } catch (err) {
-      // Runs from setImmediate: a throw here would end the process without a drain. The mail
-      // is on disk either way; the restart delivers it.
-      this.died(`could not hand accepted mail to the queue worker: ${(err as Error).message}`);
-    }
+    if (entries.length) this.transmit({ type: 'enqueue', entries });
+  }
+
+  sealed(seal: SegmentSealed): void {
+    if (!this.stopping) this.post({ type: 'sealed', seal });
   }
 
   reconfigure(config: RelayConfig): void {
@@ -255,32 +97,104 @@ export class WorkerQueue implements QueueHandle {
   }
 
   async stop(deadlineMs: number): Promise<number> {
+    const left = (await this.ask({ type: 'stop', deadlineMs, id: 0 })) as number | undefined;
     this.stopping = true;
-    const left = this.dead ? undefined : ((await this.ask({ type: 'stop', deadlineMs, id: 0 })) as number | undefined);
-    await this.worker.terminate();
     return left ?? NaN;
   }
 
   async stats(): Promise<QueueStats> {
-    return ((await this.ask({ type: 'stats', id: 0 })) as QueueStats | undefined) ?? { ready: 0, deferred: 0, inflight: 0, oldestReadySeconds: 0, overdueSeconds: 0 };
+    return ((await this.ask({ type: 'stats', id: 0 })) as QueueStats | undefined) ?? NO_STATS;
   }
 
   async metrics(): Promise<MetricsJson> {
     return ((await this.ask({ type: 'metrics', id: 0 })) as MetricsJson | undefined) ?? [];
   }
 
-  private post(m: ToWorker): void {
-    // Mail accepted before this message (a stop, say) must reach the worker before it.
+  private post(m: ToQueue): void {
+    if (this.dead) return;
+    // Mail accepted before this message (a stop, say) must reach the queue before it.
     this.flushOutbox();
-    this.worker.postMessage(m);
+    this.transmit(m);
   }
 
-  private ask(m: Extract<ToWorker, { id: number }>): Promise<unknown> {
+  private ask(m: Extract<ToQueue, { id: number }>): Promise<unknown> {
     if (this.dead) return Promise.resolve(undefined);
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
       this.post({ ...m, id });
     });
+  }
+}
+
+/** The queue in this thread: the messages are delivered by function call. */
+export class InlineQueue extends QueueClient {
+  private readonly runtime: QueueRuntime;
+
+  constructor(config: RelayConfig, log: Logger, onPermanentFailure?: PermanentFailureListener) {
+    super(onPermanentFailure);
+    this.runtime = new QueueRuntime(config, log, (m) => this.receive(m));
+  }
+
+  protected transmit(m: ToQueue): void {
+    this.runtime.receive(m);
+  }
+}
+
+/** The queue in a worker thread (relay/queue-worker.ts). */
+export class WorkerQueue extends QueueClient {
+  private readonly worker: Worker;
+  private running = false;
+
+  constructor(config: RelayConfig, logLevel: string, onPermanentFailure?: PermanentFailureListener) {
+    super(onPermanentFailure);
+    this.worker = new Worker(new URL('./queue-worker.js', import.meta.url), { workerData: { config, logLevel } });
+    this.worker.on('message', (m: FromQueue) => {
+      if (m.type === 'started') this.running = true;
+      this.receive(m);
+    });
+    this.worker.on('error', (err) => this.died(err.stack ?? err.message));
+    this.worker.on('exit', (code) => {
+      if (!this.stopping) this.died(`exited with code ${code}`);
+    });
+  }
+
+  /** Gives the worker up: not ready, drain, exit non-zero (the restart recovers the spool). */
+  private died(reason: string): void {
+    if (this.dead) return;
+    this.gone(reason);
+    // A relay that cannot deliver must not look healthy: exit non-zero through the normal
+    // drain, and let the restart recover the spool (nothing accepted is lost).
+    // (Before start finished, the rejected start reports it instead.)
+    if (!this.running) return;
+    process.exitCode = 1;
+    process.emitWarning(`queue worker stopped: ${reason}`);
+    process.kill(process.pid, 'SIGTERM');
+  }
+
+  protected transmit(m: ToQueue): void {
+    try {
+      if (m.type !== 'enqueue') return this.worker.postMessage(m);
+      // A small Buffer is a view into an 8 KiB shared pool: copy just its bytes and move them,
+      // so the worker holds what the body cache counts, and nothing of other messages.
+      const bodies: ArrayBuffer[] = [];
+      const entries = m.entries.map((entry) => {
+        if (!entry.body) return entry;
+        const body = new Uint8Array(entry.body);
+        bodies.push(body.buffer);
+        return { ...entry, body: body as Buffer };
+      });
+      this.worker.postMessage({ type: 'enqueue', entries } satisfies ToQueue, bodies);
+    } catch (err) {
+      // May run from setImmediate: a throw here would end the process without a drain. The mail
+      // is on disk either way; the restart delivers it.
+      this.died(`could not hand accepted mail to the queue worker: ${(err as Error).message}`);
+    }
+  }
+
+  override async stop(deadlineMs: number): Promise<number> {
+    const left = await super.stop(deadlineMs);
+    await this.worker.terminate();
+    return left;
   }
 }

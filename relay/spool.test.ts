@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { JournalLocation } from './journal.js';
+import type { JournalLocation } from './journal-format.js';
 import { DirSyncer, Spool, newQueueId, type Envelope } from './spool.js';
 
 function envelope(over: Partial<Envelope> = {}): Omit<Envelope, 'id'> {
@@ -207,7 +207,7 @@ describe('spool', () => {
       const c = await next.append(env(), Buffer.from('c'));
       expect(c.location!.segment).not.toBe(a.location!.segment);
       await next.remove(found!);
-      await new Promise((r) => setTimeout(r, 50));
+      await next.delivery.settle();
       expect(journalFiles()).toEqual([c.location!.segment]);
     });
 
@@ -228,29 +228,28 @@ describe('spool', () => {
       expect((await track(new Spool(dir)).scan()).entries).toEqual([]);
     });
 
-    it('a recovery beside a running journal takes its counts from the disk: a lost mark never deletes live mail', async () => {
+    it('a recovery after the queue stopped takes its counts from the disk: a lost mark never deletes live mail', async () => {
       const spool = track(new Spool(dir));
       await spool.open();
       const x = await spool.append(env(), Buffer.from('x, still to be delivered'));
       const y = await spool.append(env(), Buffer.from('y, deferred'));
-      const journal = (spool as unknown as { journal: { active: unknown; seal(s: unknown): void; settle(): Promise<void> } }).journal;
-      journal.seal(journal.active);
-      // Y moved to a file of its own; the main thread heard of it, but its mark never reached the disk.
+      // Y moved to a file of its own and was marked done, but its mark never reached the disk.
       await track(new Spool(dir)).store({ ...y.envelope, attempts: 1 }, Buffer.from('y, deferred'));
       spool.journalDone(y.location!, y.envelope.id);
-      await journal.settle();
+      await spool.delivery.settle();
       fs.rmSync(doneFile(y.location!), { force: true });
-      // The handoff at shutdown recovers with this same instance.
-      const report = await spool.recover();
-      await journal.settle();
+      await spool.close();
+      // The handoff at shutdown recovers with a spool object of its own.
+      const handoff = track(new Spool(dir));
+      const report = await handoff.recover();
       expect(report.entries.map((e) => e.envelope.id).sort()).toEqual([x.envelope.id, y.envelope.id].sort());
       const xEntry = report.entries.find((e) => e.envelope.id === x.envelope.id)!;
       expect(xEntry.location?.segment).toBe(x.location!.segment);
       expect(fs.existsSync(path.join(dir, 'j', x.location!.segment))).toBe(true);
-      expect((await spool.readBody(xEntry)).toString()).toBe('x, still to be delivered');
+      expect((await handoff.readBody(xEntry)).toString()).toBe('x, still to be delivered');
       // Once X is done, the segment goes.
-      await spool.remove(xEntry);
-      await journal.settle();
+      await handoff.remove(xEntry);
+      await handoff.delivery.settle();
       expect(fs.existsSync(path.join(dir, 'j', x.location!.segment))).toBe(false);
     });
 
@@ -259,7 +258,7 @@ describe('spool', () => {
       await spool.open();
       const a = await spool.append(env(), Buffer.from('a'));
       const b = await spool.append(env(), Buffer.from('b'));
-      const journal = (spool as unknown as { journal: { settle(): Promise<void> } }).journal;
+      const journal = spool.delivery;
       // The .done file cannot be opened (a directory in its place: EISDIR, as ENOSPC or EMFILE would).
       const done = doneFile(a.location!);
       fs.mkdirSync(done);
@@ -353,7 +352,7 @@ describe('spool', () => {
       await spool.open();
       const first = await spool.append(env(), Buffer.from('first'));
       // Take the segment's file handle away under the journal: its next write fails.
-      const journal = (spool as unknown as { journal: { active: { handle: { close(): Promise<void> } } } }).journal;
+      const journal = (spool.intake as unknown as { journal: { active: { handle: { close(): Promise<void> } } } }).journal;
       await journal.active.handle.close();
       const refused = env();
       await expect(spool.append(refused, Buffer.from('x'))).rejects.toThrow();
