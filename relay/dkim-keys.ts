@@ -5,6 +5,7 @@
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
+import type { SenderDomainConfig } from './config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
@@ -95,4 +96,39 @@ function publicKeyOf(privateKey: KeyObject): DkimPublicKey {
     return { algorithm: 'ed25519-sha256', publicKey: raw.toString('base64') };
   }
   return { algorithm: 'rsa-sha256', publicKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64') };
+}
+
+export interface ActiveKey {
+  selector: string;
+  algorithm: DkimAlgorithm;
+  privateKey: KeyObject;
+}
+
+export interface SigningDomain {
+  domain: string;
+  keys: ActiveKey[];
+}
+
+/**
+ * The active keys of each configured sender domain, most specific domain first (mail from
+ * a.example.com signs with a.example.com's keys over example.com's). Throws with the key's
+ * name when one cannot be read, or when a domain has two active keys of one algorithm.
+ */
+export function loadSigningKeys(senderDomains: readonly SenderDomainConfig[]): SigningDomain[] {
+  const domains: SigningDomain[] = [];
+  for (const d of senderDomains) {
+    if (!d.dkim) continue;
+    const loaded = d.dkim.keys.map((k) => ({ ...loadDkimKey(k.privateKeyFile, k.selector), active: k.active }));
+    const keys: ActiveKey[] = [];
+    for (const k of loaded.filter((x) => x.active)) {
+      const twin = keys.find((x) => x.algorithm === k.algorithm);
+      if (twin) {
+        throw new MailfleetError(ErrorCodes.DKIM_KEY_INVALID, `sender domain ${d.domain} has two active ${k.algorithm} keys (selectors ${twin.selector} and ${k.selector})`, 'mark all but one of them `active: false`');
+      }
+      keys.push({ selector: k.selector, algorithm: k.algorithm, privateKey: createPrivateKey(k.privateKeyPem) });
+    }
+    if (keys.length) domains.push({ domain: d.domain, keys });
+  }
+  domains.sort((a, b) => b.domain.length - a.domain.length);
+  return domains;
 }

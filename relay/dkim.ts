@@ -16,8 +16,7 @@ import { generateCanonicalizedHeader } from 'mailauth/lib/dkim/header/index.js';
 import { formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders } from 'mailauth/lib/tools.js';
 import { domainOf } from './address.js';
 import type { SenderDomainConfig } from './config.js';
-import { loadDkimKey, type DkimAlgorithm } from './dkim-keys.js';
-import { ErrorCodes, MailfleetError } from './errors.js';
+import { loadSigningKeys, type DkimAlgorithm, type SigningDomain } from './dkim-keys.js';
 import { fromAddresses, headerFacts } from './headers.js';
 
 /** Headers signed when present. */
@@ -27,17 +26,6 @@ const SIGNED = [
 ];
 /** Headers also signed once more than they occur (and so when absent: nobody may add them). */
 const OVERSIGNED = ['From', 'Reply-To', 'Subject', 'Date', 'To', 'Cc', 'Content-Type', 'MIME-Version', 'List-Unsubscribe', 'List-Unsubscribe-Post'];
-
-interface ActiveKey {
-  selector: string;
-  algorithm: DkimAlgorithm;
-  privateKey: crypto.KeyObject;
-}
-
-interface SigningDomain {
-  domain: string;
-  keys: ActiveKey[];
-}
 
 export interface Signed {
   /** `DKIM-Signature: ...` header fields, each ending in CRLF, to put before the message. */
@@ -53,24 +41,9 @@ export class DkimSigner {
    * Loads the active keys of every sender domain. A key that cannot be read or parsed throws
    * a MailfleetError naming its file: the relay must not start and then send unsigned mail.
    */
+  /** Signs with the active keys of the configured sender domains (relay/dkim-keys.ts loads and checks them). */
   static fromConfig(senderDomains: readonly SenderDomainConfig[]): DkimSigner {
-    const domains: SigningDomain[] = [];
-    for (const d of senderDomains) {
-      if (!d.dkim) continue;
-      const loaded = d.dkim.keys.map((k) => ({ ...loadDkimKey(k.privateKeyFile, k.selector), active: k.active }));
-      const keys: ActiveKey[] = [];
-      for (const k of loaded.filter((x) => x.active)) {
-        const twin = keys.find((x) => x.algorithm === k.algorithm);
-        if (twin) {
-          throw new MailfleetError(ErrorCodes.DKIM_KEY_INVALID, `sender domain ${d.domain} has two active ${k.algorithm} keys (selectors ${twin.selector} and ${k.selector})`, 'mark all but one of them `active: false`');
-        }
-        keys.push({ selector: k.selector, algorithm: k.algorithm, privateKey: crypto.createPrivateKey(k.privateKeyPem) });
-      }
-      if (keys.length) domains.push({ domain: d.domain, keys });
-    }
-    // Most specific first: mail from a.example.com uses a.example.com's keys over example.com's.
-    domains.sort((a, b) => b.domain.length - a.domain.length);
-    return new DkimSigner(domains);
+    return new DkimSigner(loadSigningKeys(senderDomains));
   }
 
   get empty(): boolean {

@@ -7,9 +7,9 @@ import fs from 'node:fs';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { domainOf } from './address.js';
+import { loadSigningKeys } from './dkim-keys.js';
 import type { RelayConfig } from './config.js';
-import { DkimSigner } from './dkim.js';
-import { smarthostCredentials } from './delivery/routes.js';
+import { smarthostCredentials } from './delivery/credentials.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { drain } from './drain.js';
@@ -18,7 +18,7 @@ import { ListenerSet } from './listeners.js';
 import { createLogger } from './log.js';
 import { receiveHandoff } from './handoff.js';
 import { exposition, IntakeMetrics } from './metrics.js';
-import { InlineQueue, WorkerQueue, type QueueHandle } from './queue-handle.js';
+import { WorkerQueue, type QueueHandle } from './queue/client.js';
 import type { PermanentFailure } from './queue/manager.js';
 import { watchConfig } from './reload.js';
 import type { QueueStats } from './queue/scheduler.js';
@@ -65,7 +65,7 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
   const users = config.auth ? UserStore.load(config.auth.usersFile) : UserStore.empty();
   // The queue loads the keys to sign; loading them here too stops a start (or refuses a
   // reload) with the name of an unreadable key before any mail is accepted.
-  DkimSigner.fromConfig(config.senderDomains);
+  loadSigningKeys(config.senderDomains);
   smarthostCredentials(config.delivery.route);
   const caFile = config.delivery.tlsPolicy.caFile;
   if (caFile && !fs.existsSync(caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile ${caFile}`, 'mount the CA bundle, or fix the path');
@@ -108,7 +108,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     metrics.suppressionAdditions.inc();
     log.info({ event: 'suppression_added', senderDomain: domainOf(failure.sender), recipientDomain: domainOf(failure.recipient), statusCode: failure.statusCode }, 'recipient put on the suppression list after a hard bounce');
   };
-  const queue: QueueHandle = (late.queue = opts.queue === 'worker' ? new WorkerQueue(opts.config, opts.config.log.level, onPermanentFailure) : new InlineQueue(opts.config, log, onPermanentFailure));
+  const queue: QueueHandle = (late.queue = opts.queue === 'worker' ? new WorkerQueue(opts.config, opts.config.log.level, onPermanentFailure) : new (await import('./queue/inline.js')).InlineQueue(opts.config, log, onPermanentFailure));
   // Recovered here, before any mail is taken; the queue gets what was found like any accepted mail.
   const { segments, entries, ...recovered } = await spool.recover();
   await queue.start({ entries, segments });

@@ -4,7 +4,7 @@
  * files, moves mail that stays out of the journal into a file of its own, stores DSNs, removes
  * finished messages, and writes the journal's done marks and deletes finished segments
  * (relay/journal-marks.ts). One object per spool on the queue's side, fed by the queue's
- * messages (relay/queue-runtime.ts); the writer side (relay/spool-intake.ts) never does any of this.
+ * messages (relay/queue/runtime.ts); the writer side (relay/spool-intake.ts) never does any of this.
  *
  * Durability: a message moving out of the journal is durable in its file (fsynced, q/ fsynced)
  * before its journal record is marked done; a removal takes the message file first, so a crash

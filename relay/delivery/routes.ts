@@ -17,6 +17,7 @@ import { MtaStsCache, mxAllowed, type MtaStsPolicy } from './mta-sts.js';
 import { MxResolver, type MxHost } from './mx.js';
 import { classifyMx, OTHER, type Provider } from './providers.js';
 import { DeliveryFailure, type RecipientOutcome } from './outcome.js';
+import { smarthostCredentials } from './credentials.js';
 import { SmtpClient, TlsFailure, type SmtpClientOptions } from './smtp-client.js';
 
 export interface OutboundMessage {
@@ -164,38 +165,6 @@ function trustedCas(tlsPolicy: RouteContext['tlsPolicy']): string[] | undefined 
   } catch (err) {
     throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile: ${(err as Error).message}`, 'mount the CA bundle, or fix delivery.tlsPolicy.caFile');
   }
-}
-
-const CREDENTIALS_HINT = 'mount the smarthost credentials Secret, or fix delivery.route.credentialsFile / usernameFile / passwordFile';
-
-/** A Secret key mounted as a file: its value, without the newline an editor may have added. */
-function readSecretFile(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  } catch (err) {
-    throw new MailfleetError(ErrorCodes.CREDENTIALS_UNREADABLE, `cannot read smarthost credentials: ${(err as Error).message}`, CREDENTIALS_HINT);
-  }
-}
-
-/** `username:password` on the first line; the password may contain colons. */
-export function readCredentials(file: string): { user: string; pass: string } {
-  const line = readSecretFile(file).split(/\r?\n/)[0] ?? '';
-  const colon = line.indexOf(':');
-  if (colon <= 0) throw new MailfleetError(ErrorCodes.CREDENTIALS_UNREADABLE, `${file} must hold "username:password" on its first line`, 'write the Secret key as username:password (the password may contain colons), or use usernameFile and passwordFile');
-  return { user: line.slice(0, colon), pass: line.slice(colon + 1) };
-}
-
-/**
- * The smarthost's user name and password, from credentialsFile or from usernameFile and
- * passwordFile; undefined for a route without them. Read where the route is built, and by
- * relay/main.ts before the start (or a reload), so a bad file stops it with its code rather
- * than killing the queue's thread.
- */
-export function smarthostCredentials(route: RouteConfig): { user: string; pass: string } | undefined {
-  if (route.type !== 'smarthost') return undefined;
-  if (route.credentialsFile) return readCredentials(route.credentialsFile);
-  if (route.usernameFile && route.passwordFile) return { user: readSecretFile(route.usernameFile), pass: readSecretFile(route.passwordFile) };
-  return undefined;
 }
 
 type MxConfig = Extract<RouteConfig, { type: 'mx' }>;

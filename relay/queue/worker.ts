@@ -1,8 +1,8 @@
-/** The queue's worker thread: a QueueRuntime (relay/queue-runtime.ts) driven by the main thread's messages. */
+/** The queue's worker thread: a QueueRuntime (relay/queue/runtime.ts) driven by the main thread's messages. */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { RelayConfig } from './config.js';
-import { createLogger } from './log.js';
-import { QueueRuntime, type FromQueue, type ToQueue } from './queue-runtime.js';
+import type { RelayConfig } from '../config.js';
+import { createLogger } from '../log.js';
+import { QueueRuntime, type FromQueue, type ToQueue } from './runtime.js';
 
 const { config, logLevel } = workerData as { config: RelayConfig; logLevel: string };
 // Synchronous: the main thread terminates this thread once it answers stop.

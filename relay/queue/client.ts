@@ -1,19 +1,20 @@
 /**
- * How the main thread talks to its queue: by messages only (relay/queue-runtime.ts ToQueue and
+ * How the main thread talks to its queue: by messages only (relay/queue/runtime.ts ToQueue and
  * FromQueue), whether the queue runs in a worker thread (`WorkerQueue`: the `mailfleet relay`
  * command, so delivery work never delays an SMTP reply and the relay uses a second core) or in
- * this thread (`InlineQueue`: tests, libraries), where the messages are delivered by function
- * call. Both are one QueueClient with another transport, so tests run the code the command runs.
+ * this thread (`InlineQueue`, relay/queue/inline.ts: tests, libraries), where the messages are
+ * delivered by function call. Both are one QueueClient with another transport, so tests run
+ * the code the command runs. This module does not load the delivery code: with the worker, the
+ * main thread never holds it.
  */
 import { Worker } from 'node:worker_threads';
-import type { Logger } from 'pino';
-import type { RelayConfig } from './config.js';
-import type { SegmentCount } from './journal-format.js';
-import type { SegmentSealed } from './journal-writer.js';
-import type { PermanentFailure } from './queue/manager.js';
-import { QueueRuntime, type FromQueue, type MetricsJson, type ToQueue } from './queue-runtime.js';
-import type { QueueStats } from './queue/scheduler.js';
-import type { SpoolEntry } from './spool.js';
+import type { RelayConfig } from '../config.js';
+import type { SegmentCount } from '../journal-format.js';
+import type { SegmentSealed } from '../journal-writer.js';
+import type { PermanentFailure } from './manager.js';
+import type { FromQueue, MetricsJson, ToQueue } from './runtime.js';
+import type { QueueStats } from './scheduler.js';
+import type { SpoolEntry } from '../spool.js';
 
 /** Hears of every recipient that failed for good at the destination (the suppression list, in the main thread). */
 export type PermanentFailureListener = (failure: PermanentFailure) => void;
@@ -35,7 +36,7 @@ export interface QueueHandle {
 const NO_STATS: QueueStats = { ready: 0, deferred: 0, inflight: 0, oldestReadySeconds: 0, overdueSeconds: 0 };
 
 /** The main thread's end of the protocol; a transport (`transmit`) carries the messages. */
-abstract class QueueClient implements QueueHandle {
+export abstract class QueueClient implements QueueHandle {
   private nextId = 1;
   private readonly pending = new Map<number, (value: unknown) => void>();
   private started?: { resolve: () => void; reject: (e: Error) => void };
@@ -127,28 +128,14 @@ abstract class QueueClient implements QueueHandle {
   }
 }
 
-/** The queue in this thread: the messages are delivered by function call. */
-export class InlineQueue extends QueueClient {
-  private readonly runtime: QueueRuntime;
-
-  constructor(config: RelayConfig, log: Logger, onPermanentFailure?: PermanentFailureListener) {
-    super(onPermanentFailure);
-    this.runtime = new QueueRuntime(config, log, (m) => this.receive(m));
-  }
-
-  protected transmit(m: ToQueue): void {
-    this.runtime.receive(m);
-  }
-}
-
-/** The queue in a worker thread (relay/queue-worker.ts). */
+/** The queue in a worker thread (relay/queue/worker.ts). */
 export class WorkerQueue extends QueueClient {
   private readonly worker: Worker;
   private running = false;
 
   constructor(config: RelayConfig, logLevel: string, onPermanentFailure?: PermanentFailureListener) {
     super(onPermanentFailure);
-    this.worker = new Worker(new URL('./queue-worker.js', import.meta.url), { workerData: { config, logLevel } });
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: { config, logLevel } });
     this.worker.on('message', (m: FromQueue) => {
       if (m.type === 'started') this.running = true;
       this.receive(m);

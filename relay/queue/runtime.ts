@@ -1,7 +1,7 @@
 /**
  * The queue side of the thread boundary: the queue manager, its spool side and its metrics,
- * driven only by messages (ToQueue), in the worker thread (relay/queue-worker.ts) or in the
- * process's own thread (relay/queue-handle.ts InlineQueue calls receive() directly): the same
+ * driven only by messages (ToQueue), in the worker thread (relay/queue/worker.ts) or in the
+ * process's own thread (relay/queue/inline.ts calls receive() directly): the same
  * code either way.
  *
  * Data flows one way. In: the entries intake accepted (and those recovered at the start), the
@@ -14,15 +14,15 @@
  */
 import type { Logger } from 'pino';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
-import type { RelayConfig } from './config.js';
-import { providerTable } from './delivery/providers.js';
-import { createRoute, type Route } from './delivery/routes.js';
-import { DkimSigner } from './dkim.js';
-import type { SegmentCount } from './journal-format.js';
-import type { SegmentSealed } from './journal-writer.js';
-import { QueueMetrics } from './metrics.js';
-import { QueueManager, type PermanentFailure, type QueueSettings } from './queue/manager.js';
-import { Spool, type SpoolEntry } from './spool.js';
+import type { RelayConfig } from '../config.js';
+import { providerTable } from '../delivery/providers.js';
+import { createRoute, type Route } from '../delivery/routes.js';
+import { DkimSigner } from '../dkim.js';
+import type { SegmentCount } from '../journal-format.js';
+import type { SegmentSealed } from '../journal-writer.js';
+import { QueueMetrics } from '../metrics.js';
+import { QueueManager, type PermanentFailure, type QueueSettings } from './manager.js';
+import { Spool, type SpoolEntry } from '../spool.js';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
