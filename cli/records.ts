@@ -8,7 +8,7 @@ import { loadDkimKey } from '../relay/dkim-keys.js';
 import { verifyRecords, type RecordCheck } from '../relay/records-verify.js';
 import { formatZoneRecord, recordsFor, SPF_LOOKUP_LIMIT, type DomainRecords, type RelayFacts } from '../relay/records.js';
 import { relayConfigFile } from './config-file.js';
-import type { Output } from './send.js';
+import type { Output } from './output.js';
 
 export const RECORDS_USAGE = `usage: mailfleet records [--config FILE] [--json | --zone] [--verify] [--dns-server IP[:PORT]]...
 

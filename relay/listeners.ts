@@ -5,7 +5,8 @@
  */
 import type { ListenerConfig } from './config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
-import { createListeners, type IntakeDeps, type IntakePolicy, type SmtpListener } from './intake.js';
+import type { IntakeDeps, IntakePolicy } from './intake/deps.js';
+import { createListeners, type SmtpListener } from './intake/listener.js';
 
 const listenerKey = (l: ListenerConfig) => JSON.stringify(l);
 

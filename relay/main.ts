@@ -13,7 +13,7 @@ import { smarthostCredentials } from './delivery/credentials.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { drain } from './drain.js';
-import type { IntakePolicy } from './intake.js';
+import type { IntakePolicy } from './intake/deps.js';
 import { ListenerSet } from './listeners.js';
 import { createLogger } from './log.js';
 import { receiveHandoff } from './handoff.js';

@@ -1,10 +1,32 @@
 import { existsSync } from 'node:fs';
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { describePeer } from './availability.js';
 import { canConnect } from './ports.js';
 import { isAlive } from './proc.js';
-import { parseSinkDump, runSmtpSource, SMTP_SINK_BINARIES, startSmtpSink } from './smtp-sink.js';
+import { parseSinkDump, runSmtpSource, SinkCounter, SMTP_SINK_BINARIES, startSmtpSink } from './smtp-sink.js';
 import { useTeardown } from './teardown.js';
+
+describe('SinkCounter', () => {
+  it('reads the latest count from output that arrives in pieces, a line or a number cut anywhere', () => {
+    const counter = new SinkCounter();
+    expect(counter.feed('')).toBe(0);
+    expect(counter.feed('sess=0 quit=0 mesg=1\rsess=0 quit=0 mesg=2\rsess=1 quit=1 me')).toBe(2);
+    expect(counter.feed('sg=1')).toBe(2);
+    expect(counter.feed('2\r')).toBe(12);
+    expect(counter.feed('sess=1 quit=1 mesg=13\rsess=2 quit=2 mesg=13\r')).toBe(13);
+    expect(counter.feed('')).toBe(13);
+  });
+
+  it('counts every message of a long run exactly, however the output is cut', () => {
+    const output = Array.from({ length: 5000 }, (_, i) => `sess=${i} quit=${i} mesg=${i + 1}\r`).join('');
+    for (const size of [1, 7, 4096]) {
+      const counter = new SinkCounter();
+      let seen = 0;
+      for (let at = 0; at < output.length; at += size) seen = counter.feed(output.slice(at, at + size));
+      expect(seen).toBe(5000);
+    }
+  });
+});
 
 describePeer('smtp-sink', SMTP_SINK_BINARIES, () => {
   const defer = useTeardown();

@@ -50,6 +50,31 @@ export function parseSinkDump(dump: Buffer): { mailFrom: string; rcptTo: string[
   return { mailFrom: args('X-Mail-Args')[0] ?? '', rcptTo: args('X-Rcpt-Args'), message: body };
 }
 
+/**
+ * smtp-sink -c's counter, read incrementally: it prints `sess=N quit=N mesg=N` and a "\r"
+ * after every change (the line rewritten in place on a terminal). Each call takes only the
+ * output printed since the last one; a line cut between two reads waits for its end.
+ */
+export class SinkCounter {
+  private partial = '';
+  private last = 0;
+
+  /** Takes the newly printed output; returns the latest message count. */
+  feed(fresh: string): number {
+    if (!fresh) return this.last;
+    const text = this.partial + fresh;
+    const end = Math.max(text.lastIndexOf('\r'), text.lastIndexOf('\n'));
+    if (end < 0) {
+      this.partial = text;
+      return this.last;
+    }
+    this.partial = text.slice(end + 1);
+    const at = text.lastIndexOf('mesg=', end);
+    if (at >= 0) this.last = parseInt(text.slice(at + 5, end), 10);
+    return this.last;
+  }
+}
+
 /** Postfix's smtp-sink on 127.0.0.1, counting (-c) and optionally dumping (-d) messages. */
 export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSink> {
   const port = opts.port ?? (await freePort());
@@ -70,6 +95,15 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
   }
   args.push(...(opts.extraArgs ?? []), `127.0.0.1:${port}`, String(opts.backlog ?? 256));
   const peer = spawnPeer(binary('/usr/sbin/smtp-sink'), args);
+  // Only what smtp-sink printed since the last poll is read (benchmarks poll often, over long runs).
+  const counter = new SinkCounter();
+  let fresh: string[] = [];
+  peer.child.stdout?.on('data', (chunk: Buffer) => fresh.push(chunk.toString('latin1')));
+  const count = (): number => {
+    const text = fresh.join('');
+    fresh = [];
+    return counter.feed(text);
+  };
   try {
     await waitForPort(port, { alive: peer.running, what: 'smtp-sink' });
   } catch (err) {
@@ -77,18 +111,6 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     throw new Error(`${(err as Error).message}\n${peer.output()}`);
   }
 
-  // The -c counter is rewritten in place with "\r": the last "mesg=N" is current.
-  // Only the output added since the last call is scanned: benchmarks poll this often.
-  let scanned = 0;
-  let last = 0;
-  const count = (): number => {
-    const out = peer.output();
-    const fresh = out.slice(Math.max(0, scanned - 16));
-    scanned = out.length;
-    const m = [...fresh.matchAll(/mesg=(\d+)/g)].at(-1);
-    if (m) last = Number(m[1]);
-    return last;
-  };
   return {
     port,
     pid: peer.pid,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evictionCandidate, sessionTimeoutMs } from './intake.js';
-import { parseConfig } from './config.js';
+import { evictionCandidate, sessionTimeoutMs, underStress } from './crowding.js';
+import { parseConfig } from '../config.js';
 
 const limits = parseConfig({ hostname: 'r.test', spool: { dir: 'spool' }, listeners: [{ name: 'in', port: 0, tls: 'none', auth: 'none' }], delivery: { route: { type: 'file', dir: 'out' } } }, '/tmp', 'test').limits;
 
@@ -18,5 +18,12 @@ describe('sessionTimeoutMs', () => {
     expect(sessionTimeoutMs(limits, { startedAt: 0, started: false }, false, 10_000)).toBe(limits.startTimeout * 1000 - 10_000);
     expect(sessionTimeoutMs(limits, { startedAt: 0, started: true }, false, 10_000)).toBe(limits.idleTimeout * 1000);
     expect(sessionTimeoutMs(limits, { startedAt: 0, started: true }, true, 10_000)).toBe(limits.stressIdleTimeout * 1000);
+  });
+});
+
+describe('underStress', () => {
+  it('is stress above 80% of maxConnections, not at it', () => {
+    expect(underStress(80, 100)).toBe(false);
+    expect(underStress(81, 100)).toBe(true);
   });
 });

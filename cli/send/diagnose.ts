@@ -5,7 +5,7 @@
  */
 import type { PeerCertificate } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
-import { ErrorCodes } from '../relay/errors.js';
+import { ErrorCodes } from '../../relay/errors.js';
 
 export type SmtpError = SMTPConnection.SMTPError;
 

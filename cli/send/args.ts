@@ -1,0 +1,147 @@
+/**
+ * `mailfleet send`'s command line: the usage text, the options checked and read (the password
+ * and CA files among them) into SendOptions. Every mistake is a UsageError, which the command
+ * reports with the usage text and exit code 2.
+ */
+import { X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { TlsMode } from './diagnose.js';
+
+export const SEND_USAGE = `usage: mailfleet send --server HOST:PORT [--starttls | --tls] [--user U --password-file F]
+                     [--insecure] [--ca FILE] --from A --to B [--to C ...]
+                     [--subject S] [--body TEXT] [--helo NAME] [--timeout SECONDS]
+
+Sends one test message and prints the SMTP session as it happens.
+  --server HOST:PORT    server to talk to ([::1]:587 for IPv6)
+  --starttls            upgrade with STARTTLS and fail if the server does not offer it
+  --tls                 TLS from the first byte (implicit TLS, usually port 465)
+                        without either, the session stays in plain text
+  --user U              authenticate as U (AUTH PLAIN, LOGIN or CRAM-MD5)
+  --password-file F     file holding the password (its trailing newline is ignored)
+  --ca FILE             trust the CA certificates in FILE (PEM) for the server certificate
+  --insecure            do not verify the server certificate (testing only)
+  --helo NAME           name sent with EHLO (default: this host's name)
+  --timeout SECONDS     longest wait to set the session up, and then for each reply (default 20)
+Exit status: 0 sent, 1 the server or network failed (with a diagnosis), 2 bad arguments.`;
+
+const DEFAULT_TIMEOUT_SECONDS = 20;
+
+export interface SendOptions {
+  host: string;
+  port: number;
+  mode: TlsMode;
+  user: string | undefined;
+  password: string | undefined;
+  insecure: boolean;
+  ca: string | undefined;
+  from: string;
+  to: string[];
+  subject: string;
+  body: string;
+  helo: string | undefined;
+  timeoutSeconds: number;
+}
+
+/** A mistake on the command line: reported with the usage text and exit code 2. */
+export class UsageError extends Error {}
+
+export async function parseSendArgs(argv: string[]): Promise<SendOptions> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        server: { type: 'string' },
+        starttls: { type: 'boolean', default: false },
+        tls: { type: 'boolean', default: false },
+        user: { type: 'string' },
+        'password-file': { type: 'string' },
+        insecure: { type: 'boolean', default: false },
+        ca: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string', multiple: true },
+        subject: { type: 'string', default: 'mailfleet test message' },
+        body: { type: 'string' },
+        helo: { type: 'string' },
+        timeout: { type: 'string' },
+      },
+    }));
+  } catch (err) {
+    // parseArgs names the offending option well; only its error type needs changing.
+    throw new UsageError((err as Error).message);
+  }
+  if (!values.server) throw new UsageError('--server HOST:PORT is required');
+  if (!values.from) throw new UsageError('--from is required');
+  if (!values.to?.length) throw new UsageError('at least one --to is required');
+  if (values.starttls && values.tls) throw new UsageError('use either --starttls or --tls, not both');
+  const mode: TlsMode = values.tls ? 'tls' : values.starttls ? 'starttls' : 'plain';
+  if (mode === 'plain' && (values.insecure || values.ca)) {
+    throw new UsageError('--insecure and --ca only apply to TLS: add --starttls or --tls');
+  }
+  if (Boolean(values.user) !== Boolean(values['password-file'])) {
+    throw new UsageError('--user and --password-file go together (the password is read from a file to keep it out of shell history and ps)');
+  }
+  const { host, port } = parseServer(values.server);
+  return {
+    host,
+    port,
+    mode,
+    user: values.user,
+    password: values['password-file'] ? await readPassword(values['password-file']) : undefined,
+    insecure: values.insecure,
+    ca: values.ca ? await readCa(values.ca) : undefined,
+    from: values.from,
+    to: values.to,
+    subject: values.subject,
+    body: values.body ?? `This is a test message sent by mailfleet send to ${values.server} at ${new Date().toISOString()}.`,
+    helo: values.helo,
+    timeoutSeconds: parseTimeout(values.timeout),
+  };
+}
+
+function parseServer(server: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(server);
+  const port = Number(m?.[3]);
+  if (!m || port < 1 || port > 65535) {
+    throw new UsageError(`--server must be HOST:PORT, e.g. smtp.example.com:587 or [::1]:2525 (got ${JSON.stringify(server)})`);
+  }
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function parseTimeout(value: string | undefined): number {
+  if (value === undefined) return DEFAULT_TIMEOUT_SECONDS;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds (got ${JSON.stringify(value)})`);
+  return seconds;
+}
+
+async function readArgFile(flag: string, file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new UsageError(`cannot read ${flag} ${file}: ${why}`);
+  }
+}
+
+async function readCa(file: string): Promise<string> {
+  const pem = await readArgFile('--ca', file);
+  // Node ignores a CA it cannot parse, which would later look like an untrusted server certificate.
+  try {
+    new X509Certificate(pem);
+  } catch {
+    throw new UsageError(`--ca ${file} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)`);
+  }
+  return pem;
+}
+
+async function readPassword(file: string): Promise<string> {
+  // Only the line ending an editor or `echo` adds is dropped: other whitespace may be part of the password.
+  const password = (await readArgFile('--password-file', file)).replace(/\r?\n$/, '');
+  if (!password) throw new UsageError(`--password-file ${file} is empty`);
+  return password;
+}

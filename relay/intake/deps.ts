@@ -1,0 +1,31 @@
+/**
+ * What intake needs from the rest of the relay (IntakeDeps) and what it reads on every session
+ * (IntakePolicy, replaced whole on a config reload): the one seam between the listeners and
+ * the spool, the queue and the suppression list.
+ */
+import type { Logger } from 'pino';
+import type { RelayConfig } from '../config.js';
+import type { IntakeMetrics } from '../metrics.js';
+import type { Spool, SpoolEntry } from '../spool.js';
+import type { SuppressionList } from '../suppression.js';
+import type { UserStore } from '../users.js';
+
+/** What intake reads on every session: replaced whole on a config reload. */
+export interface IntakePolicy {
+  config: RelayConfig;
+  users: UserStore;
+  tls?: { key: Buffer; cert: Buffer };
+}
+
+export interface IntakeDeps {
+  spool: Spool;
+  metrics: IntakeMetrics;
+  log: Logger;
+  policy: () => IntakePolicy;
+  /** Hands a durable message to the queue. */
+  accepted: (entry: SpoolEntry) => void;
+  /** Whether new mail may be accepted now (false while draining). */
+  accepting: () => boolean;
+  /** Recipients that hard-bounced, per sender domain: refused, or accepted and bounced at once (suppression.action). */
+  suppressions: SuppressionList;
+}

@@ -1,0 +1,201 @@
+/**
+ * An SMTP listener (smtp-server): its options, listening, draining and reloads, and each
+ * step of a session handed to the module that decides it: the crowd at connect (crowding.ts),
+ * AUTH (auth.ts), who may relay and which sender (relay-access.ts, sender-policy.ts, with the
+ * per-user rate and the spool's free space) at MAIL and RCPT, and DATA (accept.ts). Every
+ * refusal is counted and logged here.
+ */
+import type net from 'node:net';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
+import type { ListenerConfig, RelayConfig } from '../config.js';
+import { refusal, refusalReply, type SmtpRefusal } from '../refusals.js';
+import { patchGreetingDelay } from '../smtp-server-patch.js';
+import { describeSuppression } from '../suppression.js';
+import { acceptMessage } from './accept.js';
+import { AuthGuard } from './auth.js';
+import { CONNECT_HEADROOM, Crowd } from './crowding.js';
+import type { IntakeDeps } from './deps.js';
+import { RateWindow } from './rate-limit.js';
+import { mailFromAccessRefusal, recipientRefusal, TrustedNetworks } from './relay-access.js';
+import { envelopeSenderRefusal } from './sender-policy.js';
+import { connectionsOf, sessionUser, type InternalConnection, type RcptAddress, type SessionState } from './session.js';
+
+patchGreetingDelay();
+
+export class SmtpListener {
+  readonly server: SMTPServer;
+  private readonly trusted: TrustedNetworks;
+  private readonly crowd: Crowd;
+
+  constructor(
+    readonly config: ListenerConfig,
+    private readonly deps: IntakeDeps,
+    private readonly rate: RateWindow,
+    private readonly auth: AuthGuard,
+  ) {
+    this.trusted = new TrustedNetworks(config.trustedNetworks);
+    this.crowd = new Crowd(config.name, () => this.connections, deps);
+    const policy = deps.policy();
+    const limits = policy.config.limits;
+    const authOffered = config.auth !== 'none';
+    this.server = new SMTPServer({
+      name: policy.config.hostname,
+      banner: 'mailfleet',
+      hideENHANCEDSTATUSCODES: false,
+      // DSN parameters (RFC 3461) are not implemented: do not advertise them.
+      hideDSN: true,
+      hideREQUIRETLS: true,
+      secure: config.tls === 'implicit',
+      // Hidden is also refused (502, smtp-server-patch.ts): a port without TLS has no certificate to offer.
+      hideSTARTTLS: config.tls === 'none',
+      key: policy.tls?.key,
+      cert: policy.tls?.cert,
+      minVersion: 'TLSv1.2',
+      size: limits.maxMessageSize,
+      // A ceiling on sockets only: onConnect enforces maxConnections itself, closing an idle
+      // session to make room (crowding.ts), which needs the newcomer to get that far.
+      maxClients: limits.maxConnections + CONNECT_HEADROOM,
+      maxRecipients: limits.maxRecipients,
+      socketTimeout: limits.idleTimeout * 1000,
+      sessionTimeoutMs: (session: SMTPServerSession) => this.crowd.timeoutFor(session),
+      authMethods: ['PLAIN', 'LOGIN'],
+      // We decide ourselves, so trusted networks can relay on an AUTH-required port.
+      authOptional: true,
+      allowInsecureAuth: config.allowInsecureAuth,
+      disabledCommands: authOffered ? [] : ['AUTH'],
+      disableReverseLookup: true,
+      logger: false,
+      greetingDelayMs: config.greetingDelay * 1000,
+      onConnect: (session, cb) => this.onConnect(session, cb),
+      onClose: (session) => this.crowd.release(session),
+      onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
+      onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
+      onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
+      onData: (stream, session, cb) => acceptMessage(stream, session, cb, config.name, deps, (err, s, done) => this.reject(err, s, done)),
+    } as ConstructorParameters<typeof SMTPServer>[0]);
+    // Before it listens, listen() rejects with the error and the relay exits MF_LISTEN_FAILED: no second report.
+    this.server.on('error', (err) => this.server.server.listening && deps.log.warn({ err, listener: config.name }, 'smtp listener error'));
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      this.server.server.once('error', onError);
+      this.server.listen(this.config.port, this.config.address, () => {
+        this.server.server.off('error', onError);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Stops accepting connections and lets each open session finish the transaction it is in;
+   * an idle session is closed with 421 at once, and whatever is left at the deadline too.
+   * (smtp-server's own close() answers 421 to every command, even mid-transaction.)
+   */
+  stopListening(): void {
+    if (this.server.server.listening) this.server.server.close();
+  }
+
+  async drain(deadlineMs: number): Promise<void> {
+    this.stopListening();
+    const connections = this.connections;
+    const closeIdle = (all: boolean) => {
+      for (const c of connections) {
+        if (all || (!c.session?.envelope?.mailFrom && !c._dataStream)) {
+          c.send(...refusalReply('drainClosing'), false);
+          c.close();
+        }
+      }
+    };
+    while (connections.size && Date.now() < deadlineMs) {
+      closeIdle(false);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    closeIdle(true);
+  }
+
+  /** Closes at once (tests, and listeners that never came up). */
+  close(): Promise<void> {
+    return this.drain(0);
+  }
+
+  /** Limits smtp-server reads per command; a reload changes them in place. */
+  applyLimits(limits: RelayConfig['limits']): void {
+    Object.assign(this.server.options, { size: limits.maxMessageSize, maxRecipients: limits.maxRecipients, maxClients: limits.maxConnections + CONNECT_HEADROOM, socketTimeout: limits.idleTimeout * 1000 });
+  }
+
+  get port(): number {
+    return (this.server.server.address() as net.AddressInfo).port;
+  }
+
+  /** New key and certificate for new TLS sessions (a renewed Secret). */
+  updateTls(tls: { key: Buffer; cert: Buffer }): void {
+    if (this.config.tls !== 'none') this.server.updateSecureContext({ key: tls.key, cert: tls.cert });
+  }
+
+  private get connections(): Set<InternalConnection> {
+    return connectionsOf(this.server);
+  }
+
+  private reject(err: SmtpRefusal, session: SMTPServerSession | undefined, cb: (err?: Error | null) => void): void {
+    const reason = err.reason;
+    this.deps.metrics.rejections.inc({ reason });
+    this.deps.log.info({ event: 'rejected', listener: this.config.name, session: session?.id, client: session?.remoteAddress, user: session?.user, reason, reply: `${err.responseCode} ${err.message}` }, 'refused');
+    const e = new Error(err.message) as Error & { responseCode: number };
+    e.responseCode = err.responseCode;
+    cb(e);
+  }
+
+  private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    if (!this.deps.accepting()) return this.reject(refusal('draining'), session, cb);
+    const refused = this.crowd.admit(session);
+    if (refused) return this.reject(refused, session, cb);
+    cb();
+  }
+
+  private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user?: unknown }) => void): void {
+    this.auth.authenticate(auth, session, this.deps.policy(), this.deps.metrics, (err, s, done) => this.reject(err, s, done), cb);
+  }
+
+  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const { config } = this.deps.policy();
+    const user = sessionUser(session);
+    let refused = mailFromAccessRefusal(!!user, () => this.trusted.has(session.remoteAddress), this.config.auth);
+    if (!refused && user) refused = envelopeSenderRefusal(config, user, address.address);
+    // A MAIL refused for its sender uses none of the user's rate.
+    const limit = config.limits.messagesPerUserPerMinute;
+    if (!refused && user && !this.rate.allow(user, limit, Date.now())) refused = refusal('rateLimited', { user, limit });
+    if (refused) return this.reject(refused, session, cb);
+    this.deps.spool.freeBytes().then(
+      (free) => {
+        if (free < config.spool.minFreeBytes) return this.reject(refusal('storageFull'), session, cb);
+        (session as SessionState).started = true;
+        cb();
+      },
+      () => this.reject(refusal('spoolUnavailable'), session, cb),
+    );
+  }
+
+  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    const rcpt = address.address;
+    const refused = recipientRefusal(rcpt, this.trusted.has(session.remoteAddress) || sessionUser(session) !== undefined);
+    if (refused) return this.reject(refused, session, cb);
+    const { suppression } = this.deps.policy().config;
+    const suppressed = suppression.enabled ? this.deps.suppressions.lookup(session.envelope.mailFrom ? session.envelope.mailFrom.address : '', rcpt) : undefined;
+    if (suppressed && suppression.action === 'refuse') {
+      this.deps.metrics.suppressionRefusals.inc({ action: 'refuse' });
+      return this.reject(refusal('suppressed', { rcpt, why: describeSuppression(suppressed) }), session, cb);
+    }
+    // smtp-server puts this very object into the envelope: DATA reads the mark from there.
+    (address as RcptAddress).suppressed = suppressed;
+    cb();
+  }
+}
+
+/** A relay's listeners, sharing one per-user rate window and one AUTH guard. */
+export function createListeners(deps: IntakeDeps): SmtpListener[] {
+  const rate = new RateWindow();
+  const auth = new AuthGuard(() => deps.policy().config.limits);
+  return deps.policy().config.listeners.map((l) => new SmtpListener(l, deps, rate, auth));
+}
