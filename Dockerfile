@@ -39,8 +39,10 @@ USER 1000:1000
 VOLUME ["/var/spool/mailfleet"]
 # The operator renders relay pods that bind 10000 + port (no capability for ports below 1024).
 EXPOSE 10587 10465 9090
-# Node 24's V8 lets the young generation grow to 128 MiB per thread (Node 20: 32 MiB); under
-# load that costs the relay ~80 MiB of peak RSS and no throughput (npm run bench with
-# BENCH_NODE measures both; the benchmarks start the relay with these same flags).
-ENTRYPOINT ["node", "--max-semi-space-size=16", "/app/dist/cli/main.js"]
+# Node 24's V8 lets the young generation grow to 128 MiB per thread (Node 20: 32 MiB), and the
+# relay has two threads. A 4 MiB semi-space took ~40 MiB off the relay's peak RSS under the
+# bench against 16 MiB (~200 vs ~240 MiB on Node 24) with no CPU per message lost (npm run
+# bench:cpu, three alternating runs each, 2026-12-06; docs/architecture.md). The benchmarks
+# start the relay with these same flags.
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/dist/cli/main.js"]
 CMD ["--help"]
