@@ -4,14 +4,14 @@
  * this machine (the relay's intake is built on it). Usage: node smtp-server-alone.js PORT
  */
 import { SMTPServer } from 'smtp-server';
-import { patchGreetingDelay } from '../relay/smtp-server-patch.js';
+import { patchGreetingDelay } from '../relay/intake/smtp-server-patch.js';
 
 // As the relay runs it: without smtp-server's fixed 100 ms pause before each greeting.
 patchGreetingDelay();
 
 const port = Number(process.argv[2]);
 const server = new SMTPServer({
-  // (greetingDelayMs is the relay's patch: see relay/smtp-server-patch.ts)
+  // (greetingDelayMs is the relay's patch: see relay/intake/smtp-server-patch.ts)
   name: 'alone.bench.test',
   authOptional: true,
   disabledCommands: ['AUTH', 'STARTTLS'],

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Scheduler } from '../relay/queue/scheduler.js';
-import { Spool, newQueueId, type Envelope } from '../relay/spool.js';
+import { Spool, newQueueId, type Envelope } from '../relay/spool/spool.js';
 
 const N = Number(process.env.BENCH_SPOOL_MESSAGES ?? 100_000);
 const ROOT = path.resolve(import.meta.dirname, '../..');

@@ -11,8 +11,8 @@ import { findPeers, handOffSpool, readToken } from './handoff.js';
 import type { ListenerSet } from './listeners.js';
 import type { IntakeMetrics } from './metrics.js';
 import type { QueueHandle } from './queue/client.js';
-import type { Spool } from './spool.js';
-import type { SpoolLock } from './spool-lock.js';
+import type { Spool } from './spool/spool.js';
+import type { SpoolLock } from './spool/lock.js';
 import type { SuppressionList } from './suppression.js';
 
 export interface DrainDeps {

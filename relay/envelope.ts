@@ -67,7 +67,7 @@ export const recipientStateSchema = z.strictObject({
 });
 
 export const envelopeSchema = z.strictObject({
-  /** The queue id (relay/spool.ts newQueueId). */
+  /** The queue id (relay/spool/spool.ts newQueueId). */
   id: z.string().regex(/^[A-Za-z0-9]{1,64}$/, 'must be a queue id'),
   /** '' is the null reverse-path of a DSN. */
   sender: line(MAX_ADDRESS),

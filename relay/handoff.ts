@@ -35,7 +35,7 @@ import http from 'node:http';
 import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
 import { parseHandoffEnvelope, type HandoffEnvelope } from './envelope.js';
-import { Spool, type Envelope, type SpoolEntry } from './spool.js';
+import { Spool, type Envelope, type SpoolEntry } from './spool/spool.js';
 
 export type { HandoffEnvelope } from './envelope.js';
 

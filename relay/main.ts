@@ -22,8 +22,8 @@ import { WorkerQueue, type QueueHandle } from './queue/client.js';
 import type { PermanentFailure } from './queue/manager.js';
 import { watchConfig } from './reload.js';
 import type { QueueStats } from './queue/scheduler.js';
-import { Spool } from './spool.js';
-import { lockSpool } from './spool-lock.js';
+import { Spool } from './spool/spool.js';
+import { lockSpool } from './spool/lock.js';
 import { SuppressionList, suppressionJson } from './suppression.js';
 import { UserStore } from './users.js';
 
@@ -77,7 +77,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const log = opts.log ?? createLogger(opts.config.log.level);
   let draining = false;
 
-  // The writer side of the spool (relay/spool.ts): this thread only appends; the queue owns a
+  // The writer side of the spool (relay/spool/spool.ts): this thread only appends; the queue owns a
   // message once it is handed over, and hears which journal segments the writer let go.
   // (No segment is sealed before the queue exists: nothing is appended before it starts.)
   const late: { queue?: QueueHandle } = {};

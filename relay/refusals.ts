@@ -25,7 +25,7 @@ export const REFUSALS = {
   tooManySessions: { code: 421, enhanced: '4.7.0', reason: 'connections', when: 'The listener holds limits.maxConnections sessions and every one has started (logged in or begun a mail).', text: (v: { limit: number }) => `Too many sessions (limit ${v.limit}), try again later` },
   evicted: { code: 421, enhanced: '4.7.0', reason: 'connections', when: 'Sent to the longest idle session that never started, closed so a newcomer fits in a full listener.', text: () => 'Too many sessions: closing this idle one to make room; connect again when you have mail to send' },
   drainClosing: { code: 421, enhanced: '4.3.2', when: 'Sent to an idle session when the relay drains, and to every session left at the drain deadline.', text: () => 'Service shutting down, closing the session; send again to reconnect' },
-  // Written by relay/smtp-server-patch.ts before the greeting, after the server's name.
+  // Written by relay/intake/smtp-server-patch.ts before the greeting, after the server's name.
   tooManySockets: { code: 421, enhanced: '4.7.0', when: "More than limits.maxConnections + 64 sockets at once: refused before the greeting, the reply led by the relay's hostname.", text: () => 'Too many connected clients, try again in a moment' },
   starttlsNotOffered: { code: 502, enhanced: '5.5.1', when: 'STARTTLS on a listener with tls: none.', text: () => 'STARTTLS is not offered on this port' },
 

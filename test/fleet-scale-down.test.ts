@@ -12,7 +12,7 @@ import { freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { spawnMailfleet, type RelayProcess } from './support/process.js';
 import { waitFor } from './support/relay.js';
-import { Spool } from '../relay/spool.js';
+import { Spool } from '../relay/spool/spool.js';
 import { submit } from './support/smtp-talk.js';
 
 const RELAYS = 4;

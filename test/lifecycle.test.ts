@@ -14,7 +14,7 @@ import { hashPassword } from '../relay/users.js';
 import { canConnect, freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { spawnMailfleet, type RelayProcess } from './support/process.js';
-import { Spool } from '../relay/spool.js';
+import { Spool } from '../relay/spool/spool.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 import { SmtpTalk, submit } from './support/smtp-talk.js';
 

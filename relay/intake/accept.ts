@@ -7,7 +7,7 @@
 import type { Readable } from 'node:stream';
 import type { SMTPServerSession } from 'smtp-server';
 import { refusal, SmtpRefusal } from '../refusals.js';
-import type { Envelope, RecipientState, SpoolWriter } from '../spool.js';
+import type { Envelope, RecipientState, SpoolWriter } from '../spool/spool.js';
 import { describeSuppression } from '../suppression.js';
 import { receiveBody, traceInfo, type ReceivedHeader } from './data.js';
 import type { IntakeDeps } from './deps.js';

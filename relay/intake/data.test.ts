@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import type { TraceInfo } from '../headers.js';
-import type { SpoolWriter } from '../spool.js';
+import type { SpoolWriter } from '../spool/spool.js';
 import { headerSplit, receiveBody } from './data.js';
 
 const trace = (): TraceInfo => ({ heloName: 'client.test', clientAddress: '192.0.2.1', byHostname: 'relay.test', protocol: 'ESMTP', queueId: 'Q1', date: new Date(0) });

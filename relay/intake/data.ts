@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import type { SMTPServerSession } from 'smtp-server';
 import { addedHeaders, headerEnd, headerFacts, type HeaderFacts, type TraceInfo } from '../headers.js';
 import { refusal } from '../refusals.js';
-import type { SpoolWriter } from '../spool.js';
+import type { SpoolWriter } from '../spool/spool.js';
 import { plainAddress } from './session.js';
 
 /** What the header held, with the Message-ID the message goes out with and the length of the completed header. */

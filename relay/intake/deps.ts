@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { RelayConfig } from '../config.js';
 import type { IntakeMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool.js';
+import type { Spool, SpoolEntry } from '../spool/spool.js';
 import type { SuppressionList } from '../suppression.js';
 import type { UserStore } from '../users.js';
 

@@ -9,7 +9,7 @@ import type net from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import type { ListenerConfig, RelayConfig } from '../config.js';
 import { refusal, refusalReply, type SmtpRefusal } from '../refusals.js';
-import { patchGreetingDelay } from '../smtp-server-patch.js';
+import { patchGreetingDelay } from './smtp-server-patch.js';
 import { describeSuppression } from '../suppression.js';
 import { acceptMessage } from './accept.js';
 import { AuthGuard } from './auth.js';

@@ -9,12 +9,12 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { RelayConfig } from '../config.js';
-import type { SegmentCount } from '../journal-format.js';
-import type { SegmentSealed } from '../journal-writer.js';
+import type { SegmentCount } from '../spool/journal-format.js';
+import type { SegmentSealed } from '../spool/journal-writer.js';
 import type { PermanentFailure } from './manager.js';
 import type { FromQueue, MetricsJson, ToQueue } from './runtime.js';
 import type { QueueStats } from './scheduler.js';
-import type { SpoolEntry } from '../spool.js';
+import type { SpoolEntry } from '../spool/spool.js';
 
 /** Hears of every recipient that failed for good at the destination (the suppression list, in the main thread). */
 export type PermanentFailureListener = (failure: PermanentFailure) => void;

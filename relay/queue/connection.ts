@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { DeliveryFailure, type RecipientOutcome } from '../delivery/outcome.js';
 import type { Route, RouteSession } from '../delivery/routes.js';
 import type { QueueMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool.js';
+import type { Spool, SpoolEntry } from '../spool/spool.js';
 import type { IdleConnections } from './idle.js';
 import type { Scheduler, Unit } from './scheduler.js';
 import { outbound, type SigningSlot } from './signing.js';

@@ -7,7 +7,7 @@ import { createRoute } from '../delivery/routes.js';
 import type { DkimSigner } from '../dkim.js';
 import { QueueMetrics } from '../metrics.js';
 import { QueueManager } from './manager.js';
-import { Spool } from '../spool.js';
+import { Spool } from '../spool/spool.js';
 
 const settings = { hostname: 'relay.test', messagesPerConnection: 10, maxConnections: 10, maxConnectionsPerDestination: 5, minBackoff: 60, maxBackoff: 3600, lifetime: 86400, delayNoticeAfter: 0, idleConnectionTime: 0 };
 

@@ -12,7 +12,7 @@ import type { Route, RouteSession } from '../delivery/routes.js';
 import type { DkimSigner } from '../dkim.js';
 import { OTHER, type Provider } from '../delivery/providers.js';
 import type { QueueMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool.js';
+import type { Spool, SpoolEntry } from '../spool/spool.js';
 import { ProviderClassifier, type Classified } from './classify.js';
 import { runConnection, type ConnectionHost } from './connection.js';
 import { IdleConnections } from './idle.js';

@@ -6,7 +6,7 @@
  */
 import { buildDsn, type DsnRecipient } from '../bounce.js';
 import type { Envelope } from '../envelope.js';
-import { newQueueId, type Spool, type SpoolEntry } from '../spool.js';
+import { newQueueId, type Spool, type SpoolEntry } from '../spool/spool.js';
 
 /** Stores the notice; resolves with its spool entry once it is durable. */
 export async function storeNotice(spool: Spool, hostname: string, original: SpoolEntry, recipients: DsnRecipient[], now: number): Promise<SpoolEntry> {

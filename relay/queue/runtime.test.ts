@@ -4,9 +4,9 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config.js';
-import type { SegmentSealed } from '../journal-writer.js';
+import type { SegmentSealed } from '../spool/journal-writer.js';
 import { InlineQueue } from './inline.js';
-import { Spool, newQueueId, type Envelope } from '../spool.js';
+import { Spool, newQueueId, type Envelope } from '../spool/spool.js';
 
 /** The two sides as startRelay wires them: the writer side here, the queue behind the message protocol. */
 describe('the spool across the queue boundary', () => {

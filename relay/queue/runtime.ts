@@ -10,7 +10,7 @@
  * answers to questions (start, stats, metrics, stop) and the recipients that failed for good
  * (the suppression list lives in the main thread, where intake reads it). Nothing the queue
  * does to a message goes back: its state files, removal, done marks and segment deletion are
- * all done here (relay/spool-delivery.ts).
+ * all done here (relay/spool/delivery.ts).
  */
 import type { Logger } from 'pino';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
@@ -18,11 +18,11 @@ import type { RelayConfig } from '../config.js';
 import { providerTable } from '../delivery/providers.js';
 import { createRoute, type Route } from '../delivery/routes.js';
 import { DkimSigner } from '../dkim.js';
-import type { SegmentCount } from '../journal-format.js';
-import type { SegmentSealed } from '../journal-writer.js';
+import type { SegmentCount } from '../spool/journal-format.js';
+import type { SegmentSealed } from '../spool/journal-writer.js';
 import { QueueMetrics } from '../metrics.js';
 import { QueueManager, type PermanentFailure, type QueueSettings } from './manager.js';
-import { Spool, type SpoolEntry } from '../spool.js';
+import { Spool, type SpoolEntry } from '../spool/spool.js';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 

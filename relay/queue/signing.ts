@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import type { OutboundMessage } from '../delivery/routes.js';
 import type { DkimSigner } from '../dkim.js';
 import type { QueueMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool.js';
+import type { Spool, SpoolEntry } from '../spool/spool.js';
 
 /** The signature being made for a message, so concurrent units wait for one signing. */
 export type SigningSlot = { signing?: Promise<string> };

@@ -9,7 +9,7 @@ import pino from 'pino';
 import { parseConfig, type RelayConfigInput } from '../../relay/config.js';
 import { devSetup } from '../../relay/dev.js';
 import { startRelay, type RunningRelay } from '../../relay/main.js';
-import { Spool, type Envelope } from '../../relay/spool.js';
+import { Spool, type Envelope } from '../../relay/spool/spool.js';
 
 export interface TestRelay extends RunningRelay {
   dir: string;

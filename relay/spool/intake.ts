@@ -1,20 +1,20 @@
 /**
  * The spool's writer side, in the main thread: mail comes in here and nowhere else. It appends
- * small messages to the journal (relay/journal-writer.ts), writes larger and handed-over ones
- * to files of their own (relay/spool-writer.ts), keeps the free-space account
- * (relay/spool-space.ts) and recovers the spool at a start, before it takes mail. It never
+ * small messages to the journal (relay/spool/journal-writer.ts), writes larger and handed-over ones
+ * to files of their own (relay/spool/writer.ts), keeps the free-space account
+ * (relay/spool/space.ts) and recovers the spool at a start, before it takes mail. It never
  * reads a state file, marks a message done or deletes anything a message still needs: once a
- * message is handed to the queue, the queue side (relay/spool-delivery.ts) owns it. All it
+ * message is handed to the queue, the queue side (relay/spool/delivery.ts) owns it. All it
  * tells the queue side besides the entries is which segments it let go, and how many records
  * each holds (SegmentSealed).
  */
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../envelope.js';
 import { JournalWriter, type SegmentSealed } from './journal-writer.js';
-import { DirSyncer, newQueueId, type SpoolEntry, type SpoolLayout } from './spool-layout.js';
+import { DirSyncer, newQueueId, type SpoolEntry, type SpoolLayout } from './layout.js';
 import { syncDir } from './journal-format.js';
-import { recoverSpool, type RecoveryReport } from './spool-recovery.js';
-import { FreeSpace } from './spool-space.js';
-import { SpoolWriter, storeFile, type WriterTarget } from './spool-writer.js';
+import { recoverSpool, type RecoveryReport } from './recovery.js';
+import { FreeSpace } from './space.js';
+import { SpoolWriter, storeFile, type WriterTarget } from './writer.js';
 
 export interface SpoolIntakeOptions {
   /**
@@ -67,7 +67,7 @@ export class SpoolIntake {
     return this.space.freeBytes(now);
   }
 
-  /** Tidies and reads the spool for a start (relay/spool-recovery.ts); before any append. */
+  /** Tidies and reads the spool for a start (relay/spool/recovery.ts); before any append. */
   recover(): Promise<RecoveryReport> {
     return recoverSpool(this.layout);
   }

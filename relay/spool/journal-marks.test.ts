@@ -5,8 +5,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { JournalMarks, segmentFinished } from './journal-marks.js';
 import { JournalWriter, sealDue, SEGMENT_BYTES, SEGMENT_IDLE_MS, SEGMENT_MAX_AGE_MS, type SegmentSealed } from './journal-writer.js';
 import { scanJournal } from './journal-format.js';
-import type { Envelope } from './envelope.js';
-import { newQueueId } from './spool-layout.js';
+import type { Envelope } from '../envelope.js';
+import { newQueueId } from './layout.js';
 
 const env = (): Envelope => ({ id: newQueueId(), sender: 'app@example.test', recipients: [{ address: 'a@dest.test', status: 'pending' }], receivedAt: Date.now(), listener: 'submission', client: '127.0.0.1', headerLength: 10, attempts: 0, nextAttemptAt: 0 });
 

@@ -1,6 +1,6 @@
 /**
  * The journal's done marks and the deletion of finished segments: the queue side's half of the
- * journal (the writer, relay/journal-writer.ts, only appends).
+ * journal (the writer, relay/spool/journal-writer.ts, only appends).
  *
  * A finished message (delivered, bounced, handed over, or moved to a file of its own) is marked
  * done by appending its id to its segment's `.done` file, not synced: losing a mark can only
@@ -79,7 +79,7 @@ export class JournalMarks {
 
   /**
    * Writes the pending done marks, one write per segment, each starting with a newline (see
-   * relay/journal-format.ts). A failed write keeps its marks for the next flush.
+   * relay/spool/journal-format.ts). A failed write keeps its marks for the next flush.
    *
    * The writes are synchronous: marks are not fsynced, so a write only copies a few hundred
    * bytes into the page cache, and that costs less than a trip through the thread pool

@@ -3,12 +3,12 @@
  * body, then the envelope as JSON, then a 29-byte trailer ('MFQ1', body length in 16 hex digits,
  * envelope length in 8, a newline) so that it is written in one sequential pass and a file whose
  * trailer does not check out was never acknowledged (it was written in tmp/ and renamed only
- * once fsynced: see relay/spool-writer.ts). `<id>.state` holds per-recipient progress and retry
+ * once fsynced: see relay/spool/writer.ts). `<id>.state` holds per-recipient progress and retry
  * timing over the envelope, replaced atomically and not fsynced: losing it can only repeat a
  * delivery.
  */
 import fsp from 'node:fs/promises';
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../envelope.js';
 
 const TRAILER_MAGIC = 'MFQ1';
 const TRAILER_LENGTH = 4 + 16 + 8 + 1; // magic, body length, envelope length (hex), newline

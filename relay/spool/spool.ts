@@ -2,15 +2,15 @@
  * The durable spool: nothing is acknowledged before it is on disk and fsynced (RFC 5321 6.1).
  *
  * Small messages (up to 256 KiB, nearly all mail) go to the journal: appended in groups that
- * share one fdatasync (relay/journal-writer.ts), marked done when finished, a segment deleted
- * once sealed and all its mail is done (relay/journal-marks.ts). Larger ones, and any message
- * that must stay past its first delivery round, have a file of their own (relay/spool-file.ts,
- * relay/spool-writer.ts) with its progress in a state file beside it. Recovery:
- * relay/spool-recovery.ts.
+ * share one fdatasync (relay/spool/journal-writer.ts), marked done when finished, a segment deleted
+ * once sealed and all its mail is done (relay/spool/journal-marks.ts). Larger ones, and any message
+ * that must stay past its first delivery round, have a file of their own (relay/spool/file.ts,
+ * relay/spool/writer.ts) with its progress in a state file beside it. Recovery:
+ * relay/spool/recovery.ts.
  *
  * Two sides work on one spool directory, one object each: the writer side in the main thread
- * (relay/spool-intake.ts: appends, message files, free space, recovery at a start) and the
- * queue side (relay/spool-delivery.ts: bodies, state files, removal, done marks, segment
+ * (relay/spool/intake.ts: appends, message files, free space, recovery at a start) and the
+ * queue side (relay/spool/delivery.ts: bodies, state files, removal, done marks, segment
  * deletion, DSN files). Data between them flows one way: entries and sealed segments, from the
  * writer to the queue.
  *
@@ -23,19 +23,19 @@
  * needs no Spool object: it stays for tests and tools.)
  */
 import type { Readable } from 'node:stream';
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../envelope.js';
 import type { JournalLocation } from './journal-format.js';
 import type { SegmentSealed } from './journal-writer.js';
-import { SpoolDelivery } from './spool-delivery.js';
-import { SpoolIntake } from './spool-intake.js';
-import { SpoolLayout, type SpoolEntry } from './spool-layout.js';
-import { recoverSpool, scanSpool, type RecoveryReport, type SpoolScan } from './spool-recovery.js';
-import type { SpoolWriter } from './spool-writer.js';
+import { SpoolDelivery } from './delivery.js';
+import { SpoolIntake } from './intake.js';
+import { SpoolLayout, type SpoolEntry } from './layout.js';
+import { recoverSpool, scanSpool, type RecoveryReport, type SpoolScan } from './recovery.js';
+import type { SpoolWriter } from './writer.js';
 
-export type { Envelope, RecipientState, RecipientStatus } from './envelope.js';
-export { DirSyncer, isOutOfSpace, newQueueId, type SpoolEntry } from './spool-layout.js';
-export type { RecoveryReport, SpoolScan } from './spool-recovery.js';
-export type { SpoolWriter } from './spool-writer.js';
+export type { Envelope, RecipientState, RecipientStatus } from '../envelope.js';
+export { DirSyncer, isOutOfSpace, newQueueId, type SpoolEntry } from './layout.js';
+export type { RecoveryReport, SpoolScan } from './recovery.js';
+export type { SpoolWriter } from './writer.js';
 
 export type SpoolRole = 'intake' | 'delivery' | 'both';
 
@@ -90,7 +90,7 @@ export class Spool {
   }
 
   /**
-   * Tidies and reads the spool for a start (relay/spool-recovery.ts). Both sides in this object:
+   * Tidies and reads the spool for a start (relay/spool/recovery.ts). Both sides in this object:
    * its queue side takes the segments' counts; the writer side alone hands them to the queue.
    */
   async recover(): Promise<RecoveryReport> {

@@ -2,13 +2,13 @@
  * Reading the spool as a start finds it (scan: changes nothing, safe beside a running relay),
  * and tidying it for a start (recover: the main thread, before it takes mail and before the
  * queue runs). What recovery hands on: the live messages, oldest first, and each journal
- * segment's counts, all sealed, for the queue side's done marks (relay/journal-marks.ts).
+ * segment's counts, all sealed, for the queue side's done marks (relay/spool/journal-marks.ts).
  */
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { markOnDisk, removeFinished, scanJournal, type SegmentCount } from './journal-format.js';
-import { readQueueFile, readState, SpoolFileInvalid } from './spool-file.js';
-import type { SpoolEntry, SpoolLayout } from './spool-layout.js';
+import { readQueueFile, readState, SpoolFileInvalid } from './file.js';
+import type { SpoolEntry, SpoolLayout } from './layout.js';
 
 export interface SpoolScan {
   entries: SpoolEntry[];

@@ -1,8 +1,8 @@
 /**
  * The journal's files on disk and how they are read: segment records, `.done` mark files,
  * the scan a recovery starts from, and the helpers that touch them at recovery. Pure format
- * and reading; the writer (relay/journal-writer.ts) and the done marks
- * (relay/journal-marks.ts) hold no format knowledge of their own beyond encodeRecord.
+ * and reading; the writer (relay/spool/journal-writer.ts) and the done marks
+ * (relay/spool/journal-marks.ts) hold no format knowledge of their own beyond encodeRecord.
  *
  * Record: 'MFJ1', body length, envelope length, CRC-32 of both (big-endian u32), the body,
  * the envelope as JSON. One write is on its way at a time, so a crash can cut short only the
@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../envelope.js';
 
 export interface JournalLocation {
   /** The segment's file name in the journal directory. */

@@ -2,20 +2,20 @@
  * Receives one message's body, and stores whole messages in files of their own. A body stays
  * in memory while it is small (the journal takes it at the end); past JOURNAL_MAX it goes to a
  * file in tmp/ as it arrives. A message file is written in tmp/ (body, envelope, trailer:
- * relay/spool-file.ts), fsynced, renamed into q/, and q/ fsynced before the message counts as
+ * relay/spool/file.ts), fsynced, renamed into q/, and q/ fsynced before the message counts as
  * stored: until then nothing is acknowledged, and a failure takes the file back out.
  */
 import fsp from 'node:fs/promises';
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../envelope.js';
 import type { JournalLocation } from './journal-format.js';
-import { queueFileTail } from './spool-file.js';
-import { CACHE_BODY_MAX, JOURNAL_MAX, newQueueId, type SpoolEntry, type SpoolLayout } from './spool-layout.js';
-import type { FreeSpace } from './spool-space.js';
+import { queueFileTail } from './file.js';
+import { CACHE_BODY_MAX, JOURNAL_MAX, newQueueId, type SpoolEntry, type SpoolLayout } from './layout.js';
+import type { FreeSpace } from './space.js';
 
 /** Where a writer's message goes. */
 export interface WriterTarget {
   layout: SpoolLayout;
-  /** The coalesced fsync of q/ (relay/spool-layout.ts DirSyncer). */
+  /** The coalesced fsync of q/ (relay/spool/layout.ts DirSyncer). */
   syncQueueDir(): Promise<void>;
   /** The free-space account its bytes are claimed from; absent for the queue's own writes (never refused). */
   space?: FreeSpace;

@@ -14,7 +14,7 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ErrorCodes, MailfleetError } from './errors.js';
+import { ErrorCodes, MailfleetError } from '../errors.js';
 import { isOutOfSpace } from './spool.js';
 
 /** A holder that has not renewed its lock for this long is gone. */

@@ -7,8 +7,8 @@
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Envelope } from './envelope.js';
-import { ErrorCodes, MailfleetError } from './errors.js';
+import type { Envelope } from '../envelope.js';
+import { ErrorCodes, MailfleetError } from '../errors.js';
 import type { JournalLocation } from './journal-format.js';
 
 export interface SpoolEntry {
@@ -71,7 +71,7 @@ export class SpoolLayout {
   /**
    * Creates the layout and checks it is writable. A volume with no space left is not an
    * error: the relay must still start to deliver the mail that would free it (it takes no new
-   * mail meanwhile: see relay/spool-space.ts). Resolves with whether the spool is full.
+   * mail meanwhile: see relay/spool/space.ts). Resolves with whether the spool is full.
    */
   async open(): Promise<{ full: boolean }> {
     const probe = path.join(this.tmpDir, `.probe-${process.pid}`);

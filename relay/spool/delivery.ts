@@ -3,8 +3,8 @@
  * bodies (memory, the journal or the message's file), records per-recipient progress in state
  * files, moves mail that stays out of the journal into a file of its own, stores DSNs, removes
  * finished messages, and writes the journal's done marks and deletes finished segments
- * (relay/journal-marks.ts). One object per spool on the queue's side, fed by the queue's
- * messages (relay/queue/runtime.ts); the writer side (relay/spool-intake.ts) never does any of this.
+ * (relay/spool/journal-marks.ts). One object per spool on the queue's side, fed by the queue's
+ * messages (relay/queue/runtime.ts); the writer side (relay/spool/intake.ts) never does any of this.
  *
  * Durability: a message moving out of the journal is durable in its file (fsynced, q/ fsynced)
  * before its journal record is marked done; a removal takes the message file first, so a crash
@@ -15,13 +15,13 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../envelope.js';
 import { journalBodyStream, syncDir, type JournalLocation, type SegmentCount } from './journal-format.js';
 import { JournalMarks } from './journal-marks.js';
 import type { SegmentSealed } from './journal-writer.js';
-import { writeState } from './spool-file.js';
-import { BODY_CACHE_BYTES, DirSyncer, type SpoolEntry, type SpoolLayout } from './spool-layout.js';
-import { storeFile, type WriterTarget } from './spool-writer.js';
+import { writeState } from './file.js';
+import { BODY_CACHE_BYTES, DirSyncer, type SpoolEntry, type SpoolLayout } from './layout.js';
+import { storeFile, type WriterTarget } from './writer.js';
 
 function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== 'ENOENT') throw err;

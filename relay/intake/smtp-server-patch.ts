@@ -22,7 +22,7 @@
  * in still meets its deadline.
  */
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
-import { refusalReply } from './refusals.js';
+import { refusalReply } from '../refusals.js';
 
 interface PatchedConnection {
   _server: {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SmtpTalk } from '../test/support/smtp-talk.js';
+import { SmtpTalk } from '../../test/support/smtp-talk.js';
 import { originalInitSource, originalSources, patchGreetingDelay } from './smtp-server-patch.js';
 import { SMTPServer } from 'smtp-server';
 

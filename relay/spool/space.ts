@@ -7,7 +7,7 @@
  * low, never high. The decisions are pure functions below; the class keeps the counts.
  */
 import fsp from 'node:fs/promises';
-import { refusal } from './refusals.js';
+import { refusal } from '../refusals.js';
 
 /** How old a statfs may be before it is taken again. */
 export const STATFS_MAX_AGE_MS = 1000;

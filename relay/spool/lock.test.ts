@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LOCK_LEASE_MS, lockSpool, lockVerdict, type LockHolder } from './spool-lock.js';
+import { LOCK_LEASE_MS, lockSpool, lockVerdict, type LockHolder } from './lock.js';
 
 const holder = (over: Partial<LockHolder> = {}): LockHolder => ({ host: 'relay-a', pid: 40, token: 't', since: '2026-12-06T10:00:00.000Z', ...over });
 const me = { host: 'relay-a', pid: 1 };

@@ -9,15 +9,15 @@
  *
  * The writer only appends: it never reads marks or deletes a segment. When it stops writing to a
  * segment it seals it and says so, once, with how many acknowledged records the segment holds
- * (`onSealed`); the queue side (relay/journal-marks.ts) deletes a sealed segment once that many
+ * (`onSealed`); the queue side (relay/spool/journal-marks.ts) deletes a sealed segment once that many
  * of its records are done. It seals on size, on age, and after a quiet spell (sealDue), so a
  * segment lives about as long as the first delivery round of the mail in it, busy or quiet.
- * Record format and reading: relay/journal-format.ts.
+ * Record format and reading: relay/spool/journal-format.ts.
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Envelope } from './envelope.js';
+import type { Envelope } from '../envelope.js';
 import { encodeRecord, HEADER, segmentName, syncDir, type JournalLocation } from './journal-format.js';
 
 /** A new segment after this many bytes. */

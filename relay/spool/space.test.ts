@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { claimRefused, estimateFree, FreeSpace, STATFS_MAX_AGE_MS } from './spool-space.js';
+import { claimRefused, estimateFree, FreeSpace, STATFS_MAX_AGE_MS } from './space.js';
 
 describe('spool free space', () => {
   it('counts every byte claimed since the statfs against its figure', () => {
