@@ -6,7 +6,7 @@
  */
 
 /** Why the relay refused something in an SMTP session (the metric's bounded label set). */
-export const REJECTION_REASONS = ['auth', 'auth_required', 'tls_required', 'relay_denied', 'sender_denied', 'bad_address', 'size', 'recipients', 'rate', 'connections', 'storage', 'suppressed', 'malformed', 'policy'] as const;
+export const REJECTION_REASONS = ['auth', 'auth_required', 'tls_required', 'relay_denied', 'sender_denied', 'bad_address', 'size', 'recipients', 'rate', 'connections', 'storage', 'suppressed', 'malformed'] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
 interface RefusalSpec {
@@ -35,6 +35,7 @@ export const REFUSALS = {
   authBusy: { code: 454, enhanced: '4.3.0', reason: 'auth', when: 'AUTH while the queue of password checks (limits.authQueue) is full.', text: () => 'Too many logins at once, try again later' },
   authInvalid: { code: 535, enhanced: '5.7.8', reason: 'auth', when: 'AUTH with an unknown user or a wrong password (the reply does not tell which).', text: () => 'Authentication credentials invalid' },
   authClosing: { code: 421, enhanced: '4.7.0', reason: 'auth', when: "The session's limits.authFailuresPerSession-th failed AUTH: that failure's words, then the session ends.", text: (v: { refused: string; failures: number }) => `${v.refused}; ${v.failures} failed logins, closing the session` },
+  tlsRequired: { code: 538, enhanced: '5.7.11', reason: 'tls_required', when: 'AUTH before STARTTLS on a listener that offers STARTTLS (AUTH is not advertised there before it, as Postfix with smtpd_tls_auth_only).', text: () => 'Encryption required: issue STARTTLS before AUTH' },
   authRequired: { code: 530, enhanced: '5.7.0', reason: 'auth_required', when: 'MAIL FROM without AUTH, from outside the trusted networks, on a listener with auth: required.', text: () => 'Authentication required: log in with AUTH before sending' },
 
   // MAIL FROM.
@@ -47,6 +48,7 @@ export const REFUSALS = {
   relayDenied: { code: 554, enhanced: '5.7.1', reason: 'relay_denied', when: 'RCPT TO without AUTH from outside the trusted networks: the relay is never open.', text: (v: { rcpt: string }) => `<${v.rcpt}>: Relay access denied (authenticate first)` },
   notMailbox: { code: 553, enhanced: '5.1.3', reason: 'bad_address', when: 'RCPT TO an address that is not local-part@domain.tld.', text: (v: { rcpt: string }) => `<${v.rcpt}>: Recipient address must be user@domain` },
   routedAddress: { code: 553, enhanced: '5.1.3', reason: 'bad_address', when: 'RCPT TO a source route, or a local part with %, ! or @ (addresses that pick their own next hop).', text: (v: { rcpt: string }) => `<${v.rcpt}>: Source-routed, percent-hack and UUCP addresses are not accepted` },
+  tooManyRecipients: { code: 452, enhanced: '4.5.3', reason: 'recipients', when: 'RCPT TO beyond limits.maxRecipients in one message (a repeated address does not count twice).', text: (v: { limit: number }) => `Too many recipients (limit ${v.limit}): send the others in another message` },
   suppressed: { code: 550, enhanced: '5.1.1', reason: 'suppressed', when: "RCPT TO a recipient on the sender domain's suppression list, with suppression.action: refuse.", text: (v: { rcpt: string; why: string }) => `<${v.rcpt}>: ${v.why}; remove with mailfleet suppressions remove` },
 
   // DATA.
@@ -61,6 +63,7 @@ export const REFUSALS = {
 export type RefusalName = keyof typeof REFUSALS;
 type Values<N extends RefusalName> = Parameters<(typeof REFUSALS)[N]['text']>;
 /** The refusals counted under a reason: those intake answers through smtp-server's callbacks. */
+export type CountedRefusalName = CountedName;
 type CountedName = { [N in RefusalName]: (typeof REFUSALS)[N] extends { reason: RejectionReason } ? N : never }[RefusalName];
 
 /** An SMTP refusal that smtp-server turns into a reply line. */

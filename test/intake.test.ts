@@ -49,8 +49,9 @@ describe('intake: who may relay (open-relay battery)', () => {
     const t = await session('submission');
     const ehlo = await t.send('EHLO client.test');
     expect(ehlo).not.toMatch(/AUTH/);
-    expect(await t.authPlain(relay.user, relay.password)).toMatch(/^538 .*STARTTLS/);
+    expect(await t.authPlain(relay.user, relay.password)).toBe('538 5.7.11 Encryption required: issue STARTTLS before AUTH');
     await t.quit();
+    expect(await relay.metricsText()).toMatch(/^mailfleet_relay_smtp_rejections_total\{reason="tls_required"\} 1$/m);
   });
 
   it('refuses a wrong password with 535 5.7.8 and counts it', async () => {
@@ -139,8 +140,11 @@ describe('intake: limits and message handling', () => {
     await talk.send('EHLO client.test');
     await talk.send('MAIL FROM:<a@example.test>');
     for (const r of ['r1', 'r2', 'r3']) expect(await talk.send(`RCPT TO:<${r}@dest.test>`)).toMatch(/^250/);
-    expect(await talk.send('RCPT TO:<r4@dest.test>')).toMatch(/^452/);
+    expect(await talk.send('RCPT TO:<r4@dest.test>')).toBe('452 4.5.3 Too many recipients (limit 3): send the others in another message');
+    // Given again, an address replaces its entry: not refused.
+    expect(await talk.send('RCPT TO:<R2@dest.test>')).toMatch(/^250/);
     await talk.quit();
+    expect(await relay.metricsText()).toMatch(/^mailfleet_relay_smtp_rejections_total\{reason="recipients"\} 1$/m);
   });
 
   it('limits connections per client address with 421', async () => {

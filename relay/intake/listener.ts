@@ -8,7 +8,7 @@
 import type net from 'node:net';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import type { ListenerConfig, RelayConfig } from '../config.js';
-import { refusal, refusalReply, type SmtpRefusal } from '../refusals.js';
+import { refusal, refusalReply, type CountedRefusalName, type SmtpRefusal } from '../refusals.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
 import { describeSuppression } from '../suppression.js';
 import { acceptMessage } from './accept.js';
@@ -16,7 +16,7 @@ import { AuthGuard } from './auth.js';
 import { CONNECT_HEADROOM, Crowd } from './crowding.js';
 import type { IntakeDeps } from './deps.js';
 import { RateWindow } from './rate-limit.js';
-import { mailFromAccessRefusal, recipientRefusal, TrustedNetworks } from './relay-access.js';
+import { mailFromAccessRefusal, recipientRefusal, tooManyRecipients, TrustedNetworks } from './relay-access.js';
 import { envelopeSenderRefusal } from './sender-policy.js';
 import { connectionsOf, sessionUser, type InternalConnection, type RcptAddress, type SessionState } from './session.js';
 
@@ -55,7 +55,8 @@ export class SmtpListener {
       // A ceiling on sockets only: onConnect enforces maxConnections itself, closing an idle
       // session to make room (crowding.ts), which needs the newcomer to get that far.
       maxClients: limits.maxConnections + CONNECT_HEADROOM,
-      maxRecipients: limits.maxRecipients,
+      // Counted here (onRcptTo), with our words: smtp-server's own 452 was neither counted nor logged.
+      maxRecipients: 0,
       socketTimeout: limits.idleTimeout * 1000,
       sessionTimeoutMs: (session: SMTPServerSession) => this.crowd.timeoutFor(session),
       authMethods: ['PLAIN', 'LOGIN'],
@@ -66,6 +67,8 @@ export class SmtpListener {
       disableReverseLookup: true,
       logger: false,
       greetingDelayMs: config.greetingDelay * 1000,
+      // smtp-server's own refusals that the patch words as ours (smtp-server-patch.ts): counted and logged like ours.
+      onBuiltinRefusal: (name: CountedRefusalName, session: SMTPServerSession) => this.count(refusal(name), session),
       onConnect: (session, cb) => this.onConnect(session, cb),
       onClose: (session) => this.crowd.release(session),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
@@ -122,7 +125,7 @@ export class SmtpListener {
 
   /** Limits smtp-server reads per command; a reload changes them in place. */
   applyLimits(limits: RelayConfig['limits']): void {
-    Object.assign(this.server.options, { size: limits.maxMessageSize, maxRecipients: limits.maxRecipients, maxClients: limits.maxConnections + CONNECT_HEADROOM, socketTimeout: limits.idleTimeout * 1000 });
+    Object.assign(this.server.options, { size: limits.maxMessageSize, maxClients: limits.maxConnections + CONNECT_HEADROOM, socketTimeout: limits.idleTimeout * 1000 });
   }
 
   get port(): number {
@@ -139,9 +142,7 @@ export class SmtpListener {
   }
 
   private reject(err: SmtpRefusal, session: SMTPServerSession | undefined, cb: (err?: Error | null) => void): void {
-    const reason = err.reason;
-    this.deps.metrics.rejections.inc({ reason });
-    this.deps.log.info({ event: 'rejected', listener: this.config.name, session: session?.id, client: session?.remoteAddress, user: session?.user, reason, reply: `${err.responseCode} ${err.message}` }, 'refused');
+    this.count(err, session);
     const e = new Error(err.message) as Error & { responseCode: number };
     e.responseCode = err.responseCode;
     cb(e);
@@ -177,8 +178,17 @@ export class SmtpListener {
     );
   }
 
+  /** Every refusal is counted under its reason and logged. */
+  private count(err: SmtpRefusal, session: SMTPServerSession | undefined): void {
+    const reason = err.reason;
+    this.deps.metrics.rejections.inc({ reason });
+    this.deps.log.info({ event: 'rejected', listener: this.config.name, session: session?.id, client: session?.remoteAddress, user: session?.user, reason, reply: `${err.responseCode} ${err.message}` }, 'refused');
+  }
+
   private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     const rcpt = address.address;
+    const limit = this.deps.policy().config.limits.maxRecipients;
+    if (tooManyRecipients(session.envelope.rcptTo, rcpt, limit)) return this.reject(refusal('tooManyRecipients', { limit }), session, cb);
     const refused = recipientRefusal(rcpt, this.trusted.has(session.remoteAddress) || sessionUser(session) !== undefined);
     if (refused) return this.reject(refused, session, cb);
     const { suppression } = this.deps.policy().config;

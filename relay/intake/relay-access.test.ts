@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mailFromAccessRefusal, recipientRefusal, TrustedNetworks } from './relay-access.js';
+import { mailFromAccessRefusal, recipientRefusal, tooManyRecipients, TrustedNetworks } from './relay-access.js';
 
 describe('TrustedNetworks', () => {
   it('matches subnets and single addresses, IPv4-mapped IPv6 as its IPv4 address', () => {
@@ -36,5 +36,14 @@ describe('recipientRefusal', () => {
     for (const rcpt of ['b%other.test@dest.test', 'other!b@dest.test', '@hop.test:b@dest.test', '"b@other.test"@dest.test']) {
       expect(recipientRefusal(rcpt, true)?.message).toBe(`5.1.3 <${rcpt}>: Source-routed, percent-hack and UUCP addresses are not accepted`);
     }
+  });
+});
+
+describe('tooManyRecipients', () => {
+  it('refuses one past the limit, but not an address given again (it replaces its earlier entry), whatever its case', () => {
+    const three = [{ address: 'a@dest.test' }, { address: 'b@dest.test' }, { address: 'c@dest.test' }];
+    expect(tooManyRecipients(three.slice(0, 2), 'c@dest.test', 3)).toBe(false);
+    expect(tooManyRecipients(three, 'd@dest.test', 3)).toBe(true);
+    expect(tooManyRecipients(three, 'B@DEST.test', 3)).toBe(false);
   });
 });

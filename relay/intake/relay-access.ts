@@ -61,3 +61,9 @@ export function recipientRefusal(rcpt: string, mayRelay: boolean): SmtpRefusal |
   if (rcpt.startsWith('@') || /[%!]/.test(local) || local.includes('@')) return refusal('routedAddress', { rcpt });
   return undefined;
 }
+
+/** RCPT TO one more than limits.maxRecipients allows; a repeated address replaces its earlier entry, so it does not count again. */
+export function tooManyRecipients(accepted: readonly { address: string }[], rcpt: string, limit: number): boolean {
+  const key = rcpt.toLowerCase();
+  return accepted.length >= limit && !accepted.some((r) => r.address.toLowerCase() === key);
+}

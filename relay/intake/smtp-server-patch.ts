@@ -12,6 +12,10 @@
  * And it advertises AUTH before STARTTLS even where AUTH would then be refused (538). Like
  * Postfix with smtpd_tls_auth_only, we offer AUTH only once it can succeed.
  *
+ * Its AUTH before STARTTLS gets its own words (538 Error: Must issue a STARTTLS command first),
+ * which nobody counted: it is answered with ours (tlsRequired) and told to intake
+ * (`onBuiltinRefusal`), which counts and logs it like its own refusals.
+ *
  * Its STARTTLS works where it is hidden (hideSTARTTLS), with a certificate of its own making
  * when we gave none: a port without TLS refuses it (502 5.5.1), as one that never had it.
  *
@@ -26,7 +30,7 @@ import { refusalReply } from '../refusals.js';
 
 interface PatchedConnection {
   _server: {
-    options: { maxClients?: number; greetingDelayMs?: number; allowInsecureAuth?: boolean; hideSTARTTLS?: boolean; socketTimeout?: number; sessionTimeoutMs?: (session: unknown) => number };
+    options: { maxClients?: number; greetingDelayMs?: number; allowInsecureAuth?: boolean; hideSTARTTLS?: boolean; socketTimeout?: number; sessionTimeoutMs?: (session: unknown) => number; onBuiltinRefusal?: (name: 'tlsRequired', session: unknown) => void };
     connections: Set<unknown>;
   };
   secure: boolean;
@@ -61,6 +65,10 @@ export function patchGreetingDelay(): void {
   const originalSend = proto.send;
   proto.send = function (this: PatchedConnection, code: number, text: unknown, context?: unknown) {
     if (typeof text === 'string' && OWN_ENHANCED_CODE.test(text)) return originalSend.call(this, code, text, false);
+    if (code === 538) {
+      this._server.options.onBuiltinRefusal?.('tlsRequired', this.session);
+      return originalSend.call(this, ...refusalReply('tlsRequired'), false);
+    }
     if (code === 250 && Array.isArray(text) && !this.secure && !this._server.options.allowInsecureAuth) {
       return originalSend.call(this, code, text.filter((line: unknown) => typeof line !== 'string' || !line.startsWith('AUTH ')), context);
     }
