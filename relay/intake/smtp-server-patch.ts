@@ -38,8 +38,11 @@ interface PatchedConnection {
   session: unknown;
   _socket: { setTimeout(ms: number): void; once(event: 'timeout', listener: () => void): void; removeListener(event: 'timeout', listener: () => void): void };
   _armedTimeoutMs?: number;
-  /** The one 'timeout' listener of this session's socket (re-arming replaces it). */
+  /** The one 'timeout' listener of this session (re-arming replaces it), and the socket it is on. */
   _timeoutListener?: () => void;
+  _timeoutSocket?: PatchedConnection['_socket'];
+  /** smtp-server's own: STARTTLS is under way (the TLS socket is not this._socket yet). */
+  _upgrading?: boolean;
   _closing?: boolean;
   _onTimeout(): void;
   _armTimeout(socket?: PatchedConnection['_socket']): void;
@@ -80,9 +83,15 @@ export function patchGreetingDelay(): void {
     this._armedTimeoutMs = ms;
     // One listener, replaced: socket.setTimeout(ms, cb) adds one per call, and this runs at
     // every command until the session starts (a session sending NOOPs piled them up, and all
-    // of them fired at the deadline).
-    if (this._timeoutListener) socket.removeListener('timeout', this._timeoutListener);
+    // of them fired at the deadline). Replaced on the socket it was put on: after STARTTLS
+    // that is no longer this one, and the plain socket under the TLS one must go quiet (its
+    // timer, never re-armed once TLS owns its handle, closed logged-in sessions at the old
+    // start deadline).
+    const previous = this._timeoutSocket;
+    if (previous && this._timeoutListener) previous.removeListener('timeout', this._timeoutListener);
+    if (previous && previous !== socket) previous.setTimeout(0);
     this._timeoutListener = () => this._onTimeout();
+    this._timeoutSocket = socket;
     socket.once('timeout', this._timeoutListener);
     // At least a second: a deadline that passed while a handler runs is re-armed, not spun on.
     socket.setTimeout(Math.max(ms, 1000));
@@ -96,7 +105,8 @@ export function patchGreetingDelay(): void {
     if (ms !== this._armedTimeoutMs) this._armTimeout();
     // And after it: a command that logged in or began a mail lifts the short deadline at once.
     return originalOnCommand.call(this, command, () => {
-      if (!this._closing && sessionTimeoutMs!(this.session) !== this._armedTimeoutMs) this._armTimeout();
+      // (Not while STARTTLS upgrades: the upgrade arms the TLS socket itself.)
+      if (!this._closing && !this._upgrading && sessionTimeoutMs!(this.session) !== this._armedTimeoutMs) this._armTimeout();
       callback?.();
     });
   };
