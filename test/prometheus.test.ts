@@ -1,6 +1,7 @@
 /**
  * The chart's alerts and the Grafana dashboard judged by the real tools (Debian's `prometheus`
- * package, 2.42: promtool and the server), where observability.test.ts only parses them.
+ * package, 2.42: promtool and the server), where observability-dashboard.test.ts and
+ * observability-alerts.test.ts only parse them.
  *
  * - `promtool check rules` accepts the rule groups `helm template` renders.
  * - `promtool test rules`, once per alert, on test/fixtures/prometheus/alerts.test.yaml: every

@@ -1,31 +1,26 @@
 /**
- * The API server's request semantics, independent of HTTP: create, read, list, update, the
- * status and scale subresources, the four patch types, delete with finalizers and propagation
- * policies. Each write runs the same pipeline as kube-apiserver's generic registry: decode and
- * check identity, reset what the client may not set, prune/default/validate, keep generation,
- * record field ownership, skip no-op writes, commit.
+ * The API server's write semantics, independent of HTTP: create, update, the status and scale
+ * subresources, the four patch types, delete with finalizers and propagation policies. Each write
+ * runs the same pipeline as kube-apiserver's generic registry: decode and check identity
+ * (admission.ts), reset what the client may not set, prune/default/validate, keep generation,
+ * record field ownership, skip no-op writes, commit. Reads are here too; a list's selectors and
+ * paging are in listing.ts, an object's Scale view in resources.ts.
  */
 import { randomInt, randomUUID } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
+import { applySchema, checkBody as checkRequestBody, checkPatched, CONTENT_TYPES, decodeObject, requireLiveNamespace, validateObject } from './admission.js';
 import { recordUpdate, serverSideApply, type FieldManagerContext, type FieldPath } from './apply.js';
 import { CRD_CLEANUP_FINALIZER, resourcesFromCrd } from './crd.js';
 import { clone, deepEqual, getPath, isObject, setPath, timestamp, type Json, type JsonObject, type KubeObject, type ManagedFieldsEntry } from './json.js';
-import { conversionError, decodeError, goValueString, normalizeTimes, patchedJson, touchedByJsonPatch } from './godecode.js';
+import { conversionError, normalizeTimes } from './godecode.js';
+import { listObjects, type ListOptions } from './listing.js';
 import { jsonPatch, mergePatch, PatchError, strategicMergePatch } from './patch.js';
-import { apiVersionOf, selectableFields, toStorage, toView, type PrepareContext, type ResourceDef, type ResourceRegistry } from './resources.js';
-import { applyDefaults, pruneUnknownFields, validateAgainstSchema } from './schema.js';
-import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
-import { ApiError, errors, fieldError, successStatus, type FieldError, type GroupResource } from './status.js';
+import { apiVersionOf, scaleOf, toStorage, toView, type PrepareContext, type ResourceDef, type ResourceRegistry } from './resources.js';
+import { ApiError, errors, fieldError, successStatus, type GroupResource } from './status.js';
 import type { Store } from './store.js';
-import { objectMetaErrors } from './validation.js';
 
-export const CONTENT_TYPES = {
-  json: 'application/json',
-  mergePatch: 'application/merge-patch+json',
-  jsonPatch: 'application/json-patch+json',
-  strategicMergePatch: 'application/strategic-merge-patch+json',
-  apply: 'application/apply-patch+yaml',
-} as const;
+export { CONTENT_TYPES };
+export type { ListOptions };
 
 export interface WriteOptions {
   /** ?fieldManager; when absent, non-apply writes are recorded under the User-Agent's product name, as the server does. */
@@ -48,13 +43,6 @@ export interface DeleteOptions {
   gracePeriodSeconds?: number;
   preconditions?: { uid?: string; resourceVersion?: string };
   dryRun: boolean;
-}
-
-export interface ListOptions {
-  labelSelector?: string;
-  fieldSelector?: string;
-  limit?: number;
-  continueToken?: string;
 }
 
 /** The manager name the emulator's own controllers (garbage collector, Deployment status) write as. */
@@ -86,20 +74,6 @@ function scopeOf(def: ResourceDef, subresource: string): (path: FieldPath) => bo
     return (path) => path.length === replicas.length && path.every((token, i) => token === replicas[i]);
   }
   return def.statusSubresource ? (path) => path[0] !== 'f:status' : () => true;
-}
-
-function sortKeys(value: Json): Json {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (!isObject(value)) return value;
-  return Object.fromEntries(Object.keys(value).sort().map((k) => [k, sortKeys(value[k] as Json)]));
-}
-
-function decodeContinueToken(token: string): { rv: string; after: string } {
-  try {
-    return JSON.parse(Buffer.from(token, 'base64url').toString()) as { rv: string; after: string };
-  } catch {
-    throw errors.badRequest('continue key is not valid');
-  }
 }
 
 export class Registry {
@@ -139,120 +113,17 @@ export class Registry {
   }
 
   list(def: ResourceDef, namespace: string | undefined, options: ListOptions): Record<string, unknown> {
-    const labels = parseLabelSelector(options.labelSelector ?? '');
-    const fields = parseFieldSelector(options.fieldSelector ?? '');
-    for (const { field } of fields) {
-      if (!(field in selectableFields(def, { metadata: {} }))) throw errors.badRequest(`field label not supported: ${field}`);
-    }
-    const token = options.continueToken ? decodeContinueToken(options.continueToken) : undefined;
-    const keyOf = (obj: KubeObject) => `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
-    const matching = this.store
-      .list(def.storage, def.namespaced ? namespace : undefined)
-      .map((stored) => toView(def, stored))
-      .filter((obj) => matchesLabels(labels, obj.metadata.labels) && matchesFields(fields, selectableFields(def, obj)))
-      .filter((obj) => !token || keyOf(obj) > token.after);
-    const page = options.limit && options.limit > 0 ? matching.slice(0, options.limit) : matching;
-    const resourceVersion = token?.rv ?? String(this.store.resourceVersion);
-    const rest = matching.length - page.length;
-    const last = page[page.length - 1];
-    const metadata: JsonObject = { resourceVersion };
-    if (rest > 0 && last) {
-      metadata.continue = Buffer.from(JSON.stringify({ rv: resourceVersion, after: keyOf(last) })).toString('base64url');
-      metadata.remainingItemCount = rest;
-    }
-    // Typed lists of built-in kinds carry no kind or apiVersion on their items; custom resource lists do.
-    const items = def.custom ? page : page.map(({ apiVersion: _apiVersion, kind: _kind, ...item }) => item);
-    return { apiVersion: apiVersionOf(def), kind: def.listKind, metadata, items };
+    return listObjects(this.store, def, namespace, options);
   }
 
-  /**
-   * What the API server's decoder refuses in a POST or PUT body before anything else happens: a
-   * built-in's Time or MicroTime field that Go's time.Parse does not take (400, json-iterator's
-   * words). YAML bodies are decoded after conversion to JSON (keys sorted), as the server does.
-   */
+  /** The decoder's refusals of a POST or PUT body (admission.ts). */
   checkBody(def: ResourceDef, contentType: string, raw: string, parsed: unknown): void {
-    if (!def.goType) return;
-    const json = contentType === 'application/yaml' ? JSON.stringify(sortKeys(parsed as Json)) : raw;
-    const error = decodeError(def.goType, json);
-    if (error !== undefined) throw errors.badRequest(`${def.kind} in version "${def.version}" cannot be handled as a ${def.kind}: ${error}`);
-  }
-
-  /** A patched built-in whose Time or MicroTime fields do not parse: 422 on the field "patch", as the patch handler answers. */
-  private checkPatched(def: ResourceDef, contentType: string, document: Json, patched: Json): void {
-    if (!def.goType) return;
-    if (contentType === CONTENT_TYPES.strategicMergePatch) {
-      const error = conversionError(def.goType, patched);
-      if (error !== undefined) throw errors.invalidPatch(goValueString(document), error);
-      return;
-    }
-    const touched = contentType === CONTENT_TYPES.jsonPatch ? touchedByJsonPatch(document) : document;
-    const json = patchedJson(def.goType, patched, touched);
-    const error = decodeError(def.goType, json);
-    if (error !== undefined) throw errors.invalidPatch(json, error);
-  }
-
-  /** Parses and checks a request body: apiVersion and kind, namespace and name against the URL. */
-  private decode(def: ResourceDef, body: unknown, namespace: string | undefined, urlName?: string): KubeObject {
-    if (!isObject(body)) throw errors.badRequest('the body of the request was not a JSON object');
-    const obj = clone(body) as unknown as KubeObject;
-    const apiVersion = apiVersionOf(def);
-    if (obj.apiVersion !== undefined && obj.apiVersion !== apiVersion) {
-      throw errors.badRequest(`the API version in the data (${String(obj.apiVersion)}) does not match the expected API version (${apiVersion})`);
-    }
-    if (obj.kind !== undefined && obj.kind !== def.kind) throw errors.badRequest(`the kind in the data (${String(obj.kind)}) does not match the expected kind (${def.kind})`);
-    obj.apiVersion = apiVersion;
-    obj.kind = def.kind;
-    if (!isObject(obj.metadata)) obj.metadata = {};
-    const meta = obj.metadata;
-    if (def.namespaced) {
-      if (meta.namespace && meta.namespace !== namespace) throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
-      meta.namespace = namespace;
-    } else {
-      delete meta.namespace;
-    }
-    if (urlName !== undefined) {
-      if (meta.name && meta.name !== urlName) throw errors.badRequest(`the name of the object (${meta.name}) does not match the name on the URL (${urlName})`);
-      meta.name = urlName;
-    }
-    return obj;
-  }
-
-  private requireLiveNamespace(def: ResourceDef, namespace: string | undefined, name: string): void {
-    if (!def.namespaced) return;
-    const namespaces = this.resources.find('', 'v1', 'namespaces') as ResourceDef;
-    const ns = this.store.get(namespaces.storage, undefined, namespace ?? '');
-    if (!ns) throw errors.notFound({ group: '', plural: 'namespaces' }, namespace ?? '');
-    if (ns.metadata.deletionTimestamp) {
-      throw errors.forbidden(groupResource(def), name, `unable to create new content in namespace ${namespace} because it is being terminated`, [
-        { reason: 'NamespaceTerminating', message: `namespace ${namespace} is being terminated`, field: 'metadata.namespace' },
-      ]);
-    }
-  }
-
-  /** Prunes undeclared fields of a custom resource (answering per fieldValidation) and fills in schema defaults. */
-  private applySchema(def: ResourceDef, obj: KubeObject, opts: WriteOptions): string[] {
-    if (!def.schema) return [];
-    const pruned = pruneUnknownFields(obj as unknown as JsonObject, def.schema);
-    const warnings = pruned.map((path) => `unknown field "${path}"`);
-    if (pruned.length > 0 && opts.fieldValidation === 'Strict') {
-      throw errors.badRequest(`${def.kind} in version "${def.version}" cannot be handled as a ${def.kind}: strict decoding error: ${warnings.join(', ')}`);
-    }
-    applyDefaults(obj as unknown as JsonObject, def.schema);
-    return opts.fieldValidation === 'Ignore' ? [] : warnings;
-  }
-
-  private validate(def: ResourceDef, obj: KubeObject, old: KubeObject | undefined): void {
-    const errs: FieldError[] = [
-      ...objectMetaErrors(def, obj, old),
-      ...(def.schema ? validateAgainstSchema(obj as unknown as JsonObject, def.schema) : []),
-      ...(def.validate?.(obj, old) ?? []),
-    ];
-    if (errs.length > 0) throw errors.invalid(def.kind, def.group, obj.metadata.name ?? '', errs);
+    checkRequestBody(def, contentType, raw, parsed);
   }
 
   create(def: ResourceDef, namespace: string | undefined, body: unknown, opts: WriteOptions, appliedFields?: ManagedFieldsEntry[]): WriteResult {
     const now = new Date();
-    const obj = this.decode(def, body, namespace);
+    const obj = decodeObject(def, body, namespace);
     const meta = obj.metadata;
     if (meta.resourceVersion) throw new ApiError(500, 'InternalError', 'resourceVersion should not be set on objects to be created');
     if (!meta.name && meta.generateName) {
@@ -260,13 +131,13 @@ export class Registry {
       meta.name = meta.generateName.slice(0, max - 5) + Array.from({ length: 5 }, () => GENERATE_NAME_ALPHABET[randomInt(GENERATE_NAME_ALPHABET.length)]).join('');
     }
     if (!meta.name) throw errors.invalid(def.kind, def.group, '', [fieldError.required('metadata.name', 'name or generateName is required')]);
-    this.requireLiveNamespace(def, namespace, meta.name);
+    requireLiveNamespace(this.resources, this.store, def, namespace, meta.name);
     for (const field of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generation', 'selfLink', 'managedFields']) delete meta[field];
     if (def.statusSubresource) delete obj.status;
-    const warnings = this.applySchema(def, obj, opts);
+    const warnings = applySchema(def, obj, opts.fieldValidation);
     if (def.goType) normalizeTimes(def.goType, obj as unknown as Json);
     def.prepare?.(obj, undefined, this.prepareContext(now));
-    this.validate(def, obj, undefined);
+    validateObject(def, obj, undefined);
     meta.uid = randomUUID();
     meta.creationTimestamp = timestamp(now);
     if (def.specChanged) meta.generation = 1;
@@ -280,7 +151,7 @@ export class Registry {
   }
 
   update(def: ResourceDef, namespace: string | undefined, name: string, body: unknown, opts: WriteOptions, subresource = ''): WriteResult {
-    const obj = this.decode(def, body, namespace, name);
+    const obj = decodeObject(def, body, namespace, name);
     const existing = this.find(def, namespace, name);
     if (!existing) {
       if (!def.allowCreateOnUpdate || subresource) throw errors.notFound(groupResource(def), name);
@@ -319,10 +190,10 @@ export class Registry {
       if (old.status === undefined) delete obj.status;
       else obj.status = clone(old.status);
     }
-    const warnings = this.applySchema(def, obj, opts);
+    const warnings = applySchema(def, obj, opts.fieldValidation);
     if (def.goType) normalizeTimes(def.goType, obj as unknown as Json);
     def.prepare?.(obj, old, this.prepareContext(now));
-    this.validate(def, obj, old);
+    validateObject(def, obj, old);
     if (subresource !== 'status' && def.specChanged?.(old, obj)) obj.metadata.generation = (old.metadata.generation ?? 0) + 1;
     const managedFields = appliedFields ?? recordUpdate(old.metadata.managedFields ?? [], old, obj, this.fieldContext(def, subresource, managerName(opts), now));
     if (managedFields.length > 0) obj.metadata.managedFields = managedFields;
@@ -377,8 +248,8 @@ export class Registry {
     }
     if (!isObject(patched)) throw errors.badRequest('the patch did not produce an object');
     if (subresource === 'scale') return this.writeScale(def, existing, patched, opts);
-    this.checkPatched(def, contentType, document, patched);
-    const obj = this.decode(def, patched, namespace, name);
+    checkPatched(def, contentType, document, patched);
+    const obj = decodeObject(def, patched, namespace, name);
     // A resourceVersion the patch sets is a precondition, as for PUT.
     const resourceVersion = obj.metadata.resourceVersion;
     if (resourceVersion && resourceVersion !== existing.metadata.resourceVersion) throw errors.staleResourceVersion(groupResource(def), name);
@@ -395,7 +266,7 @@ export class Registry {
       throw errors.badRequest(`error decoding YAML: ${(err as Error).message}`);
     }
     if (!isObject(applied) || !applied.apiVersion || !applied.kind) throw errors.badRequest('an applied configuration must be an object with apiVersion and kind');
-    const config = this.decode(def, applied, namespace, name);
+    const config = decodeObject(def, applied, namespace, name);
     if (config.metadata.managedFields !== undefined) throw errors.badRequest('metadata.managedFields must be nil');
     const now = new Date();
     const request = { ...this.fieldContext(def, subresource, opts.fieldManager, now), force: opts.force === true };
@@ -418,18 +289,9 @@ export class Registry {
     return this.commitUpdate(def, existing, converted(object), opts, subresource, managedFields);
   }
 
+  /** The object as its autoscaling/v1 Scale (resources.ts). */
   scaleOf(def: ResourceDef, obj: KubeObject): KubeObject {
-    const scale = def.scale;
-    if (!scale) throw errors.pathNotFound();
-    const { name, namespace, uid, resourceVersion, creationTimestamp } = obj.metadata;
-    const selector = scale.selector(obj);
-    return {
-      apiVersion: 'autoscaling/v1',
-      kind: 'Scale',
-      metadata: { name, ...(namespace ? { namespace } : {}), uid, resourceVersion, creationTimestamp },
-      spec: { replicas: (getPath(obj, scale.specReplicasPath) as number | undefined) ?? 0 },
-      status: { replicas: (getPath(obj, scale.statusReplicasPath) as number | undefined) ?? 0, ...(selector ? { selector } : {}) },
-    };
+    return scaleOf(def, obj);
   }
 
   updateScale(def: ResourceDef, namespace: string | undefined, name: string, body: unknown, opts: WriteOptions): KubeObject {

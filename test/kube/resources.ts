@@ -5,11 +5,11 @@
  * semantics, shapes, schema, server-side defaults and validation, and conversion to the stored
  * form where two API versions share objects.
  */
-import { clone, type JsonObject, type KubeObject } from './json.js';
+import { clone, getPath, type JsonObject, type KubeObject } from './json.js';
 import type { JSONSchemaProps } from './schema.js';
 import type { GoType } from './gotypes.js';
 import type { FieldShape } from './shapes.js';
-import type { FieldError } from './status.js';
+import { errors, type FieldError } from './status.js';
 
 export interface ScaleSpec {
   specReplicasPath: string;
@@ -79,6 +79,21 @@ export function toView(def: ResourceDef, stored: KubeObject): KubeObject {
 
 export function toStorage(def: ResourceDef, view: KubeObject): KubeObject {
   return def.toStorage ? def.toStorage(clone(view)) : clone(view);
+}
+
+/** The object as its autoscaling/v1 Scale: the replicas at its scale paths, and its label selector. */
+export function scaleOf(def: ResourceDef, obj: KubeObject): KubeObject {
+  const scale = def.scale;
+  if (!scale) throw errors.pathNotFound();
+  const { name, namespace, uid, resourceVersion, creationTimestamp } = obj.metadata;
+  const selector = scale.selector(obj);
+  return {
+    apiVersion: 'autoscaling/v1',
+    kind: 'Scale',
+    metadata: { name, ...(namespace ? { namespace } : {}), uid, resourceVersion, creationTimestamp },
+    spec: { replicas: (getPath(obj, scale.specReplicasPath) as number | undefined) ?? 0 },
+    status: { replicas: (getPath(obj, scale.statusReplicasPath) as number | undefined) ?? 0, ...(selector ? { selector } : {}) },
+  };
 }
 
 export function selectableFields(def: ResourceDef, obj: KubeObject): Record<string, string | undefined> {

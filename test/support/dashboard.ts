@@ -1,7 +1,7 @@
 /**
  * The Grafana dashboard's PromQL: every panel target and variable query, and Grafana's
  * variables replaced by values a query could get, as Grafana would send them to Prometheus.
- * Shared by the static checks (observability.test.ts) and the real Prometheus (prometheus.test.ts).
+ * Shared by the static checks (observability-dashboard.test.ts) and the real Prometheus (prometheus.test.ts).
  */
 
 // Loosely typed on purpose: the dashboard is JSON read field by field.
