@@ -21,9 +21,9 @@ export function finalEntrypoint(dockerfile: string): string[] {
   return entrypoint ? (JSON.parse(entrypoint.slice('ENTRYPOINT '.length)) as string[]) : [];
 }
 
-/** The project's image's entrypoint. */
-export function imageEntrypoint(): string[] {
-  return finalEntrypoint(fs.readFileSync(path.join(projectRoot(), 'Dockerfile'), 'utf8'));
+/** The image's entrypoint: this project's, or another checkout's (`root`: a benchmark's baseline runs with its own flags). */
+export function imageEntrypoint(root = projectRoot()): string[] {
+  return finalEntrypoint(fs.readFileSync(path.join(root, 'Dockerfile'), 'utf8'));
 }
 
 /** The options the image's entrypoint gives node (those between `node` and the script). */
