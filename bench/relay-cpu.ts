@@ -15,6 +15,7 @@
  * the honest way to say what a change did on a shared machine.
  * Writes bench/results/relay-cpu.json.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -126,7 +127,7 @@ async function main(): Promise<void> {
     const report = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
-      relayNode: NODE === process.execPath ? process.version : NODE,
+      relayNode: NODE === process.execPath ? process.version : spawnSync(NODE, ['--version']).stdout.toString().trim(),
       load: { messages: MESSAGES, bytes: 2000, sessions: 20, reuse: REUSE, runs: RUNS, logLevel: LOG_LEVEL, statistic: 'median of runs 3 and later' },
       ...head,
       ...(baseline && {
