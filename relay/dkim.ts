@@ -85,7 +85,7 @@ export class DkimSigner {
 
     const { parsed } = parseHeaders(header);
     const lines = getSigningHeaderLines(parsed, SIGNED.join(':'));
-    const signingLines = { ...lines, keys: [lines.keys, ...OVERSIGNED].filter(Boolean).join(': ') };
+    const signingLines = { headers: lines.headers, keys: [lines.keys, ...OVERSIGNED].filter(Boolean).join(': ') };
 
     const signatures: string[] = [];
     for (const key of signing.keys) {

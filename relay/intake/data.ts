@@ -57,7 +57,8 @@ export function receiveBody(stream: Readable, writer: SpoolWriter, maxHeaderSize
     const found = headerFacts(header);
     const added = addedHeaders(found, trace());
     const addedBuf = Buffer.from(added.text);
-    facts = { ...found, messageId: added.messageId, length: found.length + addedBuf.length };
+    // The facts are this message's own: completed in place (a spread costs ~1 µs on Node 20's V8).
+    facts = Object.assign(found, { messageId: added.messageId, length: found.length + addedBuf.length });
     return writer.write(Buffer.concat([addedBuf, header, rest]));
   };
   const take = (chunk: Buffer): Promise<void> | undefined => {
