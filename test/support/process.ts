@@ -1,7 +1,8 @@
-/** Runs `mailfleet` from dist/ as a child process, as users and Kubernetes run it. */
+/** Runs `mailfleet` from dist/ as a child process, as users and Kubernetes run it: with the image's Node flags. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { imageNodeFlags } from './dockerfile.js';
 
 /** dist/cli/main.js at the package root, whether this file runs from the sources or from dist/. */
 export const CLI = (() => {
@@ -20,7 +21,8 @@ export interface RelayProcess {
 }
 
 export function spawnMailfleet(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): RelayProcess {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The image's flags (a smaller young generation): memory figures in tests are what ships.
+  const child = spawn(process.execPath, [...imageNodeFlags(), CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listeners: (() => void)[] = [];
   const onData = (d: Buffer) => {
