@@ -54,14 +54,24 @@ async function relayCommand(argv: string[]): Promise<number> {
       `try:  npx mailfleet send --server 127.0.0.1:2525 --from app@example.test --to you@example.test`,
     ];
   }
-  const relay = await startRelay({ config, configFile: values.config, queue: 'worker' });
-  for (const line of banner) process.stderr.write(line + '\n');
+  // Signals are handled from before the start: the "listening" line is written as soon as the
+  // port is bound, and a supervisor that stops the relay on seeing it gets a drain, not a kill.
+  const starting = startRelay({ config, configFile: values.config, queue: 'worker' });
   const stop = () => {
-    void relay.shutdown().then(() => process.exit(process.exitCode ?? 0));
+    // A start that fails exits through its own error instead.
+    void starting.then(
+      async (relay) => {
+        await relay.shutdown();
+        process.exit(process.exitCode ?? 0);
+      },
+      () => undefined,
+    );
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  process.on('SIGHUP', () => void relay.reload());
+  process.on('SIGHUP', () => void starting.then((relay) => relay.reload(), () => undefined));
+  await starting;
+  for (const line of banner) process.stderr.write(line + '\n');
   return new Promise<number>(() => undefined);
 }
 

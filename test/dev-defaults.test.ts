@@ -24,7 +24,9 @@ describe('mailfleet relay without --config (npm start)', () => {
 
   it('signs mail from example.test with the keys it made, in both algorithms', async () => {
     relay = spawnMailfleet(['relay'], { cwd });
-    await relay.waitForLog(/"event":"listening".*"port":2587/);
+    // The banner comes once the relay has started, after its "listening" lines.
+    await relay.waitForLog(/try: +npx mailfleet send/);
+    expect(relay.output()).toMatch(/"event":"listening".*"port":2587/);
     expect(relay.output()).toMatch(/DKIM: +mail From example\.test is signed/);
     expect(relay.output()).toContain(`config:  ${cwd}/.mailfleet/relay.yaml  (these defaults as a file: mailfleet records and mailfleet suppressions read it)`);
     const message = 'From: App <app@example.test>\r\nTo: you@example.test\r\nSubject: hello from npm start\r\n\r\nHello.\r\n';

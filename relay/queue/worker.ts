@@ -6,7 +6,7 @@ import { QueueRuntime, type FromQueue, type ToQueue } from './runtime.js';
 
 const { config, logLevel } = workerData as { config: RelayConfig; logLevel: string };
 // Synchronous: the main thread terminates this thread once it answers stop.
-const log = createLogger(logLevel, { sync: true });
+const log = createLogger(logLevel);
 const port = parentPort!;
 const runtime = new QueueRuntime(config, log, (m: FromQueue) => port.postMessage(m));
 
