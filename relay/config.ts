@@ -1,58 +1,18 @@
 /**
  * The relay's configuration: one YAML file, validated here. This schema is the contract the
  * operator renders into a ConfigMap, and the source of docs/configuration.md.
- *
- * Past 400 lines and one unit on purpose: it is the whole contract in the order a reader of
- * docs/configuration.md meets it, each key with its default and description beside it; split
- * by section, the cross-section checks at the end would read across files.
+ * It is the whole contract in the order a reader of docs/configuration.md meets it, each key
+ * with its default and description beside it; the strict-object helper and the smarthost's
+ * OAuth 2.0 settings live in modules of their own (config-strict.ts, delivery/oauth2/config.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import YAML from 'yaml';
+import { strict } from './config-strict.js';
+import { smarthostOAuth2Schema } from './delivery/oauth2/config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 
-/**
- * An object that refuses keys it does not know: a misspelled key (`limits.maxRecipents`) was
- * silently ignored, and its default quietly used. The error names the nearest known key.
- * (spfSchema and dmarcSchema stay open: the CRDs share them, and a structural schema cannot
- * say additionalProperties: false; the relay's config takes strict copies.)
- */
-function strict<T extends z.core.$ZodLooseShape>(shape: T) {
-  const known = Object.keys(shape);
-  return z.strictObject(shape, {
-    error: (issue) => (issue.code === 'unrecognized_keys' ? unknownKeys(issue.keys, known) : undefined),
-  });
-}
-
-function unknownKeys(keys: readonly string[], known: readonly string[]): string {
-  const named = keys.map((k) => {
-    const near = nearest(k, known);
-    return near ? `${k} (did you mean ${near}?)` : k;
-  });
-  return keys.length === 1 ? `unknown key${named[0]!.slice(keys[0]!.length)}` : `unknown keys: ${named.join(', ')}`;
-}
-
-/** The known key a typo most likely meant: same letters ignoring case, or at most 2 edits away. */
-export function nearest(key: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Math.min(3, Math.ceil(key.length / 3));
-  for (const k of known) {
-    const d = k.toLowerCase() === key.toLowerCase() ? 0 : editDistance(key, k);
-    if (d < bestDistance) [best, bestDistance] = [k, d];
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length]!;
-}
 
 const UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
 
@@ -152,6 +112,7 @@ const smarthostRoute = strict({
   credentialsFile: z.string().optional().describe('A file with `username:password` on its first line (from a Secret).'),
   usernameFile: z.string().optional().describe('Instead of credentialsFile: a file holding the user name (a Secret key `username`)...'),
   passwordFile: z.string().optional().describe('...and one holding the password (a Secret key `password`), as the operator mounts them.'),
+  oauth2: smarthostOAuth2Schema.optional().describe('Authenticate with an OAuth 2.0 access token (XOAUTH2) instead of a password: Microsoft 365, Google Workspace. See docs/providers.md.'),
 });
 
 const mxRoute = strict({
@@ -325,6 +286,9 @@ export const configSchema = strict({
     if (route.type === 'smarthost' && route.credentialsFile && route.usernameFile) {
       ctx.addIssue({ code: 'custom', path: ['delivery', 'route', 'credentialsFile'], message: 'give either credentialsFile or usernameFile and passwordFile, not both' });
     }
+    if (route.type === 'smarthost' && route.oauth2 && (route.credentialsFile || route.usernameFile)) {
+      ctx.addIssue({ code: 'custom', path: ['delivery', 'route', 'oauth2'], message: 'give either oauth2 or a user name and password (credentialsFile, usernameFile and passwordFile), not both' });
+    }
     if (cfg.handoff.tokenFile && cfg.handoff.window >= cfg.shutdown.drainTimeout) {
       ctx.addIssue({ code: 'custom', path: ['handoff', 'window'], message: `the handoff window (${cfg.handoff.window} s) must be shorter than shutdown.drainTimeout (${cfg.shutdown.drainTimeout} s)` });
     }
@@ -398,7 +362,19 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
         route.type === 'file'
           ? { ...route, dir: abs(route.dir) }
           : route.type === 'smarthost'
-            ? { ...route, credentialsFile: route.credentialsFile && abs(route.credentialsFile), usernameFile: route.usernameFile && abs(route.usernameFile), passwordFile: route.passwordFile && abs(route.passwordFile) }
+            ? {
+                ...route,
+                credentialsFile: route.credentialsFile && abs(route.credentialsFile),
+                usernameFile: route.usernameFile && abs(route.usernameFile),
+                passwordFile: route.passwordFile && abs(route.passwordFile),
+                oauth2: route.oauth2 && {
+                  ...route.oauth2,
+                  clientSecretFile: route.oauth2.clientSecretFile && abs(route.oauth2.clientSecretFile),
+                  certificateFile: route.oauth2.certificateFile && abs(route.oauth2.certificateFile),
+                  privateKeyFile: route.oauth2.privateKeyFile && abs(route.oauth2.privateKeyFile),
+                  serviceAccountFile: route.oauth2.serviceAccountFile && abs(route.oauth2.serviceAccountFile),
+                },
+              }
             : route,
     },
   };

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { domainOf } from './address.js';
 import { loadSigningKeys } from './dkim-keys.js';
 import type { RelayConfig } from './config.js';
-import { smarthostCredentials } from './delivery/credentials.js';
+import { checkSmarthostCredentials } from './delivery/credentials.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { drain } from './drain.js';
@@ -66,7 +66,7 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
   // The queue loads the keys to sign; loading them here too stops a start (or refuses a
   // reload) with the name of an unreadable key before any mail is accepted.
   loadSigningKeys(config.senderDomains);
-  smarthostCredentials(config.delivery.route);
+  checkSmarthostCredentials(config.delivery.route);
   const caFile = config.delivery.tlsPolicy.caFile;
   if (caFile && !fs.existsSync(caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile ${caFile}`, 'mount the CA bundle, or fix the path');
   return { config, users, tls };

@@ -3,6 +3,7 @@
  * `mailfleet_relay_`). Labels stay bounded: no addresses, no unbounded domain sets.
  */
 import client from 'prom-client';
+import { SMARTHOST_AUTH_REASONS, type SmarthostAuthReason } from './delivery/smarthost-auth.js';
 
 const PREFIX = 'mailfleet_relay_';
 
@@ -90,6 +91,8 @@ export class QueueMetrics {
   readonly attemptSeconds: client.Histogram<'route'>;
   readonly residenceSeconds: client.Histogram;
   readonly dkimSignatures: client.Counter<'domain' | 'algorithm'>;
+  private readonly smarthostAuthFailures: client.Counter<'reason'>;
+  private readonly smarthostAuthFailing: client.Gauge<'reason'>;
 
   constructor(queue: () => QueueGauges) {
     const registers = [this.registry];
@@ -140,12 +143,34 @@ export class QueueMetrics {
       labelNames: ['domain', 'algorithm'],
       registers,
     });
+    this.smarthostAuthFailures = new client.Counter({
+      name: `${PREFIX}smarthost_auth_failures_total`,
+      help: 'Connections to the smarthost that could not authenticate, by reason (docs/providers.md: what each means and what to do). The mail waits.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.smarthostAuthFailing = new client.Gauge({
+      name: `${PREFIX}smarthost_auth_failing`,
+      help: '1 for the reason the last authentication to the smarthost failed; all 0 once one succeeds (the operator\'s SmarthostAuthenticated condition reads it).',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of Object.keys(SMARTHOST_AUTH_REASONS)) {
+      this.smarthostAuthFailures.inc({ reason }, 0);
+      this.smarthostAuthFailing.set({ reason }, 0);
+    }
     this.residenceSeconds = new client.Histogram({
       name: `${PREFIX}queue_residence_seconds`,
       help: 'Time from acceptance to the final outcome (delivered or bounced) per recipient.',
       buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 14400, 86400, 432000],
       registers,
     });
+  }
+
+  /** A connection to the smarthost that got past AUTH (no reason), or one refused and why. */
+  smarthostAuth(reason?: SmarthostAuthReason): void {
+    for (const r of Object.keys(SMARTHOST_AUTH_REASONS)) this.smarthostAuthFailing.set({ reason: r }, r === reason ? 1 : 0);
+    if (reason) this.smarthostAuthFailures.inc({ reason });
   }
 }
 

@@ -8,8 +8,10 @@
 import fs from 'node:fs';
 import type { RouteConfig } from '../config.js';
 import { ErrorCodes, MailfleetError } from '../errors.js';
+import { readOAuth2Files } from './oauth2/files.js';
+import { SmarthostAuthFailure } from './smarthost-auth.js';
 
-const CREDENTIALS_HINT = 'mount the smarthost credentials Secret, or fix delivery.route.credentialsFile / usernameFile / passwordFile';
+const CREDENTIALS_HINT = 'mount the smarthost credentials Secret, or fix delivery.route.credentialsFile / usernameFile / passwordFile / oauth2';
 
 /** A Secret key mounted as a file: its value, without the newline an editor may have added. */
 function readSecretFile(file: string): string {
@@ -34,4 +36,19 @@ export function smarthostCredentials(route: RouteConfig): { user: string; pass: 
   if (route.credentialsFile) return readCredentials(route.credentialsFile);
   if (route.usernameFile && route.passwordFile) return { user: readSecretFile(route.usernameFile), pass: readSecretFile(route.passwordFile) };
   return undefined;
+}
+
+/**
+ * Every file the smarthost's authentication needs, read and parsed now: the user name and
+ * password, or the OAuth 2.0 client secret, certificate and key, or service account key.
+ */
+export function checkSmarthostCredentials(route: RouteConfig): void {
+  smarthostCredentials(route);
+  if (route.type !== 'smarthost' || !route.oauth2) return;
+  try {
+    readOAuth2Files(route.oauth2);
+  } catch (err) {
+    if (err instanceof SmarthostAuthFailure) throw new MailfleetError(ErrorCodes.CREDENTIALS_UNREADABLE, err.detail, CREDENTIALS_HINT);
+    throw err;
+  }
 }

@@ -18,6 +18,10 @@ import { MxResolver, type MxHost } from './mx.js';
 import { classifyMx, OTHER, type Provider } from './providers.js';
 import { DeliveryFailure, type RecipientOutcome } from './outcome.js';
 import { smarthostCredentials } from './credentials.js';
+import { tokenRequest } from './oauth2/grants.js';
+import { requestToken } from './oauth2/token-endpoint.js';
+import { TokenSource } from './oauth2/token-source.js';
+import type { SmtpAuth } from './smtp-client.js';
 import { SmtpClient, TlsFailure, type SmtpClientOptions } from './smtp-client.js';
 
 export interface OutboundMessage {
@@ -122,20 +126,30 @@ type SmarthostConfig = Extract<RouteConfig, { type: 'smarthost' }>;
 
 class SmarthostRoute implements Route {
   readonly name = 'smarthost';
-  /** CAs trusted for the smarthost's certificate; undefined: Node's default store. */
+  /** CAs trusted for the smarthost's certificate and the token endpoint; undefined: Node's default store. */
   private readonly ca?: string[];
+  /** With oauth2: the one access token every connection to the smarthost shares. */
+  private readonly tokens?: TokenSource;
   constructor(
     private readonly config: SmarthostConfig,
     private readonly ctx: RouteContext,
   ) {
     this.ca = trustedCas(ctx.tlsPolicy);
     smarthostCredentials(config); // a bad file stops the route from being made, with its code
+    const oauth2 = config.oauth2;
+    if (oauth2) this.tokens = new TokenSource(async () => requestToken(await tokenRequest(oauth2, Date.now()), { timeoutMs: ctx.responseTimeoutMs, ca: this.ca }), Date.now);
   }
   destinationOf(): string {
     return `smarthost:${this.config.host}:${this.config.port}`;
   }
   providerOf(): Promise<string> {
     return Promise.resolve('smarthost');
+  }
+  /** Read at each connection: a rotated Secret applies to the next one, without a restart. */
+  private auth(): SmtpAuth | undefined {
+    const { tokens, config } = this;
+    if (tokens && config.oauth2) return { user: config.oauth2.user, token: (refused) => tokens.token(refused) };
+    return smarthostCredentials(config);
   }
   async connect(): Promise<RouteSession> {
     const c = this.config;
@@ -147,8 +161,7 @@ class SmarthostRoute implements Route {
       tls: c.tls === 'implicit' ? 'implicit' : c.tls === 'starttls' ? 'require' : 'none',
       verifyCertificate: c.verifyCertificate,
       ca: this.ca,
-      // Read at each connection: a rotated Secret applies to the next one, without a restart.
-      auth: smarthostCredentials(c),
+      auth: this.auth(),
       connectTimeoutMs: this.ctx.connectTimeoutMs,
       responseTimeoutMs: this.ctx.responseTimeoutMs,
     });

@@ -7,6 +7,14 @@ import type { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { classifyError, classifyReply, DeliveryFailure, type RecipientOutcome } from './outcome.js';
+import { SmarthostAuthFailure, smtpAuthReason } from './smarthost-auth.js';
+
+/**
+ * How to authenticate: a user name and password (PLAIN or LOGIN, as offered), or an OAuth 2.0
+ * access token (XOAUTH2) from `token`, which is asked again with the refused token when the
+ * server refuses it (a token revoked or expired early): once, then the refusal stands.
+ */
+export type SmtpAuth = { user: string; pass: string } | { user: string; token: (refused?: string) => Promise<string> };
 
 export interface SmtpClientOptions {
   host: string;
@@ -20,7 +28,7 @@ export interface SmtpClientOptions {
   verifyCertificate: boolean;
   /** Trusted CAs (PEM); omitted: Node's default store. */
   ca?: string[];
-  auth?: { user: string; pass: string };
+  auth?: SmtpAuth;
   connectTimeoutMs: number;
   responseTimeoutMs: number;
 }
@@ -64,15 +72,10 @@ export class SmtpClient {
         client.conn.once('error', reject);
         client.conn.connect((err) => (err ? reject(err) : resolve()));
       });
-      if (options.auth) {
-        const auth = options.auth;
-        await new Promise<void>((resolve, reject) => {
-          client.conn.once('error', reject);
-          client.conn.login({ user: auth.user, pass: auth.pass }, (err) => (err ? reject(err) : resolve()));
-        });
-      }
+      if (options.auth) await client.login(options.auth);
     } catch (err) {
       client.conn.close();
+      if (err instanceof DeliveryFailure) throw err;
       // A refused STARTTLS reports ETLS; a certificate refused during the handshake arrives as a
       // socket error (ESOCKET) while the upgrade is still in progress.
       if ((err as NodeJS.ErrnoException).code === 'ETLS' || client.conn.upgrading) throw tlsFailure(err as SMTPConnection.SMTPError, options.remoteMta);
@@ -81,6 +84,40 @@ export class SmtpClient {
       throw asTemporary(classifyError(err as NodeJS.ErrnoException, options.remoteMta));
     }
     return client;
+  }
+
+  private async login(auth: SmtpAuth): Promise<void> {
+    const attempt = (data: SMTPConnection.AuthenticationType) =>
+      new Promise<void>((resolve, reject) => {
+        this.conn.once('error', reject);
+        this.conn.login(data, (err) => (err ? reject(err) : resolve()));
+      });
+    try {
+      if ('pass' in auth) return await attempt({ user: auth.user, pass: auth.pass });
+      let token = await auth.token();
+      // nodemailer's XOAUTH2 asks for a token again (isRetry) after Google's 334 challenge.
+      const oauth2 = {
+        getToken: (isRetry: boolean, cb: (err: Error | null, token?: string) => void) => {
+          if (!isRetry) return cb(null, token);
+          auth.token(token).then((t) => cb(null, (token = t)), cb);
+        },
+        buildXOAuth2Token: (accessToken: string) => Buffer.from(`user=${auth.user}\x01auth=Bearer ${accessToken}\x01\x01`).toString('base64'),
+      };
+      const data = { user: auth.user, method: 'XOAUTH2', oauth2 } as unknown as SMTPConnection.AuthenticationType;
+      try {
+        await attempt(data);
+      } catch (err) {
+        if ((err as SMTPConnection.SMTPError).responseCode !== 535) throw err;
+        // Microsoft answers a revoked or early-expired token with 535 at once: one more try with a fresh one.
+        token = await auth.token(token);
+        await attempt(data);
+      }
+    } catch (err) {
+      if (err instanceof DeliveryFailure) throw err;
+      const e = err as SMTPConnection.SMTPError;
+      if (e.code === 'EAUTH' && e.response) throw new SmarthostAuthFailure(smtpAuthReason(e.response), `${this.options.remoteMta} refused AUTH: ${e.response}`, this.options.remoteMta);
+      throw err;
+    }
   }
 
   get usable(): boolean {

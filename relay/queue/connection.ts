@@ -7,6 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { DeliveryFailure, type RecipientOutcome } from '../delivery/outcome.js';
+import { SmarthostAuthFailure } from '../delivery/smarthost-auth.js';
 import type { Route, RouteSession } from '../delivery/routes.js';
 import type { QueueMetrics } from '../metrics.js';
 import type { Spool, SpoolEntry } from '../spool/spool.js';
@@ -40,7 +41,12 @@ export async function runConnection(host: ConnectionHost, route: Route, destinat
   let session: RouteSession;
   try {
     session = await route.connect(destination);
+    if (route.name === 'smarthost') host.metrics.smarthostAuth();
   } catch (err) {
+    if (err instanceof SmarthostAuthFailure) {
+      host.metrics.smarthostAuth(err.reason);
+      host.log.warn({ event: 'smarthost-auth-failed', reason: err.reason, detail: err.detail }, 'smarthost authentication failed');
+    }
     await failDestination(host, destination, err);
     return;
   }
