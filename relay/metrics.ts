@@ -93,6 +93,7 @@ export class QueueMetrics {
   readonly dkimSignatures: client.Counter<'domain' | 'algorithm'>;
   private readonly smarthostAuthFailures: client.Counter<'reason'>;
   private readonly smarthostAuthFailing: client.Gauge<'reason'>;
+  private readonly smarthostAuthSuccesses: client.Counter;
 
   constructor(queue: () => QueueGauges) {
     const registers = [this.registry];
@@ -155,6 +156,11 @@ export class QueueMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.smarthostAuthSuccesses = new client.Counter({
+      name: `${PREFIX}smarthost_auth_successes_total`,
+      help: 'Connections to the smarthost that authenticated (or needed no authentication).',
+      registers,
+    });
     for (const reason of Object.keys(SMARTHOST_AUTH_REASONS)) {
       this.smarthostAuthFailures.inc({ reason }, 0);
       this.smarthostAuthFailing.set({ reason }, 0);
@@ -171,6 +177,7 @@ export class QueueMetrics {
   smarthostAuth(reason?: SmarthostAuthReason): void {
     for (const r of Object.keys(SMARTHOST_AUTH_REASONS)) this.smarthostAuthFailing.set({ reason: r }, r === reason ? 1 : 0);
     if (reason) this.smarthostAuthFailures.inc({ reason });
+    else this.smarthostAuthSuccesses.inc();
   }
 }
 

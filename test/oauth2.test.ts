@@ -71,7 +71,8 @@ function secretFile(dir: string, secret = SECRET): string {
 }
 
 async function metric(r: TestRelay, name: string, labels: string): Promise<number> {
-  const line = (await r.metricsText()).split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  const series = labels ? `${name}{${labels}} ` : `${name} `;
+  const line = (await r.metricsText()).split('\n').find((l) => l.startsWith(series));
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
@@ -90,6 +91,7 @@ describe('OAuth 2.0 smarthost (Microsoft 365 client credentials)', () => {
     expect(smarthost!.auths.every((a) => a.method === 'XOAUTH2' && !a.refused)).toBe(true);
     expect(server!.tokenRequests()).toBe(1);
     await waitFor(async () => (await deliveries(relay!, 'delivered')) === 3, 'three deliveries counted');
+    expect(await metric(relay!, 'mailfleet_relay_smarthost_auth_successes_total', '')).toBeGreaterThanOrEqual(1);
   });
 
   it('delivers with a certificate (private_key_jwt) instead of a secret', async () => {
