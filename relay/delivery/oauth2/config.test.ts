@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,7 +59,14 @@ describe('delivery.route.oauth2', () => {
       const bad = messageOf(() => checkSmarthostCredentials(route({ clientSecretFile: undefined, certificateFile: 'cert.pem', privateKeyFile: 'key.pem' })));
       expect(bad).toMatch(/cert\.pem is not a PEM certificate/);
       fs.writeFileSync(path.join(dir, 'sa.json'), '{"type":"service_account"}');
-      expect(messageOf(() => checkSmarthostCredentials(parseConfig(withOAuth2({ provider: 'google', user: 'relay@example.com', serviceAccountFile: 'sa.json' }), dir).delivery.route))).toMatch(/sa\.json has no client_email and private_key/);
+      const google = () => checkSmarthostCredentials(parseConfig(withOAuth2({ provider: 'google', user: 'relay@example.com', serviceAccountFile: 'sa.json' }), dir).delivery.route);
+      expect(messageOf(google)).toMatch(/sa\.json has no client_email and private_key/);
+      const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const key = { client_email: 'relay@p.iam.gserviceaccount.com', private_key: privateKey.export({ type: 'pkcs8', format: 'pem' }), token_uri: 'http://oauth2.example.com/token' };
+      fs.writeFileSync(path.join(dir, 'sa.json'), JSON.stringify(key));
+      expect(messageOf(google)).toMatch(/token_uri http:\/\/oauth2\.example\.com\/token: the token endpoint must be https/);
+      fs.writeFileSync(path.join(dir, 'sa.json'), JSON.stringify({ ...key, token_uri: 'https://oauth2.googleapis.com/token' }));
+      expect(google).not.toThrow();
       fs.writeFileSync(path.join(dir, 'secret'), 'the-secret-value\n');
       expect(() => checkSmarthostCredentials(route({}))).not.toThrow();
     } finally {

@@ -36,11 +36,21 @@ export const smarthostOAuth2Schema = strict({
   }
   if (o.provider === 'microsoft' && !o.tenant) issue('tenant', 'provider microsoft needs tenant (the directory ID or a domain such as contoso.onmicrosoft.com)');
   if (o.provider === 'generic' && !o.tokenUrl) issue('tokenUrl', 'provider generic needs tokenUrl');
-  if (o.tokenUrl) {
-    const url = new URL(o.tokenUrl);
-    const loopback = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/.test(url.hostname);
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) issue('tokenUrl', 'the token endpoint must be https (plain http only on loopback, for tests): the client secret travels to it');
-  }
+  const problem = o.tokenUrl ? tokenUrlProblem(o.tokenUrl) : undefined;
+  if (problem) issue('tokenUrl', problem);
 });
+
+/** Why the relay will not send credentials to this token endpoint, if it will not: https only, plain http on loopback (tests). */
+export function tokenUrlProblem(tokenUrl: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(tokenUrl);
+  } catch {
+    return `${tokenUrl} is not a URL`;
+  }
+  const loopback = /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost)$/.test(url.hostname);
+  if (url.protocol === 'https:' || (url.protocol === 'http:' && loopback)) return undefined;
+  return 'the token endpoint must be https (plain http only on loopback, for tests): the client secret or assertion travels to it';
+}
 
 export type SmarthostOAuth2Config = z.output<typeof smarthostOAuth2Schema>;

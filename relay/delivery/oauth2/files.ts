@@ -7,7 +7,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { SmarthostAuthFailure } from '../smarthost-auth.js';
-import type { SmarthostOAuth2Config } from './config.js';
+import { tokenUrlProblem, type SmarthostOAuth2Config } from './config.js';
 
 /** The fields of a Google service account key file the relay uses. */
 export interface ServiceAccount {
@@ -55,6 +55,8 @@ function readServiceAccount(file: string): ServiceAccount {
   if (typeof parsed.client_email !== 'string' || typeof parsed.private_key !== 'string') {
     throw new SmarthostAuthFailure('credentials_unreadable', `${file} has no client_email and private_key: download a JSON key for the service account`);
   }
+  const problem = typeof parsed.token_uri === 'string' ? tokenUrlProblem(parsed.token_uri) : undefined;
+  if (problem) throw new SmarthostAuthFailure('credentials_unreadable', `${file}: token_uri ${parsed.token_uri}: ${problem}`);
   return parsed as ServiceAccount;
 }
 
