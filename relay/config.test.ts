@@ -92,5 +92,6 @@ describe('config', () => {
 
   it('the example config in examples/relay.yaml is valid', () => {
     expect(() => loadConfigFile(new URL('../examples/relay.yaml', import.meta.url).pathname)).not.toThrow();
+    expect(loadConfigFile(new URL('../examples/relay-m365.yaml', import.meta.url).pathname).delivery.route).toMatchObject({ type: 'smarthost', oauth2: { provider: 'microsoft', user: 'relay@contoso.com' } });
   });
 });
