@@ -18,7 +18,9 @@ import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { canConnect, freePort } from '../peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from '../peers/scripted-sink.js';
-import { testCa, type TestCa } from '../peers/tls.js';
+import { M365_RESOURCE, startOAuth2Server } from '../peers/oauth2-server.js';
+import { selfSignedCert, testCa, type TestCa } from '../peers/tls.js';
+import { startXOAuth2Smarthost } from '../peers/xoauth2-smarthost.js';
 import { waitUntil } from '../peers/wait.js';
 import { imageEntrypoint, imageNodeFlags } from '../support/dockerfile.js';
 import { describeImage, docker, removeOnExit, ROOT, script } from './docker.js';
@@ -262,6 +264,61 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
+
+  it('delivers through a Microsoft 365-like smarthost with OAuth 2.0: a token from a real authorization server, XOAUTH2 over verified STARTTLS', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-image-oauth2-'));
+    const cert = await selfSignedCert('127.0.0.1');
+    const secret = crypto.randomBytes(16).toString('hex');
+    const server = await startOAuth2Server({ clients: [{ client_id: 'mailfleet-relay', client_secret: secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_post' }], tokenTtlSeconds: 3600 });
+    const smarthost = await startXOAuth2Smarthost({ jwks: server.jwks, issuer: server.issuer, audience: M365_RESOURCE, mailbox: 'relay@contoso.test', key: cert.key, cert: cert.cert });
+    const name = 'relay-oauth2-' + suffix;
+    try {
+      const etc = path.join(dir, 'etc');
+      fs.mkdirSync(path.join(etc, 'smarthost-oauth2'), { recursive: true });
+      fs.writeFileSync(path.join(etc, 'smarthost-oauth2/client-secret'), `${secret}\n`);
+      fs.writeFileSync(path.join(etc, 'ca.crt'), cert.cert);
+      const port = await freePort();
+      const config = {
+        hostname: 'relay.image.test',
+        spool: { dir: SPOOL, minFreeBytes: '10MiB' },
+        listeners: [{ name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }],
+        delivery: {
+          route: { type: 'smarthost', host: '127.0.0.1', port: smarthost.port, tls: 'starttls', oauth2: { provider: 'microsoft', tenant: 'contoso.test', clientId: 'mailfleet-relay', clientSecretFile: `${CONFIG_DIR}/smarthost-oauth2/client-secret`, user: 'relay@contoso.test', tokenUrl: server.tokenUrl } },
+          tlsPolicy: { caFile: `${CONFIG_DIR}/ca.crt` },
+        },
+        http: { address: '127.0.0.1', port: await freePort() },
+      };
+      fs.writeFileSync(path.join(etc, 'relay.yaml'), JSON.stringify(config));
+      for (const d of [dir, etc, path.join(etc, 'smarthost-oauth2')]) fs.chmodSync(d, 0o755);
+      for (const f of ['smarthost-oauth2/client-secret', 'ca.crt', 'relay.yaml']) fs.chmodSync(path.join(etc, f), 0o644);
+      containers.push(name);
+      removeOnExit('container', name);
+      const started = await docker(['run', '-d', '--name', name, '--read-only', '--network', 'host', '--tmpfs', `${SPOOL}:uid=1000,gid=1000`, '-v', `${etc}:${CONFIG_DIR}:ro`, IMAGE, 'relay', '--config', `${CONFIG_DIR}/relay.yaml`]);
+      expect(started.code, shown(started)).toBe(0);
+      await waitUntil(
+        async () => {
+          if (await canConnect(port)) return true;
+          const state = await docker(['inspect', '--format', '{{.State.Running}}', name]);
+          if (state.stdout.trim() !== 'true') throw new Error(`the relay container exited:\n${shown(await docker(['logs', name]))}`);
+          return false;
+        },
+        { timeoutMs: 30_000, what: 'the relay listening' },
+      );
+      const sent = await createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true }).sendMail({ from: 'app@contoso.test', to: 'someone@dest.test', subject: 'oauth2 from the image', text: 'hi\n' });
+      expect(sent.response).toMatch(/^250 /);
+      await waitUntil(() => smarthost.delivered.length === 1, { timeoutMs: 30_000, what: 'the message at the smarthost' });
+      expect(smarthost.delivered[0]!.user).toBe('relay@contoso.test');
+      expect(server.tokenRequests()).toBe(1);
+      const log = await docker(['logs', name]);
+      expect(`${log.stdout}${log.stderr}`).not.toContain(secret);
+    } finally {
+      await docker(['rm', '-f', name]);
+      await smarthost.close();
+      await server.stop();
+      cert.cleanup();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it('tells a newcomer who runs the relay without a config what to pass', async () => {
     // As typed, and as a cluster runs it (read-only root).
