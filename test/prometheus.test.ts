@@ -79,7 +79,7 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       const r = await promtool(['check', 'rules', 'rules.yaml'], { cwd: dir });
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout).toContain(`SUCCESS: ${alerts.length} rules found`);
-      expect(alerts.length).toBe(10);
+      expect(alerts.length).toBe(11);
     });
 
     it('the unit tests have, for every alert, a case where it fires and one where it must not (past its for)', () => {
@@ -94,7 +94,7 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       expect(problems).toEqual([]);
     });
 
-    it.each(['MailfleetBacklogGrowing', 'MailfleetOldestMessageTooOld', 'MailfleetRetriesStalled', 'MailfleetBounceRateHigh', 'MailfleetProviderDeferralSpike', 'MailfleetDkimRotationStuck', 'MailfleetDnsRecordsNotVerified', 'MailfleetRelayPodsNotReady', 'MailfleetOperatorReconcileErrors', 'MailfleetOperatorNoLeader'])(
+    it.each(['MailfleetBacklogGrowing', 'MailfleetOldestMessageTooOld', 'MailfleetRetriesStalled', 'MailfleetBounceRateHigh', 'MailfleetProviderDeferralSpike', 'MailfleetSmarthostAuthFailing', 'MailfleetDkimRotationStuck', 'MailfleetDnsRecordsNotVerified', 'MailfleetRelayPodsNotReady', 'MailfleetOperatorReconcileErrors', 'MailfleetOperatorNoLeader'])(
       'promtool test rules: %s fires with its labels and annotations, and only when it should',
       async (alert) => {
         expect(alerts.map((a) => a.alert)).toContain(alert);
