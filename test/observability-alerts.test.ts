@@ -10,6 +10,7 @@ import path from 'node:path';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { beforeAll, expect, it } from 'vitest';
 import YAML from 'yaml';
+import { SMARTHOST_AUTH_REASONS } from '../relay/delivery/smarthost-auth.js';
 import { describeHelm, runHelm } from './peers/helm.js';
 import { analyse, checkExpr, exportedMetrics, type Exported } from './support/promql.js';
 
@@ -119,6 +120,7 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
       'MailfleetRetriesStalled',
       'MailfleetBounceRateHigh',
       'MailfleetProviderDeferralSpike',
+      'MailfleetSmarthostAuthFailing',
       'MailfleetDkimRotationStuck',
       'MailfleetDnsRecordsNotVerified',
       'MailfleetRelayPodsNotReady',
@@ -159,6 +161,16 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
     expect(problems).toEqual([]);
   });
 
+  it("MailfleetSmarthostAuthFailing's description says what to do for every reason the relay reports, in the relay's own words", async () => {
+    const byName = Object.fromEntries(rulesOf(await template(ENABLED)).map((r) => [r.alert as string, r])) as Obj;
+    const description = byName.MailfleetSmarthostAuthFailing.annotations.description as string;
+    const named = [...description.matchAll(/eq \$labels\.reason "(\w+)"/g)].map((m) => m[1]);
+    expect(named.sort()).toEqual(Object.keys(SMARTHOST_AUTH_REASONS).sort());
+    for (const [reason, { todo }] of Object.entries(SMARTHOST_AUTH_REASONS)) {
+      expect(description, reason).toContain(`eq $labels.reason "${reason}" }}${todo} {{`);
+    }
+  });
+
   it("thresholds, durations, severities, labels and the runbook base follow the values; a group with every alert off is left out", async () => {
     const objs = await template([
       ...ENABLED,
@@ -169,6 +181,8 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
       '--set', 'prometheusRule.rules.retriesStalled.seconds=900',
       '--set', 'prometheusRule.rules.retriesStalled.for=2m',
       '--set', 'prometheusRule.rules.backlogGrowing.for=30m',
+      '--set', 'prometheusRule.rules.smarthostAuthFailing.window=3h',
+      '--set', 'prometheusRule.rules.smarthostAuthFailing.severity=warning',
       '--set', 'prometheusRule.rules.dkimRotationStuck.enabled=false',
       '--set', 'prometheusRule.rules.dnsRecordsNotVerified.enabled=false',
       '--set', 'prometheusRule.alertLabels.team=mail',
@@ -189,6 +203,8 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
     expect(byName.MailfleetRetriesStalled.expr).toContain('max by (namespace, service) (mailfleet_relay_queue_overdue_seconds) > 900,');
     expect(byName.MailfleetRetriesStalled.for).toBe('2m');
     expect(byName.MailfleetBacklogGrowing.for).toBe('30m');
+    expect(byName.MailfleetSmarthostAuthFailing.expr).toContain('increase(mailfleet_relay_smarthost_auth_failures_total[3h]) > 0');
+    expect(byName.MailfleetSmarthostAuthFailing.labels.severity).toBe('warning');
     expect(byName.MailfleetDkimRotationStuck).toBeUndefined();
     expect(byName.MailfleetOperatorNoLeader.expr).toBe('max(mailfleet_operator_leader{job="mailfleet-operator"}) == 0\nor\nabsent(mailfleet_operator_leader{job="mailfleet-operator"})');
     for (const r of Object.values(byName)) {

@@ -13,6 +13,10 @@
  *   variables replaced) is accepted, and those over series a relay with traffic has return data;
  *   the dashboard's variables find the scraped namespace and MailRelay; `promtool check metrics`
  *   finds nothing in the relay's and the operator's own metrics.
+ * - A second Prometheus scrapes a relay whose smarthost refuses its password as Microsoft 365
+ *   does after Basic authentication (535 5.7.139): MailfleetSmarthostAuthFailing's expression
+ *   names the MailRelay, the reason and the pod count, the alert goes pending, and the
+ *   dashboard's smarthost panels show the reason.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,7 +29,9 @@ import { describePeer } from './peers/availability.js';
 import { describeHelm, runHelm } from './peers/helm.js';
 import { promtool, startPrometheus, type Prometheus, type Sample } from './peers/prometheus.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
+import { selfSignedCert, type TestCert } from './peers/tls.js';
 import { waitUntil } from './peers/wait.js';
+import { startXOAuth2Smarthost, type XOAuth2Smarthost } from './peers/xoauth2-smarthost.js';
 import { allPanels, dashboardQueries, SAMPLES, substitute } from './support/dashboard.js';
 import { startTestRelay, type TestRelay } from './support/relay.js';
 import { SmtpTalk, submit } from './support/smtp-talk.js';
@@ -79,7 +85,7 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       const r = await promtool(['check', 'rules', 'rules.yaml'], { cwd: dir });
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout).toContain(`SUCCESS: ${alerts.length} rules found`);
-      expect(alerts.length).toBe(10);
+      expect(alerts.length).toBe(11);
     });
 
     it('the unit tests have, for every alert, a case where it fires and one where it must not (past its for)', () => {
@@ -94,7 +100,7 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       expect(problems).toEqual([]);
     });
 
-    it.each(['MailfleetBacklogGrowing', 'MailfleetOldestMessageTooOld', 'MailfleetRetriesStalled', 'MailfleetBounceRateHigh', 'MailfleetProviderDeferralSpike', 'MailfleetDkimRotationStuck', 'MailfleetDnsRecordsNotVerified', 'MailfleetRelayPodsNotReady', 'MailfleetOperatorReconcileErrors', 'MailfleetOperatorNoLeader'])(
+    it.each(['MailfleetBacklogGrowing', 'MailfleetOldestMessageTooOld', 'MailfleetRetriesStalled', 'MailfleetBounceRateHigh', 'MailfleetProviderDeferralSpike', 'MailfleetSmarthostAuthFailing', 'MailfleetDkimRotationStuck', 'MailfleetDnsRecordsNotVerified', 'MailfleetRelayPodsNotReady', 'MailfleetOperatorReconcileErrors', 'MailfleetOperatorNoLeader'])(
       'promtool test rules: %s fires with its labels and annotations, and only when it should',
       async (alert) => {
         expect(alerts.map((a) => a.alert)).toContain(alert);
@@ -297,6 +303,68 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
         }
       }
       expect(problems).toEqual([]);
+    });
+  });
+  describeHelm('MailfleetSmarthostAuthFailing on a real relay that Microsoft 365 refuses Basic authentication', () => {
+    // The MailRelay "m365" in namespace "mail", still routed with a password to a smarthost that
+    // answers it as Exchange Online does once Basic authentication is off (535 5.7.139).
+    const LABELS = { namespace: 'mail', service: 'm365-pods', pod: 'm365-7f9c8-qwert' };
+    let cert: TestCert | undefined;
+    let smarthost: XOAuth2Smarthost | undefined;
+    let relay: TestRelay | undefined;
+    let prometheus: Prometheus | undefined;
+    let alert: Obj;
+
+    const results = async (expr: string): Promise<Sample[]> => {
+      const a = await prometheus!.query(expr);
+      if (a.status !== 'success') throw new Error(`${expr}: ${a.errorType} ${a.error}`);
+      return a.data!.result;
+    };
+
+    beforeAll(async () => {
+      const groups = await renderedRuleGroups();
+      alert = groups.flatMap((g) => g.rules as Obj[]).find((a) => a.alert === 'MailfleetSmarthostAuthFailing')!;
+      cert = await selfSignedCert('127.0.0.1');
+      // Refuses every user name and password before it would look at a token: no keys needed.
+      smarthost = await startXOAuth2Smarthost({ jwks: { keys: [] }, issuer: 'https://login.test', audience: 'https://outlook.office365.com', mailbox: 'relay@contoso.test', key: cert.key, cert: cert.cert });
+      const credentials = path.join(cert.dir, 'upstream');
+      fs.writeFileSync(credentials, 'relay@contoso.test:an-old-password\n');
+      relay = await startTestRelay({
+        delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: smarthost.port, tls: 'starttls', credentialsFile: credentials }, tlsPolicy: { caFile: cert.certFile } },
+        retry: { minBackoff: '1h', maxBackoff: '2h' },
+      });
+      prometheus = await startPrometheus({ targets: [{ job: 'relay', port: relay.httpPort, labels: LABELS }], ruleFiles: { 'rules.yaml': { groups } } });
+      await prometheus.waitForTargetsUp();
+      // Scraped before the failure, so the counter's increase starts from its pre-initialised 0.
+      expect(await submit(relay.ports.open!, 'app@contoso.test', ['r@dest.test'], 'Subject: m365\r\nMessage-ID: <m365@contoso.test>\r\n\r\nHello.\r\n')).toMatch(/^250/);
+      await waitUntil(async () => (await results(alert.expr as string)).length > 0, { timeoutMs: 60_000, intervalMs: 200, what: 'the alert expression to see the refused authentication' });
+    }, 120_000);
+
+    afterAll(async () => {
+      await prometheus?.stop();
+      await relay?.stop();
+      await smarthost?.close();
+      cert?.cleanup();
+    }, 60_000);
+
+    it('the expression names the MailRelay, the reason and one failing pod; Prometheus holds the alert pending for its 15m', async () => {
+      expect(smarthost!.auths).toEqual([expect.objectContaining({ method: 'PLAIN', refused: expect.stringContaining('5.7.139') })]);
+      expect((await results(alert.expr as string)).map((s) => ({ ...s.metric, value: s.value[1] }))).toEqual([{ namespace: 'mail', service: 'm365-pods', reason: 'basic_auth_disabled', mailrelay: 'm365', value: '1' }]);
+      await waitUntil(
+        async () => {
+          const a = await prometheus!.api<{ alerts: { labels: Record<string, string>; state: string }[] }>('alerts');
+          return (a.data?.alerts ?? []).some((x) => x.labels.alertname === 'MailfleetSmarthostAuthFailing' && x.labels.reason === 'basic_auth_disabled' && x.labels.mailrelay === 'm365' && x.state === 'pending');
+        },
+        { timeoutMs: 30_000, intervalMs: 200, what: 'Prometheus to hold MailfleetSmarthostAuthFailing pending' },
+      );
+    });
+
+    it("the dashboard's smarthost panels show the reason for this MailRelay", async () => {
+      const panels = allPanels(dashboard).filter((p) => /smarthost/i.test(p.title as string));
+      expect(panels.map((p) => p.title)).toEqual(['Smarthost authentication failures by reason', 'Relay pods failing to authenticate to the smarthost, by reason']);
+      const failing = substitute(panels[1]!.targets[0].expr as string, { ...SAMPLES[0]!, namespace: 'mail', mailrelay: 'm365' }).expr;
+      const byReason = Object.fromEntries((await results(failing)).map((s) => [s.metric.reason, s.value[1]]));
+      expect(byReason).toMatchObject({ basic_auth_disabled: '1', token_client_rejected: '0', credentials_rejected: '0' });
     });
   });
 });
