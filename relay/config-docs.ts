@@ -99,6 +99,6 @@ export function configReference(): string {
 
 const ROUTE_INTRO: Record<string, string> = {
   mx: 'Straight to each recipient domain\'s MX hosts in preference order (A/AAAA when there is no MX; a null MX bounces at once), with opportunistic STARTTLS.',
-  smarthost: 'Everything through one upstream. Amazon SES: `email-smtp.REGION.amazonaws.com`, port 587, `starttls`, SMTP credentials; SendGrid: `smtp.sendgrid.net`, user `apikey`; Mailgun: `smtp.mailgun.org`; Office 365: `smtp.office365.com`, port 587. See docs/providers.md.',
+  smarthost: 'Everything through one upstream. Amazon SES: `email-smtp.REGION.amazonaws.com`, port 587, `starttls`, SMTP credentials; SendGrid: `smtp.sendgrid.net`, user `apikey`; Mailgun: `smtp.mailgun.org`; Microsoft 365: `smtp.office365.com`, port 587, with `oauth2` (Basic authentication ends in December 2026); Google Workspace: `smtp.gmail.com` with an app password or `oauth2`. See docs/providers.md.',
   file: 'Development: each delivered message is written as an .eml file, like Mailpit or MailHog.',
 };

@@ -45,7 +45,7 @@ export async function runConnection(host: ConnectionHost, route: Route, destinat
   } catch (err) {
     if (err instanceof SmarthostAuthFailure) {
       host.metrics.smarthostAuth(err.reason);
-      host.log.warn({ event: 'smarthost-auth-failed', reason: err.reason, detail: err.detail }, 'smarthost authentication failed');
+      host.log.warn({ event: 'smarthost_auth_failed', reason: err.reason, detail: err.detail }, 'smarthost authentication failed');
     }
     await failDestination(host, destination, err);
     return;
