@@ -166,4 +166,15 @@ describe('mailfleet send arguments', () => {
     expect((await usage(...base, '--bogus')).code).toBe(2);
     expect((await usage('--server', '127.0.0.1:25')).errors).toContain('--from is required');
   });
+
+  it('checks the OAuth 2.0 options by the rules of delivery.route.oauth2, naming the flag', async () => {
+    const oauth2 = [...base, '--user', 'relay@contoso.com', '--oauth2'];
+    expect((await usage(...oauth2, 'yahoo')).errors).toMatch(/--oauth2: Invalid option: expected one of "microsoft"\|"google"\|"generic"/);
+    expect((await usage(...oauth2, 'generic', '--client-id', 'c', '--client-secret-file', passwordFile)).errors).toContain('--token-url: provider generic needs tokenUrl');
+    expect((await usage(...oauth2, 'generic', '--client-id', 'c', '--client-secret-file', passwordFile, '--token-url', 'http://login.example.com/token')).errors).toContain('--token-url: the token endpoint must be https');
+    expect((await usage(...oauth2, 'google', '--service-account-file', passwordFile, '--tenant', 't')).errors).toContain('--tenant: provider google takes its client from serviceAccountFile, not tenant');
+    expect((await usage(...base, '--oauth2', 'microsoft')).errors).toContain('--oauth2 needs --user MAILBOX');
+    expect((await usage(...oauth2, 'microsoft', '--password-file', passwordFile)).errors).toContain('either --oauth2 or --password-file');
+    expect((await usage(...base, '--tenant', 'contoso.onmicrosoft.com')).errors).toContain('--tenant applies only with --oauth2');
+  });
 });
