@@ -164,6 +164,32 @@ describe('mailfleet send --oauth2 (Microsoft 365 client credentials)', () => {
     expect(diagnosis).toContain('docs/providers.md');
   });
 
+  it('takes the smarthost, its TLS and its oauth2 from a relay config with --config, as the relay would use them', async () => {
+    await peers();
+    const configDir = fs.mkdtempSync(path.join(dir, 'config-'));
+    fs.writeFileSync(path.join(configDir, 'client-secret'), `${SECRET}\n`);
+    // Relative paths, resolved against the config's directory as the relay does.
+    const config = [
+      'spool: { dir: spool }',
+      'listeners: [{ name: open, port: 2525, tls: none, auth: none }]',
+      'delivery:',
+      '  route:',
+      `    { type: smarthost, host: 127.0.0.1, port: ${smarthost!.port}, tls: starttls,`,
+      `      oauth2: { provider: microsoft, tenant: contoso.onmicrosoft.test, clientId: mailfleet-relay, user: ${MAILBOX}, clientSecretFile: client-secret, tokenUrl: "${server!.tokenUrl}" } }`,
+      `  tlsPolicy: { caFile: ${tlsCert.certFile} }`,
+    ].join('\n');
+    fs.writeFileSync(path.join(configDir, 'relay.yaml'), config);
+    const p = spawnMailfleet(['send', '--config', path.join(configDir, 'relay.yaml'), '--from', MAILBOX, '--to', 'someone@dest.test', '--timeout', '5']);
+    const code = await p.exited;
+    const output = p.output();
+    expect(code, output).toBe(0);
+    expect(output).toContain(`* token request: POST ${server!.tokenUrl}, client credentials grant`);
+    expect(output).toContain('* certificate verified');
+    expect(output).toMatch(/^C: AUTH XOAUTH2 <credentials hidden>$/m);
+    for (const secret of [SECRET, ...smarthost!.tokensSeen]) expect(output).not.toContain(secret);
+    expect(smarthost!.delivered.map((m) => m.user)).toEqual([MAILBOX]);
+  });
+
   it('refuses incomplete OAuth 2.0 options with the config schema\'s words and exit 2', async () => {
     await peers();
     const p = spawnMailfleet(['send', '--server', `127.0.0.1:${smarthost!.port}`, '--starttls', '--from', MAILBOX, '--to', 'x@dest.test', '--user', MAILBOX, '--oauth2', 'microsoft', '--client-id', 'mailfleet-relay']);

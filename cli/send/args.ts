@@ -1,14 +1,15 @@
 /**
  * `mailfleet send`'s command line: the usage text, the options checked and read (the password
- * and CA files among them) into SendOptions. Every mistake is a UsageError, which the command
- * reports with the usage text and exit code 2.
+ * and CA files among them) into SendOptions; --oauth2's in oauth2-args.ts, --config's smarthost
+ * in config-route.ts. Every mistake is a UsageError, which the command reports with the usage
+ * text and exit code 2.
  */
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import type { SmarthostOAuth2Config } from '../../relay/delivery/oauth2/config.js';
+import { smarthostFromConfig, TARGET_FLAGS, type SendTarget } from './config-route.js';
 import type { TlsMode } from './diagnose.js';
-import { OAUTH2_OPTIONS, oauth2FromArgs } from './oauth2-args.js';
+import { OAUTH2_OPTIONS, oauth2FromArgs, type OAuth2Values } from './oauth2-args.js';
 import { UsageError } from './usage-error.js';
 
 export { UsageError };
@@ -20,6 +21,7 @@ export const SEND_USAGE = `usage: mailfleet send --server HOST:PORT [--starttls 
                      [--tenant T] [--client-id ID] [--client-secret-file F]
                      [--certificate-file F --private-key-file F] [--service-account-file F]
                      [--token-url URL] [--scope S] --from A --to B ...
+       mailfleet send --config FILE --from A --to B ...
 
 Sends one test message and prints the SMTP session as it happens.
   --server HOST:PORT    server to talk to ([::1]:587 for IPv6)
@@ -33,6 +35,9 @@ Sends one test message and prints the SMTP session as it happens.
   --insecure            do not verify the server certificate (testing only; never the token endpoint's)
   --helo NAME           name sent with EHLO (default: this host's name)
   --timeout SECONDS     longest wait to set the session up, and then for each reply (default 20)
+  --config FILE         instead of --server and the TLS and AUTH options: the smarthost of a relay
+                        config's delivery.route (its tls, verifyCertificate, tlsPolicy.caFile, and
+                        password files or oauth2), as the relay would use it
 
 OAuth 2.0 (SASL XOAUTH2), as the relay's delivery.route.oauth2 (docs/providers.md): first the
 token request (its URL and grant, then how long the token is valid; never the token), then the
@@ -42,9 +47,12 @@ SMTP session with AUTH XOAUTH2. A refused token is replaced once by a fresh one,
   --user MAILBOX        the mailbox to authenticate as (google: the user the service account acts for)
   --tenant T            microsoft: the directory (tenant) ID or domain, e.g. contoso.onmicrosoft.com
   --client-id ID        microsoft and generic: the application (client) ID
-  --client-secret-file F                  file holding the client secret, or instead:
-  --certificate-file F --private-key-file F  the application's certificate and its key (private_key_jwt)
-  --service-account-file F                google: the service account's JSON key
+  --client-secret-file F
+                        file holding the client secret; or instead:
+  --certificate-file F --private-key-file F
+                        the application's certificate and its key (private_key_jwt)
+  --service-account-file F
+                        google: the service account's JSON key
   --token-url URL       the token endpoint (microsoft: login.microsoftonline.com/TENANT by default;
                         required for generic; https, except on loopback)
   --scope S             default microsoft: https://outlook.office365.com/.default, google: https://mail.google.com/
@@ -53,15 +61,8 @@ Exit status: 0 sent, 1 the server, the token endpoint or the network failed (wit
 
 const DEFAULT_TIMEOUT_SECONDS = 20;
 
-export interface SendOptions {
-  host: string;
-  port: number;
-  mode: TlsMode;
-  user: string | undefined;
-  password: string | undefined;
-  /** --oauth2 and its options: AUTH XOAUTH2 with a token from the token endpoint. */
-  oauth2: SmarthostOAuth2Config | undefined;
-  insecure: boolean;
+export interface SendOptions extends Omit<SendTarget, 'caFile'> {
+  /** The CA certificates to trust (PEM), read from --ca or the config's caFile. */
   ca: string | undefined;
   from: string;
   to: string[];
@@ -92,6 +93,7 @@ export async function parseSendArgs(argv: string[]): Promise<SendOptions> {
         body: { type: 'string' },
         helo: { type: 'string' },
         timeout: { type: 'string' },
+        config: { type: 'string' },
         ...OAUTH2_OPTIONS,
       },
     }));
@@ -99,9 +101,34 @@ export async function parseSendArgs(argv: string[]): Promise<SendOptions> {
     // parseArgs names the offending option well; only its error type needs changing.
     throw new UsageError((err as Error).message);
   }
-  if (!values.server) throw new UsageError('--server HOST:PORT is required');
+  if (!values.server && !values.config) throw new UsageError('--server HOST:PORT is required (or --config FILE: the smarthost of a relay config)');
   if (!values.from) throw new UsageError('--from is required');
   if (!values.to?.length) throw new UsageError('at least one --to is required');
+  const target = values.config ? targetFromConfig(values.config, values) : await targetFromFlags(values);
+  return {
+    ...target,
+    ca: target.caFile ? await readCa(values.config ? 'delivery.tlsPolicy.caFile' : '--ca', target.caFile) : undefined,
+    from: values.from,
+    to: values.to,
+    subject: values.subject,
+    body: values.body ?? `This is a test message sent by mailfleet send to ${target.host}:${target.port} at ${new Date().toISOString()}.`,
+    helo: values.helo,
+    timeoutSeconds: parseTimeout(values.timeout),
+  };
+}
+
+type TargetValues = OAuth2Values & { server?: string; starttls: boolean; tls: boolean; insecure: boolean; ca?: string };
+
+function targetFromConfig(file: string, values: TargetValues): SendTarget {
+  const given = [...TARGET_FLAGS, ...Object.keys(OAUTH2_OPTIONS)].filter((flag) => {
+    const value = values[flag as keyof TargetValues];
+    return value !== undefined && value !== false;
+  });
+  if (given.length) throw new UsageError(`--config takes the smarthost, its TLS and its credentials from the relay config: drop ${given.map((f) => `--${f}`).join(', ')}`);
+  return smarthostFromConfig(file);
+}
+
+async function targetFromFlags(values: TargetValues): Promise<SendTarget> {
   if (values.starttls && values.tls) throw new UsageError('use either --starttls or --tls, not both');
   const mode: TlsMode = values.tls ? 'tls' : values.starttls ? 'starttls' : 'plain';
   if (mode === 'plain' && (values.insecure || values.ca)) {
@@ -111,7 +138,7 @@ export async function parseSendArgs(argv: string[]): Promise<SendOptions> {
   if (!oauth2 && Boolean(values.user) !== Boolean(values['password-file'])) {
     throw new UsageError('--user and --password-file go together (the password is read from a file to keep it out of shell history and ps); for an access token, --user with --oauth2');
   }
-  const { host, port } = parseServer(values.server);
+  const { host, port } = parseServer(values.server!);
   return {
     host,
     port,
@@ -120,13 +147,7 @@ export async function parseSendArgs(argv: string[]): Promise<SendOptions> {
     password: values['password-file'] ? await readPassword(values['password-file']) : undefined,
     oauth2,
     insecure: values.insecure,
-    ca: values.ca ? await readCa(values.ca) : undefined,
-    from: values.from,
-    to: values.to,
-    subject: values.subject,
-    body: values.body ?? `This is a test message sent by mailfleet send to ${values.server} at ${new Date().toISOString()}.`,
-    helo: values.helo,
-    timeoutSeconds: parseTimeout(values.timeout),
+    caFile: values.ca,
   };
 }
 
@@ -156,13 +177,14 @@ async function readArgFile(flag: string, file: string): Promise<string> {
   }
 }
 
-async function readCa(file: string): Promise<string> {
-  const pem = await readArgFile('--ca', file);
+/** `what`: the flag or config key that named the file, for the error. */
+async function readCa(what: string, file: string): Promise<string> {
+  const pem = await readArgFile(what, file);
   // Node ignores a CA it cannot parse, which would later look like an untrusted server certificate.
   try {
     new X509Certificate(pem);
   } catch {
-    throw new UsageError(`--ca ${file} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)`);
+    throw new UsageError(`${what} ${file} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)`);
   }
   return pem;
 }
