@@ -1,5 +1,6 @@
 /** `mailfleet send` in plain text and its arguments, against smtp-server stand-ins. */
 import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SMTPServerOptions } from 'smtp-server';
 import { sendCommand } from './send.js';
@@ -165,5 +166,32 @@ describe('mailfleet send arguments', () => {
     expect((await usage(...base, '--timeout', '0')).errors).toContain('--timeout must be a positive number');
     expect((await usage(...base, '--bogus')).code).toBe(2);
     expect((await usage('--server', '127.0.0.1:25')).errors).toContain('--from is required');
+  });
+
+  it('takes --config alone for the smarthost, and only a smarthost route', async () => {
+    const config = (route: string) => {
+      const file = path.join(dir, 'relay.yaml');
+      writeFileSync(file, `spool: { dir: spool }\nlisteners: [{ name: open, port: 2525, tls: none, auth: none }]\ndelivery:\n  route: ${route}\n`);
+      return file;
+    };
+    const smarthost = config('{ type: smarthost, host: smtp.example.com, credentialsFile: missing }');
+    expect((await usage('--config', smarthost, '--server', '127.0.0.1:25', '--tls', '--from', 'a@x', '--to', 'b@x')).errors).toContain('drop --server, --tls');
+    expect((await usage('--config', smarthost, '--from', 'a@x', '--to', 'b@x')).errors).toContain('MF_CREDENTIALS_UNREADABLE: cannot read smarthost credentials');
+    const mx = config('{ type: mx }');
+    expect((await usage('--config', mx, '--from', 'a@x', '--to', 'b@x')).errors).toContain('delivery.route is mx, not smarthost');
+    const { code, errors } = await usage('--config', path.join(dir, 'no-such.yaml'), '--from', 'a@x', '--to', 'b@x');
+    expect(code).toBe(2);
+    expect(errors).toContain('cannot read config file');
+  });
+
+  it('checks the OAuth 2.0 options by the rules of delivery.route.oauth2, naming the flag', async () => {
+    const oauth2 = [...base, '--user', 'relay@contoso.com', '--oauth2'];
+    expect((await usage(...oauth2, 'yahoo')).errors).toMatch(/--oauth2: Invalid option: expected one of "microsoft"\|"google"\|"generic"/);
+    expect((await usage(...oauth2, 'generic', '--client-id', 'c', '--client-secret-file', passwordFile)).errors).toContain('--token-url: provider generic needs tokenUrl');
+    expect((await usage(...oauth2, 'generic', '--client-id', 'c', '--client-secret-file', passwordFile, '--token-url', 'http://login.example.com/token')).errors).toContain('--token-url: the token endpoint must be https');
+    expect((await usage(...oauth2, 'google', '--service-account-file', passwordFile, '--tenant', 't')).errors).toContain('--tenant: provider google takes its client from serviceAccountFile, not tenant');
+    expect((await usage(...base, '--oauth2', 'microsoft')).errors).toContain('--oauth2 needs --user MAILBOX');
+    expect((await usage(...oauth2, 'microsoft', '--password-file', passwordFile)).errors).toContain('either --oauth2 or --password-file');
+    expect((await usage(...base, '--tenant', 'contoso.onmicrosoft.com')).errors).toContain('--tenant applies only with --oauth2');
   });
 });

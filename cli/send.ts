@@ -2,15 +2,21 @@
  * `mailfleet send`: sends one test message and prints the SMTP session step by step, then, if
  * it failed, a diagnosis a person can act on. Built on nodemailer's SMTPConnection: its
  * transaction log is the transcript, and its errors carry the command and reply that failed.
- * Its parts in cli/send/: args.ts (the command line), dialogue.ts (the SMTP steps),
- * transcript.ts (what is printed as it happens), diagnose.ts (the diagnosis).
+ * With --oauth2, the token request comes first, made by the relay's own code.
+ * Its parts in cli/send/: args.ts and oauth2-args.ts (the command line), token-step.ts (the
+ * token request), dialogue.ts (the SMTP steps), transcript.ts (what is printed as it happens),
+ * secrets.ts (the secrets masked in all of it), diagnose.ts (the diagnosis).
  */
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { Output } from './output.js';
 import { parseSendArgs, SEND_USAGE, UsageError, type SendOptions } from './send/args.js';
-import { diagnose, type SmtpError } from './send/diagnose.js';
+import { SmarthostAuthFailure } from '../relay/delivery/smarthost-auth.js';
+import type { TokenSource } from '../relay/delivery/oauth2/token-source.js';
+import { diagnose, explainAuthReason, type SmtpError } from './send/diagnose.js';
 import { authenticate, connectionOptions, describeMode, quit, step } from './send/dialogue.js';
+import { MaskedOutput } from './send/secrets.js';
+import { sessionTokens } from './send/token-step.js';
 import { SessionLog } from './send/transcript.js';
 
 /** Runs `mailfleet send` with the arguments after `send`; resolves to the exit code. */
@@ -28,21 +34,23 @@ export async function sendCommand(argv: string[], out: Output = console): Promis
     out.error(SEND_USAGE);
     return 2;
   }
-  return runSend(options, options.password ? redacting(out, options.password) : out);
+  const masked = new MaskedOutput(out);
+  if (options.password) masked.hide(options.password, 'password');
+  return runSend(options, masked);
 }
 
-/**
- * Output that masks the password. The transcript already hides what is sent during AUTH; this
- * also covers a server that echoes a credential line (the base64 password) in a reply.
- */
-function redacting(out: Output, password: string): Output {
-  const secrets = [password, Buffer.from(password).toString('base64')];
-  const mask = (line: string) => secrets.reduce((text, secret) => text.split(secret).join('<password hidden>'), line);
-  return { log: (line) => out.log(mask(line)), error: (line) => out.error(mask(line)) };
-}
-
-async function runSend(options: SendOptions, out: Output): Promise<number> {
+async function runSend(options: SendOptions, out: MaskedOutput): Promise<number> {
   const session = new SessionLog(out, options);
+  let tokens: TokenSource | undefined;
+  if (options.oauth2) {
+    tokens = sessionTokens(options.oauth2, options, out);
+    // The first step: without a token there is nothing to try on the smarthost.
+    try {
+      await tokens.token();
+    } catch (err) {
+      return reportFailure(err, session, out);
+    }
+  }
   const conn = new SMTPConnection(connectionOptions(options, session));
   session.watch(conn);
   // Failures reach the step that is waiting (see step()); without a listener EventEmitter would throw them.
@@ -51,17 +59,27 @@ async function runSend(options: SendOptions, out: Output): Promise<number> {
   out.log(`* connecting to ${options.host}:${options.port} ${describeMode(options.mode)}`);
   try {
     await step<void>(conn, (done) => conn.connect(done));
-    if (options.user) await authenticate(conn, options, session);
+    if (options.user) await authenticate(conn, options, session, tokens);
     const info = await step<SMTPConnection.SentMessageInfo>(conn, (done) => conn.send({ from: options.from, to: options.to }, message, done));
     await quit(conn);
     return reportSent(info, session, out);
   } catch (err) {
     await quit(conn);
-    // Last, so the diagnosis is what the user reads first when the command returns.
+    return reportFailure(err, session, out);
+  }
+}
+
+/** Last, so the diagnosis is what the user reads first when the command returns. */
+function reportFailure(err: unknown, session: SessionLog, out: Output): number {
+  if (err instanceof SmarthostAuthFailure) {
+    // Only the token step throws the relay's failure; its detail is what the endpoint said (or the file).
+    out.error(`error: ${err.detail}`);
+    out.error(`diagnosis: ${explainAuthReason('the token request', err.reason)}`);
+  } else {
     out.error(`error: ${(err as Error).message}`);
     out.error(`diagnosis: ${diagnose(err as SmtpError, session.facts)}`);
-    return 1;
   }
+  return 1;
 }
 
 function composeMessage(options: SendOptions): Promise<Buffer> {

@@ -24,7 +24,7 @@ export const ERRORS = {
   // `mailfleet send` finds these itself before sending anything; it prints them and exits 1.
   SEND_AUTH_NEEDS_TLS: { code: 'MF_SEND_AUTH_NEEDS_TLS', means: '`mailfleet send --user` on a connection without TLS: the relay offers AUTH only after STARTTLS.', todo: 'Add --starttls (port 587) or --tls (port 465).' },
   SEND_AUTH_NOT_OFFERED: { code: 'MF_SEND_AUTH_NOT_OFFERED', means: '`mailfleet send --user`, but the server offers no AUTH on this port.', todo: 'Use the submission port, or drop --user on a port that trusts your network.' },
-  SEND_AUTH_NO_COMMON_METHOD: { code: 'MF_SEND_AUTH_NO_COMMON_METHOD', means: '`mailfleet send --user`, but the server offers no AUTH mechanism the client has (PLAIN, LOGIN, CRAM-MD5).', todo: 'Check the server; the message lists what it offers.' },
+  SEND_AUTH_NO_COMMON_METHOD: { code: 'MF_SEND_AUTH_NO_COMMON_METHOD', means: '`mailfleet send --user`, but the server offers no AUTH mechanism the client has (PLAIN, LOGIN, CRAM-MD5; XOAUTH2 with --oauth2).', todo: 'Check the server; the message lists what it offers.' },
 } as const satisfies Record<string, { code: `MF_${string}`; means: string; todo: string }>;
 
 /** The codes by name (ErrorCodes.SPOOL_LOCKED is 'MF_SPOOL_LOCKED'). */

@@ -8,6 +8,7 @@ const facts: SessionFacts = {
   timeoutSeconds: 20,
   from: 'app@example.com',
   user: undefined,
+  oauth2: false,
   caGiven: false,
   greeted: true,
   capabilities: ['PIPELINING', 'SIZE 1000', 'STARTTLS'],
@@ -45,6 +46,10 @@ describe('diagnose', () => {
     ['a connection closed in the implicit TLS handshake', { code: 'ECONNECTION' }, { mode: 'tls', tlsEstablished: false }, 'does not speak implicit TLS (try --starttls)'],
     ['an unexpected reply mid-session', { code: 'EPROTOCOL', command: 'CONN', response: '554 5.3.0 Internal error', responseCode: 554 }, {}, 'refused the session with "554 5.3.0 Internal error"'],
     ['any other refusal', { code: 'EENVELOPE', command: 'RCPT TO', response: '550 5.1.1 No such user', responseCode: 550 }, {}, 'refused RCPT TO with "550 5.1.1 No such user"'],
+    ['Microsoft 365 refusing a password (550 5.7.30)', { code: 'EAUTH', command: 'AUTH LOGIN', response: '550 5.7.30 Basic authentication is not supported for Client Submission.', responseCode: 550 }, { user: 'app' }, 'the SMTP step AUTH LOGIN failed: basic_auth_disabled'],
+    ['SMTP AUTH turned off for the tenant', { code: 'EAUTH', command: 'AUTH XOAUTH2', response: '535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.', responseCode: 535 }, { user: 'relay@contoso.com', oauth2: true }, 'the SMTP step AUTH XOAUTH2 failed: smtp_auth_disabled'],
+    ['a server without XOAUTH2 for --oauth2', { code: SendCheck.AUTH_NO_COMMON_METHOD }, { oauth2: true, capabilities: ['AUTH PLAIN LOGIN'] }, 'offers only AUTH PLAIN, LOGIN, not XOAUTH2'],
+    ['a token kept off a plain-text connection', { code: SendCheck.AUTH_NEEDS_TLS }, { oauth2: true, tlsEstablished: false }, 'so the access token was not sent in plain text'],
     ['anything else', { code: 'ESTREAM', message: 'stream broke' }, {}, 'unexpected way (stream broke)'],
   ])('explains %s', (_name, fields, overrides, expected) => {
     expect(diagnose(error(fields), { ...facts, ...overrides })).toContain(expected);

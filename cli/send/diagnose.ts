@@ -5,6 +5,7 @@
  */
 import type { PeerCertificate } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
+import { SMARTHOST_AUTH_REASONS, smtpAuthReason, type SmarthostAuthReason } from '../../relay/delivery/smarthost-auth.js';
 import { ErrorCodes } from '../../relay/errors.js';
 
 export type SmtpError = SMTPConnection.SMTPError;
@@ -27,6 +28,8 @@ export interface SessionFacts {
   from: string;
   /** --user, if given. */
   user: string | undefined;
+  /** Whether --oauth2 was given: AUTH XOAUTH2 with an access token. */
+  oauth2: boolean;
   /** Whether --ca was given. */
   caGiven: boolean;
   /** Whether the server has said anything yet (its greeting). */
@@ -87,11 +90,14 @@ function systemCode(err: SmtpError): string | undefined {
 function ownCheck(err: SmtpError, facts: SessionFacts): string | undefined {
   if (err.code === SendCheck.AUTH_NO_COMMON_METHOD) {
     const offered = advertisedAuth(facts.capabilities)?.join(', ');
+    if (facts.oauth2) {
+      return `the server offers only AUTH ${offered}, not XOAUTH2: it does not take OAuth 2.0 access tokens on this port. Check --server (Microsoft 365: smtp.office365.com:587, Gmail: smtp.gmail.com:587), or authenticate with --password-file instead of --oauth2.`;
+    }
     return `the server offers only AUTH ${offered}, and mailfleet send speaks ${SUPPORTED_AUTH.join(', ')}. Enable one of those on the server for this listener.`;
   }
   if (err.code === SendCheck.AUTH_NEEDS_TLS) {
     const authHidden = advertisedAuth(facts.capabilities) ? '' : ' (this one offers AUTH only after TLS)';
-    return `the server offers STARTTLS, so the password was not sent in plain text${authHidden}. Add --starttls to encrypt the connection before AUTH.`;
+    return `the server offers STARTTLS, so ${facts.oauth2 ? 'the access token' : 'the password'} was not sent in plain text${authHidden}. Add --starttls to encrypt the connection before AUTH.`;
   }
   if (err.code !== SendCheck.AUTH_NOT_OFFERED) return undefined;
   if (!facts.tlsEstablished) {
@@ -184,6 +190,35 @@ function starttlsRefused(err: SmtpError, facts: SessionFacts): string | undefine
   return `the server advertised STARTTLS but refused it with ${reply(err)}: its TLS setup is broken (certificate or key not loaded?). Check the server's logs.`;
 }
 
+/** What to change on `mailfleet send`'s command line, beside the relay's advice for each reason. */
+const SEND_TODO: Record<SmarthostAuthReason, string> = {
+  basic_auth_disabled: 'With mailfleet send: --oauth2 microsoft --tenant T --client-id ID --client-secret-file F instead of --password-file (docs/providers.md).',
+  smtp_auth_disabled: 'Then run mailfleet send again.',
+  credentials_rejected: 'Here: --user names the mailbox, --client-id the application.',
+  token_client_rejected: 'Here: the secret in --client-secret-file, or the certificate in --certificate-file.',
+  token_not_authorized: 'Here: check --tenant, --client-id and --scope.',
+  token_endpoint_unreachable: 'Here: check --token-url (or --tenant) and that this machine reaches the endpoint; a private CA goes in --ca.',
+  credentials_unreadable: 'Here: check the files given to --client-secret-file, --certificate-file and --private-key-file, or --service-account-file.',
+};
+
+/**
+ * A failed smarthost authentication: the step that failed and the relay's reason, with what it
+ * means and what to do from relay/delivery/smarthost-auth.ts (the relay's metric and docs say the same).
+ */
+export function explainAuthReason(failedStep: string, reason: SmarthostAuthReason): string {
+  const { means, todo } = SMARTHOST_AUTH_REASONS[reason];
+  return `${failedStep} failed: ${reason}. ${means} To do: ${todo} ${SEND_TODO[reason]}`;
+}
+
+function smarthostAuthRefused(err: SmtpError, facts: SessionFacts): string | undefined {
+  if (!err.command?.startsWith('AUTH') || !err.response) return undefined;
+  const reason = smtpAuthReason(err.response);
+  // A password refused with a plain 535 keeps authFailed's advice, which names the flags to check;
+  // other refusals of a token (538, 504) are not about the token either.
+  if (reason === 'credentials_rejected' && (!facts.oauth2 || err.responseCode !== 535)) return undefined;
+  return explainAuthReason(`the SMTP step ${err.command}`, reason);
+}
+
 function authFailed(err: SmtpError, facts: SessionFacts): string | undefined {
   if (!err.command?.startsWith('AUTH')) return undefined;
   const enhanced = enhancedCode(err);
@@ -272,6 +307,7 @@ const RULES: Rule[] = [
   tlsToPlainPort,
   certificate,
   starttlsRefused,
+  smarthostAuthRefused,
   authFailed,
   authRequired,
   tooLarge,

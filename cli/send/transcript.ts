@@ -33,6 +33,7 @@ export class SessionLog {
       timeoutSeconds: options.timeoutSeconds,
       from: options.from,
       user: options.user,
+      oauth2: options.oauth2 !== undefined,
       caGiven: options.ca !== undefined,
       greeted: false,
       capabilities: undefined,
