@@ -152,6 +152,18 @@ describe('OAuth 2.0 smarthost (Microsoft 365 client credentials)', () => {
     expect(server!.tokenRequests()).toBe(2);
   });
 
+  it('tries a fresh token only once per connection, Gmail challenge or not: a second refusal defers, and the retry delivers', async () => {
+    await peers({ style: 'google' });
+    const dir = fs.mkdtempSync(path.join(tlsCert.dir, 'relay-'));
+    await relayWith({ clientSecretFile: secretFile(dir) });
+    smarthost!.refuseNextTokens(2);
+    expect(await submit(relay!.ports.open!, 'app@contoso.test', ['r@dest.test'], MSG('twice'))).toMatch(/^250/);
+    await waitFor(async () => (await authFailures(relay!, 'credentials_rejected')) === 1, 'the second refusal counted');
+    await waitFor(() => smarthost!.delivered.length === 1, 'the message on the retry, with the token fetched after the challenge');
+    expect(smarthost!.auths.map((a) => Boolean(a.refused))).toEqual([true, true, false]);
+    expect(server!.tokenRequests()).toBe(2);
+  });
+
   it('defers with token_client_rejected when the secret is revoked, says so in the metrics, and delivers once the Secret has a new one', async () => {
     await peers({ ttl: 2 });
     const dir = fs.mkdtempSync(path.join(tlsCert.dir, 'relay-'));

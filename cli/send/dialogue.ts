@@ -6,6 +6,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection/index.js';
 import type { TokenSource } from '../../relay/delivery/oauth2/token-source.js';
+import { xoauth2Response } from '../../relay/delivery/smtp-client.js';
 import type { SendOptions } from './args.js';
 import { advertisedAuth, offersStarttls, SendCheck, SUPPORTED_AUTH, type SmtpError, type TlsMode } from './diagnose.js';
 import type { SessionLog } from './transcript.js';
@@ -102,7 +103,7 @@ async function loginXOAuth2(conn: SMTPConnection, user: string, tokens: TokenSou
       );
     },
     // SASL XOAUTH2's initial response, as the relay builds it.
-    buildXOAuth2Token: (accessToken: string) => Buffer.from(`user=${user}\x01auth=Bearer ${accessToken}\x01\x01`).toString('base64'),
+    buildXOAuth2Token: (accessToken: string) => xoauth2Response(user, accessToken),
   };
   const login = () => step<boolean>(conn, (done) => conn.login({ user, method: 'XOAUTH2', oauth2 } as unknown as SMTPConnection.AuthenticationType, done));
   try {

@@ -33,6 +33,11 @@ export interface SmtpClientOptions {
   responseTimeoutMs: number;
 }
 
+/** SASL XOAUTH2's initial response (Google's and Microsoft's format): the user and the bearer token. */
+export function xoauth2Response(user: string, accessToken: string): string {
+  return Buffer.from(`user=${user}\x01auth=Bearer ${accessToken}\x01\x01`).toString('base64');
+}
+
 export class SmtpClient {
   private readonly conn: SMTPConnection;
   private broken = false;
@@ -95,19 +100,22 @@ export class SmtpClient {
     try {
       if ('pass' in auth) return await attempt({ user: auth.user, pass: auth.pass });
       let token = await auth.token();
+      let refreshed = false;
       // nodemailer's XOAUTH2 asks for a token again (isRetry) after Google's 334 challenge.
       const oauth2 = {
         getToken: (isRetry: boolean, cb: (err: Error | null, token?: string) => void) => {
           if (!isRetry) return cb(null, token);
+          refreshed = true;
           auth.token(token).then((t) => cb(null, (token = t)), cb);
         },
-        buildXOAuth2Token: (accessToken: string) => Buffer.from(`user=${auth.user}\x01auth=Bearer ${accessToken}\x01\x01`).toString('base64'),
+        buildXOAuth2Token: (accessToken: string) => xoauth2Response(auth.user, accessToken),
       };
       const data = { user: auth.user, method: 'XOAUTH2', oauth2 } as unknown as SMTPConnection.AuthenticationType;
       try {
         await attempt(data);
       } catch (err) {
-        if ((err as SMTPConnection.SMTPError).responseCode !== 535) throw err;
+        // Once only: after Gmail's 334 challenge nodemailer has already tried a fresh token.
+        if (refreshed || (err as SMTPConnection.SMTPError).responseCode !== 535) throw err;
         // Microsoft answers a revoked or early-expired token with 535 at once: one more try with a fresh one.
         token = await auth.token(token);
         await attempt(data);
