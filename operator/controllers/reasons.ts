@@ -19,6 +19,15 @@ export const REASONS = {
   Invalid: 'the relay would refuse the configuration rendered from this spec; the message names the fields',
   ApplyFailed: 'the API server refused an object; the message names each object, the request and the server\'s words; retried with backoff',
   APINotServed: 'an object whose API the cluster does not serve was left out (a PodDisruptionBudget before Kubernetes 1.21, a ServiceMonitor without the Prometheus Operator, a DNSEndpoint without external-dns)',
+  Authenticated: 'a relay pod authenticated to the smarthost and none failed at its last attempt (read from the pods\' /metrics each autoscaler interval)',
+  NotYetAttempted: 'no relay pod has authenticated to the smarthost yet: a relay does when it first has mail to deliver',
+  BasicAuthDisabled: 'the smarthost no longer takes a user name and password (Microsoft 365: 535 5.7.139, 550 5.7.30): use spec.delivery.smarthost.oauth2',
+  SmtpAuthDisabled: 'SMTP AUTH is turned off for the mailbox or the tenant (Microsoft 365): enable Authenticated SMTP for the sending mailbox',
+  CredentialsRejected: 'the smarthost refused the password or the access token (535 5.7.3, 5.7.8): check the Secret; OAuth 2.0: SMTP.SendAsApp with admin consent, an Exchange service principal and FullAccess to oauth2.user',
+  TokenClientRejected: 'the token endpoint refused the client (invalid_client): a wrong, expired or revoked client secret, or a certificate the app registration does not have',
+  TokenNotAuthorized: 'the token endpoint will not give the client this token: admin consent or the scope missing, domain-wide delegation not set up, or tenant or clientId wrong',
+  TokenEndpointUnreachable: 'the token endpoint did not answer, or not with a token: check egress to it and oauth2.tokenUrl; mail waits',
+  CredentialsUnreadable: 'the relay cannot read or parse the OAuth 2.0 client secret, certificate, key or service account key from the Secret (oauth2.secretName, oauth2.credential)',
   // Both kinds
   InvalidSpec: 'the spec does not match the schema (e.g. minReplicas above maxReplicas on a server too old for the CRD\'s CEL rules); the message names the field',
   Reconciled: 'nothing is wrong: every reference resolved and every object applied',
@@ -40,6 +49,10 @@ export const CONDITIONS: Record<'MailRelay' | 'SenderDomain', Record<string, { t
     Ready: { trueWhen: 'every desired relay pod is available', reasons: ['Available', 'NotAvailable', 'ScaledToZero', 'Missing', 'Invalid', 'InvalidSpec'] },
     Progressing: { trueWhen: 'a rollout is under way', reasons: ['RollingOut', 'Creating', 'RolledOut', 'ProgressDeadlineExceeded'] },
     Degraded: { trueWhen: 'the operator could not do all it should', reasons: ['Reconciled', 'Missing', 'InvalidSpec', 'Invalid', 'ApplyFailed', 'RolloutStuck', 'APINotServed'] },
+    SmarthostAuthenticated: {
+      trueWhen: 'route smarthost with credentials (credentialsSecretName or oauth2) only: a relay pod authenticated to the smarthost and no pod\'s last attempt failed (False names the reason most pods give; a Warning Event when it turns False)',
+      reasons: ['Authenticated', 'NotYetAttempted', 'BasicAuthDisabled', 'SmtpAuthDisabled', 'CredentialsRejected', 'TokenClientRejected', 'TokenNotAuthorized', 'TokenEndpointUnreachable', 'CredentialsUnreadable'],
+    },
   },
   SenderDomain: {
     KeysReady: { trueWhen: 'an active key signs for each algorithm', reasons: ['Signing', 'Generating'] },
