@@ -15,7 +15,7 @@ export const REASONS = {
   RolledOut: 'every replica runs the current version and is available',
   ProgressDeadlineExceeded: 'the rollout passed the Deployment\'s progress deadline (see RolloutStuck)',
   RolloutStuck: 'the rollout passed the Deployment\'s progress deadline: look at the new pods (image, probes, resources)',
-  Missing: 'a Secret the relay needs (TLS, users, smarthost credentials) or a selected SenderDomain\'s keys does not exist yet; nothing is applied; looked at again every 15 s',
+  Missing: 'a Secret the relay needs (TLS, users, smarthost credentials or OAuth 2.0 client, only with route smarthost) or a selected SenderDomain\'s keys does not exist yet; nothing is applied; looked at again every 15 s',
   Invalid: 'the relay would refuse the configuration rendered from this spec; the message names the fields',
   ApplyFailed: 'the API server refused an object; the message names each object, the request and the server\'s words; retried with backoff',
   APINotServed: 'an object whose API the cluster does not serve was left out (a PodDisruptionBudget before Kubernetes 1.21, a ServiceMonitor without the Prometheus Operator, a DNSEndpoint without external-dns)',
