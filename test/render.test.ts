@@ -35,6 +35,15 @@ describe('mailfleet render', () => {
     expect(stdout).toContain('secretName: ses-smtp');
   });
 
+  it('renders the Microsoft 365 example with OAuth 2.0: its Secret mounted, delivery.route.oauth2 reading the client secret from it', async () => {
+    const { code, stdout, stderr } = await render(['-f', 'examples/mailrelay-m365.yaml']);
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain('secretName: m365-relay-oauth2');
+    expect(stdout).toContain('mountPath: /etc/mailfleet/smarthost-oauth2');
+    expect(stdout).toContain('clientSecretFile: /etc/mailfleet/smarthost-oauth2/client-secret');
+    expect(stdout).toContain('expects Secret(s) not in these files: outbound-tls, outbound-users, m365-relay-oauth2');
+  });
+
   it('refuses an invalid manifest with each error and its field path, exit 1', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-render-'));
     const file = path.join(dir, 'bad.yaml');
@@ -60,7 +69,7 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
   };
 
   it('renders the manifests in a directory, as kubectl -f DIR: *.yaml, *.yml and *.json in name order, other files passed over', async () => {
-    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
+    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-m365.yaml', '-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
     expect(fromDir.stderr).toBe('');
     expect(fromDir.code).toBe(0);
     const objects = (out: string) => out.replace(/^#.*\n?/gm, '');

@@ -158,6 +158,51 @@ export const autoscalingSchema = z
   .refine((a) => a.minReplicas <= a.maxReplicas, { path: ['minReplicas'], message: 'minReplicas must not exceed maxReplicas' })
   .meta({ 'x-kubernetes-validations': [{ rule: 'self.minReplicas <= self.maxReplicas', message: 'minReplicas must not exceed maxReplicas' }] });
 
+/** Which keys of oauth2.secretName hold the client's credential: the Secret's keys, as the relay's file names. */
+export const OAUTH2_CREDENTIAL_KEYS = {
+  clientSecret: ['client-secret'],
+  certificate: ['tls.crt', 'tls.key'],
+  serviceAccount: ['service-account.json'],
+} as const;
+export type OAuth2Credential = keyof typeof OAUTH2_CREDENTIAL_KEYS;
+
+/** The credential an oauth2 block uses: as given, or google's service account, or a client secret. */
+export const oauth2Credential = (o: { provider: string; credential?: OAuth2Credential | undefined }): OAuth2Credential => o.credential ?? (o.provider === 'google' ? 'serviceAccount' : 'clientSecret');
+
+// The rules twice again: zod for `mailfleet render` and the operator, CEL for API servers 1.25 and later.
+const OAUTH2_RULES: { rule: string; message: string; path: string; holds: (o: SmarthostOAuth2) => boolean }[] = [
+  { rule: "self.provider != 'microsoft' || (has(self.tenant) && has(self.clientId))", message: 'provider microsoft needs tenant and clientId', path: 'tenant', holds: (o) => o.provider !== 'microsoft' || (o.tenant !== undefined && o.clientId !== undefined) },
+  { rule: "self.provider != 'generic' || (has(self.tokenUrl) && has(self.clientId))", message: 'provider generic needs tokenUrl and clientId', path: 'tokenUrl', holds: (o) => o.provider !== 'generic' || (o.tokenUrl !== undefined && o.clientId !== undefined) },
+  { rule: "self.provider != 'google' || (!has(self.tenant) && !has(self.clientId))", message: 'provider google takes its client from the service account key, not tenant or clientId', path: 'clientId', holds: (o) => o.provider !== 'google' || (o.tenant === undefined && o.clientId === undefined) },
+  { rule: "!has(self.credential) || ((self.credential == 'serviceAccount') == (self.provider == 'google'))", message: 'credential serviceAccount is for provider google, and google takes only it', path: 'credential', holds: (o) => o.credential === undefined || (o.credential === 'serviceAccount') === (o.provider === 'google') },
+];
+
+const smarthostOAuth2Schema = z
+  .strictObject({
+    provider: z.enum(['microsoft', 'google', 'generic']).describe('`microsoft`: Entra ID client credentials; `google`: a service account with domain-wide delegation; `generic`: client credentials at tokenUrl.'),
+    user: z.string().min(1).describe('The mailbox the relay sends as (the XOAUTH2 user), e.g. relay@contoso.com; for google, the user the service account acts for.'),
+    tenant: z.string().regex(/^[A-Za-z0-9.-]+$/, 'a tenant ID (a GUID) or a domain such as contoso.onmicrosoft.com').optional().describe('microsoft: the directory (tenant) ID or its domain.'),
+    clientId: z.string().min(1).optional().describe('microsoft and generic: the application (client) ID.'),
+    tokenUrl: z.string().regex(/^https?:\/\/\S+$/, 'a URL such as https://login.microsoftonline.us/TENANT/oauth2/v2.0/token').optional().describe('The token endpoint: required for generic; microsoft: set it for a national cloud; google: the key\'s token_uri by default.'),
+    scope: z.string().min(1).optional().describe('Default for microsoft: https://outlook.office365.com/.default; google: https://mail.google.com/; generic: none sent.'),
+    credential: z
+      .enum(['clientSecret', 'certificate', 'serviceAccount'])
+      .optional()
+      .describe('Which keys of secretName hold the credential: `clientSecret`: key `client-secret`; `certificate`: a kubernetes.io/tls Secret, `tls.crt` and `tls.key` (the certificate registered with the application, private_key_jwt); `serviceAccount`: key `service-account.json`. Default: serviceAccount for google, clientSecret otherwise.'),
+    secretName: objectName.describe('The Secret with the credential, mounted read-only in the relay pods.'),
+  })
+  .superRefine((o, ctx) => {
+    for (const r of OAUTH2_RULES) if (!r.holds(o)) ctx.addIssue({ code: 'custom', path: [r.path], message: r.message });
+  })
+  .meta({ 'x-kubernetes-validations': OAUTH2_RULES.map(({ rule, message }) => ({ rule, message })) });
+interface SmarthostOAuth2 {
+  provider: 'microsoft' | 'google' | 'generic';
+  tenant?: string | undefined;
+  clientId?: string | undefined;
+  tokenUrl?: string | undefined;
+  credential?: OAuth2Credential | undefined;
+}
+
 export const mailRelaySpecSchema = z.strictObject({
   replicas: z.number().int().min(0).default(2).describe('Relay pods when autoscaling is off (the scale subresource writes here).'),
   image: z.string().optional().describe('Relay image; default: the operator\'s own image.'),
@@ -174,8 +219,11 @@ export const mailRelaySpecSchema = z.strictObject({
           host: z.string().min(1),
           port: z.number().int().min(1).max(65535).default(587),
           tls: z.enum(['starttls', 'implicit']).default('starttls'),
-          credentialsSecretName: objectName.optional().describe('A Secret with keys `username` and `password`.'),
+          credentialsSecretName: objectName.optional().describe('A Secret with keys `username` and `password`. Or oauth2.'),
+          oauth2: smarthostOAuth2Schema.optional().describe('OAuth 2.0 (SASL XOAUTH2) instead of a user name and password: Microsoft 365 after Basic authentication ends, Google Workspace, any token endpoint (docs/providers.md).'),
         })
+        .refine((s) => !(s.oauth2 && s.credentialsSecretName), { path: ['oauth2'], message: 'give either credentialsSecretName or oauth2, not both' })
+        .meta({ 'x-kubernetes-validations': [{ rule: '!(has(self.oauth2) && has(self.credentialsSecretName))', message: 'give either credentialsSecretName or oauth2, not both' }] })
         .optional(),
       dnsServers: z.array(resolver).default([]),
       egressAddresses: z.array(z.string()).default([]).describe('Public addresses mail leaves from, for SPF.'),

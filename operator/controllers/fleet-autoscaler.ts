@@ -7,14 +7,17 @@
  *
  * Status is written when replicas change, and otherwise at most every few intervals (the
  * stabilisation window survives an operator restart, nearly whole): steady state stays quiet.
+ * The same scrape gives the SmarthostAuthenticated condition, written as soon as it changes.
  */
 import type { Logger } from 'pino';
 import { duration } from '../../relay/config.js';
-import type { MailRelay } from '../api/v1alpha1.js';
-import type { AnyObject, KubeClient } from '../kube/client.js';
+import { mailRelaySpecSchema, type Condition, type MailRelay } from '../api/v1alpha1.js';
+import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import type { OperatorMetrics } from '../metrics.js';
 import { relayLabels } from '../render/mailrelay.js';
 import { decide, restoreState, type AutoscalerState, type PodSample } from '../policy/autoscale.js';
+import { SMARTHOST_AUTHENTICATED, authenticatesToSmarthost, smarthostAuthCondition, type SmarthostAuthCondition } from '../policy/smarthost-auth.js';
+import { conditionOf, setCondition } from './conditions.js';
 import type { EventSink } from './events.js';
 import { scrapeSignals, type RelaySignals } from './relay-metrics.js';
 
@@ -41,6 +44,8 @@ interface Memory {
   state: AutoscalerState;
   nextAt: number;
   writtenAt: number;
+  /** The SmarthostAuthenticated condition last written: a Warning Event only when it turns False (or to another reason). */
+  auth?: { status: string; reason: string } | undefined;
 }
 
 type Pod = AnyObject & { spec?: { containers?: { ports?: { name?: string; containerPort: number }[] }[] }; status?: { podIP?: string; conditions?: { type: string; status: string }[] } };
@@ -102,6 +107,7 @@ export class FleetAutoscaler {
     await this.markDeletionCosts(samples);
 
     const memory = this.memory.get(uid) ?? { state: restoreState(relay.status?.autoscaler?.state), nextAt: 0, writtenAt: 0 };
+    await this.smarthostAuth(relay, samples, memory);
     // The queue over the fleet, for status (kubectl's Queue column): written at most every minute.
     const answered = samples.filter((x) => x.metrics);
     const queue = { ready: sum(answered.map((x) => x.metrics!.ready)), deferred: 0, inflight: 0 };
@@ -135,6 +141,42 @@ export class FleetAutoscaler {
       this.ctx.events.emit(relay as never, 'Normal', direction === 'up' ? 'ScaledUp' : 'ScaledDown', decision.reason);
       this.ctx.log.info({ event: 'scaled', mailrelay: `${namespace}/${name}`, from: current, to: decision.desired, limitedBy: decision.limitedBy, inputs: decision.inputs }, decision.reason);
     }
+  }
+
+  /**
+   * SmarthostAuthenticated from the pods' samples (../policy/smarthost-auth.ts), written at once
+   * when it differs from status (not held to the state's write interval), with a Warning Event
+   * when it turns False; removed when the relay no longer authenticates to a smarthost. Status
+   * conditions are one list that a merge patch replaces whole, and the MailRelay controller
+   * writes the others: the patch carries the resourceVersion it was computed from, so it never
+   * writes back a stale list (a 409 is tried again next interval).
+   */
+  private async smarthostAuth(relay: MailRelay, samples: { metrics?: RelaySignals | undefined }[], memory: Memory): Promise<void> {
+    const parsed = mailRelaySpecSchema.safeParse(relay.spec);
+    if (!parsed.success) return;
+    const was = conditionOf(relay.status?.conditions, SMARTHOST_AUTHENTICATED);
+    let conditions: Condition[] | undefined;
+    let next: SmarthostAuthCondition | undefined;
+    if (!authenticatesToSmarthost(parsed.data)) {
+      memory.auth = undefined;
+      if (!was) return;
+      conditions = (relay.status?.conditions ?? []).filter((c) => c.type !== SMARTHOST_AUTHENTICATED);
+    } else {
+      next = smarthostAuthCondition(samples.map((x) => x.metrics?.smarthostAuth));
+      if (!next || (was && was.status === next.status && was.reason === next.reason && was.message === next.message && was.observedGeneration === relay.metadata.generation)) return;
+      conditions = setCondition(relay.status?.conditions, { type: SMARTHOST_AUTHENTICATED, ...next, observedGeneration: relay.metadata.generation }, this.ctx.now());
+    }
+    const namespace = relay.metadata.namespace ?? 'default';
+    try {
+      await this.ctx.client.patchStatus({ apiVersion: relay.apiVersion, kind: relay.kind, namespace, name: relay.metadata.name }, { conditions }, relay.metadata.resourceVersion);
+    } catch (err) {
+      if (err instanceof KubeError && err.code === 409) return;
+      throw err;
+    }
+    const before = memory.auth ?? was;
+    memory.auth = next && { status: next.status, reason: next.reason };
+    if (next?.status === 'False' && (before?.status !== 'False' || before.reason !== next.reason)) this.ctx.events.emit(relay as never, 'Warning', next.reason, next.message);
+    if (next) this.ctx.log.info({ event: 'smarthost-auth', mailrelay: `${namespace}/${relay.metadata.name}`, status: next.status, reason: next.reason }, next.message);
   }
 
   /**

@@ -92,6 +92,23 @@ describe('parsing the exposition', () => {
     expect(relaySignals(queue + 'mailfleet_relay_smtp_sessions{listener="open"} +Inf\n')).toBeUndefined();
     expect(relaySignals('<html>not metrics</html>')).toBeUndefined();
   });
+
+  it('reads the smarthost authentication state: successes, failures over reasons, the reason whose failing gauge is 1; nothing from a relay older than the metrics', () => {
+    const queue = 'mailfleet_relay_queue_messages{state="ready"} 0\nmailfleet_relay_queue_oldest_ready_seconds 0\n';
+    const auth = (failing: string) =>
+      [
+        'mailfleet_relay_smarthost_auth_successes_total 4',
+        'mailfleet_relay_smarthost_auth_failures_total{reason="basic_auth_disabled"} 2',
+        'mailfleet_relay_smarthost_auth_failures_total{reason="token_client_rejected"} 1',
+        'mailfleet_relay_smarthost_auth_failing{reason="basic_auth_disabled"} 0',
+        `mailfleet_relay_smarthost_auth_failing{reason="token_client_rejected"} ${failing === 'token_client_rejected' ? 1 : 0}`,
+        `mailfleet_relay_smarthost_auth_failing{reason="a_reason_from_a_newer_relay"} ${failing === 'newer' ? 1 : 0}`,
+      ].join('\n');
+    expect(relaySignals(queue + auth('token_client_rejected'))?.smarthostAuth).toEqual({ successes: 4, failures: 3, failing: 'token_client_rejected' });
+    expect(relaySignals(queue + auth(''))?.smarthostAuth).toEqual({ successes: 4, failures: 3 });
+    expect(relaySignals(queue + auth('newer'))?.smarthostAuth).toEqual({ successes: 4, failures: 3 });
+    expect(relaySignals(queue)).not.toHaveProperty('smarthostAuth');
+  });
 });
 
 describe('a relay pod\'s /metrics', () => {

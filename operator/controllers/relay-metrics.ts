@@ -9,6 +9,8 @@
  * families with string values, which the three signals do not need (docs/architecture.md).
  */
 import http from 'node:http';
+import { SMARTHOST_AUTH_REASONS, type SmarthostAuthReason } from '../../relay/delivery/smarthost-auth.js';
+import type { SmarthostAuthSample } from '../policy/smarthost-auth.js';
 
 export interface RelaySignals {
   /** Messages due now (`queue_messages{state="ready"}`); deferred ones, waiting for a retry time or a throttling provider, are not. */
@@ -19,6 +21,8 @@ export interface RelaySignals {
   sessions: number;
   /** Every message the pod holds (ready, deferred, in flight): what a scale-down of it would have to hand over. */
   queued: number;
+  /** Authenticating to the smarthost; absent from a relay that predates the metrics. */
+  smarthostAuth?: SmarthostAuthSample;
 }
 
 export interface Sample {
@@ -30,6 +34,9 @@ export interface Sample {
 const QUEUE_MESSAGES = 'mailfleet_relay_queue_messages';
 const OLDEST_READY = 'mailfleet_relay_queue_oldest_ready_seconds';
 const SMTP_SESSIONS = 'mailfleet_relay_smtp_sessions';
+const AUTH_FAILING = 'mailfleet_relay_smarthost_auth_failing';
+const AUTH_FAILURES = 'mailfleet_relay_smarthost_auth_failures_total';
+const AUTH_SUCCESSES = 'mailfleet_relay_smarthost_auth_successes_total';
 
 /** A relay's exposition is tens of KiB; anything far larger is not one. */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -113,7 +120,21 @@ export function relaySignals(text: string): RelaySignals | undefined {
   if (![...ready, ...oldest, ...sessions].every((s) => Number.isFinite(s.value))) return undefined;
   const sum = (list: Sample[]) => list.reduce((n, s) => n + s.value, 0);
   const queued = samples.filter((s) => s.name === QUEUE_MESSAGES && Number.isFinite(s.value));
-  return { ready: sum(ready), oldestReadySeconds: Math.max(...oldest.map((s) => s.value)), sessions: sum(sessions), queued: sum(queued) };
+  const smarthostAuth = smarthostAuthSample(samples);
+  return { ready: sum(ready), oldestReadySeconds: Math.max(...oldest.map((s) => s.value)), sessions: sum(sessions), queued: sum(queued), ...(smarthostAuth ? { smarthostAuth } : {}) };
+}
+
+/**
+ * The smarthost authentication state in a relay's samples: undefined when the successes counter
+ * is absent (a relay from before these metrics). The failing reason is the one whose gauge is
+ * 1; reasons this operator does not know are ignored (a newer relay's: the count still says it fails).
+ */
+export function smarthostAuthSample(samples: readonly Sample[]): SmarthostAuthSample | undefined {
+  const successes = samples.find((s) => s.name === AUTH_SUCCESSES && Number.isFinite(s.value));
+  if (!successes) return undefined;
+  const failures = samples.filter((s) => s.name === AUTH_FAILURES && Number.isFinite(s.value)).reduce((n, s) => n + s.value, 0);
+  const failing = samples.find((s) => s.name === AUTH_FAILING && s.value >= 1 && (s.labels.reason ?? '') in SMARTHOST_AUTH_REASONS)?.labels.reason as SmarthostAuthReason | undefined;
+  return { successes: successes.value, failures, ...(failing ? { failing } : {}) };
 }
 
 /**

@@ -167,9 +167,9 @@ export class KubeClient {
     }
   }
 
-  /** A merge patch of the status subresource (conditions, observedGeneration...). */
-  async patchStatus<T extends AnyObject>(ref: ObjectRef, status: unknown): Promise<T> {
-    return this.request<T>('patch_status', 'PATCH', `${resourcePath(ref.apiVersion, ref.kind, ref.namespace, ref.name)}/status`, { status }, PatchStrategy.MergePatch);
+  /** A merge patch of the status subresource (conditions, observedGeneration...); with a resourceVersion, refused (409) when the object changed since (for lists such as conditions, which a merge patch replaces whole). */
+  async patchStatus<T extends AnyObject>(ref: ObjectRef, status: unknown, resourceVersion?: string): Promise<T> {
+    return this.request<T>('patch_status', 'PATCH', `${resourcePath(ref.apiVersion, ref.kind, ref.namespace, ref.name)}/status`, { ...(resourceVersion ? { metadata: { resourceVersion } } : {}), status }, PatchStrategy.MergePatch);
   }
 
   /** A merge patch of the object (an annotation, finalizers). */

@@ -119,4 +119,92 @@ describe('renderMailRelay', () => {
     // A domain without keys yet has no Secret to name (the render waits for its keys instead).
     expect(relaySecrets(relay({ usersSecretName: undefined }), [{ ...domain, status: {} }]).map((x) => x.name)).toEqual(['outbound-handoff', 'outbound-tls']);
   });
+
+  it('does not wait for smarthost credentials the route does not use: route mx with credentialsSecretName or oauth2 left in the spec mounts and requires neither', () => {
+    for (const smarthost of [
+      { host: 'smtp.sendgrid.net', credentialsSecretName: 'gone' },
+      { host: 'smtp.office365.com', oauth2: { provider: 'microsoft', user: 'relay@contoso.com', tenant: 'contoso.onmicrosoft.com', clientId: 'c', secretName: 'gone' } },
+    ]) {
+      const mx = relay({ delivery: { route: 'mx', smarthost } });
+      expect(relaySecrets(mx, [domain]).map((x) => x.name)).not.toContain('gone');
+      const result = rendered(mx);
+      expect((result.byKind('Deployment').spec.template.spec.volumes as { secret?: { secretName: string } }[]).flatMap((v) => (v.secret ? [v.secret.secretName] : []))).not.toContain('gone');
+      expect(YAML.parse(result.config).delivery.route.type).toBe('mx');
+    }
+  });
+
+  describe('smarthost oauth2', () => {
+    const m365 = { provider: 'microsoft', user: 'relay@contoso.com', tenant: 'contoso.onmicrosoft.com', clientId: '11111111-2222-3333-4444-555555555555', secretName: 'm365-relay' };
+    const oauth2Relay = (oauth2: object, host = 'smtp.office365.com') => relay({ delivery: { route: 'smarthost', smarthost: { host, oauth2 } } });
+    const secretVolume = (r: MailRelay) => (rendered(r, inputs({ secretExists: () => true })).byKind('Deployment').spec.template.spec.volumes as { name: string }[]).find((v) => v.name === 'smarthost-oauth2');
+    const mount = (r: MailRelay) => (rendered(r, inputs({ secretExists: () => true })).byKind('Deployment').spec.template.spec.containers[0].volumeMounts as { name: string }[]).find((v) => v.name === 'smarthost-oauth2');
+
+    it('Microsoft 365 with a client secret (the default credential): delivery.route.oauth2 with the key as a file, the Secret mounted read-only, a config the relay takes', () => {
+      const r = oauth2Relay(m365);
+      const { config } = rendered(r, inputs({ secretExists: () => true }));
+      expect(YAML.parse(config).delivery.route).toEqual({
+        type: 'smarthost',
+        host: 'smtp.office365.com',
+        port: 587,
+        tls: 'starttls',
+        oauth2: { provider: 'microsoft', user: 'relay@contoso.com', tenant: 'contoso.onmicrosoft.com', clientId: '11111111-2222-3333-4444-555555555555', clientSecretFile: '/etc/mailfleet/smarthost-oauth2/client-secret' },
+      });
+      expect(secretVolume(r)).toEqual({ name: 'smarthost-oauth2', secret: { secretName: 'm365-relay', defaultMode: 0o440, items: [{ key: 'client-secret', path: 'client-secret' }] } });
+      expect(mount(r)).toEqual({ name: 'smarthost-oauth2', mountPath: '/etc/mailfleet/smarthost-oauth2', readOnly: true });
+      expect(parseConfig(YAML.parse(config), '/etc/mailfleet/config').delivery.route).toMatchObject({ type: 'smarthost', oauth2: { clientSecretFile: '/etc/mailfleet/smarthost-oauth2/client-secret' } });
+      expect(relaySecrets(r, [])).toContainEqual({ name: 'm365-relay', for: 'spec.delivery.smarthost.oauth2.secretName', madeBy: 'user' });
+    });
+
+    it('a certificate (private_key_jwt) from a kubernetes.io/tls Secret: tls.crt and tls.key; a national cloud\'s tokenUrl and a scope are passed on', () => {
+      const r = oauth2Relay({ ...m365, credential: 'certificate', tokenUrl: 'https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token', scope: 'https://outlook.office365.us/.default' });
+      expect(YAML.parse(rendered(r, inputs({ secretExists: () => true })).config).delivery.route.oauth2).toEqual({
+        provider: 'microsoft',
+        user: 'relay@contoso.com',
+        tenant: 'contoso.onmicrosoft.com',
+        clientId: '11111111-2222-3333-4444-555555555555',
+        tokenUrl: 'https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token',
+        scope: 'https://outlook.office365.us/.default',
+        certificateFile: '/etc/mailfleet/smarthost-oauth2/tls.crt',
+        privateKeyFile: '/etc/mailfleet/smarthost-oauth2/tls.key',
+      });
+      expect(secretVolume(r)).toMatchObject({ secret: { items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] } });
+    });
+
+    it('Google: the service account key (the default credential for google)', () => {
+      const r = oauth2Relay({ provider: 'google', user: 'relay@example.com', secretName: 'gmail-sa' }, 'smtp.gmail.com');
+      expect(YAML.parse(rendered(r, inputs({ secretExists: () => true })).config).delivery.route.oauth2).toEqual({ provider: 'google', user: 'relay@example.com', serviceAccountFile: '/etc/mailfleet/smarthost-oauth2/service-account.json' });
+      expect(secretVolume(r)).toMatchObject({ secret: { secretName: 'gmail-sa', items: [{ key: 'service-account.json', path: 'service-account.json' }] } });
+    });
+
+    it('a missing Secret is Missing and named, as the others', () => {
+      expect(renderMailRelay(oauth2Relay(m365), inputs())).toEqual({ ok: false, reason: 'Missing', message: 'waiting for Secret m365-relay (spec.delivery.smarthost.oauth2.secretName)' });
+    });
+
+    it('the rendered objects still validate against the Kubernetes OpenAPI schemas', () => {
+      for (const o of rendered(oauth2Relay({ ...m365, credential: 'certificate' }), inputs({ secretExists: () => true })).objects) {
+        if (o.kind === 'Deployment') expect(() => new Deployment(o as never).validate()).not.toThrow();
+      }
+    });
+
+    it('the schema refuses what the CRD\'s CEL rules refuse, each at its field', () => {
+      const issues = (smarthost: object) => {
+        const r = mailRelaySpecSchema.safeParse({ delivery: { route: 'smarthost', smarthost: { host: 'smtp.office365.com', ...smarthost } } });
+        return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+      };
+      const at = 'delivery.smarthost.oauth2';
+      expect(issues({ oauth2: m365 })).toEqual([]);
+      expect(issues({ credentialsSecretName: 'ses', oauth2: m365 })).toEqual([`${at}: give either credentialsSecretName or oauth2, not both`]);
+      expect(issues({ oauth2: { ...m365, tenant: undefined } })).toEqual([`${at}.tenant: provider microsoft needs tenant and clientId`]);
+      expect(issues({ oauth2: { provider: 'generic', user: 'u', clientId: 'c', secretName: 's' } })).toEqual([`${at}.tokenUrl: provider generic needs tokenUrl and clientId`]);
+      expect(issues({ oauth2: { provider: 'google', user: 'u', clientId: 'c', secretName: 's' } })).toEqual([`${at}.clientId: provider google takes its client from the service account key, not tenant or clientId`]);
+      expect(issues({ oauth2: { ...m365, credential: 'serviceAccount' } })).toEqual([`${at}.credential: credential serviceAccount is for provider google, and google takes only it`]);
+      expect(issues({ oauth2: { provider: 'google', user: 'u', secretName: 's', credential: 'clientSecret' } })).toEqual([`${at}.credential: credential serviceAccount is for provider google, and google takes only it`]);
+      expect(issues({ oauth2: { ...m365, secretName: undefined } })).toEqual([`${at}.secretName: Invalid input: expected string, received undefined`]);
+    });
+
+    it('a config the relay would refuse (a plain-http token endpoint off loopback) is Invalid, naming the field', () => {
+      const result = renderMailRelay(oauth2Relay({ provider: 'generic', user: 'u', clientId: 'c', tokenUrl: 'http://tokens.example.com/token', secretName: 's' }), inputs({ secretExists: () => true }));
+      expect(result).toMatchObject({ ok: false, reason: 'Invalid', message: expect.stringContaining('delivery.route.oauth2.tokenUrl') });
+    });
+  });
 });

@@ -9,7 +9,8 @@
 import crypto from 'node:crypto';
 import YAML from 'yaml';
 import { formatIssues, configSchema, type RelayConfigInput } from '../../relay/config.js';
-import { API_VERSION, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
+import type { SmarthostOAuth2Config } from '../../relay/delivery/oauth2/config.js';
+import { API_VERSION, OAUTH2_CREDENTIAL_KEYS, oauth2Credential, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 
 export type KubeObject = {
   apiVersion: string;
@@ -68,6 +69,33 @@ const dkimVolume = (domain: SenderDomain) => {
   return name.length <= 63 ? name : `dkim-${crypto.createHash('sha256').update(domain.metadata.name).digest('hex').slice(0, 20)}`;
 };
 
+/** Where the smarthost's credentials are mounted: a user name and password, or the OAuth 2.0 client's Secret. */
+const UPSTREAM_DIR = '/etc/mailfleet/upstream';
+export const OAUTH2_DIR = '/etc/mailfleet/smarthost-oauth2';
+
+type OAuth2Spec = NonNullable<NonNullable<MailRelay['spec']['delivery']['smarthost']>['oauth2']>;
+
+/** delivery.route.oauth2 of the relay's config: the spec's settings, and the Secret's keys as files. */
+function oauth2Config(o: OAuth2Spec): NonNullable<SmarthostOAuth2Config> {
+  const files = {
+    clientSecret: { clientSecretFile: `${OAUTH2_DIR}/client-secret` },
+    certificate: { certificateFile: `${OAUTH2_DIR}/tls.crt`, privateKeyFile: `${OAUTH2_DIR}/tls.key` },
+    serviceAccount: { serviceAccountFile: `${OAUTH2_DIR}/service-account.json` },
+  }[oauth2Credential(o)];
+  const optional = <K extends 'tenant' | 'clientId' | 'tokenUrl' | 'scope'>(k: K) => (o[k] !== undefined ? { [k]: o[k] } : {});
+  return { provider: o.provider, user: o.user, ...optional('tenant'), ...optional('clientId'), ...optional('tokenUrl'), ...optional('scope'), ...files };
+}
+
+/** The smarthost's credentials Secret and how it is mounted, when the route uses one: the mount and relaySecrets agree on it. */
+function smarthostSecret(relay: MailRelay): { name: string; field: string; volume: string; dir: string; keys: readonly string[] } | undefined {
+  const d = relay.spec.delivery;
+  if (d.route !== 'smarthost' || !d.smarthost) return undefined;
+  if (d.smarthost.credentialsSecretName) return { name: d.smarthost.credentialsSecretName, field: 'spec.delivery.smarthost.credentialsSecretName', volume: 'upstream', dir: UPSTREAM_DIR, keys: ['username', 'password'] };
+  const o = d.smarthost.oauth2;
+  if (o) return { name: o.secretName, field: 'spec.delivery.smarthost.oauth2.secretName', volume: 'smarthost-oauth2', dir: OAUTH2_DIR, keys: OAUTH2_CREDENTIAL_KEYS[oauth2Credential(o)] };
+  return undefined;
+}
+
 function relayConfig(relay: MailRelay, inputs: RelayInputs): RelayConfigInput {
   const spec = relay.spec;
   const ns = relay.metadata.namespace ?? 'default';
@@ -78,7 +106,8 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs): RelayConfigInput {
           host: spec.delivery.smarthost.host,
           port: spec.delivery.smarthost.port,
           tls: spec.delivery.smarthost.tls,
-          ...(spec.delivery.smarthost.credentialsSecretName ? { usernameFile: '/etc/mailfleet/upstream/username', passwordFile: '/etc/mailfleet/upstream/password' } : {}),
+          ...(spec.delivery.smarthost.credentialsSecretName ? { usernameFile: `${UPSTREAM_DIR}/username`, passwordFile: `${UPSTREAM_DIR}/password` } : {}),
+          ...(spec.delivery.smarthost.oauth2 ? { oauth2: oauth2Config(spec.delivery.smarthost.oauth2) } : {}),
         }
       : { type: 'mx' as const, dnsServers: spec.delivery.dnsServers };
   const spoolBytes = quantityBytes(spec.spool.sizeLimit);
@@ -142,7 +171,8 @@ export function relaySecrets(relay: MailRelay, domains: readonly SenderDomain[])
     { name: handoffSecretName(relay), for: 'the handoff token the operator makes', madeBy: 'operator' },
     ...user(s.tlsSecretName, 'spec.tlsSecretName'),
     ...user(s.usersSecretName, 'spec.usersSecretName'),
-    ...user(s.delivery.smarthost?.credentialsSecretName, 'spec.delivery.smarthost.credentialsSecretName'),
+    // Only when the route uses it: what is not mounted is not waited for.
+    ...user(smarthostSecret(relay)?.name, smarthostSecret(relay)?.field ?? ''),
     ...domains.flatMap((d): RelaySecret[] => (d.status?.secretName ? [{ name: d.status.secretName, for: `the DKIM keys of SenderDomain ${d.metadata.name}`, madeBy: 'operator' }] : [])),
   ];
 }
@@ -185,8 +215,8 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
   };
   if (spec.tlsSecretName) mountSecret('tls', spec.tlsSecretName, '/etc/mailfleet/tls');
   if (spec.usersSecretName) mountSecret('users', spec.usersSecretName, '/etc/mailfleet/users', [{ key: 'users', path: 'users' }]);
-  const credentials = spec.delivery.smarthost?.credentialsSecretName;
-  if (spec.delivery.route === 'smarthost' && credentials) mountSecret('upstream', credentials, '/etc/mailfleet/upstream', [{ key: 'username', path: 'username' }, { key: 'password', path: 'password' }]);
+  const upstream = smarthostSecret(relay);
+  if (upstream) mountSecret(upstream.volume, upstream.name, upstream.dir, upstream.keys.map((key) => ({ key, path: key })));
   for (const d of inputs.senderDomains) mountSecret(dkimVolume(d), d.status!.secretName!, dkimDir(d));
   mountSecret('handoff', handoffSecretName(relay), '/etc/mailfleet/handoff', [{ key: 'token', path: 'token' }]);
 

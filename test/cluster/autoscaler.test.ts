@@ -24,6 +24,7 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { KubeError, type AnyObject, type KubeClient } from '../../operator/kube/client.js';
 import { Informer } from '../../operator/kube/informer.js';
 import type { RunningOperator } from '../../operator/main.js';
+import { SMARTHOST_AUTH_REASONS } from '../../relay/delivery/smarthost-auth.js';
 import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubectl, kubectlApply, startChartOperator, type ChartInstall } from './harness.js';
 
 /**
@@ -31,7 +32,9 @@ import { adminClient, describeCluster, ensureNamespace, eventually, installChart
  * hold each request unanswered until the test sets a queue (`ScriptedPod.set`), so that every
  * pod of one pass of the autoscaler answers with what the test decided at the same moment.
  */
-type Queue = { ready: number; queued: number } | 'silent' | 'unavailable' | 'held';
+type Queue = { ready: number; queued: number; auth?: SmarthostAuth } | 'silent' | 'unavailable' | 'held';
+/** The smarthost authentication metrics a pod reports: successes, and the reason its last attempt failed. */
+type SmarthostAuth = { successes: number; failing?: string };
 
 interface ScriptedPod {
   name: string;
@@ -58,8 +61,14 @@ const ADDRESSES = Array.from({ length: 240 }, (_, i) => `127.0.2.${10 + i}`);
 const taken = new Set<string>();
 const DELETION_COST = 'controller.kubernetes.io/pod-deletion-cost';
 
-function exposition(queue: { ready: number; queued: number }): string {
-  return `mailfleet_relay_queue_messages{state="ready"} ${queue.ready}\nmailfleet_relay_queue_messages{state="deferred"} ${queue.queued - queue.ready}\nmailfleet_relay_queue_messages{state="inflight"} 0\nmailfleet_relay_queue_oldest_ready_seconds 1\nmailfleet_relay_smtp_sessions{listener="submission"} 0\n`;
+function exposition(queue: { ready: number; queued: number; auth?: SmarthostAuth }): string {
+  const auth = queue.auth
+    ? `mailfleet_relay_smarthost_auth_successes_total ${queue.auth.successes}\n` +
+      Object.keys(SMARTHOST_AUTH_REASONS)
+        .map((reason) => `mailfleet_relay_smarthost_auth_failures_total{reason="${reason}"} ${reason === queue.auth!.failing ? 1 : 0}\nmailfleet_relay_smarthost_auth_failing{reason="${reason}"} ${reason === queue.auth!.failing ? 1 : 0}\n`)
+        .join('')
+    : '';
+  return `mailfleet_relay_queue_messages{state="ready"} ${queue.ready}\nmailfleet_relay_queue_messages{state="deferred"} ${queue.queued - queue.ready}\nmailfleet_relay_queue_messages{state="inflight"} 0\nmailfleet_relay_queue_oldest_ready_seconds 1\nmailfleet_relay_smtp_sessions{listener="submission"} 0\n${auth}`;
 }
 
 /** A pod's /metrics server, on the first free 127.0.2.N:9090. */
@@ -224,7 +233,7 @@ describeCluster('autoscaler on a real kube-apiserver: the operator, the Deployme
   let kubelet: ScriptedKubelet;
 
   /** A namespace, the operator watching it as the chart's ServiceAccount, the kubelet stand-in, and the MailRelay "outbound". */
-  async function setup(name: string, autoscaling: object, plan: (n: number) => Queue): Promise<void> {
+  async function setup(name: string, autoscaling: object, plan: (n: number) => Queue, more: { spec?: object; objects?: object[] } = {}): Promise<void> {
     ns = `mf-as-${name}-${process.pid}`;
     await ensureNamespace(cluster(), ns);
     const namespace = ns;
@@ -243,11 +252,12 @@ describeCluster('autoscaler on a real kube-apiserver: the operator, the Deployme
     stops.push(() => op.stop());
     await kubectlApply(cluster(), [
       { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'outbound-users', namespace: ns }, stringData: { users: 'app:x' } },
+      ...(more.objects ?? []).map((o) => ({ ...o, metadata: { ...(o as { metadata: object }).metadata, namespace: ns } })),
       {
         apiVersion: 'mailfleet.io/v1alpha1',
         kind: 'MailRelay',
         metadata: { name: 'outbound', namespace: ns },
-        spec: { listeners: [{ name: 'submission', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['10.0.0.0/8'] }], usersSecretName: 'outbound-users', autoscaling },
+        spec: { listeners: [{ name: 'submission', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['10.0.0.0/8'] }], usersSecretName: 'outbound-users', autoscaling, ...more.spec },
       },
     ] as unknown as AnyObject[]);
     await eventually(async () => !!(await deployment()), 'the Deployment');
@@ -356,5 +366,34 @@ describeCluster('autoscaler on a real kube-apiserver: the operator, the Deployme
     expect((await deployment())!.metadata.generation).toBe(generation);
     expect((await relay()).spec.replicas).toBe(5);
     expect(await upDecisions()).toBe(0);
+  });
+
+  it('reads the pods\' smarthost authentication into SmarthostAuthenticated, written as it changes (not held to the state\'s minute), beside the MailRelay controller\'s conditions, with one Warning Event when it turns False', async () => {
+    const idle = (auth: SmarthostAuth): Queue => ({ ready: 0, queued: 0, auth });
+    await setup('auth', { enabled: false, interval: '1s' }, () => idle({ successes: 0 }), {
+      spec: { delivery: { route: 'smarthost', smarthost: { host: 'smtp.office365.com', credentialsSecretName: 'm365-basic' } } },
+      objects: [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'm365-basic' }, stringData: { username: 'relay@contoso.com', password: 'an-old-password' } }],
+    });
+    const condition = async () => (await relay()).status?.conditions?.find((c) => c.type === 'SmarthostAuthenticated') as { status: string; reason: string; message: string } | undefined;
+    await eventually(async () => (await condition())?.reason === 'NotYetAttempted' && (await condition())!.message.startsWith('none of 2 relay pods'), 'SmarthostAuthenticated NotYetAttempted over both pods', 30_000);
+    expect(await condition()).toMatchObject({ status: 'Unknown' });
+
+    for (const p of kubelet.pods()) p.set(idle({ successes: 0, failing: 'basic_auth_disabled' }));
+    await eventually(async () => (await condition())?.reason === 'BasicAuthDisabled', 'SmarthostAuthenticated BasicAuthDisabled', 30_000);
+    const failed = (await condition())!;
+    expect(failed.status).toBe('False');
+    expect(failed.message).toContain('2 of 2 relay pods could not authenticate to the smarthost at the last attempt (basic_auth_disabled)');
+    expect(failed.message).toContain(SMARTHOST_AUTH_REASONS.basic_auth_disabled.todo);
+    await eventually(async () => (await events('BasicAuthDisabled')).length > 0, 'the BasicAuthDisabled Event');
+    // Ready comes from the MailRelay controller, which writes the same list: both stay.
+    await eventually(async () => (await relay()).status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True', 'Ready beside it', 45_000);
+    expect((await condition())?.reason).toBe('BasicAuthDisabled');
+
+    for (const p of kubelet.pods()) p.set(idle({ successes: 1 }));
+    await eventually(async () => (await condition())?.reason === 'Authenticated', 'SmarthostAuthenticated Authenticated', 30_000);
+    expect(await condition()).toMatchObject({ status: 'True', message: '2 of 2 relay pods authenticated to the smarthost; none is failing' });
+    await passes(kubelet.pods(), 2, 'two more passes of the autoscaler');
+    expect((await events('BasicAuthDisabled')).map((e) => e.message)).toEqual([failed.message]);
+    expect((await relay()).status?.conditions?.map((c) => c.type).sort()).toEqual(['Degraded', 'Progressing', 'Ready', 'SmarthostAuthenticated']);
   });
 });

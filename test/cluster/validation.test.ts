@@ -61,4 +61,48 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     expect(conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidSpec', message });
     expect(await adminClient(cluster()).get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name: 'inverted' })).toBeUndefined();
   });
+
+  const m365 = { provider: 'microsoft', user: 'relay@contoso.com', tenant: 'contoso.onmicrosoft.com', clientId: '11111111-2222-3333-4444-555555555555', credential: 'certificate', secretName: 'm365-cert' };
+  const oauth2Spec = (oauth2: object, extra: object = {}) => ({ delivery: { route: 'smarthost', smarthost: { host: 'smtp.office365.com', oauth2, ...extra } } });
+  const oauth2Relay = (name: string, oauth2: object, extra: object = {}) => relay(name, oauth2Spec(oauth2, extra));
+
+  it('a MailRelay with smarthost oauth2 is stored whole (nothing pruned), and the operator mounts its kubernetes.io/tls Secret and renders delivery.route.oauth2', async () => {
+    const secret = { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'm365-cert', namespace: ns }, stringData: { 'tls.crt': '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n', 'tls.key': '-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n' } };
+    const created = await kubectl(cluster(), ['apply', '-f', '-'], { input: JSON.stringify(secret) });
+    expect(created.code, created.stderr).toBe(0);
+    // A listener without TLS or users, so the oauth2 Secret is the only one the relay waits for.
+    const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: relay('m365', { ...oauth2Spec(m365), listeners: [{ name: 'smtp', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['10.0.0.0/8'] }] }) });
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(((await get('m365'))?.spec?.delivery as { smarthost?: unknown }).smarthost).toEqual({ host: 'smtp.office365.com', port: 587, tls: 'starttls', oauth2: m365 });
+    operator ??= await startChartOperator(cluster(), chart, ns);
+    const deployment = () => adminClient(cluster()).get<AnyObject & { spec: { template: { spec: { volumes: { name: string; secret?: unknown }[]; containers: { volumeMounts: { name: string }[] }[] } } } }>({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name: 'm365' });
+    await eventually(async () => !!(await deployment()), 'the Deployment of MailRelay m365');
+    const pod = (await deployment())!.spec.template.spec;
+    expect(pod.volumes.find((v) => v.name === 'smarthost-oauth2')).toEqual({ name: 'smarthost-oauth2', secret: { secretName: 'm365-cert', defaultMode: 0o440, items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] } });
+    expect(pod.containers[0]!.volumeMounts).toContainEqual({ name: 'smarthost-oauth2', mountPath: '/etc/mailfleet/smarthost-oauth2', readOnly: true });
+    const config = await adminClient(cluster()).get<AnyObject & { data: Record<string, string> }>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: ns, name: 'm365-config' });
+    expect(config?.data['relay.yaml']).toContain('certificateFile: /etc/mailfleet/smarthost-oauth2/tls.crt');
+    expect(config?.data['relay.yaml']).toContain('privateKeyFile: /etc/mailfleet/smarthost-oauth2/tls.key');
+  });
+
+  it('oauth2 rules v1.20 cannot check (its CRD has no CEL): stored, and reported by the operator as InvalidSpec naming the field', async () => {
+    const cases = [
+      ['both-credentials', oauth2Relay('both-credentials', m365, { credentialsSecretName: 'ses' }), 'spec.delivery.smarthost.oauth2: give either credentialsSecretName or oauth2, not both'],
+      ['no-tenant', oauth2Relay('no-tenant', { ...m365, tenant: undefined }), 'spec.delivery.smarthost.oauth2.tenant: provider microsoft needs tenant and clientId'],
+      ['google-secret', oauth2Relay('google-secret', { provider: 'google', user: 'relay@example.com', credential: 'clientSecret', secretName: 'sa' }), 'spec.delivery.smarthost.oauth2.credential: credential serviceAccount is for provider google, and google takes only it'],
+    ] as const;
+    for (const [, manifest] of cases) {
+      const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    operator ??= await startChartOperator(cluster(), chart, ns);
+    for (const [name, , message] of cases) {
+      await eventually(async () => (await get(name))?.status?.conditions?.find((c) => c.type === 'Degraded')?.message === message, `InvalidSpec for ${name}`);
+      expect((await get(name))?.status?.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({ status: 'True', reason: 'InvalidSpec' });
+    }
+    // A value a structural schema checks (the enum) is refused by v1.20 itself.
+    const refused = await kubectl(cluster(), ['apply', '--validate=false', '-f', '-'], { input: oauth2Relay('bad-provider', { ...m365, provider: 'entra' }) });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('spec.delivery.smarthost.oauth2.provider: Unsupported value: "entra"');
+  });
 });
