@@ -108,6 +108,15 @@ describe('OAuth 2.0 smarthost (Microsoft 365 client credentials)', () => {
     expect(server!.tokensIssued()).toBe(1);
   });
 
+  it('delivers with a generic token endpoint: client credentials at tokenUrl, the scope given', async () => {
+    await peers();
+    const dir = fs.mkdtempSync(path.join(tlsCert.dir, 'relay-'));
+    await relayWith({ provider: 'generic', tenant: undefined, scope: 'https://outlook.office365.com/.default', clientSecretFile: secretFile(dir) });
+    expect(await submit(relay!.ports.open!, 'app@contoso.test', ['r@dest.test'], MSG('generic'))).toMatch(/^250/);
+    await waitFor(() => smarthost!.delivered.length === 1, 'the message at the smarthost');
+    expect(server!.tokensIssued()).toBe(1);
+  });
+
   it('refreshes tokens that expire during a run before they do: no refused AUTH, no deferral', async () => {
     await peers({ ttl: 3 });
     const dir = fs.mkdtempSync(path.join(tlsCert.dir, 'relay-'));

@@ -26,6 +26,7 @@ import { submit } from './support/smtp-talk.js';
 const MAILBOX = 'relay@contoso.test';
 const SECRET = 'Kq8~first-client-secret-value-9f2e';
 const MSG = (subject: string) => `From: app@contoso.test\r\nTo: r@dest.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@contoso.test>\r\n\r\nHello.\r\n`;
+const client = (secret: string) => ({ client_id: 'mailfleet-relay', client_secret: secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_post' as const });
 const RELAY = { apiVersion: 'mailfleet.io/v1alpha1', kind: 'MailRelay', namespace: 'mail', name: 'outbound' };
 
 type Condition = { type: string; status: string; reason: string; message: string };
@@ -42,7 +43,8 @@ let dir: string;
 
 beforeAll(async () => {
   tlsCert = await selfSignedCert('127.0.0.1');
-  server = await startOAuth2Server({ clients: [{ client_id: 'mailfleet-relay', client_secret: SECRET, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_post' }], tokenTtlSeconds: 3600 });
+  // Tokens of 3 s: a secret revoked later is met at the next token request, within seconds.
+  server = await startOAuth2Server({ clients: [client(SECRET)], tokenTtlSeconds: 3 });
   smarthost = await startXOAuth2Smarthost({ jwks: server.jwks, issuer: server.issuer, audience: M365_RESOURCE, mailbox: MAILBOX, key: tlsCert.key, cert: tlsCert.cert });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-smarthost-auth-'));
   fs.writeFileSync(path.join(dir, 'upstream'), `${MAILBOX}:an-old-password\n`);
@@ -90,7 +92,7 @@ const mailRelay = (delivery: object) => ({
   spec: { tlsSecretName: 'outbound-tls', usersSecretName: 'outbound-users', autoscaling: { interval: '1s' }, delivery },
 });
 
-it('reads the pods\' smarthost authentication into SmarthostAuthenticated: NotYetAttempted, then False with the reason and what to do (a Warning Event), True once only OAuth 2.0 pods are left, gone when the route needs no credentials', async () => {
+it('reads the pods\' smarthost authentication into SmarthostAuthenticated: NotYetAttempted, then False with the reason and what to do (a Warning Event), True once only OAuth 2.0 pods are left, False again when the client secret is revoked, gone when the route needs no credentials', async () => {
   for (const [name, data] of [['outbound-tls', { 'tls.crt': 'x', 'tls.key': 'y' }], ['outbound-users', { users: 'app:x' }], ['m365-basic', { username: MAILBOX, password: 'an-old-password' }]] as const) {
     await apply(`/api/v1/namespaces/mail/secrets/${name}`, { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'mail' }, stringData: data });
   }
@@ -122,6 +124,16 @@ it('reads the pods\' smarthost authentication into SmarthostAuthenticated: NotYe
   expect(res.ok).toBe(true);
   await waitFor(() => authCondition()?.reason === 'Authenticated', 'SmarthostAuthenticated Authenticated', 20_000);
   expect(authCondition()).toMatchObject({ status: 'True', message: '1 of 1 relay pod authenticated to the smarthost; none is failing' });
+
+  // The client secret is revoked (an administrator deletes it in Entra ID): once the token in
+  // hand has expired, the next delivery meets the token endpoint's refusal, and the condition says so.
+  await server.restart([client('a-secret-made-after-the-revocation')]);
+  await new Promise((r) => setTimeout(r, 3_100)); // the token issued before the revocation expires
+  expect(await submit(oauth2.ports.open!, 'app@contoso.test', ['r@dest.test'], MSG('revoked'))).toMatch(/^250/);
+  await waitFor(() => authCondition()?.reason === 'TokenClientRejected', 'SmarthostAuthenticated TokenClientRejected', 20_000);
+  expect(authCondition()).toMatchObject({ status: 'False', message: expect.stringContaining('(token_client_rejected)') });
+  expect(authCondition()!.message).toContain(SMARTHOST_AUTH_REASONS.token_client_rejected.todo);
+  expect(smarthost.delivered).toHaveLength(1);
 
   // Route mx: the relay no longer authenticates anywhere; the condition goes, the others stay.
   await apply('/apis/mailfleet.io/v1alpha1/namespaces/mail/mailrelays/outbound', mailRelay({ ...smarthostRoute, route: 'mx' }));
