@@ -88,6 +88,7 @@ export class IntakeMetrics {
 export class QueueMetrics {
   readonly registry = new client.Registry();
   readonly deliveries: client.Counter<'result' | 'route' | 'provider'>;
+  readonly notices: client.Counter<'result'>;
   readonly attemptSeconds: client.Histogram<'route'>;
   readonly residenceSeconds: client.Histogram;
   readonly dkimSignatures: client.Counter<'domain' | 'algorithm'>;
@@ -127,8 +128,14 @@ export class QueueMetrics {
     });
     this.deliveries = new client.Counter({
       name: `${PREFIX}deliveries_total`,
-      help: 'Delivery outcomes per recipient.',
+      help: "Delivery outcomes per recipient of the senders' mail (the relay's own notices are in notices_total, so rates here are the senders').",
       labelNames: ['result', 'route', 'provider'],
+      registers,
+    });
+    this.notices = new client.Counter({
+      name: `${PREFIX}notices_total`,
+      help: "Delivery outcomes of the relay's own notices (DSNs and delay notices, from the null sender), per recipient.",
+      labelNames: ['result'],
       registers,
     });
     this.attemptSeconds = new client.Histogram({

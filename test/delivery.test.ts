@@ -32,6 +32,11 @@ async function setup(opts: { replies?: (ctx: { attempt: number; rcpt: string; fr
   return { relay, sink };
 }
 
+async function noticeCounter(r: TestRelay, result: string): Promise<number> {
+  const line = (await r.metricsText()).split('\n').find((l) => l.startsWith(`mailfleet_relay_notices_total{result="${result}"} `));
+  return line ? Number(line.split(' ').pop()) : 0;
+}
+
 async function counter(r: TestRelay, labels: string): Promise<number> {
   const text = await r.metricsText();
   const line = text.split('\n').find((l) => l.startsWith(`mailfleet_relay_deliveries_total{${labels}`));
@@ -81,12 +86,24 @@ describe('delivery through a smarthost', () => {
     expect(parsed.groups[1]!['diagnostic-code']).toMatch(/smtp; 550 5\.1\.1 <gone@dest\.test>: user unknown/);
     expect(dsn!.raw.toString()).toContain('Subject: partial');
     expect(dsn!.raw.toString()).not.toContain('Hello.');
-    // Nothing more can arrive: the spool is empty, and the relay counted one bounce and two
-    // deliveries (the original to ok@ and the DSN), no deferral that a retry would follow.
+    // Nothing more can arrive: the spool is empty, and the relay counted one bounce and one
+    // delivery of the sender's mail, the DSN's delivery apart, no deferral that a retry would follow.
     expect(await counter(relay, 'result="bounced"')).toBe(1);
-    expect(await counter(relay, 'result="delivered"')).toBe(2);
+    expect(await counter(relay, 'result="delivered"')).toBe(1);
     expect(await counter(relay, 'result="deferred"')).toBe(0);
+    expect(await noticeCounter(relay, 'delivered')).toBe(1);
     expect(sink.messages).toHaveLength(2);
+  });
+
+  it("counts a DSN that cannot reach a noreply@ sender as a notice, not as a second bounce of the sender's mail", async () => {
+    const { relay, sink } = await setup({ replies: ({ rcpt }) => (rcpt.startsWith('gone') || rcpt.startsWith('noreply') ? { code: 550, message: '5.1.1 user unknown' } : undefined) });
+    expect(await submit(relay.ports.open!, 'noreply@example.test', ['gone@dest.test'], MSG('noreply'))).toMatch(/^250/);
+    await waitFor(async () => (await noticeCounter(relay, 'bounced')) === 1, "the DSN's bounce, counted as a notice");
+    await waitFor(async () => (await relay.spooled()).length === 0, 'the spool to empty');
+    // The bounce rate the alert reads is 1 of 1 recipient, not 2 of 2 outcomes.
+    expect(await counter(relay, 'result="bounced"')).toBe(1);
+    expect(await counter(relay, 'result="delivered"')).toBe(0);
+    expect(sink.messages).toHaveLength(0);
   });
 
   it('never sends a DSN for a message from the null sender', async () => {

@@ -16,7 +16,7 @@ import type { Spool, SpoolEntry } from '../spool/spool.js';
 import { ProviderClassifier, type Classified } from './classify.js';
 import { runConnection, type ConnectionHost } from './connection.js';
 import { IdleConnections } from './idle.js';
-import { storeNotice } from './notices.js';
+import { isNotice, storeNotice } from './notices.js';
 import { regroup } from './regroup.js';
 import { Scheduler, type Unit } from './scheduler.js';
 import { bounceNoticeDue, settle, type RecipientResult } from './settle.js';
@@ -237,13 +237,22 @@ export class QueueManager implements ConnectionHost {
     else await this.finish(record);
   }
 
-  /** One recipient's outcome in the log and the metrics; a bounce from the destination also to the suppression list. */
+  /**
+   * One recipient's outcome in the log and the metrics; a bounce from the destination also to
+   * the suppression list. The relay's own notices are counted apart: a DSN that cannot reach a
+   * noreply@ sender is not a bounce of the sender's mail (it doubled the bounce rate).
+   */
   private report(env: SpoolEntry['envelope'], unit: Unit, r: RecipientResult, provider: string, now: number): void {
-    const fields = { queueId: env.id, messageId: env.messageId, recipientDomain: r.address.split('@').pop(), reply: r.reply, remoteMta: r.remoteMta, attempts: unit.attempts + 1 };
+    const notice = isNotice(env);
+    const fields = { queueId: env.id, messageId: env.messageId, recipientDomain: r.address.split('@').pop(), reply: r.reply, remoteMta: r.remoteMta, attempts: unit.attempts + 1, notice: notice || undefined };
     if (r.result === 'delivered') this.log.info({ event: 'delivered', ...fields }, 'delivered');
     else if (r.result === 'bounced') this.log.info({ event: 'bounced', ...fields }, 'bounced');
     else this.log.info({ event: 'deferred', ...fields, retryAt: r.retryAt !== undefined ? new Date(r.retryAt).toISOString() : undefined }, 'deferred');
     if (r.permanent) this.deps.onPermanentFailure?.({ sender: env.sender, recipient: r.address, statusCode: r.statusCode, reply: r.reply, at: now });
+    if (notice) {
+      this.metrics.notices.inc({ result: r.result });
+      return;
+    }
     this.metrics.deliveries.inc({ result: r.result, route: this.route.name, provider });
     if (r.result !== 'deferred') this.metrics.residenceSeconds.observe((now - env.receivedAt) / 1000);
   }

@@ -8,6 +8,14 @@ import { buildDsn, type DsnRecipient } from '../bounce.js';
 import type { Envelope } from '../envelope.js';
 import { newQueueId, type Spool, type SpoolEntry } from '../spool/spool.js';
 
+/** The listener name a notice's envelope carries: what tells the relay's own mail from the senders'. */
+export const NOTICE_LISTENER = 'internal';
+
+/** A notice the relay wrote itself (a DSN or a delay notice), not mail a sender submitted. */
+export function isNotice(env: Pick<Envelope, 'listener'>): boolean {
+  return env.listener === NOTICE_LISTENER;
+}
+
 /** Stores the notice; resolves with its spool entry once it is durable. */
 export async function storeNotice(spool: Spool, hostname: string, original: SpoolEntry, recipients: DsnRecipient[], now: number): Promise<SpoolEntry> {
   const env = original.envelope;
@@ -28,7 +36,7 @@ export async function storeNotice(spool: Spool, hostname: string, original: Spoo
     sender: '',
     recipients: [{ address: env.sender, status: 'pending' }],
     receivedAt: now,
-    listener: 'internal',
+    listener: NOTICE_LISTENER,
     client: 'dsn',
     messageId,
     headerLength: body.indexOf('\r\n\r\n') + 4,
