@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseMailbox } from './address.js';
+import { configuredDomainOf, parseMailbox } from './address.js';
 
 describe('parseMailbox', () => {
   it('splits ordinary, quoted and address-literal mailboxes', () => {
@@ -13,5 +13,16 @@ describe('parseMailbox', () => {
     for (const bad of ['a@evil.test@example.test', '@example.test', 'a@', 'a', '', '"a"b@example.test', 'a@exa mple.test', 'a@-x.test', 'a..b@example.test', 'a\0b@example.test', 'a@example.test\r\n', '<a@example.test>']) {
       expect(parseMailbox(bad), bad).toBeUndefined();
     }
+  });
+});
+
+describe('configuredDomainOf', () => {
+  it('names the configured domain of an address or of its parent, the longest that matches, ignoring case', () => {
+    const domains = ['example.com', 'mail.example.com', 'Other.test'];
+    expect(configuredDomainOf('app@example.com', domains)).toBe('example.com');
+    expect(configuredDomainOf('app@news.mail.example.com', domains)).toBe('mail.example.com');
+    expect(configuredDomainOf('App@OTHER.test', domains)).toBe('other.test');
+    expect(configuredDomainOf('app@notexample.com', domains)).toBeUndefined();
+    expect(configuredDomainOf('', domains)).toBeUndefined();
   });
 });

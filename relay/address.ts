@@ -3,6 +3,20 @@ export function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }
 
+/**
+ * The configured domain an address belongs to (its domain, or a parent of it, among `domains`),
+ * or undefined: a metric label bounded to the domains the operator listed.
+ */
+export function configuredDomainOf(address: string, domains: readonly string[]): string | undefined {
+  const domain = domainOf(address);
+  let best: string | undefined;
+  for (const d of domains) {
+    const lower = d.toLowerCase();
+    if ((domain === lower || domain.endsWith(`.${lower}`)) && (!best || lower.length > best.length)) best = lower;
+  }
+  return best;
+}
+
 const DOMAIN = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$/;
 const DOT_ATOM = /^[A-Za-z0-9!#$&'*+/=?^_`{|}~\u0080-\uffff-]+(?:\.[A-Za-z0-9!#$&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
 const QUOTED = /^"(?:[^"\\\r\n\0]|\\[^\r\n\0])*"$/;

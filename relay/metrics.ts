@@ -89,6 +89,7 @@ export class QueueMetrics {
   readonly registry = new client.Registry();
   readonly deliveries: client.Counter<'result' | 'route' | 'provider'>;
   readonly notices: client.Counter<'result'>;
+  readonly senderDomainDeliveries: client.Counter<'sender_domain' | 'result'>;
   readonly attemptSeconds: client.Histogram<'route'>;
   readonly residenceSeconds: client.Histogram;
   readonly dkimSignatures: client.Counter<'domain' | 'algorithm'>;
@@ -130,6 +131,12 @@ export class QueueMetrics {
       name: `${PREFIX}deliveries_total`,
       help: "Delivery outcomes per recipient of the senders' mail (the relay's own notices are in notices_total, so rates here are the senders').",
       labelNames: ['result', 'route', 'provider'],
+      registers,
+    });
+    this.senderDomainDeliveries = new client.Counter({
+      name: `${PREFIX}sender_domain_deliveries_total`,
+      help: "Delivery outcomes per recipient of the senders' mail, by the envelope sender's configured sender domain (`other` for the rest): bounce rates per sender domain.",
+      labelNames: ['sender_domain', 'result'],
       registers,
     });
     this.notices = new client.Counter({

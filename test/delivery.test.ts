@@ -106,6 +106,21 @@ describe('delivery through a smarthost', () => {
     expect(sink.messages).toHaveLength(0);
   });
 
+  it('counts outcomes per configured sender domain, the rest as other, the DSNs in neither', async () => {
+    sink = await startScriptedSink({ replies: ({ rcpt }) => (rcpt.startsWith('gone') ? { code: 550, message: '5.1.1 user unknown' } : undefined) });
+    relay = await startTestRelay({ senderDomains: [{ domain: 'example.test' }], delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } } });
+    expect(await submit(relay.ports.open!, 'app@news.example.test', ['ok@dest.test', 'gone@dest.test'], MSG('configured'))).toMatch(/^250/);
+    expect(await submit(relay.ports.open!, 'app@elsewhere.test', ['ok2@dest.test'], MSG('unconfigured'))).toMatch(/^250/);
+    await sink.waitForMessages(3, 10_000); // two originals and the DSN
+    await waitFor(async () => (await relay!.spooled()).length === 0, 'the spool to empty');
+    const text = await relay.metricsText();
+    const series = (labels: string) => Number(text.split('\n').find((l) => l.startsWith(`mailfleet_relay_sender_domain_deliveries_total{${labels}} `))?.split(' ').pop() ?? 0);
+    expect(series('sender_domain="example.test",result="delivered"')).toBe(1);
+    expect(series('sender_domain="example.test",result="bounced"')).toBe(1);
+    expect(series('sender_domain="other",result="delivered"')).toBe(1);
+    expect(text).not.toMatch(/sender_domain="(news\.example\.test|elsewhere\.test|)"/);
+  });
+
   it('never sends a DSN for a message from the null sender', async () => {
     const { relay, sink } = await setup({ replies: () => ({ code: 550, message: '5.1.1 user unknown' }) });
     expect(await submit(relay.ports.open!, '', ['gone@dest.test'], MSG('nullsender'))).toMatch(/^250/);

@@ -7,6 +7,7 @@
  * notices.ts and signing.ts do the I/O.
  */
 import type { Logger } from 'pino';
+import { configuredDomainOf } from '../address.js';
 import type { RecipientOutcome } from '../delivery/outcome.js';
 import type { Route, RouteSession } from '../delivery/routes.js';
 import type { DkimSigner } from '../dkim.js';
@@ -36,6 +37,8 @@ export interface QueueSettings {
   idleConnectionTime: number;
   /** Providers whose domains share limits (MX rollup); none: every destination stands alone. */
   providers?: Provider[];
+  /** The configured sender domains: the bounded `sender_domain` label of the outcomes per sender domain. */
+  senderDomains?: string[];
 }
 
 interface MessageRecord extends SigningSlot {
@@ -254,6 +257,7 @@ export class QueueManager implements ConnectionHost {
       return;
     }
     this.metrics.deliveries.inc({ result: r.result, route: this.route.name, provider });
+    this.metrics.senderDomainDeliveries.inc({ sender_domain: configuredDomainOf(env.sender, this.config.senderDomains ?? []) ?? OTHER, result: r.result });
     if (r.result !== 'deferred') this.metrics.residenceSeconds.observe((now - env.receivedAt) / 1000);
   }
 

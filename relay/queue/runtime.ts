@@ -56,6 +56,7 @@ export function queueSettings(c: RelayConfig): QueueSettings {
     idleConnectionTime: c.delivery.idleConnectionTime,
     // Only the mx route reaches providers directly; a smarthost or the outbox is one destination.
     providers: c.delivery.route.type === 'mx' ? providerTable(c.delivery.providers) : [],
+    senderDomains: c.senderDomains.map((d) => d.domain),
   };
 }
 
