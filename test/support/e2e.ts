@@ -116,6 +116,8 @@ export async function counter(r: TestRelay, name: string, labels: string): Promi
 }
 
 export const deliveries = (r: TestRelay, labels: string) => counter(r, 'mailfleet_relay_deliveries_total', labels);
+/** The relay's own notices (DSNs, delay notices), counted apart from the senders' mail. */
+export const notices = (r: TestRelay, labels: string) => counter(r, 'mailfleet_relay_notices_total', labels);
 
 /** Python's email package reads the DSN: an independent parser (as in test/delivery.test.ts). */
 export function parseDsn(raw: Buffer): { contentType: string; subject: string; groups: Record<string, string>[]; returned: string } {
