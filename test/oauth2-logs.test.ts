@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { M365_RESOURCE, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
+import { M365_RESOURCE, secretClient, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
 import { freePort, waitForPort } from './peers/ports.js';
 import { selfSignedCert, type TestCert } from './peers/tls.js';
 import { startXOAuth2Smarthost, type XOAuth2Smarthost } from './peers/xoauth2-smarthost.js';
@@ -17,7 +17,6 @@ import { submit } from './support/smtp-talk.js';
 
 const MAILBOX = 'relay@contoso.test';
 const SECRET = 'Lq7~a-client-secret-that-must-stay-secret';
-const client = (secret: string) => ({ client_id: 'mailfleet-relay', client_secret: secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_post' as const });
 
 let cert: TestCert;
 let server: OAuth2Server;
@@ -27,7 +26,7 @@ let dir: string;
 
 beforeAll(async () => {
   cert = await selfSignedCert('127.0.0.1');
-  server = await startOAuth2Server({ clients: [client(SECRET)], tokenTtlSeconds: 2 });
+  server = await startOAuth2Server({ clients: [secretClient(SECRET)], tokenTtlSeconds: 2 });
   smarthost = await startXOAuth2Smarthost({ jwks: server.jwks, issuer: server.issuer, audience: M365_RESOURCE, mailbox: MAILBOX, key: cert.key, cert: cert.cert });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-oauth2-logs-'));
 });
@@ -69,13 +68,13 @@ describe('OAuth 2.0 secrets and the log', () => {
     smarthost.refuseNextTokens(1);
     await send('refused-token');
     await waitFor(() => smarthost.delivered.length === 2, 'the second message, with a fresh token');
-    await server.restart([client('a-new-secret-after-revocation')]);
+    await server.restart([secretClient('a-new-secret-after-revocation')]);
     await new Promise((r) => setTimeout(r, 2_100)); // the token issued before the revocation expires
     await send('revoked');
     await relay.waitForLog(/"reason":"token_client_rejected"/);
     await server.stop();
     await relay.waitForLog(/"reason":"token_endpoint_unreachable"/);
-    await server.restart([client(SECRET)]);
+    await server.restart([secretClient(SECRET)]);
     await waitFor(() => smarthost.delivered.length === 3, 'the third message, once the endpoint is back');
 
     const log = relay.output();

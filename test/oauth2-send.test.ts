@@ -5,10 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ClientMetadata } from 'oidc-provider';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SMARTHOST_AUTH_REASONS } from '../relay/delivery/smarthost-auth.js';
-import { M365_RESOURCE, M365_SCOPE, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
+import { M365_RESOURCE, M365_SCOPE, secretClient, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
 import { selfSignedCert, type TestCert } from './peers/tls.js';
 import { startXOAuth2Smarthost, type XOAuth2Smarthost } from './peers/xoauth2-smarthost.js';
 import { spawnMailfleet } from './support/process.js';
@@ -17,14 +16,6 @@ const MAILBOX = 'relay@contoso.test';
 const SECRET = 'Kq8~send-client-secret-value-7c1d';
 const PASSWORD = 'an-old-basic-auth-password';
 
-const secretClient: ClientMetadata = {
-  client_id: 'mailfleet-relay',
-  client_secret: SECRET,
-  grant_types: ['client_credentials'],
-  redirect_uris: [],
-  response_types: [],
-  token_endpoint_auth_method: 'client_secret_post',
-};
 
 let tlsCert: TestCert;
 let dir: string;
@@ -43,7 +34,7 @@ afterEach(async () => {
 });
 
 async function peers(style?: 'microsoft' | 'google') {
-  server = await startOAuth2Server({ clients: [secretClient], tokenTtlSeconds: 3600 });
+  server = await startOAuth2Server({ clients: [secretClient(SECRET)], tokenTtlSeconds: 3600 });
   smarthost = await startXOAuth2Smarthost({ jwks: server.jwks, issuer: server.issuer, audience: M365_RESOURCE, mailbox: MAILBOX, key: tlsCert.key, cert: tlsCert.cert, style });
 }
 

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { exportJWK } from 'jose';
 import type { ClientMetadata } from 'oidc-provider';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { M365_RESOURCE, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
+import { M365_RESOURCE, secretClient, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
 import { run } from './peers/proc.js';
 import { selfSignedCert, type TestCert } from './peers/tls.js';
 import { startXOAuth2Smarthost, type XOAuth2Smarthost } from './peers/xoauth2-smarthost.js';
@@ -19,15 +19,6 @@ import { submit } from './support/smtp-talk.js';
 const MAILBOX = 'relay@contoso.test';
 const SECRET = 'Kq8~first-client-secret-value-9f2e';
 const MSG = (subject: string) => `From: app@contoso.test\r\nTo: r@dest.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@contoso.test>\r\n\r\nHello.\r\n`;
-
-const secretClient = (secret = SECRET): ClientMetadata => ({
-  client_id: 'mailfleet-relay',
-  client_secret: secret,
-  grant_types: ['client_credentials'],
-  redirect_uris: [],
-  response_types: [],
-  token_endpoint_auth_method: 'client_secret_post',
-});
 
 let tlsCert: TestCert;
 beforeAll(async () => {
@@ -46,7 +37,7 @@ afterEach(async () => {
 });
 
 async function peers(opts: { clients?: ClientMetadata[]; ttl?: number; style?: 'microsoft' | 'google'; tokenDelayMs?: number } = {}) {
-  server = await startOAuth2Server({ clients: opts.clients ?? [secretClient()], tokenTtlSeconds: opts.ttl ?? 3600, tokenDelayMs: opts.tokenDelayMs });
+  server = await startOAuth2Server({ clients: opts.clients ?? [secretClient(SECRET)], tokenTtlSeconds: opts.ttl ?? 3600, tokenDelayMs: opts.tokenDelayMs });
   smarthost = await startXOAuth2Smarthost({ jwks: server.jwks, issuer: server.issuer, audience: M365_RESOURCE, mailbox: MAILBOX, key: tlsCert.key, cert: tlsCert.cert, style: opts.style });
   return { server, smarthost };
 }

@@ -16,7 +16,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { SMARTHOST_AUTH_REASONS } from '../relay/delivery/smarthost-auth.js';
 import type { RunningOperator } from '../operator/main.js';
 import type { KubeEmulator } from './kube/emulator.js';
-import { M365_RESOURCE, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
+import { M365_RESOURCE, secretClient, startOAuth2Server, type OAuth2Server } from './peers/oauth2-server.js';
 import { selfSignedCert, type TestCert } from './peers/tls.js';
 import { startXOAuth2Smarthost, type XOAuth2Smarthost } from './peers/xoauth2-smarthost.js';
 import { startCluster, startTestOperator } from './support/operator.js';
@@ -26,7 +26,6 @@ import { submit } from './support/smtp-talk.js';
 const MAILBOX = 'relay@contoso.test';
 const SECRET = 'Kq8~first-client-secret-value-9f2e';
 const MSG = (subject: string) => `From: app@contoso.test\r\nTo: r@dest.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@contoso.test>\r\n\r\nHello.\r\n`;
-const client = (secret: string) => ({ client_id: 'mailfleet-relay', client_secret: secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_post' as const });
 const RELAY = { apiVersion: 'mailfleet.io/v1alpha1', kind: 'MailRelay', namespace: 'mail', name: 'outbound' };
 
 type Condition = { type: string; status: string; reason: string; message: string };
@@ -44,7 +43,7 @@ let dir: string;
 beforeAll(async () => {
   tlsCert = await selfSignedCert('127.0.0.1');
   // Tokens of 3 s: a secret revoked later is met at the next token request, within seconds.
-  server = await startOAuth2Server({ clients: [client(SECRET)], tokenTtlSeconds: 3 });
+  server = await startOAuth2Server({ clients: [secretClient(SECRET)], tokenTtlSeconds: 3 });
   smarthost = await startXOAuth2Smarthost({ jwks: server.jwks, issuer: server.issuer, audience: M365_RESOURCE, mailbox: MAILBOX, key: tlsCert.key, cert: tlsCert.cert });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-smarthost-auth-'));
   fs.writeFileSync(path.join(dir, 'upstream'), `${MAILBOX}:an-old-password\n`);
@@ -127,7 +126,7 @@ it('reads the pods\' smarthost authentication into SmarthostAuthenticated: NotYe
 
   // The client secret is revoked (an administrator deletes it in Entra ID): once the token in
   // hand has expired, the next delivery meets the token endpoint's refusal, and the condition says so.
-  await server.restart([client('a-secret-made-after-the-revocation')]);
+  await server.restart([secretClient('a-secret-made-after-the-revocation')]);
   await new Promise((r) => setTimeout(r, 3_100)); // the token issued before the revocation expires
   expect(await submit(oauth2.ports.open!, 'app@contoso.test', ['r@dest.test'], MSG('revoked'))).toMatch(/^250/);
   await waitFor(() => authCondition()?.reason === 'TokenClientRejected', 'SmarthostAuthenticated TokenClientRejected', 20_000);

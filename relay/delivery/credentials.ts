@@ -5,10 +5,9 @@
  * with its code rather than killing the queue's thread. Apart from the routes so the main
  * thread checks them without loading the delivery stack.
  */
-import fs from 'node:fs';
 import type { RouteConfig } from '../config.js';
 import { ErrorCodes, MailfleetError } from '../errors.js';
-import { readOAuth2Files } from './oauth2/files.js';
+import { readMountedSecret, readOAuth2Files } from './oauth2/files.js';
 import { SmarthostAuthFailure } from './smarthost-auth.js';
 
 const CREDENTIALS_HINT = 'mount the smarthost credentials Secret, or fix delivery.route.credentialsFile / usernameFile / passwordFile / oauth2';
@@ -16,7 +15,7 @@ const CREDENTIALS_HINT = 'mount the smarthost credentials Secret, or fix deliver
 /** A Secret key mounted as a file: its value, without the newline an editor may have added. */
 function readSecretFile(file: string): string {
   try {
-    return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    return readMountedSecret(file);
   } catch (err) {
     throw new MailfleetError(ErrorCodes.CREDENTIALS_UNREADABLE, `cannot read smarthost credentials: ${(err as Error).message}`, CREDENTIALS_HINT);
   }

@@ -18,7 +18,7 @@ import { createTransport } from 'nodemailer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { canConnect, freePort } from '../peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from '../peers/scripted-sink.js';
-import { M365_RESOURCE, startOAuth2Server } from '../peers/oauth2-server.js';
+import { M365_RESOURCE, secretClient, startOAuth2Server } from '../peers/oauth2-server.js';
 import { selfSignedCert, testCa, type TestCa } from '../peers/tls.js';
 import { startXOAuth2Smarthost } from '../peers/xoauth2-smarthost.js';
 import { waitUntil } from '../peers/wait.js';
@@ -269,7 +269,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-image-oauth2-'));
     const cert = await selfSignedCert('127.0.0.1');
     const secret = crypto.randomBytes(16).toString('hex');
-    const server = await startOAuth2Server({ clients: [{ client_id: 'mailfleet-relay', client_secret: secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_post' }], tokenTtlSeconds: 3600 });
+    const server = await startOAuth2Server({ clients: [secretClient(secret)], tokenTtlSeconds: 3600 });
     const smarthost = await startXOAuth2Smarthost({ jwks: server.jwks, issuer: server.issuer, audience: M365_RESOURCE, mailbox: 'relay@contoso.test', key: cert.key, cert: cert.cert });
     const name = 'relay-oauth2-' + suffix;
     try {

@@ -14,6 +14,11 @@ import { freePort } from './ports.js';
 export const M365_RESOURCE = 'https://outlook.office365.com';
 export const M365_SCOPE = 'https://outlook.office365.com/.default';
 
+/** A client that proves itself with a secret (client_secret_post), as an Entra ID app with a client secret. */
+export function secretClient(secret: string, clientId = 'mailfleet-relay'): ClientMetadata {
+  return { client_id: clientId, client_secret: secret, grant_types: ['client_credentials'], redirect_uris: [], response_types: [], token_endpoint_auth_method: 'client_secret_post' };
+}
+
 export interface OAuth2Server {
   issuer: string;
   tokenUrl: string;

@@ -68,10 +68,15 @@ function privateKey(pem: string, file: string): crypto.KeyObject {
   }
 }
 
-/** A Secret key mounted as a file, without the newline an editor may have added. Never in an error message. */
+/** A Secret key mounted as a file: its value, without the newline an editor may have added. Throws the file system's error. */
+export function readMountedSecret(file: string): string {
+  return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+}
+
+/** readMountedSecret, failing as credentials_unreadable. Never the value in an error message. */
 function readSecret(file: string, what: string): string {
   try {
-    return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    return readMountedSecret(file);
   } catch (err) {
     throw new SmarthostAuthFailure('credentials_unreadable', `cannot read the OAuth 2.0 ${what} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: ${file})`);
   }
