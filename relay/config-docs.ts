@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { configSchema, listenerSchema, routeSchema, senderDomainSchema } from './config.js';
+import { signingKeySchema, webhookSchema } from './events/config.js';
 
 interface JsonSchema {
   type?: string | string[];
@@ -94,6 +95,10 @@ export function configReference(): string {
     table('senderDomains[]', 'Domains authenticated users may send from.', senderDomainSchema, {}, 'senderDomains[]'),
     '',
     ...routes.flatMap((r) => [r, '']),
+    table('events.webhooks[]', 'Each webhook that events go to (docs/events.md: the events, the signature, the retries).', webhookSchema, webhookSchema.parse({ name: 'x', url: 'https://h/', signingKeys: [{ id: 'k', secretFile: 's' }] }) as Record<string, unknown>, 'events.webhooks[]'),
+    '',
+    table('events.webhooks[].signingKeys[]', 'The keys a webhook\'s batches are signed with.', signingKeySchema, {}, 'events.webhooks[].signingKeys[]'),
+    '',
   ].join('\n');
 }
 

@@ -10,36 +10,12 @@ import path from 'node:path';
 import { z } from 'zod';
 import YAML from 'yaml';
 import { strict } from './config-strict.js';
+import { byteSize, duration } from './config-units.js';
+import { eventsSchema } from './events/config.js';
 import { smarthostOAuth2Schema } from './delivery/oauth2/config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 
-
-const UNITS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
-
-/** Seconds, given as a number of seconds or a string such as `90s`, `5m`, `1h`, `5d`. */
-export const duration = z.union([z.number().nonnegative(), z.string()]).transform((value, ctx) => {
-  if (typeof value === 'number') return value;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value);
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: `"${value}" is not a duration: write a number of seconds or e.g. 90s, 5m, 1h, 5d` });
-    return z.NEVER;
-  }
-  return Number(m[1]) * UNITS[m[2]!]!;
-});
-
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
-
-/** Bytes, given as a number or a string such as `25MiB`, `100MB`, `512KiB`. */
-export const byteSize = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
-  if (typeof value === 'number') return value;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(value);
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${value}" is not a size: write bytes or e.g. 512KiB, 25MiB, 1GiB` });
-    return z.NEVER;
-  }
-  return Math.round(Number(m[1]) * unit);
-});
+export { byteSize, duration } from './config-units.js';
 
 // 0 asks the system for a free port (tests).
 const port = z.number().int().min(0).max(65535);
@@ -244,6 +220,7 @@ export const configSchema = strict({
         window: duration.default(10).describe('Time kept at the end of the drain for handing the remaining messages to peers.'),
       })
       .prefault({}),
+    events: eventsSchema.prefault({}).describe('What became of each message (received, delivered, deferred, bounced...), sent to webhooks: docs/events.md.'),
     log: strict({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('Log level of the JSON log lines on stdout.') }).prefault({}),
   })
   .superRefine((cfg, ctx) => {
@@ -355,6 +332,10 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
     senderDomains: cfg.senderDomains.map((d) => (d.dkim ? { ...d, dkim: { ...d.dkim, keys: d.dkim.keys.map((k) => ({ ...k, privateKeyFile: abs(k.privateKeyFile) })) } } : d)),
     http: { ...cfg.http, adminTokenFile: cfg.http.adminTokenFile && abs(cfg.http.adminTokenFile) },
     handoff: { ...cfg.handoff, tokenFile: cfg.handoff.tokenFile && abs(cfg.handoff.tokenFile) },
+    events: {
+      ...cfg.events,
+      webhooks: cfg.events.webhooks.map((w) => ({ ...w, caFile: w.caFile && abs(w.caFile), signingKeys: w.signingKeys.map((k) => ({ ...k, secretFile: abs(k.secretFile) })) })),
+    },
     delivery: {
       ...cfg.delivery,
       tlsPolicy: { ...cfg.delivery.tlsPolicy, caFile: cfg.delivery.tlsPolicy.caFile && abs(cfg.delivery.tlsPolicy.caFile) },

@@ -20,6 +20,11 @@ export const MAX_RECIPIENTS = 10_000;
 /** One DKIM-Signature field per key of the signing domain: a few at most. */
 const MAX_SIGNATURES = 8;
 const MAX_SIGNATURE_BYTES = 64 * 1024;
+/** An application's tags and metadata travel on every event: bounded like SendGrid's categories and Mailgun's variables. */
+export const MAX_TAGS = 10;
+export const MAX_TAG = 128;
+export const MAX_METADATA_KEYS = 20;
+export const MAX_METADATA_VALUE = 1000;
 
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -90,13 +95,22 @@ export const envelopeSchema = z.strictObject({
    * signs this mail): later attempts, and a peer that takes the message over, send the same.
    */
   dkimSignature: dkimSignature.optional(),
+  /** The application's tags (header X-Mailfleet-Tags, removed before delivery): carried on every event of the message. */
+  tags: z.array(line(MAX_TAG).min(1)).max(MAX_TAGS).optional(),
+  /** The application's key/value metadata (header X-Mailfleet-Metadata, removed before delivery), on every event. */
+  metadata: z
+    .record(z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a key of letters, digits, _ . -'), line(MAX_METADATA_VALUE))
+    .refine((m) => Object.keys(m).length <= MAX_METADATA_KEYS, `must hold at most ${MAX_METADATA_KEYS} keys`)
+    .optional(),
+  /** Taken over from a peer relay (its queue id there): its events say handed_over, not received. */
+  handedOverFrom: z.string().regex(/^[A-Za-z0-9]{1,64}$/, 'must be a queue id').optional(),
 });
 
 export type Envelope = z.infer<typeof envelopeSchema>;
 export type RecipientState = z.infer<typeof recipientStateSchema>;
 export type RecipientStatus = RecipientState['status'];
 
-export const handoffEnvelopeSchema = envelopeSchema.omit({ id: true }).extend({
+export const handoffEnvelopeSchema = envelopeSchema.omit({ id: true, handedOverFrom: true }).extend({
   /** The queue id at the relay that handed it over, for the logs of both. */
   originId: envelopeSchema.shape.id,
 });

@@ -151,7 +151,7 @@ export async function receiveHandoff(req: http.IncomingMessage, deps: ReceiveDep
     // been the old pod's own (its address, its connections). Attempts and the first acceptance
     // time go on, so backoff and lifetime do.
     const nextAttemptAt = Math.min(envelope.nextAttemptAt, Date.now() + deps.minBackoff() * 1000);
-    const entry = await deps.spool.store({ ...rest, nextAttemptAt, recipients }, body);
+    const entry = await deps.spool.store({ ...rest, nextAttemptAt, recipients, handedOverFrom: originId }, body);
     deps.enqueue(entry);
     deps.received();
     deps.log.info({ event: 'handoff_received', queueId: entry.envelope.id, originId, messageId: envelope.messageId, recipients: recipients.length, attempts: envelope.attempts }, 'message taken over from a peer');
@@ -188,6 +188,8 @@ function toHandoffEnvelope(env: Envelope): HandoffEnvelope {
     nextAttemptAt: env.nextAttemptAt,
     delayNoticeSent: env.delayNoticeSent,
     dkimSignature: env.dkimSignature,
+    tags: env.tags,
+    metadata: env.metadata,
     originId: env.id,
   };
 }

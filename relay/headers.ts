@@ -3,6 +3,7 @@
  * the relay needs (the originator fields, Message-ID, Date), and completed with a Received trace header and
  * a Message-ID and Date where the client left them out (RFC 5321 4.4, RFC 5322 3.6).
  */
+import { isAppField } from './events/app-fields.js';
 import addressparser from 'nodemailer/lib/addressparser';
 
 export interface HeaderFacts {
@@ -14,6 +15,8 @@ export interface HeaderFacts {
   otherOriginators: { field: OriginatorField; value: string }[];
   messageId?: string;
   hasDate: boolean;
+  /** An X-Mailfleet-Tags or X-Mailfleet-Metadata field is present (relay/events/app-fields.ts takes them out). */
+  hasAppFields?: boolean;
 }
 
 export type OriginatorField = 'Sender' | 'Resent-From' | 'Resent-Sender';
@@ -65,7 +68,7 @@ export function headerFacts(header: Buffer): HeaderFacts {
       else if (name === 'date') facts.hasDate = true;
       else if (name === 'message-id') facts.messageId ??= value;
       else facts.otherOriginators.push({ field: OTHER_ORIGINATORS[name]!, value });
-    }
+    } else if (name.startsWith('x-mailfleet-') && isAppField(name)) facts.hasAppFields = true;
     pos = next;
   }
   return facts;

@@ -10,6 +10,7 @@ import { domainOf } from './address.js';
 import { loadSigningKeys } from './dkim-keys.js';
 import type { RelayConfig } from './config.js';
 import { checkSmarthostCredentials } from './delivery/credentials.js';
+import { readSigningKeys } from './events/signature.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { drain } from './drain.js';
@@ -67,6 +68,10 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
   // reload) with the name of an unreadable key before any mail is accepted.
   loadSigningKeys(config.senderDomains);
   checkSmarthostCredentials(config.delivery.route);
+  for (const w of config.events.webhooks) {
+    readSigningKeys(w);
+    if (w.caFile && !fs.existsSync(w.caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read the CA file ${w.caFile} of webhook ${w.name}`, 'mount the CA bundle, or fix events.webhooks[].caFile');
+  }
   const caFile = config.delivery.tlsPolicy.caFile;
   if (caFile && !fs.existsSync(caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile ${caFile}`, 'mount the CA bundle, or fix the path');
   return { config, users, tls };

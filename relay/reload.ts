@@ -16,7 +16,8 @@ export function watchedFiles(configFile: string, c: RelayConfig): string[] {
   const dkimKeys = c.senderDomains.flatMap((d) => d.dkim?.keys.map((k) => k.privateKeyFile) ?? []);
   const route = c.delivery.route;
   const credentials = route.type === 'smarthost' ? [route.credentialsFile, route.usernameFile, route.passwordFile] : [];
-  return [configFile, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile, c.delivery.tlsPolicy.caFile, ...credentials, ...dkimKeys].filter((f): f is string => !!f);
+  const webhooks = c.events.webhooks.flatMap((w) => [w.caFile, ...w.signingKeys.map((k) => k.secretFile)]);
+  return [configFile, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile, c.delivery.tlsPolicy.caFile, ...credentials, ...dkimKeys, ...webhooks].filter((f): f is string => !!f);
 }
 
 export interface Reloader {

@@ -42,6 +42,8 @@ export function envelopeFor(session: SMTPServerSession, m: { id: string; listene
     messageId: m.header.messageId,
     eightBit: bodyType(session) === '8BITMIME' || undefined,
     headerLength: m.header.length,
+    tags: m.header.tags,
+    metadata: m.header.metadata,
     attempts: 0,
     nextAttemptAt: m.now,
   };

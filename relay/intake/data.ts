@@ -6,13 +6,14 @@
  */
 import type { Readable } from 'node:stream';
 import type { SMTPServerSession } from 'smtp-server';
+import { takeAppFields } from '../events/app-fields.js';
 import { addedHeaders, headerEnd, headerFacts, type HeaderFacts, type TraceInfo } from '../headers.js';
 import { refusal } from '../refusals.js';
 import type { SpoolWriter } from '../spool/spool.js';
 import { plainAddress } from './session.js';
 
 /** What the header held, with the Message-ID the message goes out with and the length of the completed header. */
-export type ReceivedHeader = HeaderFacts & { messageId: string };
+export type ReceivedHeader = HeaderFacts & { messageId: string; tags?: string[]; metadata?: Record<string, string> };
 
 /**
  * Where the header section ends in the bytes held so far (pure): 'more' while its end is
@@ -53,8 +54,15 @@ export function traceInfo(session: SMTPServerSession, queueId: string, byHostnam
 export function receiveBody(stream: Readable, writer: SpoolWriter, maxHeaderSize: number, trace: () => TraceInfo): Promise<ReceivedHeader> {
   let head: Buffer | undefined = Buffer.alloc(0);
   let facts: ReceivedHeader | undefined;
-  const complete = (header: Buffer, rest: Buffer) => {
-    const found = headerFacts(header);
+  const complete = (given: Buffer, rest: Buffer) => {
+    let header = given;
+    const found: Omit<ReceivedHeader, 'messageId'> & { messageId?: string } = headerFacts(header);
+    if (found.hasAppFields) {
+      const taken = takeAppFields(header);
+      if (!taken.ok) throw refusal('appFieldInvalid', { problem: taken.problem });
+      header = taken.fields.header;
+      Object.assign(found, { length: header.length, tags: taken.fields.tags, metadata: taken.fields.metadata });
+    }
     const added = addedHeaders(found, trace());
     const addedBuf = Buffer.from(added.text);
     // The facts are this message's own: completed in place (a spread costs ~1 µs on Node 20's V8).

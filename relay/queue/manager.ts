@@ -23,6 +23,7 @@ import { Scheduler, type Unit } from './scheduler.js';
 import { bounceNoticeDue, settle, type RecipientResult } from './settle.js';
 import { signatureOf, type SigningSlot } from './signing.js';
 import type { DsnRecipient } from '../bounce.js';
+import { arrivalEvents, attemptEvent, noticeEvents, type EventContext, type RelayEvent } from '../events/event.js';
 
 export interface QueueSettings {
   hostname: string;
@@ -60,6 +61,11 @@ export interface QueueDeps {
   signer?: DkimSigner;
   /** Told of every recipient that failed for good at the destination (the suppression list listens). */
   onPermanentFailure?: (failure: PermanentFailure) => void;
+  /**
+   * Where events go (relay/events/publisher.ts), written before the progress they tell of is
+   * recorded; without it (or while it wants none) no event is made.
+   */
+  events?: { readonly enabled: boolean; publish(events: readonly RelayEvent[]): void };
 }
 
 export interface PermanentFailure {
@@ -162,6 +168,8 @@ export class QueueManager implements ConnectionHost {
     }
     const record: MessageRecord = { entry, openUnits: byDestination.size, saving: Promise.resolve() };
     this.messages.set(env.id, record);
+    // A message not yet attempted (again after a restart: the same events, the same ids) or taken from a peer.
+    if (!isNotice(env) && (env.attempts === 0 || env.handedOverFrom) && this.deps.events?.enabled) this.deps.events.publish(arrivalEvents(env, this.eventContext(this.now())));
     if (byDestination.size === 0) {
       void this.finish(record);
       return;
@@ -251,6 +259,7 @@ export class QueueManager implements ConnectionHost {
     if (r.result === 'delivered') this.log.info({ event: 'delivered', ...fields }, 'delivered');
     else if (r.result === 'bounced') this.log.info({ event: 'bounced', ...fields }, 'bounced');
     else this.log.info({ event: 'deferred', ...fields, retryAt: r.retryAt !== undefined ? new Date(r.retryAt).toISOString() : undefined }, 'deferred');
+    if (!notice && this.deps.events?.enabled) this.deps.events.publish([attemptEvent(env, this.eventContext(now), r, unit.attempts + 1)]);
     if (r.permanent) this.deps.onPermanentFailure?.({ sender: env.sender, recipient: r.address, statusCode: r.statusCode, reply: r.reply, at: now });
     if (notice) {
       this.metrics.notices.inc({ result: r.result });
@@ -259,6 +268,10 @@ export class QueueManager implements ConnectionHost {
     this.metrics.deliveries.inc({ result: r.result, route: this.route.name, provider });
     this.metrics.senderDomainDeliveries.inc({ sender_domain: configuredDomainOf(env.sender, this.config.senderDomains ?? []) ?? OTHER, result: r.result });
     if (r.result !== 'deferred') this.metrics.residenceSeconds.observe((now - env.receivedAt) / 1000);
+  }
+
+  private eventContext(now: number): EventContext {
+    return { relay: this.config.hostname, senderDomains: this.config.senderDomains ?? [], now };
   }
 
   /** The provider (or lone destination) said it is limiting us: all its mail waits, not just this message. */
@@ -309,6 +322,10 @@ export class QueueManager implements ConnectionHost {
   /** Stores a DSN to the sender and queues it like any message. */
   private async notify(record: MessageRecord, recipients: DsnRecipient[], now = this.now()): Promise<void> {
     const entry = await storeNotice(this.spool, this.config.hostname, record.entry, recipients, now);
+    if (this.deps.events?.enabled && !isNotice(record.entry.envelope)) {
+      const action = recipients[0]?.action === 'delayed' ? 'delayed' : 'failed';
+      this.deps.events.publish(noticeEvents(record.entry.envelope, this.eventContext(now), { queueId: entry.envelope.id, action }, recipients.map((r) => r.address)));
+    }
     this.log.info({ event: 'dsn', queueId: entry.envelope.id, originalQueueId: record.entry.envelope.id, action: recipients[0]?.action, recipients: recipients.length }, 'delivery status notification queued');
     this.enqueue(entry);
   }

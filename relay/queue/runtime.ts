@@ -21,6 +21,7 @@ import { DkimSigner } from '../dkim.js';
 import type { SegmentCount } from '../spool/journal-format.js';
 import type { SegmentSealed } from '../spool/journal-writer.js';
 import { QueueMetrics } from '../metrics.js';
+import { EventPublisher } from '../events/publisher.js';
 import { QueueManager, type PermanentFailure, type QueueSettings } from './manager.js';
 import { Spool, type SpoolEntry } from '../spool/spool.js';
 
@@ -75,6 +76,7 @@ export class QueueRuntime {
   private readonly manager: QueueManager;
   private readonly spool: Spool;
   private readonly metrics: QueueMetrics;
+  private readonly events: EventPublisher;
   private config: RelayConfig;
 
   constructor(
@@ -86,6 +88,7 @@ export class QueueRuntime {
     this.spool = new Spool(config.spool.dir, { role: 'delivery' });
     const ref: { manager?: QueueManager } = {};
     this.metrics = new QueueMetrics(() => ref.manager!.scheduler.stats(Date.now()));
+    this.events = new EventPublisher(config.events, { spoolDir: config.spool.dir, registry: this.metrics.registry, log, now: Date.now });
     this.manager = ref.manager = new QueueManager(queueSettings(config), {
       spool: this.spool,
       route: routeFor(config, log),
@@ -94,6 +97,7 @@ export class QueueRuntime {
       now: Date.now,
       onPermanentFailure: (failure) => send({ type: 'permanentFailure', failure }),
       signer: DkimSigner.fromConfig(config.senderDomains),
+      events: this.events,
     });
   }
 
@@ -124,8 +128,10 @@ export class QueueRuntime {
         break;
       case 'stop':
         // Every done mark is written before the answer: the main thread then reads a spool that is up to date.
+        // The webhooks go on sending what the last deliveries made until the same deadline.
         void this.manager
           .stop(m.deadlineMs)
+          .then(() => this.events.stop(m.deadlineMs))
           .then(() => this.spool.close())
           .then(() => this.send({ type: 'reply', id: m.id, value: this.manager.size }));
         break;
@@ -142,6 +148,7 @@ export class QueueRuntime {
     const routeChanged = JSON.stringify(config.delivery) !== JSON.stringify(this.config.delivery);
     this.config = config;
     this.manager.reconfigure(queueSettings(config), routeChanged ? this.routeFor(config) : undefined, this.signerFor(config));
+    this.events.reconfigure(config.events);
   }
 
   /** The new route; one that cannot be made (a CA file gone since the main thread checked) keeps the old. */

@@ -54,7 +54,7 @@ describe('settle: one attempt in, recipients and what follows out (no sockets, n
   it('a 5xx bounces at once and is marked permanent (the suppression list hears of it); the unit is done', () => {
     const s = settle(input({ outcomes: [outcome('a@one.test', 'failed', '550 5.1.1 no such user', '5.1.1'), outcome('b@one.test', 'delivered', '250 ok', '2.0.0')] }));
     expect(s.next).toEqual({ kind: 'done' });
-    expect(s.results[0]).toMatchObject({ result: 'bounced', permanent: true, statusCode: '5.1.1' });
+    expect(s.results[0]).toMatchObject({ result: 'bounced', permanent: true, expired: false, statusCode: '5.1.1' });
     expect(s.recipients[0]).toMatchObject({ status: 'failed' });
   });
 
@@ -63,7 +63,7 @@ describe('settle: one attempt in, recipients and what follows out (no sockets, n
     const s = settle(input({ now, outcomes: [outcome('a@one.test', 'deferred', '421 4.7.0 busy', '4.7.0')], decideRetry: () => ({ kind: 'expired' }) }));
     expect(s.next).toEqual({ kind: 'done' });
     expect(s.recipients[0]).toMatchObject({ status: 'failed', statusCode: '4.4.7', lastReply: 'message expired after 120 h in the queue; last reply: 421 4.7.0 busy' });
-    expect(s.results[0]).toMatchObject({ result: 'bounced', permanent: false });
+    expect(s.results[0]).toMatchObject({ result: 'bounced', permanent: false, expired: true });
     const after = envelope({ recipients: [s.recipients[0]!, { address: 'b@one.test', status: 'delivered' }] });
     expect(bounceNoticeDue(after, now)).toEqual([expect.objectContaining({ address: 'a@one.test', action: 'failed', status: '4.4.7' })]);
   });
