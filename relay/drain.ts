@@ -1,12 +1,14 @@
 /**
  * The relay's drain on SIGTERM: no new mail, open sessions finish their transaction, delivery
  * goes on until the deadline (shutdown.drainTimeout) or, with a fleet to hand to, until
- * handoff.window before it, and what is left goes to a peer (relay/handoff.ts) or stays in the
- * spool, intact, for the next start. Ends with every file closed and the spool lock released.
+ * handoff.window before it, and what is left goes to a peer (relay/handoff.ts; then the events
+ * the webhooks have not taken, relay/events/handoff.ts) or stays in the spool, intact, for the
+ * next start. Ends with every file closed and the spool lock released.
  */
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
+import { handOffEvents } from './events/handoff.js';
 import { findPeers, handOffSpool, readToken } from './handoff.js';
 import type { ListenerSet } from './listeners.js';
 import type { IntakeMetrics } from './metrics.js';
@@ -52,6 +54,11 @@ export async function drain(d: DrainDeps): Promise<void> {
     metrics.handoffMessages.inc({ direction: 'left' }, result.left);
     log.info({ event: 'handoff', handed: result.handed, left: result.left, peers }, `handed ${result.handed} message(s) to peers; ${result.left} stay`);
     left = result.left;
+    const webhooks = d.config.events.webhooks.map((w) => w.name);
+    if (webhooks.length) {
+      const events = await handOffEvents({ spoolDir: d.spool.dir, webhooks, peers, token: token!, deadline, log });
+      if (events.handed || events.left) log.info({ event: 'events_handoff', handed: events.handed, left: events.left }, `handed ${events.handed} event(s) the webhooks had not taken to peers; ${events.left} stay`);
+    }
   } else if (token && left !== 0) {
     log.warn({ event: 'handoff', handed: 0, left, peers: [] }, 'no peer to hand the remaining mail to: it stays in the spool');
   }

@@ -1,19 +1,21 @@
 /**
  * The relay's HTTP endpoint: /metrics for Prometheus, /healthz (alive) and /readyz (take
  * traffic), and, with a bearer token configured, /admin (the suppression list) and
- * /internal/handoff (relay/handoff.ts).
+ * /internal/handoff (relay/handoff.ts) and /internal/handoff/events (relay/events/handoff.ts).
  *
  * Anyone who can reach the port can open connections and send headers before any token is
  * checked, so what one request and all of them may hold is bounded: 64 KiB of headers (the
  * handoff envelope travels in the body; see MAX_HEADER_BYTES), headers within 10 s and a whole request
  * within 2 minutes, at most MAX_CONNECTIONS connections and MAX_CONNECTIONS_PER_CLIENT from
  * one address (Prometheus, the kubelet's probes and peers each come from their own), and no
- * request body except an authenticated handoff's, whose size relay/handoff.ts bounds.
+ * request body except an authenticated handoff's, whose size relay/handoff.ts (and
+ * relay/events/handoff.ts) bounds.
  */
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
+import { EVENTS_HANDOFF_PATH } from './events/handoff.js';
 import { HANDOFF_PATH, HANDOFF_VERSION_HEADER } from './handoff.js';
 
 /**
@@ -93,6 +95,8 @@ export interface HttpOptions {
   admin?: AdminApi;
   /** Takes a message from a peer relay (relay/handoff.ts). */
   handoff?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
+  /** Takes a stopping peer's events (relay/events/handoff.ts). */
+  handoffEvents?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
 }
 
 function serve(opts: HttpOptions, req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -103,7 +107,7 @@ function serve(opts: HttpOptions, req: http.IncomingMessage, res: http.ServerRes
   };
   const [pathname = '/', query] = (req.url ?? '/').split('?');
   const tokenFile = opts.admin?.tokenFile();
-  const handoff = pathname === HANDOFF_PATH ? opts.handoff : undefined;
+  const handoff = pathname === HANDOFF_PATH ? opts.handoff : pathname === EVENTS_HANDOFF_PATH ? opts.handoffEvents : undefined;
   if (!handoff && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)) {
     reply(413, 'this endpoint takes no request body\n');
   } else if (pathname === '/metrics') {

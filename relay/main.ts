@@ -17,7 +17,8 @@ import { drain } from './drain.js';
 import type { IntakePolicy } from './intake/deps.js';
 import { ListenerSet } from './listeners.js';
 import { createLogger } from './log.js';
-import { receiveHandoff } from './handoff.js';
+import { readToken, receiveHandoff } from './handoff.js';
+import { receiveEvents } from './events/handoff.js';
 import { exposition, IntakeMetrics } from './metrics.js';
 import { WorkerQueue, type QueueHandle } from './queue/client.js';
 import type { PermanentFailure } from './queue/manager.js';
@@ -150,6 +151,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         receiving--;
       }
     },
+    handoffEvents: (req) => receiveEvents(req, { token: () => readToken(policy.config.handoff.tokenFile), accepting: () => !draining, publish: (events) => queue.publish(events), log }),
     admin: {
       tokenFile: () => policy.config.http.adminTokenFile,
       suppressions: (domain) => suppressions.list(domain).map(suppressionJson),

@@ -48,6 +48,8 @@ export interface OutboxOptions {
   onError?: (err: Error) => void;
 }
 
+/** The outbox's directory in the spool. */
+export const EVENTS_DIR = 'events';
 const SEGMENT = /^(\d{8})\.jsonl$/;
 const CURSORS = 'cursors.json';
 /** A segment is closed at this size (or a quarter of maxBytes), so dropping and deleting go in steps. */
@@ -121,9 +123,9 @@ export class EventOutbox {
     this.enforceLimit();
   }
 
-  /** Up to `max` events for `webhook` from its place on, those `wanted` says it takes; undefined when it is at the end. */
-  async read(webhook: string, max: number, wanted: (e: RelayEvent) => boolean = () => true): Promise<OutboxBatch | undefined> {
-    let at = this.cursors.get(webhook);
+  /** Up to `max` events for `webhook` from its place (or `from`) on, those `wanted` says it takes; undefined when it is at the end. */
+  async read(webhook: string, max: number, wanted: (e: RelayEvent) => boolean = () => true, from?: OutboxCursor): Promise<OutboxBatch | undefined> {
+    let at = from ?? this.cursors.get(webhook);
     if (!at || this.atEnd(at)) return undefined;
     const events: RelayEvent[] = [];
     let unreadable = 0;

@@ -10,11 +10,10 @@ import type client from 'prom-client';
 import type { EventsConfig } from './config.js';
 import type { RelayEvent } from './event.js';
 import { EventMetrics } from './metrics.js';
-import { EventOutbox } from './outbox.js';
+import { EVENTS_DIR, EventOutbox } from './outbox.js';
 import { readSigningKeys } from './signature.js';
 import { WebhookSender } from './webhook.js';
 
-export const EVENTS_DIR = 'events';
 const USER_AGENT = 'mailfleet-relay (+https://github.com/mailfleet/mailfleet/blob/main/docs/events.md)';
 
 export interface PublisherDeps {

@@ -11,6 +11,7 @@ import { Worker } from 'node:worker_threads';
 import type { RelayConfig } from '../config.js';
 import type { SegmentCount } from '../spool/journal-format.js';
 import type { SegmentSealed } from '../spool/journal-writer.js';
+import type { RelayEvent } from '../events/event.js';
 import type { PermanentFailure } from './manager.js';
 import type { FromQueue, MetricsJson, ToQueue } from './runtime.js';
 import type { QueueStats } from './scheduler.js';
@@ -31,6 +32,8 @@ export interface QueueHandle {
   stop(deadlineMs: number): Promise<number>;
   stats(): Promise<QueueStats>;
   metrics(): Promise<MetricsJson>;
+  /** Puts a stopping peer's events in this relay's outbox; resolves with how many were taken (0: no webhook here). */
+  publish(events: RelayEvent[]): Promise<number>;
 }
 
 const NO_STATS: QueueStats = { ready: 0, deferred: 0, inflight: 0, oldestReadySeconds: 0, overdueSeconds: 0 };
@@ -105,6 +108,10 @@ export abstract class QueueClient implements QueueHandle {
 
   async stats(): Promise<QueueStats> {
     return ((await this.ask({ type: 'stats', id: 0 })) as QueueStats | undefined) ?? NO_STATS;
+  }
+
+  async publish(events: RelayEvent[]): Promise<number> {
+    return ((await this.ask({ type: 'publish', events, id: 0 })) as number | undefined) ?? 0;
   }
 
   async metrics(): Promise<MetricsJson> {

@@ -6,7 +6,7 @@
  *
  * Data flows one way. In: the entries intake accepted (and those recovered at the start), the
  * journal segments the writer sealed (and the recovered ones, with their counts, in start),
- * config changes, and questions. Out (FromQueue), besides the spool, logs and metrics: the
+ * config changes, a stopping peer's events, and questions. Out (FromQueue), besides the spool, logs and metrics: the
  * answers to questions (start, stats, metrics, stop) and the recipients that failed for good
  * (the suppression list lives in the main thread, where intake reads it). Nothing the queue
  * does to a message goes back: its state files, removal, done marks and segment deletion are
@@ -22,6 +22,7 @@ import type { SegmentCount } from '../spool/journal-format.js';
 import type { SegmentSealed } from '../spool/journal-writer.js';
 import { QueueMetrics } from '../metrics.js';
 import { EventPublisher } from '../events/publisher.js';
+import type { RelayEvent } from '../events/event.js';
 import { QueueManager, type PermanentFailure, type QueueSettings } from './manager.js';
 import { Spool, type SpoolEntry } from '../spool/spool.js';
 
@@ -35,6 +36,7 @@ export type ToQueue =
   | { type: 'reconfigure'; config: RelayConfig }
   | { type: 'stop'; deadlineMs: number; id: number }
   | { type: 'stats'; id: number }
+  | { type: 'publish'; events: RelayEvent[]; id: number }
   | { type: 'metrics'; id: number };
 
 /** Messages from the queue: answers, and permanent failures for the suppression list. */
@@ -137,6 +139,10 @@ export class QueueRuntime {
         break;
       case 'stats':
         this.send({ type: 'reply', id: m.id, value: this.manager.scheduler.stats(Date.now()) });
+        break;
+      case 'publish':
+        // A stopping peer's events (relay/events/handoff.ts): answered once they are in the outbox.
+        this.send({ type: 'reply', id: m.id, value: this.events.enabled ? (this.events.publish(m.events), m.events.length) : 0 });
         break;
       case 'metrics':
         void this.metrics.registry.getMetricsAsJSON().then((value) => this.send({ type: 'reply', id: m.id, value }));
