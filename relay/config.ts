@@ -36,6 +36,10 @@ export const listenerSchema = strict({
     allowInsecureAuth: z.boolean().default(false).describe('Allow AUTH without TLS. Only for development listeners on loopback.'),
     trustedNetworks: z.array(cidr).default([]).describe('Client addresses that may relay without AUTH (like Postfix mynetworks).'),
     greetingDelay: duration.default(0).describe('Pause before the greeting to catch clients that talk too early (postscreen-like). 0 turns it off, right for submission from applications.'),
+    role: z
+      .enum(['relay', 'bounces'])
+      .default('relay')
+      .describe("`relay` takes mail to send on; `bounces` takes only the reports (RFC 3464 DSNs, RFC 5965 complaints) that other servers send to the sender domains' return paths (`senderDomains[].returnPath`), from anyone, and relays nothing: the MX of the return path domains. See docs/events.md."),
   })
   .describe('An SMTP listener.');
 
@@ -76,6 +80,9 @@ export const senderDomainSchema = strict({
   spf: strict(spfSchema.shape).prefault({}).describe('The SPF record to recommend; the route and `delivery.egressAddresses` add what the relay itself needs.'),
   dmarc: strict(dmarcSchema.shape).prefault({}).describe('The DMARC record to recommend.'),
   mtaSts: mtaStsPublishSchema.optional().describe('Publish an MTA-STS policy for this domain (`_mta-sts` TXT and the policy file).'),
+  returnPath: domainName
+    .optional()
+    .describe("A domain for this sender domain's return path (the envelope sender, VERP: `b+TOKEN@RETURN-PATH`), whose MX is a `bounces` listener: bounces that arrive after the 250, and complaints, become events and suppressions. A subdomain such as bounces.example.com keeps SPF aligned (relaxed). Needs `bounces.keyFile`."),
   tlsRpt: strict({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/, 'a mailto: or https: URI')).min(1) }).optional().describe('Publish a TLS-RPT record (`_smtp._tls`).'),
 });
 
@@ -220,6 +227,11 @@ export const configSchema = strict({
         window: duration.default(10).describe('Time kept at the end of the drain for handing the remaining messages to peers.'),
       })
       .prefault({}),
+    bounces: strict({
+        keyFile: z.string().describe('A file (a Secret shared by the fleet) holding the key that signs the return path tokens, at least 32 characters: any relay of the fleet can then read a report without a lookup.'),
+      })
+      .optional()
+      .describe('Return paths and the reports sent to them (needed with `senderDomains[].returnPath` or a `bounces` listener).'),
     events: eventsSchema.prefault({}).describe('What became of each message (received, delivered, deferred, bounced...), sent to webhooks: docs/events.md.'),
     log: strict({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('Log level of the JSON log lines on stdout.') }).prefault({}),
   })
@@ -269,6 +281,13 @@ export const configSchema = strict({
     if (cfg.handoff.tokenFile && cfg.handoff.window >= cfg.shutdown.drainTimeout) {
       ctx.addIssue({ code: 'custom', path: ['handoff', 'window'], message: `the handoff window (${cfg.handoff.window} s) must be shorter than shutdown.drainTimeout (${cfg.shutdown.drainTimeout} s)` });
     }
+    cfg.listeners.forEach((l, i) => {
+      if (l.role === 'bounces' && l.auth !== 'none') ctx.addIssue({ code: 'custom', path: ['listeners', i, 'auth'], message: `listener "${l.name}" takes bounces from any server: set auth to none` });
+      if (l.role === 'bounces' && !cfg.bounces) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'role'], message: `listener "${l.name}" takes bounces, but bounces.keyFile is not set: the return path tokens cannot be checked` });
+    });
+    cfg.senderDomains.forEach((d, i) => {
+      if (d.returnPath && !cfg.bounces) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'returnPath'], message: `${d.domain} has a return path, but bounces.keyFile is not set: its tokens cannot be signed` });
+    });
     if (cfg.retry.minBackoff > cfg.retry.maxBackoff) {
       ctx.addIssue({ code: 'custom', path: ['retry', 'minBackoff'], message: 'minBackoff must not exceed maxBackoff' });
     }
@@ -332,6 +351,7 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
     senderDomains: cfg.senderDomains.map((d) => (d.dkim ? { ...d, dkim: { ...d.dkim, keys: d.dkim.keys.map((k) => ({ ...k, privateKeyFile: abs(k.privateKeyFile) })) } } : d)),
     http: { ...cfg.http, adminTokenFile: cfg.http.adminTokenFile && abs(cfg.http.adminTokenFile) },
     handoff: { ...cfg.handoff, tokenFile: cfg.handoff.tokenFile && abs(cfg.handoff.tokenFile) },
+    bounces: cfg.bounces && { keyFile: abs(cfg.bounces.keyFile) },
     events: {
       ...cfg.events,
       webhooks: cfg.events.webhooks.map((w) => ({ ...w, caFile: w.caFile && abs(w.caFile), signingKeys: w.signingKeys.map((k) => ({ ...k, secretFile: abs(k.secretFile) })) })),

@@ -11,6 +11,8 @@ import { loadSigningKeys } from './dkim-keys.js';
 import type { RelayConfig } from './config.js';
 import { checkSmarthostCredentials } from './delivery/credentials.js';
 import { readSigningKeys } from './events/signature.js';
+import { readBouncesKey } from './bounces/return-path.js';
+import type { RelayEvent } from './events/event.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
 import { drain } from './drain.js';
@@ -73,9 +75,10 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
     readSigningKeys(w);
     if (w.caFile && !fs.existsSync(w.caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read the CA file ${w.caFile} of webhook ${w.name}`, 'mount the CA bundle, or fix events.webhooks[].caFile');
   }
+  const bouncesKey = config.bounces ? readBouncesKey(config.bounces.keyFile) : undefined;
   const caFile = config.delivery.tlsPolicy.caFile;
   if (caFile && !fs.existsSync(caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile ${caFile}`, 'mount the CA bundle, or fix the path');
-  return { config, users, tls };
+  return { config, users, tls, bouncesKey };
 }
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
@@ -123,7 +126,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   if (report.corrupt.length) log.error({ event: 'corrupt', files: report.corrupt }, `unreadable spool files moved to ${opts.config.spool.dir}/corrupt/`);
   const metricsText = async () => exposition([await metrics.registry.getMetricsAsJSON(), await queue.metrics()]);
 
-  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining, suppressions };
+  const intakeDeps = { spool, metrics, log, policy: () => policy, accepted: (e: Parameters<QueueHandle['enqueue']>[0]) => queue.enqueue(e), accepting: () => !draining, suppressions, publish: (events: RelayEvent[]) => queue.publish(events) };
   const listeners = new ListenerSet(intakeDeps);
   await listeners.start();
 

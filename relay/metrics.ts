@@ -46,6 +46,8 @@ export class IntakeMetrics {
   readonly handoffMessages: client.Counter<'direction'>;
   readonly suppressionAdditions: client.Counter;
   readonly suppressionRefusals: client.Counter<'action'>;
+  readonly reports: client.Counter<'kind' | 'result'>;
+  readonly senderDomainReports: client.Counter<'sender_domain' | 'type'>;
 
   constructor() {
     const registers = [this.registry];
@@ -72,6 +74,18 @@ export class IntakeMetrics {
       name: `${PREFIX}spool_write_seconds`,
       help: 'Time to make an accepted message durable (write, fsync file and directory).',
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers,
+    });
+    this.reports = new client.Counter({
+      name: `${PREFIX}reports_total`,
+      help: 'Reports that reached a return path (a `bounces` listener): kind dsn, complaint or other; result taken (it named a message this fleet sent) or ignored.',
+      labelNames: ['kind', 'result'],
+      registers,
+    });
+    this.senderDomainReports = new client.Counter({
+      name: `${PREFIX}sender_domain_reports_total`,
+      help: 'What reports to the return paths said, per recipient and sender domain: bounced and deferred (DSNs after the 250), complained (feedback reports). Complaint rate: complained over delivered.',
+      labelNames: ['sender_domain', 'type'],
       registers,
     });
     this.suppressionAdditions = new client.Counter({ name: `${PREFIX}suppression_additions_total`, help: 'Recipients put on the suppression list after a hard bounce.', registers });

@@ -197,3 +197,13 @@ describe('MTA-STS and TLS-RPT', () => {
     expect([tls.name, tls.value]).toEqual(['_smtp._tls.example.test', 'v=TLSRPTv1; rua=mailto:tls@example.test,https://reports.example.test/tls']);
   });
 });
+
+describe('a return path', () => {
+  it('gets the SPF record of its sender domain (receivers check SPF against the envelope sender), and a warning that it needs an MX', () => {
+    const result = recordsFor(domain({ returnPath: 'bounces.example.test' }), MX, []);
+    const spf = result.records.filter((r) => r.purpose === 'spf');
+    expect(spf.map((r) => r.name)).toEqual(['example.test', 'bounces.example.test']);
+    expect(spf[1]!.value).toBe(spf[0]!.value);
+    expect(result.warnings.join('\n')).toMatch(/bounces\.example\.test needs an MX record naming the public host of the relays' bounces listener/);
+  });
+});

@@ -43,6 +43,8 @@ export interface SenderDomainRecordsInput {
   dmarc: { policy: DmarcPolicy; subdomainPolicy?: DmarcPolicy | undefined; rua: string[]; pct: number; alignment: 'relaxed' | 'strict' };
   mtaSts?: { mode: 'enforce' | 'testing' | 'none'; mx: string[]; maxAge: number } | undefined;
   tlsRpt?: { rua: string[] } | undefined;
+  /** The VERP return path domain (the envelope sender's domain, so SPF is checked there). */
+  returnPath?: string | undefined;
 }
 
 /** How the relay sends mail, which decides what SPF must allow. */
@@ -101,6 +103,12 @@ export function recordsFor(domain: SenderDomainRecordsInput, facts: RelayFacts, 
     policies.push(policy);
   }
   if (domain.tlsRpt) records.push(txt(`_smtp._tls.${domain.domain}`, `v=TLSRPTv1; rua=${domain.tlsRpt.rua.join(',')}`, 'tls-rpt'));
+  if (domain.returnPath) {
+    // Receivers check SPF against the envelope sender's domain: with VERP, the return path's.
+    const spf = records[0]!;
+    records.push(txt(domain.returnPath, spf.value, 'spf', { note: `the return path of ${domain.domain}: SPF is checked against the envelope sender's domain` }));
+    warnings.push(`${domain.returnPath} needs an MX record naming the public host of the relays' bounces listener (for example \`${domain.returnPath}. MX 10 bounces-mx.${domain.domain}.\`), or its bounces and complaints are lost`);
+  }
   return { domain: domain.domain, records, policies, warnings };
 }
 

@@ -6,7 +6,7 @@
  */
 
 /** Why the relay refused something in an SMTP session (the metric's bounded label set). */
-export const REJECTION_REASONS = ['auth', 'auth_required', 'tls_required', 'relay_denied', 'sender_denied', 'bad_address', 'size', 'recipients', 'rate', 'connections', 'storage', 'suppressed', 'malformed'] as const;
+export const REJECTION_REASONS = ['auth', 'auth_required', 'tls_required', 'relay_denied', 'sender_denied', 'bad_address', 'size', 'recipients', 'rate', 'connections', 'storage', 'suppressed', 'malformed', 'not_return_path'] as const;
 export type RejectionReason = (typeof REJECTION_REASONS)[number];
 
 interface RefusalSpec {
@@ -49,6 +49,8 @@ export const REFUSALS = {
   notMailbox: { code: 553, enhanced: '5.1.3', reason: 'bad_address', when: 'RCPT TO an address that is not local-part@domain.tld.', text: (v: { rcpt: string }) => `<${v.rcpt}>: Recipient address must be user@domain` },
   routedAddress: { code: 553, enhanced: '5.1.3', reason: 'bad_address', when: 'RCPT TO a source route, or a local part with %, ! or @ (addresses that pick their own next hop).', text: (v: { rcpt: string }) => `<${v.rcpt}>: Source-routed, percent-hack and UUCP addresses are not accepted` },
   tooManyRecipients: { code: 452, enhanced: '4.5.3', reason: 'recipients', when: 'RCPT TO beyond limits.maxRecipients in one message (a repeated address does not count twice).', text: (v: { limit: number }) => `Too many recipients (limit ${v.limit}): send the others in another message` },
+  notReturnPath: { code: 550, enhanced: '5.1.1', reason: 'not_return_path', when: 'RCPT TO on a `bounces` listener an address that is no return path this fleet made (nor fbl@ a return path domain): it takes reports, and relays nothing.', text: (v: { rcpt: string }) => `<${v.rcpt}>: no such return path here; this server takes only bounces and complaints for mail it sent` },
+  reportUnreadable: { code: 451, enhanced: '4.3.0', reason: 'storage', when: 'A report to a return path whose events could not be written (the outbox failed): the reporting server tries again.', text: () => 'Could not record the report, try again later' },
   suppressed: { code: 550, enhanced: '5.1.1', reason: 'suppressed', when: "RCPT TO a recipient on the sender domain's suppression list, with suppression.action: refuse.", text: (v: { rcpt: string; why: string }) => `<${v.rcpt}>: ${v.why}; remove with mailfleet suppressions remove` },
 
   // DATA.

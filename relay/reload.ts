@@ -17,7 +17,7 @@ export function watchedFiles(configFile: string, c: RelayConfig): string[] {
   const route = c.delivery.route;
   const credentials = route.type === 'smarthost' ? [route.credentialsFile, route.usernameFile, route.passwordFile] : [];
   const webhooks = c.events.webhooks.flatMap((w) => [w.caFile, ...w.signingKeys.map((k) => k.secretFile)]);
-  return [configFile, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile, c.delivery.tlsPolicy.caFile, ...credentials, ...dkimKeys, ...webhooks].filter((f): f is string => !!f);
+  return [configFile, c.tls?.certFile, c.tls?.keyFile, c.auth?.usersFile, c.delivery.tlsPolicy.caFile, ...credentials, ...dkimKeys, ...webhooks, c.bounces?.keyFile].filter((f): f is string => !!f);
 }
 
 export interface Reloader {

@@ -48,6 +48,10 @@ export interface ListedSuppression extends Suppression {
 /** A permanent delivery failure, as the queue reports it. */
 export interface HardBounceCandidate {
   sender: string;
+  /** The sender domain, when the sender is not known (a report to a return path names only the domain). */
+  senderDomain?: string;
+  /** A complaint (RFC 5965 report): listed whatever the status code. */
+  complaint?: boolean;
   recipient: string;
   statusCode: string;
   reply: string;
@@ -73,9 +77,13 @@ const SWEEP_EVERY_MS = 3600_000;
 
 const keyOf = (senderDomain: string, recipient: string) => `${senderDomain}\0${recipient}`;
 
+/** How a complaint's entry starts its reply: "complaint (abuse) reported by ...". */
+export const COMPLAINT_PREFIX = 'complaint ';
+
 /** "suppressed since 2026-11-28T10:00:00Z after a hard bounce (550 5.1.1 ...)": for RCPT replies and DSNs. */
 export function describeSuppression(s: Suppression): string {
-  return `suppressed since ${new Date(s.since).toISOString().replace(/\.\d{3}Z$/, 'Z')} after a hard bounce (${s.reply})`;
+  const after = s.reply.startsWith(COMPLAINT_PREFIX) ? 'a complaint' : 'a hard bounce';
+  return `suppressed since ${new Date(s.since).toISOString().replace(/\.\d{3}Z$/, 'Z')} after ${after} (${s.reply})`;
 }
 
 export function suppressionJson(s: ListedSuppression) {
@@ -144,10 +152,11 @@ export class SuppressionList {
    * failure does not count).
    */
   add(bounce: HardBounceCandidate): boolean {
-    if (!bounce.sender || !isHardBounce(bounce.statusCode)) return false;
-    const fresh = !this.lookup(bounce.sender, bounce.recipient);
+    const senderDomain = bounce.senderDomain ?? (bounce.sender ? domainOf(bounce.sender) : '');
+    if (!senderDomain || (!bounce.complaint && !isHardBounce(bounce.statusCode))) return false;
+    const fresh = !this.lookup(`postmaster@${senderDomain}`, bounce.recipient);
     const reply = bounce.reply.replace(/\s+/g, ' ').trim().slice(0, MAX_REPLY);
-    const line: Line = { op: 'add', senderDomain: domainOf(bounce.sender), recipient: bounce.recipient.toLowerCase(), at: new Date(bounce.at).toISOString(), statusCode: bounce.statusCode, reply };
+    const line: Line = { op: 'add', senderDomain, recipient: bounce.recipient.toLowerCase(), at: new Date(bounce.at).toISOString(), statusCode: bounce.statusCode, reply };
     this.apply(line);
     this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
     return fresh;

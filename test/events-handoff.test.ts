@@ -36,6 +36,7 @@ describe('events and the scale-down handoff', () => {
     const b = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: liveSink.port, tls: 'none' } }, retry: { minBackoff: '300ms', maxBackoff: '1s' }, handoff: { tokenFile: path.join(dir, 'token') }, events });
     stops.push(() => b.stop());
     const a = await startTestRelay({
+      hostname: 'relay-a.test',
       delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: deadSink.port, tls: 'none' } },
       retry: { minBackoff: '1h', maxBackoff: '2h' },
       shutdown: { drainTimeout: '4s' },
@@ -45,15 +46,18 @@ describe('events and the scale-down handoff', () => {
     stops.push(() => a.stop());
     for (let n = 0; n < 5; n++) expect(await submit(a.ports.open!, 'app@example.test', [`user${n}@dest.test`], `Subject: ${n}\r\n\r\nHi.\r\n`)).toMatch(/^250/);
     await waitFor(async () => (await a.queueStats()).deferred === 5, 'every message deferred at A');
-    const aQueueIds = (await a.spooled()).map((e) => e.id).sort();
 
     await a.shutdown();
     receiver.failNext(0);
     await waitFor(() => receiver.events.filter((e) => e.type === 'delivered').length === 5, 'five deliveries by B at the webhook', 15_000);
     await waitFor(() => receiver.events.filter((e) => e.type === 'deferred').length === 5, "A's five deferrals, handed to B", 15_000);
     const of = (type: string) => receiver.events.filter((e) => e.type === type);
-    expect(of('received').map((e) => e.queueId).sort()).toEqual(aQueueIds);
-    expect(of('received').every((e) => e.relay === 'relay.test')).toBe(true);
+    // What A made, sent by B's webhook: A's queue ids, and A's name as the relay where it happened.
+    const aQueueIds = of('received').map((e) => e.queueId).sort();
+    expect(new Set(aQueueIds).size).toBe(5);
+    expect(of('received').every((e) => e.relay === 'relay-a.test')).toBe(true);
+    expect(of('deferred').every((e) => e.relay === 'relay-a.test')).toBe(true);
+    expect(of('handed_over').every((e) => e.relay === 'relay.test')).toBe(true);
     expect(of('deferred').map((e) => e.queueId).sort()).toEqual(aQueueIds);
     expect(of('handed_over').map((e) => (e.handoff as { originQueueId: string }).originQueueId).sort()).toEqual(aQueueIds);
     // B delivers under its own queue ids; each handed_over event names the one it came from.

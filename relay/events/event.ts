@@ -14,7 +14,7 @@ import { configuredDomainOf, domainOf } from '../address.js';
 import type { Envelope } from '../envelope.js';
 import { isHardBounce } from '../suppression.js';
 
-export const EVENT_TYPES = ['received', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'handed_over', 'notice_sent'] as const;
+export const EVENT_TYPES = ['received', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'handed_over', 'notice_sent', 'complained'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /** The version of the JSON below; a field is only ever added within one version. */
@@ -64,6 +64,8 @@ export interface RelayEvent {
   retryAt?: string;
   /** notice_sent: the notice (DSN) the relay queued to the sender. */
   notice?: { queueId: string; action: 'failed' | 'delayed' };
+  /** A bounce or delay reported later by a DSN to the return path, or a complaint: what the report said. */
+  report?: { kind: 'dsn' | 'complaint'; reportingMta?: string; feedbackType?: string; userAgent?: string };
   /** handed_over: the message was taken over from a peer relay that was stopping. */
   handoff?: { originQueueId: string };
   tags?: string[];
@@ -81,7 +83,7 @@ export interface EventContext {
 }
 
 /** A stable id: the same thing happening again (after a crash) gets the same id. */
-export function eventId(queueId: string, recipient: string, type: EventType, attempt: number): string {
+export function eventId(queueId: string, recipient: string, type: EventType, attempt: number | string): string {
   return crypto.createHash('sha256').update(`${queueId}\0${recipient}\0${type}\0${attempt}`).digest('hex').slice(0, 32);
 }
 
@@ -164,6 +166,37 @@ export function attemptEvent(env: EventEnvelope, ctx: EventContext, r: AttemptRe
 /** The relay queued a notice (DSN) to the sender about these recipients. */
 export function noticeEvents(env: EventEnvelope, ctx: EventContext, notice: { queueId: string; action: 'failed' | 'delayed' }, recipients: readonly string[]): RelayEvent[] {
   return recipients.map((address) => ({ ...base(env, ctx, 'notice_sent', address, 0), id: eventId(env.id, address, 'notice_sent', notice.action === 'failed' ? 1 : 0), notice }));
+}
+
+/** What a report to a return path (relay/bounces/report.ts) is about: the message its token names. */
+export interface ReportSubject {
+  queueId: string;
+  senderDomain: string;
+  messageId?: string;
+}
+
+/**
+ * A bounce or a delay that a DSN reported after the message was handed on (type bounced or
+ * deferred, `report.kind` dsn), or a complaint (complained). Ids from the report's content:
+ * the same report delivered twice is the same event.
+ */
+export function reportEvent(subject: ReportSubject, ctx: Omit<EventContext, 'senderDomains'>, r: { type: 'bounced' | 'deferred' | 'complained'; recipient: string; status?: string; diagnostic?: string; remoteMta?: string; report: NonNullable<RelayEvent['report']> }): RelayEvent {
+  const event: RelayEvent = {
+    id: eventId(subject.queueId, r.recipient.toLowerCase(), r.type, `report:${r.report.kind}`),
+    type: r.type,
+    time: new Date(ctx.now).toISOString(),
+    relay: ctx.relay,
+    queueId: subject.queueId,
+    messageId: subject.messageId,
+    sender: '',
+    senderDomain: subject.senderDomain,
+    recipient: r.recipient,
+    attempt: 0,
+    report: r.report,
+  };
+  if (r.type !== 'complained') event.reply = replyOf(r.diagnostic ?? r.status ?? '', r.status, r.remoteMta);
+  if (r.type === 'bounced') event.bounce = bounceOf(r.status, false);
+  return event;
 }
 
 /** The sender domain an event belongs to, for a webhook's filter: the configured one, else the sender's own. */

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { RelayConfig } from '../config.js';
+import type { RelayEvent } from '../events/event.js';
 import type { IntakeMetrics } from '../metrics.js';
 import type { Spool, SpoolEntry } from '../spool/spool.js';
 import type { SuppressionList } from '../suppression.js';
@@ -15,6 +16,8 @@ export interface IntakePolicy {
   config: RelayConfig;
   users: UserStore;
   tls?: { key: Buffer; cert: Buffer };
+  /** The fleet's return path key (bounces.keyFile), read with the rest. */
+  bouncesKey?: string;
 }
 
 export interface IntakeDeps {
@@ -28,4 +31,6 @@ export interface IntakeDeps {
   accepting: () => boolean;
   /** Recipients that hard-bounced, per sender domain: refused, or accepted and bounced at once (suppression.action). */
   suppressions: SuppressionList;
+  /** Puts events in the queue's outbox (a `bounces` listener's reports); resolves with how many were taken. */
+  publish: (events: RelayEvent[]) => Promise<number>;
 }

@@ -11,6 +11,8 @@ import type { ListenerConfig, RelayConfig } from '../config.js';
 import { refusal, refusalReply, type CountedRefusalName, type SmtpRefusal } from '../refusals.js';
 import { patchGreetingDelay } from './smtp-server-patch.js';
 import { describeSuppression } from '../suppression.js';
+import { receiveReport, takesReportsFor, type ReportDeps } from '../bounces/inbound.js';
+import type { ReturnPathOwner } from '../bounces/return-path.js';
 import { acceptMessage } from './accept.js';
 import { AuthGuard } from './auth.js';
 import { CONNECT_HEADROOM, Crowd } from './crowding.js';
@@ -74,7 +76,7 @@ export class SmtpListener {
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
-      onData: (stream, session, cb) => acceptMessage(stream, session, cb, config.name, deps, (err, s, done) => this.reject(err, s, done)),
+      onData: (stream, session, cb) => (this.config.role === 'bounces' ? receiveReport(stream, session, cb, this.reportDeps(), (err, s, done) => this.reject(err, s, done)) : acceptMessage(stream, session, cb, config.name, deps, (err, s, done) => this.reject(err, s, done))),
     } as ConstructorParameters<typeof SMTPServer>[0]);
     // Before it listens, listen() rejects with the error and the relay exits MF_LISTEN_FAILED: no second report.
     this.server.on('error', (err) => this.server.server.listening && deps.log.warn({ err, listener: config.name }, 'smtp listener error'));
@@ -148,6 +150,27 @@ export class SmtpListener {
     cb(e);
   }
 
+  private returnPaths(): { owners: ReturnPathOwner[]; key: string | undefined } {
+    return returnPathsOf(this.deps.policy);
+  }
+
+  private reportDeps(): ReportDeps {
+    const { owners, key } = this.returnPaths();
+    const { deps } = this;
+    return {
+      hostname: deps.policy().config.hostname,
+      owners,
+      key: key ?? '',
+      publish: deps.publish,
+      suppress: (candidate) => {
+        if (deps.policy().config.suppression.enabled && deps.suppressions.add(candidate)) deps.metrics.suppressionAdditions.inc();
+      },
+      metrics: deps.metrics,
+      log: deps.log,
+      now: Date.now,
+    };
+  }
+
   private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
     if (!this.deps.accepting()) return this.reject(refusal('draining'), session, cb);
     const refused = this.crowd.admit(session);
@@ -160,6 +183,11 @@ export class SmtpListener {
   }
 
   private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+    // Reports come from any server, mostly from the null sender; what they may be sent to is decided at RCPT.
+    if (this.config.role === 'bounces') {
+      (session as SessionState).started = true;
+      return cb();
+    }
     const { config } = this.deps.policy();
     const user = sessionUser(session);
     let refused = mailFromAccessRefusal(!!user, () => this.trusted.has(session.remoteAddress), this.config.auth);
@@ -189,6 +217,10 @@ export class SmtpListener {
     const rcpt = address.address;
     const limit = this.deps.policy().config.limits.maxRecipients;
     if (tooManyRecipients(session.envelope.rcptTo, rcpt, limit)) return this.reject(refusal('tooManyRecipients', { limit }), session, cb);
+    if (this.config.role === 'bounces') {
+      const { owners, key } = this.returnPaths();
+      return key && takesReportsFor(rcpt, owners, key) ? cb() : this.reject(refusal('notReturnPath', { rcpt }), session, cb);
+    }
     const refused = recipientRefusal(rcpt, this.trusted.has(session.remoteAddress) || sessionUser(session) !== undefined);
     if (refused) return this.reject(refused, session, cb);
     const { suppression } = this.deps.policy().config;
@@ -201,6 +233,12 @@ export class SmtpListener {
     (address as RcptAddress).suppressed = suppressed;
     cb();
   }
+}
+
+/** The sender domains' return paths and the key of their tokens, from the current config. */
+function returnPathsOf(policy: IntakeDeps['policy']): { owners: ReturnPathOwner[]; key: string | undefined } {
+  const p = policy();
+  return { owners: p.config.senderDomains.flatMap((d) => (d.returnPath ? [{ senderDomain: d.domain, returnPath: d.returnPath }] : [])), key: p.bouncesKey };
 }
 
 /** A relay's listeners, sharing one per-user rate window and one AUTH guard. */

@@ -30,6 +30,8 @@ export interface ConnectionHost {
   settings(): { messagesPerConnection: number; idleConnectionTime: number };
   message(id: string): (SigningSlot & { entry: SpoolEntry }) | undefined;
   sign(record: SigningSlot & { entry: SpoolEntry }): Promise<string>;
+  /** The envelope sender the message goes out with (its return path, when its sender domain has one). */
+  envelopeSender(entry: SpoolEntry): string;
   /** `interrupted`: the relay's own stop cut this attempt short. */
   settle(unit: Unit, outcomes: RecipientOutcome[], destination: string, interrupted?: boolean): Promise<void>;
   /** A connection slot was freed, or outcomes changed what is ready: open what may open now. */
@@ -78,7 +80,7 @@ export async function runConnection(host: ConnectionHost, route: Route, destinat
       const started = process.hrtime.bigint();
       let outcomes: RecipientOutcome[];
       try {
-        outcomes = await session.deliver(outbound(record.entry, unit.recipients, signature, host.spool));
+        outcomes = await session.deliver(outbound(record.entry, unit.recipients, signature, host.spool, host.envelopeSender(record.entry)));
       } catch (err) {
         // A local failure (the outbox disk is full, the body cannot be read): try again later.
         outcomes = new DeliveryFailure('deferred', '4.3.0', `local error while delivering: ${(err as Error).message}`).forRecipients(unit.recipients);

@@ -23,6 +23,7 @@ import { Scheduler, type Unit } from './scheduler.js';
 import { bounceNoticeDue, settle, type RecipientResult } from './settle.js';
 import { signatureOf, type SigningSlot } from './signing.js';
 import type { DsnRecipient } from '../bounce.js';
+import { envelopeSenderFor, type ReturnPathOwner } from '../bounces/return-path.js';
 import { arrivalEvents, attemptEvent, noticeEvents, type EventContext, type RelayEvent } from '../events/event.js';
 
 export interface QueueSettings {
@@ -40,6 +41,9 @@ export interface QueueSettings {
   providers?: Provider[];
   /** The configured sender domains: the bounded `sender_domain` label of the outcomes per sender domain. */
   senderDomains?: string[];
+  /** Sender domains with a return path (VERP), and the fleet's key that signs its tokens. */
+  returnPaths?: ReturnPathOwner[];
+  returnPathKey?: string;
 }
 
 interface MessageRecord extends SigningSlot {
@@ -125,6 +129,10 @@ export class QueueManager implements ConnectionHost {
 
   message(id: string): MessageRecord | undefined {
     return this.messages.get(id);
+  }
+
+  envelopeSender(entry: SpoolEntry): string {
+    return envelopeSenderFor(entry.envelope.sender, entry.envelope.id, this.config.returnPaths ?? [], this.config.returnPathKey);
   }
 
   sign(record: MessageRecord): Promise<string> {

@@ -31,11 +31,11 @@ export function signatureOf(entry: SpoolEntry, slot: SigningSlot, signer: DkimSi
   return slot.signing;
 }
 
-/** One unit's message as the route sends it: the signature, then the body from memory or the spool. */
-export function outbound(entry: SpoolEntry, recipients: string[], signature: string, spool: Spool): OutboundMessage {
+/** One unit's message as the route sends it: from its envelope sender (a return path, or the sender's own), the signature, then the body from memory or the spool. */
+export function outbound(entry: SpoolEntry, recipients: string[], signature: string, spool: Spool, sender = entry.envelope.sender): OutboundMessage {
   return {
     id: entry.envelope.id,
-    sender: entry.envelope.sender,
+    sender,
     recipients,
     size: entry.bodyLength + Buffer.byteLength(signature),
     eightBit: entry.envelope.eightBit,

@@ -1,0 +1,113 @@
+/**
+ * A `bounces` listener's DATA: a report to a return path (relay/bounces/return-path.ts), read
+ * (report.ts), turned into events (a bounce or delay after the 250, a complaint) and, for hard
+ * bounces and complaints, suppressions. Nothing is stored or relayed: the message ends here.
+ * The 250 comes after the events are in the outbox (the reporting server keeps the report and
+ * tries again otherwise); a report we cannot read is taken and counted, never bounced back (a
+ * bounce of a bounce would loop).
+ */
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { SMTPServerSession } from 'smtp-server';
+import { reportEvent, type RelayEvent, type ReportSubject } from '../events/event.js';
+import type { IntakeMetrics } from '../metrics.js';
+import { refusal, type SmtpRefusal } from '../refusals.js';
+import { COMPLAINT_PREFIX, isHardBounce, type HardBounceCandidate } from '../suppression.js';
+import { readReport, type Report } from './report.js';
+import { readReturnPath, type ReturnPathOwner } from './return-path.js';
+
+/** The mailbox at a return path domain that feedback loops (Yahoo's CFL, Microsoft's JMRP) are registered with. */
+export const FEEDBACK_MAILBOX = 'fbl';
+
+export interface ReportDeps {
+  hostname: string;
+  owners: readonly ReturnPathOwner[];
+  key: string;
+  /** Into the outbox (relay/queue/client.ts publish); resolves with how many were taken. */
+  publish: (events: RelayEvent[]) => Promise<number>;
+  suppress: (candidate: HardBounceCandidate) => void;
+  metrics: IntakeMetrics;
+  log: Logger;
+  now: () => number;
+}
+
+/** Whether a `bounces` listener takes mail for this address: a return path it made, or the feedback mailbox of a return path domain. */
+export function takesReportsFor(address: string, owners: readonly ReturnPathOwner[], key: string): boolean {
+  if (readReturnPath(address, owners, key)) return true;
+  const at = address.lastIndexOf('@');
+  const domain = address.slice(at + 1).toLowerCase();
+  return address.slice(0, at).toLowerCase() === FEEDBACK_MAILBOX && owners.some((o) => o.returnPath.toLowerCase() === domain);
+}
+
+/** The message a report is about: the return path it was sent to, else the one the receiver recorded in the quoted original. */
+export function subjectOf(rcpts: readonly string[], report: Report, owners: readonly ReturnPathOwner[], key: string): ReportSubject | undefined {
+  const original = report.kind === 'other' ? undefined : report.original;
+  for (const address of [...rcpts, original?.returnPath ?? '']) {
+    const found = address && readReturnPath(address, owners, key);
+    if (found) return { ...found, messageId: original?.messageId };
+  }
+  return undefined;
+}
+
+/** The events and suppressions a report makes (pure). */
+export function reportOutcome(report: Report, subject: ReportSubject, ctx: { relay: string; now: number }): { events: RelayEvent[]; suppressions: HardBounceCandidate[] } {
+  const events: RelayEvent[] = [];
+  const suppressions: HardBounceCandidate[] = [];
+  if (report.kind === 'dsn') {
+    for (const r of report.recipients) {
+      if (r.action !== 'failed' && r.action !== 'delayed') continue;
+      events.push(reportEvent(subject, ctx, { type: r.action === 'failed' ? 'bounced' : 'deferred', recipient: r.recipient, status: r.status, diagnostic: r.diagnostic, remoteMta: r.remoteMta, report: { kind: 'dsn', reportingMta: report.reportingMta } }));
+      if (r.action === 'failed' && isHardBounce(r.status)) suppressions.push({ sender: '', senderDomain: subject.senderDomain, recipient: r.recipient, statusCode: r.status, reply: r.diagnostic ?? r.status, at: ctx.now });
+    }
+  } else if (report.kind === 'complaint') {
+    for (const recipient of report.recipients) {
+      events.push(reportEvent(subject, ctx, { type: 'complained', recipient, report: { kind: 'complaint', feedbackType: report.feedbackType, userAgent: report.userAgent } }));
+      // not-spam is a report that the message was wrongly filtered: no reason to stop sending.
+      if (report.feedbackType !== 'not-spam') suppressions.push({ sender: '', senderDomain: subject.senderDomain, complaint: true, recipient, statusCode: '5.7.1', reply: `${COMPLAINT_PREFIX}(${report.feedbackType}) reported by ${report.userAgent ?? 'a feedback loop'}`, at: ctx.now });
+    }
+  }
+  return { events, suppressions };
+}
+
+const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+
+/** smtp-server's onData for a `bounces` listener. */
+export function receiveReport(stream: Readable, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void, deps: ReportDeps, reject: (err: SmtpRefusal, session: SMTPServerSession, cb: (err?: Error | null) => void) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream.on('data', (c: Buffer) => {
+    size += c.length;
+    // Past the bound the rest is read and dropped: a report quotes at most a message's headers or a whole message.
+    if (size <= MAX_REPORT_BYTES) chunks.push(c);
+  });
+  stream.once('end', () => {
+    void handle(Buffer.concat(chunks), session, deps).then(
+      (said) => cb(null, said),
+      (err: Error) => {
+        deps.log.error({ err, session: session.id }, 'could not record a report; the reporting server will try again');
+        reject(refusal('reportUnreadable'), session, cb);
+      },
+    );
+  });
+}
+
+async function handle(raw: Buffer, session: SMTPServerSession, deps: ReportDeps): Promise<string> {
+  const report = await readReport(raw);
+  const rcpts = session.envelope.rcptTo.map((r) => r.address);
+  const subject = report.kind === 'other' ? undefined : subjectOf(rcpts, report, deps.owners, deps.key);
+  const base = { event: 'report', session: session.id, client: session.remoteAddress, kind: report.kind };
+  if (!subject) {
+    const why = report.kind === 'other' ? report.why : 'it names no message this fleet sent (no valid return path in it)';
+    deps.metrics.reports.inc({ kind: report.kind, result: 'ignored' });
+    deps.log.info({ ...base, why }, `report taken and ignored: ${why}`);
+    return 'Report taken, but not understood: ignored';
+  }
+  const { events, suppressions } = reportOutcome(report, subject, { relay: deps.hostname, now: deps.now() });
+  // Events first: if they cannot be written, the 4xx makes the reporter try again, and nothing was suppressed twice.
+  if (events.length) await deps.publish(events);
+  for (const s of suppressions) deps.suppress(s);
+  deps.metrics.reports.inc({ kind: report.kind, result: 'taken' });
+  for (const e of events) deps.metrics.senderDomainReports.inc({ sender_domain: subject.senderDomain, type: e.type });
+  deps.log.info({ ...base, queueId: subject.queueId, senderDomain: subject.senderDomain, events: events.map((e) => `${e.type} ${e.recipient}`), suppressed: suppressions.length }, `report about ${subject.queueId}: ${events.length} event(s)`);
+  return `Report taken: ${events.length} event(s)`;
+}
