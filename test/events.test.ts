@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, waitForPort } from './peers/ports.js';
+import { testCa } from './peers/tls.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { startWebhookReceiver, type ReceivedEvent, type WebhookReceiver } from './peers/webhook-receiver.js';
 import { spawnMailfleet, type RelayProcess } from './support/process.js';
@@ -174,6 +175,46 @@ describe('events to a webhook', () => {
     await waitFor(() => of(receiver!.events, 'delivered').length === 1 && receiver!.duplicates > 0, 'the delivery, and the first batch twice', 20_000);
     expect(of(receiver.events, 'received')).toHaveLength(1);
     expect(await metric(r.httpPort, /^mailfleet_relay_webhook_requests_total\{webhook="app",result="timeout"\}/)).toBeGreaterThan(0);
+  });
+
+  it('sends over https to a receiver whose certificate a private CA signed (caFile), and refuses one it cannot verify', async () => {
+    const ca = await testCa();
+    try {
+      receiver = await startWebhookReceiver({ keys: { 'k-new': NEW_KEY }, tls: await ca.issue('127.0.0.1') });
+      const r = await startRelay('https', { url: receiver.url, caFile: ca.certFile });
+      expect(await submit(r.smtpPort, 'app@example.test', ['tls@dest.test'], message('https'))).toMatch(/^250/);
+      await waitFor(() => of(receiver!.events, 'delivered', 'tls@dest.test').length === 1, 'the events over https');
+      relay!.child.kill('SIGKILL');
+      await relay!.exited;
+      // The same receiver without the CA: nothing goes, and the failure says why.
+      const untrusted = await startRelay('https-untrusted', { url: receiver.url });
+      expect(await submit(untrusted.smtpPort, 'app@example.test', ['tls2@dest.test'], message('https2'))).toMatch(/^250/);
+      await relay!.waitForLog(/"event":"webhook_failed".*"result":"unreachable".*(self-signed|unable to verify|certificate)/);
+      expect(of(receiver.events, 'received', 'tls2@dest.test')).toEqual([]);
+    } finally {
+      ca.cleanup();
+    }
+  });
+
+  it('takes a webhook added by a reload, from the next event on', async () => {
+    receiver = await startWebhookReceiver({ keys: { 'k-new': NEW_KEY } });
+    const r = await startRelay('reload', { url: receiver.url });
+    const config = JSON.parse(fs.readFileSync(r.config, 'utf8')) as { events: { webhooks: Record<string, unknown>[] } };
+    const second = await startWebhookReceiver({ keys: { 'k-new': NEW_KEY } });
+    try {
+      config.events.webhooks.push({ ...config.events.webhooks[0], name: 'audit', url: second.url, types: ['bounced'] });
+      fs.writeFileSync(r.config, JSON.stringify(config));
+      relay!.child.kill('SIGHUP');
+      await relay!.waitForLog(/"event":"config_reloaded"/);
+      expect(await submit(r.smtpPort, 'app@example.test', ['fine@dest.test', 'gone@dest.test'], message('reload'))).toMatch(/^250/);
+      await waitFor(() => of(receiver!.events, 'bounced').length === 1 && of(second.events, 'bounced').length === 1, 'the bounce at both webhooks');
+      await waitFor(() => of(receiver!.events, 'delivered', 'fine@dest.test').length === 1, 'the delivery at the first');
+      // The second takes only what it asked for.
+      expect(new Set(second.events.map((e) => e.type))).toEqual(new Set(['bounced']));
+      expect(await metric(r.httpPort, /^mailfleet_relay_webhook_events_sent_total\{webhook="audit"\}/)).toBe(1);
+    } finally {
+      await second.stop();
+    }
   });
 
   it('does not start with a signing key it cannot read, and says which', async () => {

@@ -6,6 +6,7 @@
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface ReceivedEvent {
@@ -38,7 +39,7 @@ export interface WebhookReceiver {
   restart(): Promise<void>;
 }
 
-export async function startWebhookReceiver(opts: { keys: Record<string, string>; port?: number }): Promise<WebhookReceiver> {
+export async function startWebhookReceiver(opts: { keys: Record<string, string>; port?: number; tls?: { key: string; cert: string } }): Promise<WebhookReceiver> {
   let keys = opts.keys;
   const events: ReceivedEvent[] = [];
   const seen = new Set<string>();
@@ -64,7 +65,7 @@ export async function startWebhookReceiver(opts: { keys: Record<string, string>;
     return { refused: `no known key verifies (${[...parts.keys()].join(',')})` };
   };
 
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -97,12 +98,13 @@ export async function startWebhookReceiver(opts: { keys: Record<string, string>;
       }
       res.writeHead(200).end('ok\n');
     });
-  });
+  };
+  const server = opts.tls ? https.createServer({ key: opts.tls.key, cert: opts.tls.cert }, handler) : http.createServer(handler);
   const listen = (port: number) => new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
   await listen(opts.port ?? 0);
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}/mail-events`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}/mail-events`,
     port,
     events,
     get duplicates() {
