@@ -20,6 +20,7 @@ import { canConnect, freePort } from '../peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from '../peers/scripted-sink.js';
 import { M365_RESOURCE, secretClient, startOAuth2Server } from '../peers/oauth2-server.js';
 import { selfSignedCert, testCa, type TestCa } from '../peers/tls.js';
+import { startWebhookReceiver } from '../peers/webhook-receiver.js';
 import { startXOAuth2Smarthost } from '../peers/xoauth2-smarthost.js';
 import { waitUntil } from '../peers/wait.js';
 import { imageEntrypoint, imageNodeFlags } from '../support/dockerfile.js';
@@ -316,6 +317,96 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       await smarthost.close();
       await server.stop();
       cert.cleanup();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('sends events to a webhook and reads a bounce sent to its return path (postal-mime in the image)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-image-events-'));
+    const webhookKey = crypto.randomBytes(24).toString('hex');
+    const receiver = await startWebhookReceiver({ keys: { k1: webhookKey } });
+    const sink = await startScriptedSink();
+    const name = 'relay-events-' + suffix;
+    try {
+      const etc = path.join(dir, 'etc');
+      fs.mkdirSync(etc, { recursive: true });
+      fs.writeFileSync(path.join(etc, 'webhook-key'), webhookKey);
+      fs.writeFileSync(path.join(etc, 'return-path-key'), crypto.randomBytes(24).toString('hex'));
+      const [port, bouncesPort] = [await freePort(), await freePort()];
+      const config = {
+        hostname: 'relay.image.test',
+        spool: { dir: SPOOL, minFreeBytes: '10MiB' },
+        listeners: [
+          { name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] },
+          { name: 'bounces', address: '127.0.0.1', port: bouncesPort, tls: 'none', auth: 'none', role: 'bounces' },
+        ],
+        senderDomains: [{ domain: 'example.test', returnPath: 'bounces.example.test' }],
+        bounces: { keyFile: `${CONFIG_DIR}/return-path-key` },
+        delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } },
+        events: { webhooks: [{ name: 'app', url: receiver.url, signingKeys: [{ id: 'k1', secretFile: `${CONFIG_DIR}/webhook-key` }] }] },
+        http: { address: '127.0.0.1', port: await freePort() },
+      };
+      fs.writeFileSync(path.join(etc, 'relay.yaml'), JSON.stringify(config));
+      fs.chmodSync(dir, 0o755);
+      fs.chmodSync(etc, 0o755);
+      for (const f of ['webhook-key', 'return-path-key', 'relay.yaml']) fs.chmodSync(path.join(etc, f), 0o644);
+      containers.push(name);
+      removeOnExit('container', name);
+      const started = await docker(['run', '-d', '--name', name, '--read-only', '--network', 'host', '--tmpfs', `${SPOOL}:uid=1000,gid=1000`, '-v', `${etc}:${CONFIG_DIR}:ro`, IMAGE, 'relay', '--config', `${CONFIG_DIR}/relay.yaml`]);
+      expect(started.code, shown(started)).toBe(0);
+      await waitUntil(
+        async () => {
+          if (await canConnect(bouncesPort)) return true;
+          const state = await docker(['inspect', '--format', '{{.State.Running}}', name]);
+          if (state.stdout.trim() !== 'true') throw new Error(`the relay container exited:\n${shown(await docker(['logs', name]))}`);
+          return false;
+        },
+        { timeoutMs: 30_000, what: 'the relay listening' },
+      );
+      const sent = await createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true }).sendMail({ from: 'app@example.test', to: 'gone@dest.test', subject: 'events from the image', text: 'hi\n', messageId: '<image-events@example.test>' });
+      expect(sent.response).toMatch(/^250 /);
+      await waitUntil(() => sink.messages.length === 1 && receiver.events.some((e) => e.type === 'delivered'), { timeoutMs: 30_000, what: 'the message at the sink and its events at the webhook' });
+      const returnPath = sink.messages[0]!.envelope.from;
+      expect(returnPath).toMatch(/^b\+[a-z0-9]+-[a-z2-7]{10}@bounces\.example\.test$/);
+      const dsn = [
+        'From: MAILER-DAEMON@mx.dest.test',
+        `To: ${returnPath}`,
+        'Subject: Undelivered Mail Returned to Sender',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"',
+        '',
+        '--b',
+        'Content-Type: text/plain',
+        '',
+        'The mailbox does not exist.',
+        '--b',
+        'Content-Type: message/delivery-status',
+        '',
+        'Reporting-MTA: dns; mx.dest.test',
+        '',
+        'Final-Recipient: rfc822; gone@dest.test',
+        'Action: failed',
+        'Status: 5.1.1',
+        'Diagnostic-Code: smtp; 550 5.1.1 no such user',
+        '',
+        '--b',
+        'Content-Type: text/rfc822-headers',
+        '',
+        'From: app@example.test',
+        'Message-ID: <image-events@example.test>',
+        '',
+        '--b--',
+        '',
+      ].join('\r\n');
+      const bounced = await createTransport({ host: '127.0.0.1', port: bouncesPort, secure: false, ignoreTLS: true }).sendMail({ envelope: { from: '', to: returnPath }, raw: dsn });
+      expect(bounced.response).toMatch(/^250 .*Report taken: 1 event/);
+      await waitUntil(() => receiver.events.some((e) => e.type === 'bounced'), { timeoutMs: 30_000, what: 'the bounce at the webhook' });
+      expect(receiver.events.find((e) => e.type === 'bounced')).toMatchObject({ recipient: 'gone@dest.test', messageId: '<image-events@example.test>', report: { kind: 'dsn' }, bounce: { type: 'permanent' } });
+      expect(receiver.refused).toEqual([]);
+    } finally {
+      await docker(['rm', '-f', name]);
+      await receiver.stop();
+      await sink.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }, 120_000);
