@@ -121,6 +121,8 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
       'MailfleetBounceRateHigh',
       'MailfleetProviderDeferralSpike',
       'MailfleetSmarthostAuthFailing',
+      'MailfleetWebhookBacklog',
+      'MailfleetWebhookEventsDropped',
       'MailfleetDkimRotationStuck',
       'MailfleetDnsRecordsNotVerified',
       'MailfleetRelayPodsNotReady',
@@ -183,6 +185,8 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
       '--set', 'prometheusRule.rules.backlogGrowing.for=30m',
       '--set', 'prometheusRule.rules.smarthostAuthFailing.window=3h',
       '--set', 'prometheusRule.rules.smarthostAuthFailing.severity=warning',
+      '--set', 'prometheusRule.rules.webhookBacklog.seconds=1800',
+      '--set', 'prometheusRule.rules.webhookEventsDropped.window=6h',
       '--set', 'prometheusRule.rules.dkimRotationStuck.enabled=false',
       '--set', 'prometheusRule.rules.dnsRecordsNotVerified.enabled=false',
       '--set', 'prometheusRule.alertLabels.team=mail',
@@ -205,6 +209,9 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
     expect(byName.MailfleetBacklogGrowing.for).toBe('30m');
     expect(byName.MailfleetSmarthostAuthFailing.expr).toContain('increase(mailfleet_relay_smarthost_auth_failures_total[3h]) > 0');
     expect(byName.MailfleetSmarthostAuthFailing.labels.severity).toBe('warning');
+    expect(byName.MailfleetWebhookBacklog.expr).toContain('(mailfleet_relay_webhook_oldest_event_age_seconds) > 1800,');
+    expect(byName.MailfleetWebhookEventsDropped.expr).toContain('increase(mailfleet_relay_webhook_events_dropped_total[6h])');
+    expect(byName.MailfleetWebhookEventsDropped.expr).toContain('offset 6h');
     expect(byName.MailfleetDkimRotationStuck).toBeUndefined();
     expect(byName.MailfleetOperatorNoLeader.expr).toBe('max(mailfleet_operator_leader{job="mailfleet-operator"}) == 0\nor\nabsent(mailfleet_operator_leader{job="mailfleet-operator"})');
     for (const r of Object.values(byName)) {

@@ -115,7 +115,7 @@ describe('the Grafana dashboard (charts/mailfleet/dashboards/mailfleet.json)', (
     expect(problems).toEqual([]);
   });
 
-  it('covers throughput, queue, outcomes by provider, latency, replicas and scaling, DKIM rotation and DNS', () => {
+  it('covers throughput, queue, outcomes by provider, latency, replicas and scaling, DKIM rotation and DNS, webhooks', () => {
     const named = new Set(queries.flatMap((q) => metricsOf(substitute(q.expr, SAMPLES[0]!).expr)).map((n) => resolveMetric(n, exported)?.family ?? n));
     for (const m of [
       'mailfleet_relay_messages_received_total',
@@ -126,6 +126,8 @@ describe('the Grafana dashboard (charts/mailfleet/dashboards/mailfleet.json)', (
       'mailfleet_relay_delivery_attempt_seconds',
       'mailfleet_relay_smtp_rejections_total',
       'mailfleet_relay_dkim_signatures_total',
+      'mailfleet_relay_webhook_oldest_event_age_seconds',
+      'mailfleet_relay_webhook_requests_total',
       'mailfleet_operator_mailrelay_replicas',
       'mailfleet_operator_autoscaler_desired_replicas',
       'mailfleet_operator_scaling_decisions_total',
@@ -136,7 +138,7 @@ describe('the Grafana dashboard (charts/mailfleet/dashboards/mailfleet.json)', (
       expect(named, m).toContain(m);
     }
     const titles = allPanels(dashboard).map((p) => p.title as string);
-    for (const t of ['Deferrals by provider', 'Bounce rate by provider', 'Latency from acceptance to final outcome', 'Scaling decisions', 'Sender domains']) expect(titles).toContain(t);
+    for (const t of ['Deferrals by provider', 'Bounce rate by provider', 'Latency from acceptance to final outcome', 'Scaling decisions', 'Sender domains', 'Webhook backlog age', 'Webhook requests by result']) expect(titles).toContain(t);
   });
 
   it('panels are well formed: unique ids, on the grid without overlaps, the datasource variable, a unit, legends that name grouped labels', () => {
@@ -173,6 +175,8 @@ describe('the Grafana dashboard (charts/mailfleet/dashboards/mailfleet.json)', (
     const unitOf = (title: string) => panels.find((p) => p.title === title)?.fieldConfig.defaults.unit;
     expect(unitOf('Delivery outcomes')).toBe('ops');
     expect(unitOf('Oldest ready message age by pod')).toBe('s');
+    expect(unitOf('Webhook backlog age')).toBe('s');
+    expect(unitOf('Webhook requests by result')).toBe('reqps');
     expect(unitOf('Latency from acceptance to final outcome')).toBe('s');
     expect(unitOf('Bounce rate by provider')).toBe('percentunit');
     expect(unitOf('Deferred share of attempts by provider')).toBe('percentunit');

@@ -8,7 +8,7 @@
  *   alert fires on series made for it (labels and annotations as Alertmanager gets them) and
  *   stays quiet where it must; the fixture must have both kinds of case for every alert.
  * - A real Prometheus scrapes a real relay (with traffic: delivered, bounced, deferred, DKIM,
- *   a refused AUTH, a suppressed recipient, a reload) and the operator's metrics endpoint, loads
+ *   a refused AUTH, a suppressed recipient, a reload, events to a webhook) and the operator's metrics endpoint, loads
  *   the rendered rules and evaluates them without error; every dashboard query (Grafana's
  *   variables replaced) is accepted, and those over series a relay with traffic has return data;
  *   the dashboard's variables find the scraped namespace and MailRelay; `promtool check metrics`
@@ -31,6 +31,7 @@ import { promtool, startPrometheus, type Prometheus, type Sample } from './peers
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { selfSignedCert, type TestCert } from './peers/tls.js';
 import { waitUntil } from './peers/wait.js';
+import { startWebhookReceiver, type WebhookReceiver } from './peers/webhook-receiver.js';
 import { startXOAuth2Smarthost, type XOAuth2Smarthost } from './peers/xoauth2-smarthost.js';
 import { allPanels, dashboardQueries, SAMPLES, substitute } from './support/dashboard.js';
 import { startTestRelay, type TestRelay } from './support/relay.js';
@@ -85,7 +86,7 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       const r = await promtool(['check', 'rules', 'rules.yaml'], { cwd: dir });
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(r.stdout).toContain(`SUCCESS: ${alerts.length} rules found`);
-      expect(alerts.length).toBe(11);
+      expect(alerts.length).toBe(13);
     });
 
     it('the unit tests have, for every alert, a case where it fires and one where it must not (past its for)', () => {
@@ -100,7 +101,7 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       expect(problems).toEqual([]);
     });
 
-    it.each(['MailfleetBacklogGrowing', 'MailfleetOldestMessageTooOld', 'MailfleetRetriesStalled', 'MailfleetBounceRateHigh', 'MailfleetProviderDeferralSpike', 'MailfleetSmarthostAuthFailing', 'MailfleetDkimRotationStuck', 'MailfleetDnsRecordsNotVerified', 'MailfleetRelayPodsNotReady', 'MailfleetOperatorReconcileErrors', 'MailfleetOperatorNoLeader'])(
+    it.each(['MailfleetBacklogGrowing', 'MailfleetOldestMessageTooOld', 'MailfleetRetriesStalled', 'MailfleetBounceRateHigh', 'MailfleetProviderDeferralSpike', 'MailfleetSmarthostAuthFailing', 'MailfleetWebhookBacklog', 'MailfleetWebhookEventsDropped', 'MailfleetDkimRotationStuck', 'MailfleetDnsRecordsNotVerified', 'MailfleetRelayPodsNotReady', 'MailfleetOperatorReconcileErrors', 'MailfleetOperatorNoLeader'])(
       'promtool test rules: %s fires with its labels and annotations, and only when it should',
       async (alert) => {
         expect(alerts.map((a) => a.alert)).toContain(alert);
@@ -128,6 +129,8 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
     let operatorPort: number;
     let prometheus: Prometheus | undefined;
     let keyDir: string | undefined;
+    let receiver: WebhookReceiver | undefined;
+    const WEBHOOK_KEY = 'a-webhook-signing-key-of-at-least-32-characters';
     let groups: Obj[];
     let alerts: Obj[];
 
@@ -169,10 +172,14 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-prom-dkim-'));
       const keyFile = path.join(keyDir, 'mf1.pem');
       fs.writeFileSync(keyFile, generateDkimKey('ed25519-sha256').privateKeyPem);
+      // A webhook that takes the events, so the webhook metrics (and their panels) have series.
+      fs.writeFileSync(path.join(keyDir, 'webhook-key'), WEBHOOK_KEY);
+      receiver = await startWebhookReceiver({ keys: { k1: WEBHOOK_KEY } });
       relay = await startTestRelay({
         senderDomains: [{ domain: DKIM_DOMAIN, dkim: { keys: [{ selector: 'mf1', privateKeyFile: keyFile }] } }],
         delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } },
         retry: { minBackoff: '1h', maxBackoff: '2h' },
+        events: { webhooks: [{ name: 'app', url: receiver.url, signingKeys: [{ id: 'k1', secretFile: path.join(keyDir, 'webhook-key') }] }] },
       });
       // The operator's metrics endpoint as a freshly started operator serves it (not leading, no objects yet).
       const op = await startOperatorHttp({ metricsPort: 0, healthPort: 0, metrics: new OperatorMetrics(), ready: () => ({ ok: true }) });
@@ -213,6 +220,7 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       await prometheus?.stop();
       await operatorHttp?.close();
       await relay?.stop();
+      await receiver?.stop();
       await sink?.stop();
       if (keyDir) fs.rmSync(keyDir, { recursive: true, force: true });
     }, 60_000);

@@ -4,6 +4,9 @@
  * or the operator's registry exports, with rate()/increase() on counters and deriv()/delta() on
  * gauges. Shared by the dashboard and alert suites (observability-*.test.ts).
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { parser } from '@prometheus-io/lezer-promql';
 import { OperatorMetrics } from '../../operator/metrics.js';
 import { startTestRelay } from './relay.js';
@@ -48,9 +51,15 @@ export interface ExportedMetrics {
   operatorFamilies: string[];
 }
 
-/** The metric families a real relay (started and stopped here) and the operator's registry export. */
+/**
+ * The metric families a real relay (started and stopped here) and the operator's registry export.
+ * The relay has a webhook (never reached: no mail flows), since the events' metrics exist only
+ * with one.
+ */
 export async function exportedMetrics(): Promise<ExportedMetrics> {
-  const relay = await startTestRelay();
+  const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-promql-key-'));
+  fs.writeFileSync(path.join(keyDir, 'k1'), 'a-signing-key-of-at-least-32-characters-0123456789\n');
+  const relay = await startTestRelay({ events: { webhooks: [{ name: 'app', url: 'http://127.0.0.1:9/events', signingKeys: [{ id: 'k1', secretFile: path.join(keyDir, 'k1') }] }] } });
   try {
     const relayExported = exportedFromText(await relay.metricsText());
     const operator = new OperatorMetrics();
@@ -58,6 +67,7 @@ export async function exportedMetrics(): Promise<ExportedMetrics> {
     return { exported: new Map([...relayExported, ...operatorExported]), relayFamilies: [...relayExported.keys()], operatorFamilies: [...operatorExported.keys()] };
   } finally {
     await relay.stop();
+    fs.rmSync(keyDir, { recursive: true, force: true });
   }
 }
 
