@@ -106,6 +106,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   // Drain-only until delivery frees room: intake answers 452 and /readyz says why (both read freeBytes).
   if (full) log.warn({ event: 'spool_full', dir: opts.config.spool.dir }, 'the spool volume is full: starting drain-only (no new mail) to deliver what it holds');
   const metrics = new IntakeMetrics();
+  metrics.exportReports(opts.config.senderDomains);
   const suppressions = await SuppressionList.open(opts.config.spool.dir, {
     ttl: () => policy.config.suppression.ttl,
     compact: true,
@@ -182,6 +183,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         current: () => policy.config,
         apply: async (next) => {
           policy = loadPolicy(next);
+          metrics.exportReports(next.senderDomains);
           await listeners.apply(policy);
           queue.reconfigure(next);
           if (!opts.log) log.level = next.log.level; // an injected logger belongs to the caller

@@ -49,6 +49,14 @@ export class IntakeMetrics {
   readonly reports: client.Counter<'kind' | 'result'>;
   readonly senderDomainReports: client.Counter<'sender_domain' | 'type'>;
 
+  /**
+   * Every sender domain with a return path has its report counters from the start, at 0: a
+   * rate over a counter that appears with its first complaint would miss that complaint.
+   */
+  exportReports(domains: readonly { domain: string; returnPath?: string | undefined }[]): void {
+    for (const d of domains) if (d.returnPath) for (const type of ['bounced', 'deferred', 'complained']) this.senderDomainReports.inc({ sender_domain: d.domain, type }, 0);
+  }
+
   constructor() {
     const registers = [this.registry];
     client.collectDefaultMetrics({ register: this.registry, prefix: PREFIX + 'process_' });

@@ -74,6 +74,7 @@ async function startRelay(name: string, webhook: Record<string, unknown>, reuse?
   fs.writeFileSync(started.config, JSON.stringify(config));
   relay = spawnMailfleet(['relay', '--config', started.config]);
   await waitForPort(started.smtpPort, { what: 'mailfleet relay' });
+  await waitForPort(started.httpPort, { what: "mailfleet relay's metrics" });
   return started;
 }
 

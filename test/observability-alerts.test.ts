@@ -119,6 +119,8 @@ describeHelm('the chart renders the dashboard ConfigMap and the PrometheusRule (
       'MailfleetOldestMessageTooOld',
       'MailfleetRetriesStalled',
       'MailfleetBounceRateHigh',
+      'MailfleetComplaintRateHigh',
+      'MailfleetComplaintRateHigh',
       'MailfleetProviderDeferralSpike',
       'MailfleetSmarthostAuthFailing',
       'MailfleetWebhookBacklog',
