@@ -244,10 +244,13 @@ describe('renderMailRelay', () => {
       ]);
       const pod = byKind('Deployment').spec.template.spec;
       expect(pod.volumes).toContainEqual({ name: 'wh-crm', secret: { secretName: 'crm-keys', defaultMode: 0o440 } });
-      expect(pod.volumes).toContainEqual({ name: 'wh-crm-ca', secret: { secretName: 'private-ca', defaultMode: 0o440, items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+      expect(pod.volumes).toContainEqual({ name: 'whca-crm', secret: { secretName: 'private-ca', defaultMode: 0o440, items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
       expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'wh-crm', mountPath: `${KEY_ROOT}/crm`, readOnly: true });
       expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'wh-audit', mountPath: `${KEY_ROOT}/audit`, readOnly: true });
       expect(() => new Deployment(byKind('Deployment') as never).validate()).not.toThrow();
+      // Webhook crm's CA and a webhook named crm-ca each have a volume of their own.
+      const both = rendered(withEvents({ webhooks: [crm, { ...audit, name: 'crm-ca' }] }), hooksInputs()).byKind('Deployment').spec.template.spec.volumes as { name: string }[];
+      expect(new Set(both.map((v) => v.name)).size).toBe(both.length);
       // No webhooks: no events section at all (the relay's defaults).
       expect(YAML.parse(rendered().config)).not.toHaveProperty('events');
     });

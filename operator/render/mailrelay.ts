@@ -143,8 +143,8 @@ export function relayWebhooks(relay: MailRelay, domains: readonly SenderDomain[]
   return [...own, ...fromDomains.map((f): RelayWebhook => ({ name: count.get(f.base)! > 1 ? `${f.base.slice(0, 52).replace(/-+$/, '')}-${hash10(f.whole)}` : f.base, ...f.hook }))];
 }
 
-/** Volume names are DNS labels too: `wh-` and the webhook's name, hashed when too long. */
-const webhookVolume = (w: RelayWebhook, suffix = '') => label63(`wh-${w.name}${suffix}`);
+/** Volume names are DNS labels too: `wh-` (keys) or `whca-` (CA) and the webhook's name, hashed when too long; two prefixes, so webhook x's CA and webhook x-ca's keys do not meet. */
+const webhookVolume = (w: RelayWebhook, prefix: 'wh-' | 'whca-') => label63(`${prefix}${w.name}`);
 
 /**
  * The signing keys of each webhook from its Secret's key names, or what is wrong with them.
@@ -319,8 +319,8 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
   for (const d of inputs.senderDomains) mountSecret(dkimVolume(d), d.status!.secretName!, dkimDir(d));
   for (const w of hooks) {
     // The whole Secret: its keys are the key ids, and a key added for rotation appears in the running pods.
-    mountSecret(webhookVolume(w), w.spec.secretName, `${WEBHOOKS_DIR}/${w.name}`);
-    if (w.spec.caSecretName) mountSecret(webhookVolume(w, '-ca'), w.spec.caSecretName, `${WEBHOOK_CA_DIR}/${w.name}`, [{ key: 'ca.crt', path: 'ca.crt' }]);
+    mountSecret(webhookVolume(w, 'wh-'), w.spec.secretName, `${WEBHOOKS_DIR}/${w.name}`);
+    if (w.spec.caSecretName) mountSecret(webhookVolume(w, 'whca-'), w.spec.caSecretName, `${WEBHOOK_CA_DIR}/${w.name}`, [{ key: 'ca.crt', path: 'ca.crt' }]);
   }
   mountSecret('handoff', handoffSecretName(relay), '/etc/mailfleet/handoff', [{ key: 'token', path: 'token' }]);
 
