@@ -27,7 +27,7 @@ import type { EventSink } from './events.js';
 import { relayRollout, type ConditionValue } from '../policy/rollout.js';
 import type { OperatorMetrics } from '../metrics.js';
 import type { Reason } from './reasons.js';
-import { namespaceWide, owned, relevant, self, type Watch } from './watches.js';
+import { madeByOperator, namespaceWide, owned, relevant, self, type Watch } from './watches.js';
 
 export interface MailRelayContext {
   client: KubeClient;
@@ -37,7 +37,7 @@ export interface MailRelayContext {
   senderDomains: () => SenderDomain[];
   /** The relay's Deployment as the Deployment informer has it. */
   deployment: (namespace: string, name: string) => AnyObject | undefined;
-  /** A Secret from the operator's informer: its own whole, others with their key names only (main.ts); one not there is asked for. */
+  /** A Secret from the operator's informer: its own whole, others with their key names only (withoutForeignValues); one not there is asked for. */
   managedSecret: (namespace: string, name: string) => AnyObject | undefined;
   /**
    * The operator's watch cache of its own objects of a kind, or undefined when it does not
@@ -89,7 +89,7 @@ export const mailRelayWatches: readonly Watch[] = [
   // Every MailRelay of the namespace (which of them names the Secret, through a SenderDomain
   // too, is the reconcile's to find out): key names change seldom, and a reconcile that
   // renders the same objects applies nothing.
-  namespaceWide('v1', 'Secret', (o, previous) => !(o ?? previous)!.metadata.labels?.['app.kubernetes.io/managed-by'] && secretKeyNames(o) !== secretKeyNames(previous)),
+  namespaceWide('v1', 'Secret', (o, previous) => !madeByOperator((o ?? previous)!) && secretKeyNames(o) !== secretKeyNames(previous)),
   ...(
     [
       ['apps/v1', 'Deployment'],

@@ -24,6 +24,10 @@ describe('what requeues what', () => {
     expect(requeued(mailRelayWatches, 'Secret', { ...secret, data: { 'k2026-12': 'Yg==' } }, secret)).toEqual([]);
     expect(requeued(mailRelayWatches, 'Secret', { ...secret, data: { 'k2026-12': 'YQ==', 'k2027-01': 'Yw==' } }, secret)).toEqual(['mail/all-of-them']);
     expect(requeued(mailRelayWatches, 'Secret', undefined, secret)).toEqual(['mail/all-of-them']);
+    // Another tool's managed-by (a Helm chart made the Secret) is still the user's.
+    const helm = obj('Secret', 'crm-keys', { metadata: { name: 'crm-keys', labels: { 'app.kubernetes.io/managed-by': 'Helm' } } as never, data: { k1: 'YQ==' } });
+    expect(requeued(mailRelayWatches, 'Secret', helm, undefined)).toEqual(['mail/all-of-them']);
+    expect(withoutForeignValues(helm).data).toEqual({ k1: '' });
     const handoff = obj('Secret', 'out-handoff', { metadata: { name: 'out-handoff', labels: { 'app.kubernetes.io/managed-by': 'mailfleet-operator' }, ownerReferences: [{ kind: 'MailRelay', name: 'out' }] } as never, data: { token: 'eA==' } });
     expect(requeued(mailRelayWatches, 'Secret', { ...handoff, data: {} }, handoff)).toEqual(['mail/out']);
   });
