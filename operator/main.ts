@@ -13,7 +13,7 @@ import { KubeEvents } from './controllers/events.js';
 import { FleetAutoscaler } from './controllers/fleet-autoscaler.js';
 import { MailRelayController, mailRelayWatches } from './controllers/mailrelay.js';
 import { SenderDomainController, senderDomainWatches } from './controllers/senderdomain.js';
-import { MANAGED } from './controllers/watches.js';
+import { MANAGED, withoutForeignValues } from './controllers/watches.js';
 import { KubeClient, type AnyObject } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { ApiDiscovery } from './kube/discovery.js';
@@ -105,7 +105,11 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     log,
     now,
     relays,
-    secret: lookup('Secret'),
+    // Its own Secrets only: the cache holds others without their values (withoutForeignValues).
+    secret: (namespace, name) => {
+      const secret = lookup('Secret')(namespace, name);
+      return secret && secret !== withoutForeignValues(secret) ? undefined : secret;
+    },
     dnsEndpoints: () => discovery.serves('externaldns.k8s.io/v1alpha1'),
     verify: (records, servers) => verifyRecords(records, { servers, timeoutMs: 5000 }),
     metrics,
@@ -201,6 +205,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
           kind: w.kind,
           namespace: scope,
           ...(w.labelSelector ? { labelSelector: w.labelSelector } : {}),
+          ...(w.kind === 'Secret' && w.apiVersion === 'v1' ? { transform: withoutForeignValues } : {}),
           resyncMs: opts.resyncMs,
           onChange: (key, object, previous) => {
             if (leading) w.onChange(key, object, previous);

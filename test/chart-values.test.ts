@@ -74,7 +74,7 @@ describeHelm('Helm chart charts/mailfleet (real helm, kubernetes-models validati
     const rendered = renderMailRelay(
       { apiVersion: 'mailfleet.io/v1alpha1', kind: 'MailRelay', metadata: { name: 'mail', namespace: 'default', uid: 'u' }, spec: relaySpec },
       // No Secret the user makes; the handoff token is the operator's own.
-      { senderDomains: [], secretExists: (name: string) => name.endsWith('-handoff'), defaultImage: 'ghcr.io/mailfleet/mailfleet:0.1.0', serviceMonitors: false },
+      { senderDomains: [], secretExists: (name: string) => name.endsWith('-handoff'), secretKeys: () => [], defaultImage: 'ghcr.io/mailfleet/mailfleet:0.1.0', serviceMonitors: false },
     );
     expect(rendered.ok ? 'ok' : rendered.message).toBe('ok');
     expect(rendered.objects?.map((o) => o.kind)).toContain('Deployment');

@@ -44,6 +44,38 @@ describe('mailfleet render', () => {
     expect(stdout).toContain('expects Secret(s) not in these files: outbound-tls, outbound-users, m365-relay-oauth2');
   });
 
+  it('renders the webhooks example: a signing key per key of the Secret (a placeholder id while the Secret is not in the files), the SenderDomain\'s webhook for its domain', async () => {
+    const { code, stdout, stderr } = await render(['-f', 'examples/mailrelay-webhooks.yaml']);
+    expect(code, stderr).toBe(0);
+    const config = YAML.parse(YAML.parseAllDocuments(stdout).map((d) => d.toJS() as { kind: string; data?: Record<string, string> }).find((d) => d.kind === 'ConfigMap')!.data!['relay.yaml']!);
+    expect(config.events).toMatchObject({
+      webhooks: [
+        { name: 'crm', url: 'https://crm.example.com/hooks/mail', signingKeys: [{ id: 'KEY_ID', secretFile: '/etc/mailfleet/webhooks/crm/KEY_ID' }] },
+        { name: 'sd-shop-example-com-orders', senderDomains: ['shop.example.com'], signingKeys: [{ id: 'KEY_ID', secretFile: '/etc/mailfleet/webhooks/sd-shop-example-com-orders/KEY_ID' }] },
+      ],
+      maxOutboxBytes: 256 * 1024 * 1024,
+    });
+    expect(stdout).toContain('mountPath: /etc/mailfleet/webhooks/crm');
+    expect(stdout).toContain('expects Secret(s) not in these files: outbound-tls, outbound-users, crm-webhook-keys, shop-webhook-keys');
+    expect(stdout).toContain('# MailRelay mail/outbound-events webhook crm: signs with each key of Secret crm-webhook-keys (rendered as KEY_ID)');
+
+    // With the Secret in the files, its keys (never its values) are the key ids; a key that cannot be one is an error.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-render-hooks-'));
+    const secret = (keys: string[]) => {
+      const file = path.join(dir, 'secret.yaml');
+      fs.writeFileSync(file, YAML.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'crm-webhook-keys', namespace: 'mail' }, stringData: Object.fromEntries(keys.map((k) => [k, 'x'.repeat(44)])) }));
+      return file;
+    };
+    const withKeys = await render(['-f', secret(['k2026-12', 'k2027-06']), '-f', 'examples/mailrelay-webhooks.yaml']);
+    expect(withKeys.code, withKeys.stderr).toBe(0);
+    expect(withKeys.stdout).toContain('secretFile: /etc/mailfleet/webhooks/crm/k2027-06');
+    expect(withKeys.stdout).not.toContain('x'.repeat(44));
+    const dotted = await render(['-f', secret(['k2026.12']), '-f', 'examples/mailrelay-webhooks.yaml']);
+    expect(dotted.code).toBe(1);
+    expect(dotted.stderr).toContain('Secret crm-webhook-keys (spec.events.webhooks[crm].secretName): key "k2026.12" cannot be a signing key id');
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
   it('refuses an invalid manifest with each error and its field path, exit 1', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-render-'));
     const file = path.join(dir, 'bad.yaml');
@@ -69,7 +101,7 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
   };
 
   it('renders the manifests in a directory, as kubectl -f DIR: *.yaml, *.yml and *.json in name order, other files passed over', async () => {
-    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-m365.yaml', '-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
+    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-m365.yaml', '-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay-webhooks.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
     expect(fromDir.stderr).toBe('');
     expect(fromDir.code).toBe(0);
     const objects = (out: string) => out.replace(/^#.*\n?/gm, '');

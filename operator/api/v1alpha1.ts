@@ -14,6 +14,7 @@
  */
 import { z } from 'zod';
 import { dmarcSchema, spfSchema } from '../../relay/config.js';
+import { EVENT_TYPES } from '../../relay/events/event.js';
 
 export const GROUP = 'mailfleet.io';
 export const VERSION = 'v1alpha1';
@@ -48,6 +49,67 @@ export const conditionSchema = z.object({
   message: z.string(),
 });
 export type Condition = z.infer<typeof conditionSchema>;
+
+// ---------------------------------------------------------------------------------------
+// Webhooks (spec.events of a MailRelay and of a SenderDomain)
+// ---------------------------------------------------------------------------------------
+
+/** A Secret key usable as a signing key id: the relay's KEY_ID (relay/events/config.ts), `t` aside. A Secret key may also hold '.', which this refuses. */
+export const WEBHOOK_KEY_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** The relay signs with at most this many keys per webhook (relay/events/config.ts). */
+export const WEBHOOK_MAX_KEYS = 4;
+/** The prefix of the webhooks rendered from SenderDomains into a relay: a MailRelay's own may not use it, so no name can clash. */
+export const SENDER_DOMAIN_WEBHOOK_PREFIX = 'sd-';
+
+const webhookFields = {
+  name: z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'a lower-case DNS label: letters, digits and dashes')
+    .max(63)
+    .describe('Names the webhook in the relay\'s metrics and logs, and its place in the outbox: renaming it starts it afresh.'),
+  url: z
+    .string()
+    .regex(/^https?:\/\/[^\s/?#]+\S*$/, 'an http:// or https:// URL')
+    .describe('Where batches of events are POSTed as JSON, signed with each key of secretName. https unless the receiver is in the cluster.'),
+  secretName: objectName.describe('A Secret whose keys are the signing key ids and whose values the HMAC-SHA256 keys (at least 32 characters each): every batch is signed with each (1 to 4 keys; ids of letters, digits, _ and -). Rotation: add the new key, let receivers learn it, remove the old one.'),
+  types: z.array(z.enum(EVENT_TYPES)).min(1).optional().describe('Only these event types. Omitted: every type.'),
+  timeout: duration('timeout').optional().describe('How long to wait for the answer to one batch (the relay\'s default: 10s).'),
+  batchSize: z.number().int().min(1).max(1000).optional().describe('Most events in one POST (the relay\'s default: 100).'),
+  caSecretName: objectName.optional().describe('A Secret whose key `ca.crt` holds extra PEM CA certificates trusted for this https URL (a private CA).'),
+};
+
+/**
+ * Webhook names unique in a list: zod here, and the API server itself by `x-kubernetes-list-type: map`
+ * (which v1.20 checks too). At most 16, which also bounds the cost of the items' CEL rule.
+ */
+const webhookList = <T extends z.ZodType<{ name: string }>>(item: T, what: string) =>
+  z
+    .array(item)
+    .max(16)
+    .superRefine((hooks, ctx) => {
+      const seen = new Set<string>();
+      hooks.forEach((w, i) => {
+        if (seen.has(w.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `webhook ${w.name} is listed twice` });
+        seen.add(w.name);
+      });
+    })
+    .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] })
+    .describe(what);
+
+// The rule twice: zod for `mailfleet render` and the operator, CEL for API servers 1.25 and later.
+const RELAY_WEBHOOK_NAME_RULE = { rule: `!self.name.startsWith('${SENDER_DOMAIN_WEBHOOK_PREFIX}')`, message: `names starting with ${SENDER_DOMAIN_WEBHOOK_PREFIX} are kept for the webhooks of SenderDomains` };
+
+const relayWebhookSchema = z
+  .strictObject({
+    ...webhookFields,
+    senderDomains: z.array(dnsName).min(1).optional().describe('Only events of mail from these sender domains (and their subdomains). Omitted: every event.'),
+  })
+  .refine((w) => !w.name.startsWith(SENDER_DOMAIN_WEBHOOK_PREFIX), { path: ['name'], message: RELAY_WEBHOOK_NAME_RULE.message })
+  .meta({ 'x-kubernetes-validations': [RELAY_WEBHOOK_NAME_RULE] });
+
+const senderDomainWebhookSchema = z.strictObject(webhookFields);
+
+export type WebhookSpec = z.output<typeof senderDomainWebhookSchema> & { senderDomains?: string[] | undefined };
 
 // ---------------------------------------------------------------------------------------
 // SenderDomain
@@ -90,6 +152,12 @@ export const senderDomainSpecSchema = z.strictObject({
       interval: duration('verification.interval').default('10m'),
     })
     .prefault({}),
+  events: z
+    .strictObject({
+      webhooks: webhookList(senderDomainWebhookSchema, 'Webhooks that get the events of mail from this domain (and its subdomains) only; every MailRelay that selects this domain sends them.').optional(),
+    })
+    .optional()
+    .describe('What became of each message from this domain, sent to webhooks (docs/events.md).'),
 });
 export type SenderDomainSpec = z.output<typeof senderDomainSpecSchema>;
 
@@ -249,6 +317,13 @@ export const mailRelaySpecSchema = z.strictObject({
     .prefault({}),
   spool: z.strictObject({ sizeLimit: quantity.default('2Gi').describe('Size limit of the spool emptyDir.') }).prefault({}),
   autoscaling: autoscalingSchema.prefault({}),
+  events: z
+    .strictObject({
+      webhooks: webhookList(relayWebhookSchema, 'Where the relay sends what became of each message (received, delivered, deferred, bounced...). The webhooks of the SenderDomains it selects are added.').optional(),
+      maxOutboxBytes: quantity.optional().describe('Most bytes of events kept in the spool for webhooks that are not taking them (the relay\'s default: 256Mi); past it the oldest are dropped and counted.'),
+    })
+    .optional()
+    .describe('Events and webhooks (docs/events.md, docs/operator.md#webhooks).'),
   terminationGracePeriodSeconds: z.number().int().min(10).default(60).describe('Time to drain and hand off mail on scale-down.'),
   resources: passthrough('Container resources, as in a Pod.').optional(),
   nodeSelector: z.record(z.string(), z.string()).optional(),

@@ -27,7 +27,7 @@ import type { EventSink } from './events.js';
 import { relayRollout, type ConditionValue } from '../policy/rollout.js';
 import type { OperatorMetrics } from '../metrics.js';
 import type { Reason } from './reasons.js';
-import { namespaceWide, owned, relevant, self, type Watch } from './watches.js';
+import { madeByOperator, namespaceWide, owned, relevant, self, type Watch } from './watches.js';
 
 export interface MailRelayContext {
   client: KubeClient;
@@ -37,7 +37,7 @@ export interface MailRelayContext {
   senderDomains: () => SenderDomain[];
   /** The relay's Deployment as the Deployment informer has it. */
   deployment: (namespace: string, name: string) => AnyObject | undefined;
-  /** A Secret the operator made (the DKIM keys), from its informer; others are asked for. */
+  /** A Secret from the operator's informer: its own whole, others with their key names only (withoutForeignValues); one not there is asked for. */
   managedSecret: (namespace: string, name: string) => AnyObject | undefined;
   /**
    * The operator's watch cache of its own objects of a kind, or undefined when it does not
@@ -49,7 +49,7 @@ export interface MailRelayContext {
   /** An apply was answered 404 for its whole API: discovery should look again. */
   apiGone?: () => void;
   defaultImage: string;
-  /** While a reference is missing, look again this often (the Secrets users make are not watched). */
+  /** While a reference is missing, look again this often (the Secrets users make are watched too; this is the safety net). */
   missingRetryMs: number;
   metrics?: OperatorMetrics;
 }
@@ -73,14 +73,23 @@ export function notServedMessage(objects: readonly { apiVersion: string; kind: s
   return objects.map((o) => `${o.kind} ${o.metadata.name} not made: the cluster does not serve ${o.apiVersion}${NOT_SERVED_HINT[o.apiVersion] ? ` (${NOT_SERVED_HINT[o.apiVersion]})` : ''}`).join('; ');
 }
 
+/** A Secret's key names, sorted: what a relay renders of a webhook's Secret. */
+const secretKeyNames = (o: AnyObject | undefined) => (o ? JSON.stringify(Object.keys((o.data ?? {}) as Record<string, unknown>).sort()) : undefined);
+
 /**
  * What requeues a MailRelay: itself; the objects made for it (a pod ready, an object edited or
- * deleted, the handoff Secret gone); and, in its namespace, a SenderDomain's labels, spec or
- * keys, which it renders into its config (not the domain's conditions or DNS checks).
+ * deleted, the handoff Secret gone); in its namespace, a SenderDomain's labels, spec or
+ * keys, which it renders into its config (not the domain's conditions or DNS checks); and a
+ * Secret the user makes appearing, going, or gaining or losing a key (a webhook's signing key
+ * ids are its Secret's keys), not a value changing (the pods read the mounted files again).
  */
 export const mailRelayWatches: readonly Watch[] = [
   self(API_VERSION, 'MailRelay'),
   namespaceWide(API_VERSION, 'SenderDomain', (o, previous) => relevant(o, ['keys', 'secretName']) !== relevant(previous, ['keys', 'secretName'])),
+  // Every MailRelay of the namespace (which of them names the Secret, through a SenderDomain
+  // too, is the reconcile's to find out): key names change seldom, and a reconcile that
+  // renders the same objects applies nothing.
+  namespaceWide('v1', 'Secret', (o, previous) => !madeByOperator((o ?? previous)!) && secretKeyNames(o) !== secretKeyNames(previous)),
   ...(
     [
       ['apps/v1', 'Deployment'],
@@ -112,12 +121,20 @@ export class MailRelayController {
     const relay: MailRelay = { ...raw, spec: parsed.data };
     await this.ensureHandoffSecret(relay);
     const senderDomains = this.ctx.senderDomains().filter((d) => (d.metadata.namespace ?? 'default') === namespace && matches(relay.spec.senderDomainSelector, d.metadata.labels));
-    const existing = new Set<string>();
+    // Each Secret's key names, never its values: the webhooks' key ids are their Secrets' keys.
+    const existing = new Map<string, string[]>();
     for (const name of new Set(relaySecrets(relay, senderDomains).map((s) => s.name))) {
-      if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) existing.add(name);
+      const secret = this.ctx.managedSecret(namespace, name) ?? (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }));
+      if (secret) existing.set(name, Object.keys((secret.data ?? {}) as Record<string, unknown>));
     }
 
-    const result = renderMailRelay(relay, { senderDomains, secretExists: (n) => existing.has(n), defaultImage: this.ctx.defaultImage, serviceMonitors: this.ctx.serves('monitoring.coreos.com/v1') });
+    const result = renderMailRelay(relay, {
+      senderDomains,
+      secretExists: (n) => existing.has(n),
+      secretKeys: (n) => existing.get(n) ?? [],
+      defaultImage: this.ctx.defaultImage,
+      serviceMonitors: this.ctx.serves('monitoring.coreos.com/v1'),
+    });
     if (!result.ok) {
       await this.degraded(relay, result.reason, result.message, now);
       return result.reason === 'Missing' ? { requeueAfterMs: this.ctx.missingRetryMs } : undefined;

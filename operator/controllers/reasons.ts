@@ -15,7 +15,8 @@ export const REASONS = {
   RolledOut: 'every replica runs the current version and is available',
   ProgressDeadlineExceeded: 'the rollout passed the Deployment\'s progress deadline (see RolloutStuck)',
   RolloutStuck: 'the rollout passed the Deployment\'s progress deadline: look at the new pods (image, probes, resources)',
-  Missing: 'a Secret the relay needs (TLS, users, smarthost credentials or OAuth 2.0 client, only with route smarthost) or a selected SenderDomain\'s keys does not exist yet; nothing is applied; looked at again every 15 s',
+  Missing: 'a Secret the relay needs (TLS, users, smarthost credentials or OAuth 2.0 client, only with route smarthost, a webhook\'s signing keys or CA) or a selected SenderDomain\'s keys does not exist yet; nothing is applied; looked at again when the Secret appears, and every 15 s',
+  WebhookKeysInvalid: 'a webhook\'s Secret (spec.events.webhooks[].secretName, of the MailRelay or a selected SenderDomain) has no key, a key that cannot be a signing key id (1 to 64 letters, digits, _ or -, e.g. not k2026.12), or more than 4 keys; the message names the Secret and the keys; nothing is applied (the running pods keep their config and keep the webhook\'s events) until the Secret\'s keys change',
   Invalid: 'the relay would refuse the configuration rendered from this spec; the message names the fields',
   ApplyFailed: 'the API server refused an object; the message names each object, the request and the server\'s words; retried with backoff',
   APINotServed: 'an object whose API the cluster does not serve was left out (a PodDisruptionBudget before Kubernetes 1.21, a ServiceMonitor without the Prometheus Operator, a DNSEndpoint without external-dns)',
@@ -46,9 +47,9 @@ export type Reason = keyof typeof REASONS;
 /** Each kind's conditions: what True means, and the reasons each can carry. */
 export const CONDITIONS: Record<'MailRelay' | 'SenderDomain', Record<string, { trueWhen: string; reasons: readonly Reason[] }>> = {
   MailRelay: {
-    Ready: { trueWhen: 'every desired relay pod is available', reasons: ['Available', 'NotAvailable', 'ScaledToZero', 'Missing', 'Invalid', 'InvalidSpec'] },
+    Ready: { trueWhen: 'every desired relay pod is available', reasons: ['Available', 'NotAvailable', 'ScaledToZero', 'Missing', 'WebhookKeysInvalid', 'Invalid', 'InvalidSpec'] },
     Progressing: { trueWhen: 'a rollout is under way', reasons: ['RollingOut', 'Creating', 'RolledOut', 'ProgressDeadlineExceeded'] },
-    Degraded: { trueWhen: 'the operator could not do all it should', reasons: ['Reconciled', 'Missing', 'InvalidSpec', 'Invalid', 'ApplyFailed', 'RolloutStuck', 'APINotServed'] },
+    Degraded: { trueWhen: 'the operator could not do all it should', reasons: ['Reconciled', 'Missing', 'WebhookKeysInvalid', 'InvalidSpec', 'Invalid', 'ApplyFailed', 'RolloutStuck', 'APINotServed'] },
     SmarthostAuthenticated: {
       trueWhen: 'route smarthost with credentials (credentialsSecretName or oauth2) only: a relay pod authenticated to the smarthost and no pod\'s last attempt failed (False names the reason most pods give; a Warning Event when it turns False)',
       reasons: ['Authenticated', 'NotYetAttempted', 'BasicAuthDisabled', 'SmtpAuthDisabled', 'CredentialsRejected', 'TokenClientRejected', 'TokenNotAuthorized', 'TokenEndpointUnreachable', 'CredentialsUnreadable'],

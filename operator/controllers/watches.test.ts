@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { AnyObject } from '../kube/client.js';
 import { mailRelayWatches } from './mailrelay.js';
 import { senderDomainWatches } from './senderdomain.js';
-import type { Watch } from './watches.js';
+import { withoutForeignValues, type Watch } from './watches.js';
 
 const obj = (kind: string, name: string, extra: Partial<AnyObject> = {}): AnyObject => ({ apiVersion: 'x', kind, metadata: { namespace: 'mail', name, ...(extra.metadata ?? {}) }, ...extra }) as AnyObject;
 const requeued = (watches: readonly Watch[], kind: string, o: AnyObject | undefined, previous: AnyObject | undefined) =>
@@ -16,6 +16,27 @@ describe('what requeues what', () => {
     const domain = obj('SenderDomain', 'example', { spec: { domain: 'example.com' }, status: { keys: [], conditions: [] } });
     expect(requeued(mailRelayWatches, 'SenderDomain', { ...domain, status: { keys: [], conditions: [{ type: 'DNSVerified' }] } }, domain)).toEqual([]);
     expect(requeued(mailRelayWatches, 'SenderDomain', { ...domain, status: { keys: [{ selector: 's1' }] } }, domain)).toEqual(['mail/all-of-them']);
+  });
+
+  it('a MailRelay: a Secret the user makes appearing, going or changing its key names (a webhook\'s key ids), not its values or the operator\'s own Secrets', () => {
+    const secret = obj('Secret', 'crm-keys', { data: { 'k2026-12': 'YQ==' } });
+    expect(requeued(mailRelayWatches, 'Secret', secret, undefined)).toEqual(['mail/all-of-them']);
+    expect(requeued(mailRelayWatches, 'Secret', { ...secret, data: { 'k2026-12': 'Yg==' } }, secret)).toEqual([]);
+    expect(requeued(mailRelayWatches, 'Secret', { ...secret, data: { 'k2026-12': 'YQ==', 'k2027-01': 'Yw==' } }, secret)).toEqual(['mail/all-of-them']);
+    expect(requeued(mailRelayWatches, 'Secret', undefined, secret)).toEqual(['mail/all-of-them']);
+    // Another tool's managed-by (a Helm chart made the Secret) is still the user's.
+    const helm = obj('Secret', 'crm-keys', { metadata: { name: 'crm-keys', labels: { 'app.kubernetes.io/managed-by': 'Helm' } } as never, data: { k1: 'YQ==' } });
+    expect(requeued(mailRelayWatches, 'Secret', helm, undefined)).toEqual(['mail/all-of-them']);
+    expect(withoutForeignValues(helm).data).toEqual({ k1: '' });
+    const handoff = obj('Secret', 'out-handoff', { metadata: { name: 'out-handoff', labels: { 'app.kubernetes.io/managed-by': 'mailfleet-operator' }, ownerReferences: [{ kind: 'MailRelay', name: 'out' }] } as never, data: { token: 'eA==' } });
+    expect(requeued(mailRelayWatches, 'Secret', { ...handoff, data: {} }, handoff)).toEqual(['mail/out']);
+  });
+
+  it('the Secret cache keeps the key names of Secrets the operator did not make, never their values', () => {
+    const foreign = obj('Secret', 'crm-keys', { type: 'Opaque', data: { 'k2026-12': 'c2VjcmV0' } } as never);
+    expect(withoutForeignValues(foreign)).toEqual({ apiVersion: 'x', kind: 'Secret', metadata: foreign.metadata, type: 'Opaque', data: { 'k2026-12': '' } });
+    const own = obj('Secret', 'dkim', { metadata: { name: 'dkim', labels: { 'app.kubernetes.io/managed-by': 'mailfleet-operator' } } as never, data: { 'a.pem': 'cGVt' } });
+    expect(withoutForeignValues(own)).toBe(own);
   });
 
   it('a SenderDomain: itself, its Secret and DNSEndpoint by owner, and a MailRelay spec change (SPF), not a relay that is only someone else\'s', () => {

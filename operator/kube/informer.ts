@@ -18,6 +18,8 @@ export interface InformerOptions {
   resyncMs: number;
   /** Wait before watching again after an error. */
   retryMs?: number;
+  /** What is kept of each object (the cache and the handler see only this): e.g. a Secret's key names without its values. */
+  transform?: (o: AnyObject) => AnyObject;
   /** A key (namespace/name) whose object changed, appeared or is gone (undefined; `previous` is what was cached). */
   onChange: (key: string, object: AnyObject | undefined, previous: AnyObject | undefined) => void;
   onError?: (err: unknown) => void;
@@ -76,7 +78,8 @@ export class Informer {
   private async relist(): Promise<void> {
     const { items, resourceVersion } = await this.client.list(this.options.apiVersion, this.options.kind, this.options.namespace, this.options.labelSelector);
     const seen = new Set<string>();
-    for (const item of items) {
+    for (const listed of items) {
+      const item = this.options.transform ? this.options.transform(listed) : listed;
       const key = keyOf(item);
       seen.add(key);
       const before = this.cache.get(key);
@@ -111,8 +114,9 @@ export class Informer {
             this.cache.delete(key);
             this.options.onChange(key, undefined, before);
           } else {
-            this.cache.set(key, event.object);
-            this.options.onChange(key, event.object, before);
+            const object = this.options.transform ? this.options.transform(event.object) : event.object;
+            this.cache.set(key, object);
+            this.options.onChange(key, object, before);
           }
         },
         (err) => this.restart(err),

@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
-import { relaySecrets, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
+import { label63, relaySecrets, relayWebhooks, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
 
 const relay = (spec: object = {}): MailRelay => ({
   apiVersion: API_VERSION,
@@ -28,7 +28,7 @@ const domain: SenderDomain = {
   },
 };
 const existing = new Set(['outbound-tls', 'outbound-users', 'example-com-dkim', 'ses', 'outbound-handoff']);
-const inputs = (over: Partial<RelayInputs> = {}): RelayInputs => ({ senderDomains: [domain], secretExists: (n) => existing.has(n), defaultImage: 'ghcr.io/mailfleet/mailfleet:0.1.0', serviceMonitors: false, ...over });
+const inputs = (over: Partial<RelayInputs> = {}): RelayInputs => ({ senderDomains: [domain], secretExists: (n) => existing.has(n), secretKeys: () => [], defaultImage: 'ghcr.io/mailfleet/mailfleet:0.1.0', serviceMonitors: false, ...over });
 
 function rendered(r = relay(), i = inputs()) {
   const result = renderMailRelay(r, i);
@@ -205,6 +205,115 @@ describe('renderMailRelay', () => {
     it('a config the relay would refuse (a plain-http token endpoint off loopback) is Invalid, naming the field', () => {
       const result = renderMailRelay(oauth2Relay({ provider: 'generic', user: 'u', clientId: 'c', tokenUrl: 'http://tokens.example.com/token', secretName: 's' }), inputs({ secretExists: () => true }));
       expect(result).toMatchObject({ ok: false, reason: 'Invalid', message: expect.stringContaining('delivery.route.oauth2.tokenUrl') });
+    });
+  });
+
+  describe('events.webhooks', () => {
+    const KEY_ROOT = '/etc/mailfleet/webhooks';
+    const keysOf: Record<string, string[]> = { 'crm-keys': ['k2026-12', 'k2027_01'], 'audit-keys': ['current'], 'sd-keys': ['a'], 'private-ca': ['ca.crt'] };
+    const hooksInputs = (over: Partial<RelayInputs> = {}) =>
+      inputs({ secretExists: (n) => existing.has(n) || n in keysOf, secretKeys: (n) => keysOf[n] ?? [], ...over });
+    const crm = { name: 'crm', url: 'https://crm.example.com/hooks/mail', secretName: 'crm-keys', types: ['delivered', 'bounced'], timeout: '30s', batchSize: 50, caSecretName: 'private-ca' };
+    const audit = { name: 'audit', url: 'http://audit.tools.svc:8080/events', secretName: 'audit-keys', senderDomains: ['example.com'] };
+    const withEvents = (events: object) => relay({ events });
+    const sdWithHooks = (name = 'example-com', hooks: object[] = [{ name: 'crm', url: 'https://sd.example.net/h', secretName: 'sd-keys' }]): SenderDomain => ({
+      ...domain,
+      metadata: { ...domain.metadata, name },
+      spec: senderDomainSpecSchema.parse({ domain: 'example.com', events: { webhooks: hooks } }),
+    });
+
+    it('renders each webhook with one signing key per key of its Secret, at its mount, in a config the relay itself parses', () => {
+      const { config, byKind } = rendered(withEvents({ webhooks: [crm, audit], maxOutboxBytes: '64Mi' }), hooksInputs());
+      const parsed = parseConfig(YAML.parse(config), '/etc/mailfleet/config');
+      expect(parsed.events.maxOutboxBytes).toBe(64 * 1024 * 1024);
+      expect(parsed.events.webhooks).toEqual([
+        {
+          name: 'crm',
+          url: 'https://crm.example.com/hooks/mail',
+          types: ['delivered', 'bounced'],
+          signingKeys: [
+            { id: 'k2026-12', secretFile: `${KEY_ROOT}/crm/k2026-12` },
+            { id: 'k2027_01', secretFile: `${KEY_ROOT}/crm/k2027_01` },
+          ],
+          caFile: '/etc/mailfleet/webhook-ca/crm/ca.crt',
+          timeout: 30,
+          batchSize: 50,
+          maxBackoff: 300,
+        },
+        { name: 'audit', url: 'http://audit.tools.svc:8080/events', senderDomains: ['example.com'], signingKeys: [{ id: 'current', secretFile: `${KEY_ROOT}/audit/current` }], timeout: 10, batchSize: 100, maxBackoff: 300 },
+      ]);
+      const pod = byKind('Deployment').spec.template.spec;
+      expect(pod.volumes).toContainEqual({ name: 'wh-crm', secret: { secretName: 'crm-keys', defaultMode: 0o440 } });
+      expect(pod.volumes).toContainEqual({ name: 'whca-crm', secret: { secretName: 'private-ca', defaultMode: 0o440, items: [{ key: 'ca.crt', path: 'ca.crt' }] } });
+      expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'wh-crm', mountPath: `${KEY_ROOT}/crm`, readOnly: true });
+      expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'wh-audit', mountPath: `${KEY_ROOT}/audit`, readOnly: true });
+      expect(() => new Deployment(byKind('Deployment') as never).validate()).not.toThrow();
+      // Webhook crm's CA and a webhook named crm-ca each have a volume of their own.
+      const both = rendered(withEvents({ webhooks: [crm, { ...audit, name: 'crm-ca' }] }), hooksInputs()).byKind('Deployment').spec.template.spec.volumes as { name: string }[];
+      expect(new Set(both.map((v) => v.name)).size).toBe(both.length);
+      // No webhooks: no events section at all (the relay's defaults).
+      expect(YAML.parse(rendered().config)).not.toHaveProperty('events');
+    });
+
+    it('a SenderDomain\'s webhooks go into each relay that selects it, for that domain only, under names a relay\'s own cannot take', () => {
+      const r = withEvents({ webhooks: [{ ...crm, caSecretName: undefined }] });
+      const sd = sdWithHooks();
+      const { config, byKind } = rendered(r, hooksInputs({ senderDomains: [sd] }));
+      const hooks = parseConfig(YAML.parse(config), '/').events.webhooks;
+      expect(hooks.map((w) => [w.name, w.senderDomains])).toEqual([['crm', undefined], ['sd-example-com-crm', ['example.com']]]);
+      expect(hooks[1]!.signingKeys).toEqual([{ id: 'a', secretFile: `${KEY_ROOT}/sd-example-com-crm/a` }]);
+      expect(byKind('Deployment').spec.template.spec.volumes).toContainEqual({ name: 'wh-sd-example-com-crm', secret: { secretName: 'sd-keys', defaultMode: 0o440 } });
+      expect(mailRelaySpecSchema.safeParse({ events: { webhooks: [{ ...crm, name: 'sd-example-com-crm' }] } }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+        'events.webhooks.0.name: names starting with sd- are kept for the webhooks of SenderDomains',
+      ]);
+      // Long names are cut to 63 with a hash; names that would meet (a-b's c, a's b-c) each get their own hash; dotted object names become labels.
+      const long = relayWebhooks(r, [sdWithHooks('x'.repeat(60), [{ name: 'y'.repeat(30), url: 'https://a.example/h', secretName: 'sd-keys' }])]).at(-1)!.name;
+      expect(long).toMatch(/^sd-x+-[0-9a-f]{10}$/);
+      expect(long.length).toBeLessThanOrEqual(63);
+      expect(label63('x'.repeat(64))).toBe(label63('x'.repeat(64)));
+      const met = relayWebhooks(relay(), [sdWithHooks('a-b', [{ name: 'c', url: 'https://a.example/h', secretName: 's' }]), sdWithHooks('a', [{ name: 'b-c', url: 'https://a.example/h', secretName: 's' }])]).map((w) => w.name);
+      expect(new Set(met).size).toBe(2);
+      expect(met.every((n) => /^sd-a-b-c-[0-9a-f]{10}$/.test(n))).toBe(true);
+      expect(relayWebhooks(relay(), [sdWithHooks('example.com')]).map((w) => w.name)).toEqual([expect.stringMatching(/^sd-example-com-crm-[0-9a-f]{10}$/)]);
+    });
+
+    it('lists the webhooks\' Secrets among those a relay needs: a missing one is Missing and named', () => {
+      const r = withEvents({ webhooks: [crm] });
+      expect(relaySecrets(r, [sdWithHooks()])).toEqual(
+        expect.arrayContaining([
+          { name: 'crm-keys', for: 'spec.events.webhooks[crm].secretName', madeBy: 'user' },
+          { name: 'private-ca', for: 'spec.events.webhooks[crm].caSecretName', madeBy: 'user' },
+          { name: 'sd-keys', for: 'SenderDomain example-com spec.events.webhooks[crm].secretName', madeBy: 'user' },
+        ]),
+      );
+      const mounted = (rendered(r, hooksInputs({ senderDomains: [sdWithHooks()] })).byKind('Deployment').spec.template.spec.volumes as { secret?: { secretName: string } }[]).flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+      expect(mounted.sort()).toEqual([...new Set(relaySecrets(r, [sdWithHooks()]).map((x) => x.name))].sort());
+      expect(renderMailRelay(r, hooksInputs({ secretExists: (n) => existing.has(n) || n === 'private-ca' }))).toEqual({ ok: false, reason: 'Missing', message: 'waiting for Secret crm-keys (spec.events.webhooks[crm].secretName)' });
+    });
+
+    it('a Secret with no key, a key that cannot be a key id (a dot), or too many keys holds the relay back with WebhookKeysInvalid, naming Secret and keys', () => {
+      const r = withEvents({ webhooks: [{ ...crm, caSecretName: undefined }] });
+      const withKeys = (keys: string[]) => renderMailRelay(r, hooksInputs({ secretKeys: (n) => (n === 'crm-keys' ? keys : []) }));
+      expect(withKeys([])).toEqual({ ok: false, reason: 'WebhookKeysInvalid', message: expect.stringContaining('Secret crm-keys (spec.events.webhooks[crm].secretName) has no keys') });
+      expect(withKeys(['k2026-12', 'k2027.01'])).toEqual({ ok: false, reason: 'WebhookKeysInvalid', message: expect.stringContaining('key "k2027.01" cannot be a signing key id') });
+      expect(withKeys(['t'])).toMatchObject({ ok: false, reason: 'WebhookKeysInvalid' });
+      expect(withKeys(['a', 'b', 'c', 'd', 'e'])).toEqual({ ok: false, reason: 'WebhookKeysInvalid', message: expect.stringContaining('has 5 keys; a webhook signs with at most 4') });
+      expect(withKeys(['a', 'b', 'c', 'd'])).toMatchObject({ ok: true });
+    });
+
+    it('the schema: http(s) URLs, DNS-label names, unique names, known event types; a SenderDomain\'s webhooks take no senderDomains', () => {
+      const issues = (webhooks: object[]) => {
+        const r = mailRelaySpecSchema.safeParse({ events: { webhooks } });
+        return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+      };
+      expect(issues([crm, audit])).toEqual([]);
+      expect(issues([{ ...crm, url: 'ftp://crm.example.com/' }])).toEqual(['events.webhooks.0.url: an http:// or https:// URL']);
+      expect(issues([{ ...crm, name: 'CRM' }])).toEqual(['events.webhooks.0.name: a lower-case DNS label: letters, digits and dashes']);
+      expect(issues([{ ...crm, name: 'a'.repeat(64) }])).toHaveLength(1);
+      expect(issues([crm, { ...audit, name: 'crm' }])).toEqual(['events.webhooks.1.name: webhook crm is listed twice']);
+      expect(issues([{ ...crm, types: ['opened'] }])).toHaveLength(1);
+      const sd = senderDomainSpecSchema.safeParse({ domain: 'example.com', events: { webhooks: [{ ...audit }] } });
+      expect(sd.error?.issues).toMatchObject([{ code: 'unrecognized_keys', path: ['events', 'webhooks', 0], keys: ['senderDomains'] }]);
     });
   });
 });

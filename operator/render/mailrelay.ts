@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import YAML from 'yaml';
 import { formatIssues, configSchema, type RelayConfigInput } from '../../relay/config.js';
 import type { SmarthostOAuth2Config } from '../../relay/delivery/oauth2/config.js';
-import { API_VERSION, OAUTH2_CREDENTIAL_KEYS, oauth2Credential, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
+import { API_VERSION, OAUTH2_CREDENTIAL_KEYS, oauth2Credential, SENDER_DOMAIN_WEBHOOK_PREFIX, WEBHOOK_KEY_ID, WEBHOOK_MAX_KEYS, type MailRelay, type SenderDomain, type WebhookSpec } from '../api/v1alpha1.js';
 
 export type KubeObject = {
   apiVersion: string;
@@ -25,13 +25,18 @@ export interface RelayInputs {
   senderDomains: SenderDomain[];
   /** Whether a Secret of this name exists in the relay's namespace. */
   secretExists: (name: string) => boolean;
+  /**
+   * The key names (never the values) of a Secret in the relay's namespace: asked only for the
+   * webhooks' Secrets, whose keys are the signing key ids. Empty for a Secret not found.
+   */
+  secretKeys: (name: string) => readonly string[];
   /** The relay image when the spec names none (the operator's own image). */
   defaultImage: string;
   /** Whether the ServiceMonitor CRD (monitoring.coreos.com) is installed. */
   serviceMonitors: boolean;
 }
 
-export type RenderResult = { ok: true; objects: KubeObject[]; config: string } | { ok: false; reason: 'Missing' | 'Invalid'; message: string };
+export type RenderResult = { ok: true; objects: KubeObject[]; config: string } | { ok: false; reason: 'Missing' | 'Invalid' | 'WebhookKeysInvalid'; message: string };
 
 const CONFIG_DIR = '/etc/mailfleet/config';
 const SPOOL_DIR = '/var/spool/mailfleet';
@@ -96,7 +101,72 @@ function smarthostSecret(relay: MailRelay): { name: string; field: string; volum
   return undefined;
 }
 
-function relayConfig(relay: MailRelay, inputs: RelayInputs): RelayConfigInput {
+const hash10 = (s: string) => crypto.createHash('sha256').update(s).digest('hex').slice(0, 10);
+
+/** A DNS label of at most 63 characters: the name itself, or its start and a hash of the whole (deterministic, distinct for distinct names). */
+export function label63(name: string): string {
+  if (name.length <= 63 && /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(name)) return name;
+  return `${name.replace(/[^a-z0-9-]/g, '-').slice(0, 52).replace(/-+$/, '')}-${hash10(name)}`;
+}
+
+/** Where each webhook's signing keys (its Secret, whole) and CA certificates are mounted. */
+export const WEBHOOKS_DIR = '/etc/mailfleet/webhooks';
+const WEBHOOK_CA_DIR = '/etc/mailfleet/webhook-ca';
+
+/** A webhook as the relay gets it: its rendered name (unique in the relay), its spec and where its spec is (for messages). */
+export interface RelayWebhook {
+  name: string;
+  spec: WebhookSpec;
+  field: string;
+  senderDomains?: string[];
+}
+
+/**
+ * Every webhook a relay sends to: its own, then those of each SenderDomain it selects, for
+ * that domain's mail only, named sd-<SenderDomain>-<webhook> (63 characters at most; a
+ * MailRelay's own webhooks may not start with sd-, so none clash).
+ */
+export function relayWebhooks(relay: MailRelay, domains: readonly SenderDomain[]): RelayWebhook[] {
+  const own = (relay.spec.events?.webhooks ?? []).map((w): RelayWebhook => ({ name: w.name, spec: w, field: `spec.events.webhooks[${w.name}]`, ...(w.senderDomains ? { senderDomains: w.senderDomains } : {}) }));
+  const fromDomains = domains.flatMap((d) =>
+    (d.spec.events?.webhooks ?? []).map((w) => ({
+      // SenderDomain names may hold dots, which label63 replaces (with a hash).
+      base: label63(`${SENDER_DOMAIN_WEBHOOK_PREFIX}${d.metadata.name}-${w.name}`),
+      whole: `${d.metadata.name}/${w.name}`,
+      hook: { spec: w, field: `SenderDomain ${d.metadata.name} spec.events.webhooks[${w.name}]`, senderDomains: [d.spec.domain] },
+    })),
+  );
+  // SenderDomain a-b's webhook c and SenderDomain a's webhook b-c would both be sd-a-b-c: those
+  // that meet take a hash of their whole name instead.
+  const count = new Map<string, number>();
+  for (const f of fromDomains) count.set(f.base, (count.get(f.base) ?? 0) + 1);
+  return [...own, ...fromDomains.map((f): RelayWebhook => ({ name: count.get(f.base)! > 1 ? `${f.base.slice(0, 52).replace(/-+$/, '')}-${hash10(f.whole)}` : f.base, ...f.hook }))];
+}
+
+/** Volume names are DNS labels too: `wh-` (keys) or `whca-` (CA) and the webhook's name, hashed when too long; two prefixes, so webhook x's CA and webhook x-ca's keys do not meet. */
+const webhookVolume = (w: RelayWebhook, prefix: 'wh-' | 'whca-') => label63(`${prefix}${w.name}`);
+
+/**
+ * The signing keys of each webhook from its Secret's key names, or what is wrong with them.
+ * Every key of the Secret must be a key id the relay takes: a key the relay could not take
+ * (k2026.12, with the dot a Secret key allows) is named, not silently left out.
+ */
+function webhookKeys(hooks: readonly RelayWebhook[], inputs: RelayInputs): { keys: Map<string, string[]>; problems: string[] } {
+  const keys = new Map<string, string[]>();
+  const problems: string[] = [];
+  for (const w of hooks) {
+    const names = [...inputs.secretKeys(w.spec.secretName)].sort();
+    const bad = names.filter((k) => !WEBHOOK_KEY_ID.test(k) || k === 't');
+    const where = `Secret ${w.spec.secretName} (${w.field}.secretName)`;
+    if (!names.length) problems.push(`${where} has no keys: add one, e.g. kubectl create secret generic ${w.spec.secretName} --from-literal=k1=$(openssl rand -base64 32)`);
+    else if (bad.length) problems.push(`${where}: key${bad.length > 1 ? 's' : ''} ${bad.map((k) => `"${k}"`).join(', ')} ${bad.length > 1 ? 'cannot be signing key ids' : 'cannot be a signing key id'} (1 to 64 letters, digits, _ or -; not t): rename ${bad.length > 1 ? 'them' : 'it'}`);
+    else if (names.length > WEBHOOK_MAX_KEYS) problems.push(`${where} has ${names.length} keys; a webhook signs with at most ${WEBHOOK_MAX_KEYS}: remove the retired ones`);
+    keys.set(w.name, names);
+  }
+  return { keys, problems };
+}
+
+function relayConfig(relay: MailRelay, inputs: RelayInputs, hooks: readonly RelayWebhook[], keys: ReadonlyMap<string, string[]>): RelayConfigInput {
   const spec = relay.spec;
   const ns = relay.metadata.namespace ?? 'default';
   const route =
@@ -136,6 +206,23 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs): RelayConfigInput {
       egressAddresses: spec.delivery.egressAddresses,
     },
     retry: spec.retry,
+    ...(hooks.length || spec.events?.maxOutboxBytes
+      ? {
+          events: {
+            webhooks: hooks.map((w) => ({
+              name: w.name,
+              url: w.spec.url,
+              ...(w.senderDomains ? { senderDomains: w.senderDomains } : {}),
+              ...(w.spec.types ? { types: w.spec.types } : {}),
+              signingKeys: (keys.get(w.name) ?? []).map((id) => ({ id, secretFile: `${WEBHOOKS_DIR}/${w.name}/${id}` })),
+              ...(w.spec.caSecretName ? { caFile: `${WEBHOOK_CA_DIR}/${w.name}/ca.crt` } : {}),
+              ...(w.spec.timeout ? { timeout: w.spec.timeout } : {}),
+              ...(w.spec.batchSize ? { batchSize: w.spec.batchSize } : {}),
+            })),
+            ...(spec.events?.maxOutboxBytes ? { maxOutboxBytes: quantityBytes(spec.events.maxOutboxBytes) } : {}),
+          },
+        }
+      : {}),
     http: { address: '0.0.0.0', port: METRICS_PORT },
     // Sessions and deliveries get the grace period less a margin for the process to exit.
     shutdown: { drainTimeout: Math.max(5, spec.terminationGracePeriodSeconds - 5) },
@@ -174,6 +261,7 @@ export function relaySecrets(relay: MailRelay, domains: readonly SenderDomain[])
     // Only when the route uses it: what is not mounted is not waited for.
     ...user(smarthostSecret(relay)?.name, smarthostSecret(relay)?.field ?? ''),
     ...domains.flatMap((d): RelaySecret[] => (d.status?.secretName ? [{ name: d.status.secretName, for: `the DKIM keys of SenderDomain ${d.metadata.name}`, madeBy: 'operator' }] : [])),
+    ...relayWebhooks(relay, domains).flatMap((w) => [...user(w.spec.secretName, `${w.field}.secretName`), ...user(w.spec.caSecretName, `${w.field}.caSecretName`)]),
   ];
 }
 
@@ -189,7 +277,18 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
   ];
   if (missing.length) return { ok: false, reason: 'Missing', message: `waiting for ${missing.join(', ')}` };
 
-  const configInput = relayConfig(relay, inputs);
+  // A webhook whose Secret holds no key the relay can sign with holds back the whole relay, as a
+  // missing Secret does, rather than being rendered without that webhook or without the keys
+  // it cannot take: the pods running keep their last good config and write the webhook's
+  // events to the outbox, which it gets once the Secret is fixed. Left out, the webhook would
+  // lose every event from the rollout on (the relay keeps none for a webhook it does not
+  // know); with fewer keys, a receiver that already checks only the new key would refuse
+  // every batch. The relay would refuse a webhook with no key at all.
+  const hooks = relayWebhooks(relay, inputs.senderDomains);
+  const { keys, problems } = webhookKeys(hooks, inputs);
+  if (problems.length) return { ok: false, reason: 'WebhookKeysInvalid', message: problems.join('; ') };
+
+  const configInput = relayConfig(relay, inputs, hooks, keys);
   const checked = configSchema.safeParse(configInput);
   if (!checked.success) return { ok: false, reason: 'Invalid', message: `the relay would refuse this configuration:\n${formatIssues(checked.error.issues)}` };
   const config = YAML.stringify(configInput);
@@ -218,6 +317,11 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
   const upstream = smarthostSecret(relay);
   if (upstream) mountSecret(upstream.volume, upstream.name, upstream.dir, upstream.keys.map((key) => ({ key, path: key })));
   for (const d of inputs.senderDomains) mountSecret(dkimVolume(d), d.status!.secretName!, dkimDir(d));
+  for (const w of hooks) {
+    // The whole Secret: its keys are the key ids, and a key added for rotation appears in the running pods.
+    mountSecret(webhookVolume(w, 'wh-'), w.spec.secretName, `${WEBHOOKS_DIR}/${w.name}`);
+    if (w.spec.caSecretName) mountSecret(webhookVolume(w, 'whca-'), w.spec.caSecretName, `${WEBHOOK_CA_DIR}/${w.name}`, [{ key: 'ca.crt', path: 'ca.crt' }]);
+  }
   mountSecret('handoff', handoffSecretName(relay), '/etc/mailfleet/handoff', [{ key: 'token', path: 'token' }]);
 
   const ports = [...spec.listeners.map((l) => ({ name: l.name, containerPort: containerPort(l.port), protocol: 'TCP' })), { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' }];

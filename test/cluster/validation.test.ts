@@ -105,4 +105,71 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('spec.delivery.smarthost.oauth2.provider: Unsupported value: "entra"');
   });
+
+  // Webhooks: the Secrets their keys come from, a SenderDomain whose webhook the relay takes in.
+  const key = (c: string) => c.repeat(44);
+  const secret = (name: string, data: Record<string, string>) => JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: data });
+  const plain = { listeners: [{ name: 'smtp', port: 2525, tls: 'none', auth: 'none', trustedNetworks: ['10.0.0.0/8'] }] };
+  const crm = { name: 'crm', url: 'https://crm.example.com/hooks/mail', secretName: 'crm-keys', types: ['delivered', 'bounced'], timeout: '30s', batchSize: 50, senderDomains: ['example.com'] };
+  const relayConfig = async (name: string) => (await adminClient(cluster()).get<AnyObject & { data: Record<string, string> }>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: ns, name: `${name}-config` }))?.data['relay.yaml'] ?? '';
+
+  it('a MailRelay with spec.events.webhooks is stored whole; the operator mounts the Secret and renders a signing key per Secret key, a SenderDomain\'s webhook beside it, and follows a key added for rotation', async () => {
+    for (const manifest of [
+      secret('crm-keys', { 'k2026-12': key('a') }),
+      secret('shop-keys', { current: key('b') }),
+      JSON.stringify({ apiVersion: 'mailfleet.io/v1alpha1', kind: 'SenderDomain', metadata: { name: 'shop-example', namespace: ns, labels: { relay: 'hooks' } }, spec: { domain: 'shop.example.com', verification: { resolvers: ['127.0.0.1:9'] }, events: { webhooks: [{ name: 'orders', url: 'http://orders.shop.svc:8080/events', secretName: 'shop-keys' }] } } }),
+      relay('hooks', { ...plain, senderDomainSelector: { matchLabels: { relay: 'hooks' } }, events: { webhooks: [crm], maxOutboxBytes: '64Mi' } }),
+    ]) {
+      const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    expect((await get('hooks'))?.spec?.events).toEqual({ webhooks: [crm], maxOutboxBytes: '64Mi' });
+    operator ??= await startChartOperator(cluster(), chart, ns);
+    const deployment = () => adminClient(cluster()).get<AnyObject & { spec: { template: { spec: { volumes: { name: string; secret?: unknown }[]; containers: { volumeMounts: { name: string }[] }[] } } } }>({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name: 'hooks' });
+    await eventually(async () => !!(await deployment()), 'the Deployment of MailRelay hooks');
+    const pod = (await deployment())!.spec.template.spec;
+    expect(pod.volumes).toContainEqual({ name: 'wh-crm', secret: { secretName: 'crm-keys', defaultMode: 0o440 } });
+    expect(pod.volumes).toContainEqual({ name: 'wh-sd-shop-example-orders', secret: { secretName: 'shop-keys', defaultMode: 0o440 } });
+    expect(pod.containers[0]!.volumeMounts).toContainEqual({ name: 'wh-crm', mountPath: '/etc/mailfleet/webhooks/crm', readOnly: true });
+    const config = await relayConfig('hooks');
+    expect(config).toContain('secretFile: /etc/mailfleet/webhooks/crm/k2026-12');
+    expect(config).toContain('name: sd-shop-example-orders');
+    expect(config).toContain('secretFile: /etc/mailfleet/webhooks/sd-shop-example-orders/current');
+    expect(config).toContain('maxOutboxBytes: 67108864');
+
+    // Rotation: a key added to the Secret is rendered (within the 60 s resync: the Secret's watch, or the Deployment's status, requeues the relay).
+    const rotated = await kubectl(cluster(), ['apply', '-f', '-'], { input: secret('crm-keys', { 'k2026-12': key('a'), 'k2027-06': key('c') }) });
+    expect(rotated.code, rotated.stderr).toBe(0);
+    await eventually(async () => (await relayConfig('hooks')).includes('secretFile: /etc/mailfleet/webhooks/crm/k2027-06'), 'the new key in the relay config');
+  });
+
+  it('webhooks v1.20 refuses (a duplicate name, a URL that is not http(s)), those it stores and the operator reports (a reserved name: InvalidSpec), and a Secret key that cannot be a key id (WebhookKeysInvalid)', async () => {
+    const refused = async (name: string, webhooks: object[], words: string) => {
+      const r = await kubectl(cluster(), ['apply', '--validate=false', '-f', '-'], { input: relay(name, { ...plain, events: { webhooks } }) });
+      expect(r.code, `${name}: ${r.stdout}`).not.toBe(0);
+      expect(r.stderr).toContain(words);
+      expect(await get(name)).toBeUndefined();
+    };
+    await refused('hooks-twice', [crm, { ...crm, url: 'https://other.example.com/' }], 'spec.events.webhooks[1]: Duplicate value: map[string]interface {}{"name":"crm"}');
+    await refused('hooks-ftp', [{ ...crm, url: 'ftp://crm.example.com/' }], 'spec.events.webhooks.url: Invalid value: "ftp://crm.example.com/"');
+
+    const reserved = await kubectl(cluster(), ['apply', '-f', '-'], { input: relay('hooks-reserved', { ...plain, events: { webhooks: [{ ...crm, name: 'sd-crm' }] } }) });
+    expect(reserved.code, reserved.stderr).toBe(0);
+    const dotted = [secret('dotted-keys', { 'k2026.12': key('d') }), relay('hooks-dotted', { ...plain, events: { webhooks: [{ ...crm, secretName: 'dotted-keys' }] } })];
+    for (const manifest of dotted) {
+      const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    operator ??= await startChartOperator(cluster(), chart, ns);
+    const degraded = async (name: string) => (await get(name))?.status?.conditions?.find((c) => c.type === 'Degraded');
+    await eventually(async () => (await degraded('hooks-reserved'))?.reason === 'InvalidSpec', 'InvalidSpec for hooks-reserved');
+    expect(await degraded('hooks-reserved')).toMatchObject({ status: 'True', message: 'spec.events.webhooks.0.name: names starting with sd- are kept for the webhooks of SenderDomains' });
+    await eventually(async () => (await degraded('hooks-dotted'))?.reason === 'WebhookKeysInvalid', 'WebhookKeysInvalid for hooks-dotted');
+    expect((await get('hooks-dotted'))?.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'WebhookKeysInvalid', message: expect.stringContaining('Secret dotted-keys (spec.events.webhooks[crm].secretName): key "k2026.12" cannot be a signing key id') });
+    expect(await adminClient(cluster()).get({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name: 'hooks-dotted' })).toBeUndefined();
+    // Renamed in the Secret: only the Secret's watch brings the relay round (nothing else of it changes, no Deployment, no retry timer, 60 s resync).
+    const fixed = await kubectl(cluster(), ['replace', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'dotted-keys', namespace: ns }, data: { 'k2026-12': Buffer.from(key('d')).toString('base64') } }) });
+    expect(fixed.code, fixed.stderr).toBe(0);
+    await eventually(async () => (await relayConfig('hooks-dotted')).includes('secretFile: /etc/mailfleet/webhooks/crm/k2026-12'), 'hooks-dotted rendered once its key is renamed');
+  });
 });
