@@ -13,13 +13,16 @@
  * COMMIT`, its node_modules linked, `npm run build` there) in the same sitting, each run
  * taking the two in turn (which goes first alternates), and reports both and their ratios:
  * the honest way to say what a change did on a shared machine.
- * Writes bench/results/relay-cpu.json.
+ * BENCH_WEBHOOK=1 gives the measured relay (not the baseline) a webhook that takes every event,
+ * so `BENCH_BASELINE=. BENCH_WEBHOOK=1` says what events cost. Writes bench/results/relay-cpu.json
+ * (relay-cpu-webhook.json with BENCH_WEBHOOK).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
+import { startWebhookReceiver } from '../test/peers/webhook-receiver.js';
 import { startBenchRelay, type BenchRelay } from './relay-process.js';
 import { median } from './stats.js';
 
@@ -29,6 +32,8 @@ const REUSE = process.env.REUSE === '1';
 const NODE = process.env.BENCH_NODE ?? process.execPath;
 const LOG_LEVEL = process.env.BENCH_LOG_LEVEL ?? 'info';
 const BASELINE = process.env.BENCH_BASELINE;
+const WEBHOOK = process.env.BENCH_WEBHOOK === '1';
+const WEBHOOK_KEY = 'bench-webhook-key-0123456789abcdefghijklmnop';
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const TICK_MS = 1000 / 100; // USER_HZ
 
@@ -109,7 +114,11 @@ function print(name: string, s: ReturnType<typeof summary>): void {
 
 async function main(): Promise<void> {
   const sink = await startSmtpSink({ backlog: 1024 });
-  const relays: { name: string; relay: BenchRelay; runs: Run[] }[] = [{ name: 'relay', relay: await startBenchRelay(sink.port, NODE, LOG_LEVEL), runs: [] }];
+  const receiver = WEBHOOK ? await startWebhookReceiver({ keys: { k1: WEBHOOK_KEY } }) : undefined;
+  const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bench-key-'));
+  fs.writeFileSync(path.join(keyDir, 'k1'), WEBHOOK_KEY);
+  const events = receiver ? { events: { webhooks: [{ name: 'bench', url: receiver.url, signingKeys: [{ id: 'k1', secretFile: path.join(keyDir, 'k1') }] }] } } : {};
+  const relays: { name: string; relay: BenchRelay; runs: Run[] }[] = [{ name: WEBHOOK ? 'relay with a webhook' : 'relay', relay: await startBenchRelay(sink.port, NODE, LOG_LEVEL, ROOT, events), runs: [] }];
   if (BASELINE) relays.push({ name: `baseline (${BASELINE})`, relay: await startBenchRelay(sink.port, NODE, LOG_LEVEL, path.resolve(BASELINE)), runs: [] });
   try {
     for (let i = 0; i < RUNS; i++) {
@@ -128,17 +137,19 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
       relayNode: NODE === process.execPath ? process.version : spawnSync(NODE, ['--version']).stdout.toString().trim(),
-      load: { messages: MESSAGES, bytes: 2000, sessions: 20, reuse: REUSE, runs: RUNS, logLevel: LOG_LEVEL, statistic: 'median of runs 3 and later' },
+      load: { messages: MESSAGES, bytes: 2000, sessions: 20, reuse: REUSE, runs: RUNS, logLevel: LOG_LEVEL, webhook: WEBHOOK, statistic: 'median of runs 3 and later' },
+      ...(receiver && { webhook: { eventsTaken: receiver.events.length, duplicates: receiver.duplicates, refused: receiver.refused.length } }),
       ...head,
       ...(baseline && {
         baseline: { checkout: BASELINE, ...baseline },
         vsBaseline: { cpuPerMessage: head.cpuMsPerMessage.total / baseline.cpuMsPerMessage.total, msgPerSecond: head.msgPerSecond / baseline.msgPerSecond, peakRss: head.relayPeakRssBytes / baseline.relayPeakRssBytes },
       }),
     };
-    const file = path.join(ROOT, 'bench/results/relay-cpu.json');
+    const file = path.join(ROOT, `bench/results/relay-cpu${WEBHOOK ? '-webhook' : ''}.json`);
     fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
     console.log(`${os.cpus()[0]?.model}, ${os.cpus().length} CPUs; ${REUSE ? 'reused connections' : 'a new connection per message'}, log level ${LOG_LEVEL} (median of runs 3-${RUNS})`);
-    print('relay', head);
+    print(relays[0]!.name, head);
+    if (receiver) console.log(`  the webhook took ${receiver.events.length} events (${receiver.duplicates} duplicates, ${receiver.refused.length} refused)`);
     if (baseline) {
       print(`baseline (${BASELINE})`, baseline);
       const v = report.vsBaseline!;
@@ -148,6 +159,8 @@ async function main(): Promise<void> {
   } finally {
     for (const r of relays) await r.relay.stop();
     await sink.stop();
+    await receiver?.stop();
+    fs.rmSync(keyDir, { recursive: true, force: true });
   }
 }
 

@@ -22,9 +22,9 @@ export interface BenchRelay {
 /**
  * `node`: the Node binary to run it on (default: this one); `logLevel`: default info, the
  * relay's own default; `root`: the checkout whose build runs (another one: a baseline to
- * compare with in the same sitting).
+ * compare with in the same sitting); `extra`: more config sections (a webhook, say).
  */
-export async function startBenchRelay(sinkPort: number, node = process.execPath, logLevel = 'info', root = ROOT): Promise<BenchRelay> {
+export async function startBenchRelay(sinkPort: number, node = process.execPath, logLevel = 'info', root = ROOT, extra: Record<string, unknown> = {}): Promise<BenchRelay> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bench-'));
   const port = await freePort();
   const config = {
@@ -35,6 +35,7 @@ export async function startBenchRelay(sinkPort: number, node = process.execPath,
     http: { address: '127.0.0.1', port: await freePort() },
     // Its default level, one line per event, into a file: as Postfix logs to its maillog.
     log: { level: logLevel },
+    ...extra,
   };
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
   const logFd = fs.openSync(path.join(dir, 'relay.log'), 'a');
