@@ -40,6 +40,22 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 /** Output of a command for an assertion message. */
 const shown = (r: { code: number; stdout: string; stderr: string }) => `exit ${r.code}\n${r.stdout}\n${r.stderr}`;
 
+/** `relay --config` in the image on a read-only root, as a pod runs it (the config dir mounted read-only, the spool a tmpfs), once it listens on `port`. */
+async function runRelayContainer(name: string, etc: string, port: number): Promise<void> {
+  removeOnExit('container', name);
+  const started = await docker(['run', '-d', '--name', name, '--read-only', '--network', 'host', '--tmpfs', `${SPOOL}:uid=1000,gid=1000`, '-v', `${etc}:${CONFIG_DIR}:ro`, IMAGE, 'relay', '--config', `${CONFIG_DIR}/relay.yaml`]);
+  expect(started.code, shown(started)).toBe(0);
+  await waitUntil(
+    async () => {
+      if (await canConnect(port)) return true;
+      const state = await docker(['inspect', '--format', '{{.State.Running}}', name]);
+      if (state.stdout.trim() !== 'true') throw new Error(`the relay container exited:\n${shown(await docker(['logs', name]))}`);
+      return false;
+    },
+    { timeoutMs: 30_000, what: 'the relay listening' },
+  );
+}
+
 describeImage('the container image, built and run in a real Docker engine', (engineRunning) => {
   const suffix = crypto.randomBytes(4).toString('hex');
   const containers: string[] = [];
@@ -292,19 +308,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       fs.writeFileSync(path.join(etc, 'relay.yaml'), JSON.stringify(config));
       for (const d of [dir, etc, path.join(etc, 'smarthost-oauth2')]) fs.chmodSync(d, 0o755);
       for (const f of ['smarthost-oauth2/client-secret', 'ca.crt', 'relay.yaml']) fs.chmodSync(path.join(etc, f), 0o644);
-      containers.push(name);
-      removeOnExit('container', name);
-      const started = await docker(['run', '-d', '--name', name, '--read-only', '--network', 'host', '--tmpfs', `${SPOOL}:uid=1000,gid=1000`, '-v', `${etc}:${CONFIG_DIR}:ro`, IMAGE, 'relay', '--config', `${CONFIG_DIR}/relay.yaml`]);
-      expect(started.code, shown(started)).toBe(0);
-      await waitUntil(
-        async () => {
-          if (await canConnect(port)) return true;
-          const state = await docker(['inspect', '--format', '{{.State.Running}}', name]);
-          if (state.stdout.trim() !== 'true') throw new Error(`the relay container exited:\n${shown(await docker(['logs', name]))}`);
-          return false;
-        },
-        { timeoutMs: 30_000, what: 'the relay listening' },
-      );
+      await runRelayContainer(name, etc, port);
       const sent = await createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true }).sendMail({ from: 'app@contoso.test', to: 'someone@dest.test', subject: 'oauth2 from the image', text: 'hi\n' });
       expect(sent.response).toMatch(/^250 /);
       await waitUntil(() => smarthost.delivered.length === 1, { timeoutMs: 30_000, what: 'the message at the smarthost' });
@@ -350,19 +354,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       fs.chmodSync(dir, 0o755);
       fs.chmodSync(etc, 0o755);
       for (const f of ['webhook-key', 'return-path-key', 'relay.yaml']) fs.chmodSync(path.join(etc, f), 0o644);
-      containers.push(name);
-      removeOnExit('container', name);
-      const started = await docker(['run', '-d', '--name', name, '--read-only', '--network', 'host', '--tmpfs', `${SPOOL}:uid=1000,gid=1000`, '-v', `${etc}:${CONFIG_DIR}:ro`, IMAGE, 'relay', '--config', `${CONFIG_DIR}/relay.yaml`]);
-      expect(started.code, shown(started)).toBe(0);
-      await waitUntil(
-        async () => {
-          if (await canConnect(bouncesPort)) return true;
-          const state = await docker(['inspect', '--format', '{{.State.Running}}', name]);
-          if (state.stdout.trim() !== 'true') throw new Error(`the relay container exited:\n${shown(await docker(['logs', name]))}`);
-          return false;
-        },
-        { timeoutMs: 30_000, what: 'the relay listening' },
-      );
+      await runRelayContainer(name, etc, bouncesPort);
       const sent = await createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true }).sendMail({ from: 'app@example.test', to: 'gone@dest.test', subject: 'events from the image', text: 'hi\n', messageId: '<image-events@example.test>' });
       expect(sent.response).toMatch(/^250 /);
       await waitUntil(() => sink.messages.length === 1 && receiver.events.some((e) => e.type === 'delivered'), { timeoutMs: 30_000, what: 'the message at the sink and its events at the webhook' });
