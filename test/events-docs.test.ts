@@ -43,7 +43,7 @@ function blockAfter(name: string, lang: string): string {
 
 const T0 = Date.UTC(2026, 11, 6, 12, 0, 0);
 const QUEUE_ID = 'MIUF8W009F3A1C00001';
-const ctx = (seconds: number) => ({ relay: 'outbound.mail.svc', senderDomains: ['example.com'], now: T0 + seconds * 1000 });
+const ctx = (seconds: number) => ({ relay: 'outbound.mail.svc', pod: 'outbound-7d9f8b6c5-x2k4q', senderDomains: ['example.com'], now: T0 + seconds * 1000 });
 const message = { id: QUEUE_ID, sender: 'billing@mail.example.com', messageId: '<invoice-4711@mail.example.com>', tags: ['invoice', 'eu'], metadata: { customer: '4711', invoice: 'R-2026-0815' } };
 const to = (address: string, extra: Record<string, string> = {}) => ({ ...message, recipients: [{ address, status: 'pending' as const, ...extra }] });
 

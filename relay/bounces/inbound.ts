@@ -6,6 +6,7 @@
  * tries again otherwise); a report we cannot read is taken and counted, never bounced back (a
  * bounce of a bounce would loop).
  */
+import os from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { SMTPServerSession } from 'smtp-server';
@@ -50,7 +51,7 @@ export function subjectOf(rcpts: readonly string[], report: Report, owners: read
 }
 
 /** The events and suppressions a report makes (pure). */
-export function reportOutcome(report: Report, subject: ReportSubject, ctx: { relay: string; now: number }): { events: RelayEvent[]; suppressions: HardBounceCandidate[] } {
+export function reportOutcome(report: Report, subject: ReportSubject, ctx: { relay: string; pod?: string; now: number }): { events: RelayEvent[]; suppressions: HardBounceCandidate[] } {
   const events: RelayEvent[] = [];
   const suppressions: HardBounceCandidate[] = [];
   if (report.kind === 'dsn') {
@@ -102,7 +103,7 @@ async function handle(raw: Buffer, session: SMTPServerSession, deps: ReportDeps)
     deps.log.info({ ...base, why }, `report taken and ignored: ${why}`);
     return 'Report taken, but not understood: ignored';
   }
-  const { events, suppressions } = reportOutcome(report, subject, { relay: deps.hostname, now: deps.now() });
+  const { events, suppressions } = reportOutcome(report, subject, { relay: deps.hostname, pod: os.hostname(), now: deps.now() });
   // Events first: if they cannot be written, the 4xx makes the reporter try again, and nothing was suppressed twice.
   if (events.length) await deps.publish(events);
   for (const s of suppressions) deps.suppress(s);

@@ -48,6 +48,8 @@ export interface RelayEvent {
   time: string;
   /** The relay (its hostname) where it happened. */
   relay: string;
+  /** The relay process's host name: under Kubernetes the pod's name (all pods of a MailRelay share `relay`). */
+  pod?: string;
   queueId: string;
   messageId?: string;
   /** The envelope sender ('' for the null sender). */
@@ -66,7 +68,7 @@ export interface RelayEvent {
   notice?: { queueId: string; action: 'failed' | 'delayed' };
   /** A bounce or delay reported later by a DSN to the return path, or a complaint: what the report said. */
   report?: { kind: 'dsn' | 'complaint'; reportingMta?: string; feedbackType?: string; userAgent?: string };
-  /** handed_over: the message was taken over from a peer relay that was stopping. */
+  /** handed_over: the message was taken over from a peer relay that was stopping (by the relay and pod this event names). */
   handoff?: { originQueueId: string };
   tags?: string[];
   metadata?: Record<string, string>;
@@ -78,6 +80,8 @@ export type EventEnvelope = Pick<Envelope, 'id' | 'sender' | 'messageId' | 'reci
 /** What the queue knows when it makes events. */
 export interface EventContext {
   relay: string;
+  /** The host (pod) name where it happened. */
+  pod?: string;
   senderDomains: readonly string[];
   now: number;
 }
@@ -116,6 +120,7 @@ function base(env: EventEnvelope, ctx: EventContext, type: EventType, recipient:
     type,
     time: new Date(ctx.now).toISOString(),
     relay: ctx.relay,
+    pod: ctx.pod,
     queueId: env.id,
     messageId: env.messageId,
     sender: env.sender,
@@ -186,6 +191,7 @@ export function reportEvent(subject: ReportSubject, ctx: Omit<EventContext, 'sen
     type: r.type,
     time: new Date(ctx.now).toISOString(),
     relay: ctx.relay,
+    pod: ctx.pod,
     queueId: subject.queueId,
     messageId: subject.messageId,
     sender: '',

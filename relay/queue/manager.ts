@@ -6,6 +6,7 @@
  * (scheduler.ts, settle.ts, regroup.ts, classify.ts); this module and connection.ts,
  * notices.ts and signing.ts do the I/O.
  */
+import os from 'node:os';
 import type { Logger } from 'pino';
 import { configuredDomainOf } from '../address.js';
 import type { RecipientOutcome } from '../delivery/outcome.js';
@@ -25,6 +26,9 @@ import { signatureOf, type SigningSlot } from './signing.js';
 import type { DsnRecipient } from '../bounce.js';
 import { envelopeSenderFor, type ReturnPathOwner } from '../bounces/return-path.js';
 import { arrivalEvents, attemptEvent, noticeEvents, type EventContext, type RelayEvent } from '../events/event.js';
+
+/** Where events happen: the pod's name under Kubernetes (its hostname). */
+const POD = os.hostname();
 
 export interface QueueSettings {
   hostname: string;
@@ -279,7 +283,7 @@ export class QueueManager implements ConnectionHost {
   }
 
   private eventContext(now: number): EventContext {
-    return { relay: this.config.hostname, senderDomains: this.config.senderDomains ?? [], now };
+    return { relay: this.config.hostname, pod: POD, senderDomains: this.config.senderDomains ?? [], now };
   }
 
   /** The provider (or lone destination) said it is limiting us: all its mail waits, not just this message. */
