@@ -70,7 +70,12 @@ export function reportOutcome(report: Report, subject: ReportSubject, ctx: { rel
   return { events, suppressions };
 }
 
-const MAX_REPORT_BYTES = 4 * 1024 * 1024;
+/**
+ * What of a report is kept to read: its status part comes first and a quoted original is cut
+ * (a truncated report still names its recipients). A listener open to the internet holds at
+ * most this per session, whatever limits.maxMessageSize allows.
+ */
+const MAX_REPORT_BYTES = 1024 * 1024;
 
 /** smtp-server's onData for a `bounces` listener. */
 export function receiveReport(stream: Readable, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void, deps: ReportDeps, reject: (err: SmtpRefusal, session: SMTPServerSession, cb: (err?: Error | null) => void) => void): void {

@@ -35,6 +35,11 @@ export interface ReturnPathOwner {
   returnPath: string;
 }
 
+/** The sender domains that have a return path, as the relay's config lists them. */
+export function returnPathOwners(senderDomains: readonly { domain: string; returnPath?: string | undefined }[]): ReturnPathOwner[] {
+  return senderDomains.flatMap((d) => (d.returnPath ? [{ senderDomain: d.domain, returnPath: d.returnPath }] : []));
+}
+
 /**
  * The envelope sender a message goes out with: its return path when its sender belongs to a
  * sender domain that has one (the null sender of a DSN never does), else the sender itself.

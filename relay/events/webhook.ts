@@ -152,9 +152,15 @@ export class WebhookSender {
         log.warn({ event: 'webhook_failed', webhook: this.cfg.name, result: outcome.result, detail: outcome.detail, failures: this.failures, events: batch.events.length, retryInMs: waitMs }, `webhook ${this.cfg.name}: ${outcome.detail}; the batch is sent again`);
       }
       if (this.stopping) return;
+      // New events do not cut the backoff short; a stop does.
       await new Promise<void>((r) => {
         const timer = setTimeout(r, waitMs);
-        this.wakeUp = () => (this.stopping ? (clearTimeout(timer), r()) : undefined);
+        const onWake = () => {
+          if (!this.stopping) return void (this.wakeUp = onWake);
+          clearTimeout(timer);
+          r();
+        };
+        this.wakeUp = onWake;
       });
       if (this.stopping) return;
     }

@@ -12,7 +12,7 @@ import { refusal, refusalReply, type CountedRefusalName, type SmtpRefusal } from
 import { patchGreetingDelay } from './smtp-server-patch.js';
 import { describeSuppression } from '../suppression.js';
 import { receiveReport, takesReportsFor, type ReportDeps } from '../bounces/inbound.js';
-import type { ReturnPathOwner } from '../bounces/return-path.js';
+import { returnPathOwners, type ReturnPathOwner } from '../bounces/return-path.js';
 import { acceptMessage } from './accept.js';
 import { AuthGuard } from './auth.js';
 import { CONNECT_HEADROOM, Crowd } from './crowding.js';
@@ -238,7 +238,7 @@ export class SmtpListener {
 /** The sender domains' return paths and the key of their tokens, from the current config. */
 function returnPathsOf(policy: IntakeDeps['policy']): { owners: ReturnPathOwner[]; key: string | undefined } {
   const p = policy();
-  return { owners: p.config.senderDomains.flatMap((d) => (d.returnPath ? [{ senderDomain: d.domain, returnPath: d.returnPath }] : [])), key: p.bouncesKey };
+  return { owners: returnPathOwners(p.config.senderDomains), key: p.bouncesKey };
 }
 
 /** A relay's listeners, sharing one per-user rate window and one AUTH guard. */

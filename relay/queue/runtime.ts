@@ -15,7 +15,7 @@
 import type { Logger } from 'pino';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { RelayConfig } from '../config.js';
-import { readBouncesKey } from '../bounces/return-path.js';
+import { readBouncesKey, returnPathOwners } from '../bounces/return-path.js';
 import { providerTable } from '../delivery/providers.js';
 import { createRoute, type Route } from '../delivery/routes.js';
 import { DkimSigner } from '../dkim.js';
@@ -61,7 +61,7 @@ export function queueSettings(c: RelayConfig): QueueSettings {
     // Only the mx route reaches providers directly; a smarthost or the outbox is one destination.
     providers: c.delivery.route.type === 'mx' ? providerTable(c.delivery.providers) : [],
     senderDomains: c.senderDomains.map((d) => d.domain),
-    returnPaths: c.senderDomains.flatMap((d) => (d.returnPath ? [{ senderDomain: d.domain, returnPath: d.returnPath }] : [])),
+    returnPaths: returnPathOwners(c.senderDomains),
     returnPathKey: c.bounces ? readBouncesKey(c.bounces.keyFile) : undefined,
   };
 }
