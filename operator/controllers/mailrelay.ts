@@ -78,7 +78,7 @@ const secretKeyNames = (o: AnyObject | undefined) => (o ? JSON.stringify(Object.
 
 /**
  * What requeues a MailRelay: itself; the objects made for it (a pod ready, an object edited or
- * deleted, the handoff Secret gone); in its namespace, a SenderDomain's labels, spec or
+ * deleted, the handoff Secret gone); the namespace's return path key made or gone; in its namespace, a SenderDomain's labels, spec or
  * keys, which it renders into its config (not the domain's conditions or DNS checks); and a
  * Secret the user makes appearing, going, or gaining or losing a key (a webhook's signing key
  * ids are its Secret's keys), not a value changing (the pods read the mounted files again).
@@ -90,6 +90,9 @@ export const mailRelayWatches: readonly Watch[] = [
   // too, is the reconcile's to find out): key names change seldom, and a reconcile that
   // renders the same objects applies nothing.
   namespaceWide('v1', 'Secret', (o, previous) => !madeByOperator((o ?? previous)!) && secretKeyNames(o) !== secretKeyNames(previous)),
+  // The namespace's return path key has no owner (it is every relay's): it going (made again at
+  // once) or appearing brings every MailRelay of the namespace round.
+  namespaceWide('v1', 'Secret', (o, previous) => (o ?? previous)!.metadata.name === BOUNCES_KEY_SECRET && madeByOperator((o ?? previous)!) && !o !== !previous),
   ...(
     [
       ['apps/v1', 'Deployment'],
