@@ -24,7 +24,7 @@ describe('senderDomainRecords: a return path', () => {
       ['bounces.example.com', 'v=spf1 ip4:203.0.113.7 ~all'],
     ]);
     expect(records.warnings).toContainEqual(expect.stringMatching(/^bounces\.example\.com needs an MX record naming the public host of the relays' bounces listener/));
-    const endpoint = dnsEndpoint(domain({ returnPath: 'bounces.example.com' }), records) as { spec: { endpoints: { dnsName: string; recordType: string; targets: string[] }[] } };
+    const endpoint = dnsEndpoint(domain({ returnPath: 'bounces.example.com' }), records) as unknown as { spec: { endpoints: { dnsName: string; recordType: string; targets: string[] }[] } };
     expect(endpoint.spec.endpoints).toContainEqual({ dnsName: 'bounces.example.com', recordType: 'TXT', targets: ['v=spf1 ip4:203.0.113.7 ~all'], recordTTL: 300 });
   });
 
