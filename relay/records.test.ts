@@ -206,4 +206,10 @@ describe('a return path', () => {
     expect(spf[1]!.value).toBe(spf[0]!.value);
     expect(result.warnings.join('\n')).toMatch(/bounces\.example\.test needs an MX record naming the public host of the relays' bounces listener/);
   });
+
+  it('that is the sender domain itself adds no second SPF record (its own is checked), only the MX warning', () => {
+    const result = recordsFor(domain({ returnPath: 'example.test' }), MX, []);
+    expect(result.records.filter((r) => r.purpose === 'spf').map((r) => r.name)).toEqual(['example.test']);
+    expect(result.warnings.join('\n')).toMatch(/example\.test needs an MX record/);
+  });
 });

@@ -106,7 +106,8 @@ export function recordsFor(domain: SenderDomainRecordsInput, facts: RelayFacts, 
   if (domain.returnPath) {
     // Receivers check SPF against the envelope sender's domain: with VERP, the return path's.
     const spf = records[0]!;
-    records.push(txt(domain.returnPath, spf.value, 'spf', { note: `the return path of ${domain.domain}: SPF is checked against the envelope sender's domain` }));
+    // A return path that is the domain itself is checked against the domain's own SPF record.
+    if (domain.returnPath !== domain.domain) records.push(txt(domain.returnPath, spf.value, 'spf', { note: `the return path of ${domain.domain}: SPF is checked against the envelope sender's domain` }));
     warnings.push(`${domain.returnPath} needs an MX record naming the public host of the relays' bounces listener (for example \`${domain.returnPath}. MX 10 bounces-mx.${domain.domain}.\`), or its bounces and complaints are lost`);
   }
   return { domain: domain.domain, records, policies, warnings };

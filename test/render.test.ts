@@ -101,7 +101,7 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
   };
 
   it('renders the manifests in a directory, as kubectl -f DIR: *.yaml, *.yml and *.json in name order, other files passed over', async () => {
-    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-m365.yaml', '-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay-webhooks.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
+    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-bounces.yaml', '-f', 'examples/mailrelay-m365.yaml', '-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay-webhooks.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
     expect(fromDir.stderr).toBe('');
     expect(fromDir.code).toBe(0);
     const objects = (out: string) => out.replace(/^#.*\n?/gm, '');
@@ -133,6 +133,34 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
     const none = await render(['-f', manifest('nokind.yaml', 'apiVersion: mailfleet.io/v1alpha1\nmetadata: {name: outbound}\n')]);
     expect(none.code).toBe(1);
     expect(none.stderr).toContain('(document 1 outbound): kind missing');
+  });
+
+  it('renders the bounces example: the bounces listener and its Service on port 25, the return path, the namespace\'s key Secret once, the return path\'s SPF record and MX warning', async () => {
+    const { code, stdout, stderr } = await render(['-f', 'examples/mailrelay-bounces.yaml']);
+    expect(code, stderr).toBe(0);
+    const docs = YAML.parseAllDocuments(stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string }; data?: Record<string, string>; spec?: { type?: string; ports?: unknown[] } });
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
+      'Secret/news-example-com-dkim',
+      'Secret/returns-handoff',
+      'Secret/mailfleet-bounces-key',
+      'ConfigMap/returns-config',
+      'Deployment/returns',
+      'Service/returns',
+      'Service/returns-pods',
+      'PodDisruptionBudget/returns',
+      'Service/returns-bounces',
+    ]);
+    expect(docs.find((d) => d.metadata.name === 'returns-bounces')!.spec).toMatchObject({ type: 'LoadBalancer', ports: [{ name: 'smtp', port: 25, targetPort: 'bounces', protocol: 'TCP' }] });
+    const config = YAML.parse(docs.find((d) => d.kind === 'ConfigMap')!.data!['relay.yaml']!);
+    expect(config.listeners).toContainEqual({ name: 'bounces', address: '0.0.0.0', port: 2525, tls: 'starttls', auth: 'none', role: 'bounces' });
+    expect(config.senderDomains[0].returnPath).toBe('bounces.news.example.com');
+    expect(config.bounces).toEqual({ keyFile: '/etc/mailfleet/bounces/key' });
+    expect(stdout).toMatch(/^# {3}bounces\.news\.example\.com {2}TXT {2}v=spf1 ip4:203\.0\.113\.10\/32 ~all$/m);
+    expect(stdout).toMatch(/^# {3}warning: bounces\.news\.example\.com needs an MX record/m);
+    // A return path outside spec.domain is refused, naming the field.
+    const outside = await render(['-f', manifest('outside.yaml', 'apiVersion: mailfleet.io/v1alpha1\nkind: SenderDomain\nmetadata: {name: example-com}\nspec: {domain: example.com, returnPath: bounces.example.net}\n')]);
+    expect(outside.code).toBe(1);
+    expect(outside.stderr).toContain('spec.returnPath: returnPath must be spec.domain or a subdomain of it');
   });
 
   it('refuses minReplicas above maxReplicas', async () => {

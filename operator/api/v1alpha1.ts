@@ -115,8 +115,19 @@ export type WebhookSpec = z.output<typeof senderDomainWebhookSchema> & { senderD
 // SenderDomain
 // ---------------------------------------------------------------------------------------
 
+/** A return path must be the sender domain or under it: the rule twice, zod for `mailfleet render` and the operator, CEL for API servers 1.25 and later. */
+const RETURN_PATH_RULE = {
+  rule: "!has(self.returnPath) || self.returnPath == self.domain || self.returnPath.endsWith('.' + self.domain)",
+  message: 'returnPath must be spec.domain or a subdomain of it (e.g. bounces.example.com), so SPF stays aligned for DMARC',
+};
+export const returnPathAllowed = (s: { domain: string; returnPath?: string | undefined }) => s.returnPath === undefined || s.returnPath === s.domain || s.returnPath.endsWith(`.${s.domain}`);
+
 export const senderDomainSpecSchema = z.strictObject({
   domain: dnsName.describe('The domain mail is sent from (header From and envelope sender).'),
+  returnPath: dnsName
+    .max(253)
+    .optional()
+    .describe('The return path domain (envelope sender `b+TOKEN@RETURN-PATH`): spec.domain or a subdomain of it, e.g. bounces.example.com. Its MX must name the public address of a MailRelay\'s bounces listener (spec.bounces), so reports after the 250 become events and suppressions; the operator adds its SPF record to status.records. Every MailRelay that selects this domain gets the namespace\'s return path key.'),
   dkim: z
     .strictObject({
       keyType: z.enum(['rsa-2048', 'ed25519', 'both']).default('both').describe('Keys to generate: both signs every message twice, so receivers without Ed25519 still verify.'),
@@ -158,7 +169,9 @@ export const senderDomainSpecSchema = z.strictObject({
     })
     .optional()
     .describe('What became of each message from this domain, sent to webhooks (docs/events.md).'),
-});
+})
+  .refine(returnPathAllowed, { path: ['returnPath'], message: RETURN_PATH_RULE.message })
+  .meta({ 'x-kubernetes-validations': [RETURN_PATH_RULE] });
 export type SenderDomainSpec = z.output<typeof senderDomainSpecSchema>;
 
 export const dnsRecordStatusSchema = z.object({
@@ -192,11 +205,16 @@ export const senderDomainStatusSchema = z.object({
   nextRotationAt: z.string().optional(),
   records: z.array(dnsRecordStatusSchema).optional(),
   lastVerifiedAt: z.string().optional().describe('When a DNS check last changed what status says (checks that find the same are not written).'),
+  warnings: z.array(z.string()).optional().describe('What the records cannot say: e.g. the MX record the return path needs, MailRelays that deliver differently.'),
 });
 
 // ---------------------------------------------------------------------------------------
 // MailRelay
 // ---------------------------------------------------------------------------------------
+
+/** The bounces listener of spec.bounces: its name and the port it binds in the pod (the Service NAME-bounces takes 25 to it). */
+export const BOUNCES_LISTENER = 'bounces';
+export const BOUNCES_PORT = 2525;
 
 const relayListener = z.strictObject({
   name: z.string().regex(/^[a-z0-9-]+$/).max(15),
@@ -324,12 +342,34 @@ export const mailRelaySpecSchema = z.strictObject({
     })
     .optional()
     .describe('Events and webhooks (docs/events.md, docs/operator.md#webhooks).'),
+  bounces: z
+    .strictObject({
+      enabled: z.boolean().default(false).describe(`A bounces listener (port ${BOUNCES_PORT} in the pod, 25 on the Service NAME-bounces): it takes only reports to the return paths (spec.returnPath of the SenderDomains), from anyone, and relays nothing. Publish an MX record for each return path domain naming this Service's public address.`),
+      service: z
+        .strictObject({
+          type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']).default('LoadBalancer').describe('The Service NAME-bounces: LoadBalancer, so other mail servers reach it on port 25.'),
+          annotations: z.record(z.string(), z.string()).optional().describe('Annotations of the Service (a cloud\'s load balancer settings, external-dns hostnames).'),
+          loadBalancerIP: z.string().optional().describe('A fixed address for the load balancer, where the cloud takes one.'),
+        })
+        .prefault({}),
+    })
+    .optional()
+    .describe('Reports after the 250 (bounces and complaints sent to the return paths): docs/operator.md#bounces.'),
   terminationGracePeriodSeconds: z.number().int().min(10).default(60).describe('Time to drain and hand off mail on scale-down.'),
   resources: passthrough('Container resources, as in a Pod.').optional(),
   nodeSelector: z.record(z.string(), z.string()).optional(),
   tolerations: z.array(z.record(z.string(), z.unknown()).meta({ 'x-kubernetes-preserve-unknown-fields': true })).optional(),
   affinity: passthrough('Pod affinity, as in a Pod.').optional(),
-});
+})
+  // zod only: a CEL rule over spec.listeners (no maxItems) could not be costed by the API
+  // server; the relay's own config check refuses two listeners on one port as well (Invalid).
+  .superRefine((s, ctx) => {
+    if (!s.bounces?.enabled) return;
+    s.listeners.forEach((l, i) => {
+      if (l.name === BOUNCES_LISTENER) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'name'], message: `the name ${BOUNCES_LISTENER} is kept for the bounces listener of spec.bounces` });
+      if (l.port === BOUNCES_PORT) ctx.addIssue({ code: 'custom', path: ['listeners', i, 'port'], message: `port ${BOUNCES_PORT} is the bounces listener's (spec.bounces)` });
+    });
+  });
 export type MailRelaySpec = z.output<typeof mailRelaySpecSchema>;
 
 export const mailRelayStatusSchema = z.object({

@@ -21,7 +21,7 @@ import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import { partitionServed } from '../kube/discovery.js';
 import { matches } from '../kube/selector.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
-import { handoffSecretName, relayEndpoint, relayLabels, relaySecrets, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
+import { BOUNCES_KEY_SECRET, handoffSecretName, needsBouncesKey, relayEndpoint, relayLabels, relaySecrets, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
 import { relayRollout, type ConditionValue } from '../policy/rollout.js';
@@ -78,7 +78,7 @@ const secretKeyNames = (o: AnyObject | undefined) => (o ? JSON.stringify(Object.
 
 /**
  * What requeues a MailRelay: itself; the objects made for it (a pod ready, an object edited or
- * deleted, the handoff Secret gone); in its namespace, a SenderDomain's labels, spec or
+ * deleted, the handoff Secret gone); the namespace's return path key made or gone; in its namespace, a SenderDomain's labels, spec or
  * keys, which it renders into its config (not the domain's conditions or DNS checks); and a
  * Secret the user makes appearing, going, or gaining or losing a key (a webhook's signing key
  * ids are its Secret's keys), not a value changing (the pods read the mounted files again).
@@ -90,6 +90,9 @@ export const mailRelayWatches: readonly Watch[] = [
   // too, is the reconcile's to find out): key names change seldom, and a reconcile that
   // renders the same objects applies nothing.
   namespaceWide('v1', 'Secret', (o, previous) => !madeByOperator((o ?? previous)!) && secretKeyNames(o) !== secretKeyNames(previous)),
+  // The namespace's return path key has no owner (it is every relay's): it going (made again at
+  // once) or appearing brings every MailRelay of the namespace round.
+  namespaceWide('v1', 'Secret', (o, previous) => (o ?? previous)!.metadata.name === BOUNCES_KEY_SECRET && madeByOperator((o ?? previous)!) && !o !== !previous),
   ...(
     [
       ['apps/v1', 'Deployment'],
@@ -121,6 +124,7 @@ export class MailRelayController {
     const relay: MailRelay = { ...raw, spec: parsed.data };
     await this.ensureHandoffSecret(relay);
     const senderDomains = this.ctx.senderDomains().filter((d) => (d.metadata.namespace ?? 'default') === namespace && matches(relay.spec.senderDomainSelector, d.metadata.labels));
+    if (needsBouncesKey(relay, senderDomains)) await this.ensureBouncesKeySecret(relay);
     // Each Secret's key names, never its values: the webhooks' key ids are their Secrets' keys.
     const existing = new Map<string, string[]>();
     for (const name of new Set(relaySecrets(relay, senderDomains).map((s) => s.name))) {
@@ -200,6 +204,28 @@ export class MailRelayController {
         type: 'Opaque',
         metadata: { name, namespace, labels: relayLabels(relay), ownerReferences: [owner] },
         data: { token: Buffer.from(crypto.randomBytes(32).toString('hex')).toString('base64') },
+      });
+    } catch (err) {
+      if (!(err instanceof KubeError && err.code === 409)) throw err;
+    }
+  }
+
+  /**
+   * The namespace's return path key (BOUNCES_KEY_SECRET: why one per namespace is said there),
+   * made once like the handoff token: create, never apply; no owner, as it is every relay's of
+   * the namespace. 32 random bytes, base64 (44 characters; the relay wants at least 32).
+   */
+  private async ensureBouncesKeySecret(relay: MailRelay): Promise<void> {
+    const namespace = relay.metadata.namespace ?? 'default';
+    const name = BOUNCES_KEY_SECRET;
+    if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) return;
+    try {
+      await this.ctx.client.create({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'mailfleet-bounces-key', 'app.kubernetes.io/managed-by': 'mailfleet-operator' } },
+        data: { key: Buffer.from(crypto.randomBytes(32).toString('base64')).toString('base64') },
       });
     } catch (err) {
       if (!(err instanceof KubeError && err.code === 409)) throw err;

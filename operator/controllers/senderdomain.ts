@@ -84,7 +84,7 @@ export class SenderDomainController {
 
     // Status (policy), then this controller's own status fields.
     const verdict = senderDomainStatus(
-      { domain, secretName: dkimSecretName(domain), keys: plan.keys, waitingForDns: plan.waitingForDns, nextStepAt: plan.nextStepAt, records: records.records, checks: found.checks, lastCheckedAt: found.lastCheckedAt, dnsEndpointServed, dnsEndpointError },
+      { domain, secretName: dkimSecretName(domain), keys: plan.keys, waitingForDns: plan.waitingForDns, nextStepAt: plan.nextStepAt, records: records.records, checks: found.checks, lastCheckedAt: found.lastCheckedAt, dnsEndpointServed, dnsEndpointError, warnings: records.warnings },
       now,
     );
     for (const e of verdict.events) this.ctx.events.emit(domain as never, e.type, e.reason, e.message);

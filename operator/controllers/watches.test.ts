@@ -30,6 +30,11 @@ describe('what requeues what', () => {
     expect(withoutForeignValues(helm).data).toEqual({ k1: '' });
     const handoff = obj('Secret', 'out-handoff', { metadata: { name: 'out-handoff', labels: { 'app.kubernetes.io/managed-by': 'mailfleet-operator' }, ownerReferences: [{ kind: 'MailRelay', name: 'out' }] } as never, data: { token: 'eA==' } });
     expect(requeued(mailRelayWatches, 'Secret', { ...handoff, data: {} }, handoff)).toEqual(['mail/out']);
+    // The namespace's return path key (no owner): made or gone requeues every MailRelay of the namespace.
+    const key = obj('Secret', 'mailfleet-bounces-key', { metadata: { name: 'mailfleet-bounces-key', labels: { 'app.kubernetes.io/managed-by': 'mailfleet-operator' } } as never, data: { key: 'eA==' } });
+    expect(requeued(mailRelayWatches, 'Secret', undefined, key)).toEqual(['mail/all-of-them']);
+    expect(requeued(mailRelayWatches, 'Secret', key, undefined)).toEqual(['mail/all-of-them']);
+    expect(requeued(mailRelayWatches, 'Secret', key, key)).toEqual([]);
   });
 
   it('the Secret cache keeps the key names of Secrets the operator did not make, never their values', () => {

@@ -158,4 +158,10 @@ describe('a SenderDomain\'s status, from what its controller gathered', () => {
     const fromStatus = servedSelectors(domain({}, senderDomainStatus(facts({ checks }), t0).status), RECORDS, undefined);
     expect([fromStatus('mailfleet-1-rsa'), fromStatus('mailfleet-1-ed')]).toEqual([true, false]);
   });
+
+  it('carries the records\' warnings (a return path\'s MX record among them) in status.warnings, and none when there are none', () => {
+    const mx = 'bounces.example.com needs an MX record naming the public host of the relays\' bounces listener';
+    expect(senderDomainStatus(facts({ warnings: [mx] }), t0).status.warnings).toEqual([mx]);
+    expect(senderDomainStatus(facts(), t0).status).not.toHaveProperty('warnings');
+  });
 });

@@ -36,6 +36,8 @@ export interface SenderDomainFacts {
   dnsEndpointServed: boolean;
   /** The API server's refusal of the DNSEndpoint, when it was applied and refused. */
   dnsEndpointError?: string | undefined;
+  /** What the records cannot say (relay/records.ts, ../render/senderdomain.ts): the return path's MX among them. */
+  warnings?: readonly string[] | undefined;
 }
 
 export interface StatusEvent {
@@ -151,6 +153,7 @@ export function senderDomainStatus(facts: SenderDomainFacts, now: Date): SenderD
     ...(facts.nextStepAt ? { nextRotationAt: facts.nextStepAt.toISOString() } : {}),
     records,
     lastVerifiedAt: checks ? now.toISOString() : before?.lastVerifiedAt,
+    ...(facts.warnings?.length ? { warnings: [...facts.warnings] } : {}),
   };
   const nextCheck = facts.lastCheckedAt + intervalMs(domain);
   const nextStep = facts.nextStepAt?.getTime() ?? Infinity;

@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
-import { label63, relaySecrets, relayWebhooks, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
+import { BOUNCES_KEY_SECRET, label63, relaySecrets, relayWebhooks, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
 
 const relay = (spec: object = {}): MailRelay => ({
   apiVersion: API_VERSION,
@@ -314,6 +314,85 @@ describe('renderMailRelay', () => {
       expect(issues([{ ...crm, types: ['opened'] }])).toHaveLength(1);
       const sd = senderDomainSpecSchema.safeParse({ domain: 'example.com', events: { webhooks: [{ ...audit }] } });
       expect(sd.error?.issues).toMatchObject([{ code: 'unrecognized_keys', path: ['events', 'webhooks', 0], keys: ['senderDomains'] }]);
+    });
+  });
+
+  describe('bounces: return paths and the bounces listener', () => {
+    const withKey = (over: Partial<RelayInputs> = {}) => inputs({ secretExists: (n) => existing.has(n) || n === BOUNCES_KEY_SECRET, ...over });
+    const returnPathDomain: SenderDomain = { ...domain, spec: senderDomainSpecSchema.parse({ domain: 'example.com', returnPath: 'bounces.example.com' }) };
+    const secretsOf = (pod: { volumes: { secret?: { secretName: string } }[] }) => pod.volumes.flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+    const keyVolume = { name: 'bounces-key', secret: { secretName: 'mailfleet-bounces-key', defaultMode: 0o440, items: [{ key: 'key', path: 'key' }] } };
+    const keyMount = { name: 'bounces-key', mountPath: '/etc/mailfleet/bounces', readOnly: true };
+
+    it('spec.bounces and a SenderDomain with a returnPath: a bounces listener, the return path and the key in a config the relay itself parses; port, Service and key mount', () => {
+      const r = relay({ bounces: { enabled: true, service: { annotations: { 'external-dns.alpha.kubernetes.io/hostname': 'bounces-mx.example.com' }, loadBalancerIP: '203.0.113.25' } } });
+      const { config, byKind, objects } = rendered(r, withKey({ senderDomains: [returnPathDomain] }));
+      const parsed = parseConfig(YAML.parse(config), '/etc/mailfleet/config');
+      expect(parsed.listeners.map((l) => [l.name, l.port, l.tls, l.auth, l.role])).toEqual([
+        ['submission', 10587, 'starttls', 'required', 'relay'],
+        ['bounces', 2525, 'starttls', 'none', 'bounces'],
+      ]);
+      expect(parsed.senderDomains[0]!.returnPath).toBe('bounces.example.com');
+      expect(parsed.bounces).toEqual({ keyFile: '/etc/mailfleet/bounces/key' });
+      const pod = byKind('Deployment').spec.template.spec;
+      expect(pod.containers[0].ports).toContainEqual({ name: 'bounces', containerPort: 2525, protocol: 'TCP' });
+      expect(pod.volumes).toContainEqual(keyVolume);
+      expect(pod.containers[0].volumeMounts).toContainEqual(keyMount);
+      const service = byKind('Service', 'outbound-bounces');
+      expect(service.metadata).toMatchObject({ annotations: { 'external-dns.alpha.kubernetes.io/hostname': 'bounces-mx.example.com' }, ownerReferences: [{ kind: 'MailRelay', name: 'outbound', uid: 'uid-relay', controller: true }] });
+      expect(service.spec).toEqual({ type: 'LoadBalancer', selector: { 'app.kubernetes.io/name': 'mailfleet-relay', 'app.kubernetes.io/instance': 'outbound' }, ports: [{ name: 'smtp', port: 25, targetPort: 'bounces', protocol: 'TCP' }], loadBalancerIP: '203.0.113.25' });
+      // The relay's own Service keeps only its listeners: no port 25 open to the world there.
+      expect(byKind('Service', 'outbound').spec.ports.map((p: { name: string }) => p.name)).toEqual(['submission']);
+      const models: Record<string, new (o: object) => { validate(): void }> = { Deployment, ConfigMap, Service, PodDisruptionBudget };
+      for (const o of objects) expect(() => new models[o.kind]!(o).validate(), `${o.kind} ${o.metadata.name}`).not.toThrow();
+      expect(relaySecrets(r, [returnPathDomain])).toContainEqual({ name: 'mailfleet-bounces-key', for: 'the return paths\' key the operator makes, one per namespace', madeBy: 'operator' });
+      expect(secretsOf(pod).sort()).toEqual(relaySecrets(r, [returnPathDomain]).map((x) => x.name).sort());
+    });
+
+    it('the bounces listener offers no STARTTLS on a relay without TLS; the Service type is the spec\'s', () => {
+      const r = relay({ tlsSecretName: undefined, usersSecretName: undefined, listeners: [{ name: 'smtp', port: 2526, tls: 'none', auth: 'none', trustedNetworks: ['10.0.0.0/8'] }], bounces: { enabled: true, service: { type: 'NodePort' } } });
+      const { config, byKind } = rendered(r, withKey());
+      expect(parseConfig(YAML.parse(config), '/').listeners.find((l) => l.name === 'bounces')).toMatchObject({ port: 2525, tls: 'none', auth: 'none', role: 'bounces' });
+      expect(byKind('Service', 'outbound-bounces').spec.type).toBe('NodePort');
+      // No SenderDomain with a return path, but a listener: the key is needed to read the tokens.
+      expect(parseConfig(YAML.parse(config), '/').bounces).toEqual({ keyFile: '/etc/mailfleet/bounces/key' });
+    });
+
+    it('a SenderDomain with a returnPath and no bounces listener of its own: the relay still gets the key (it signs the return paths), no listener, no Service', () => {
+      const { config, byKind, objects } = rendered(relay(), withKey({ senderDomains: [returnPathDomain] }));
+      const parsed = parseConfig(YAML.parse(config), '/');
+      expect(parsed.bounces).toEqual({ keyFile: '/etc/mailfleet/bounces/key' });
+      expect(parsed.listeners.map((l) => l.name)).toEqual(['submission']);
+      expect(byKind('Deployment').spec.template.spec.volumes).toContainEqual(keyVolume);
+      expect(objects.filter((o) => o.kind === 'Service').map((o) => o.metadata.name)).toEqual(['outbound', 'outbound-pods']);
+    });
+
+    it('neither: no key, no bounces section, no listener; spec.bounces.enabled false is the same', () => {
+      for (const r of [relay(), relay({ bounces: { enabled: false } })]) {
+        const { config, byKind } = rendered(r);
+        expect(YAML.parse(config)).not.toHaveProperty('bounces');
+        expect(secretsOf(byKind('Deployment').spec.template.spec)).not.toContain('mailfleet-bounces-key');
+        expect(relaySecrets(r, [domain]).map((x) => x.name)).not.toContain('mailfleet-bounces-key');
+      }
+    });
+
+    it('waits for the key Secret like the others, naming it', () => {
+      expect(renderMailRelay(relay({ bounces: { enabled: true } }), inputs())).toEqual({ ok: false, reason: 'Missing', message: 'waiting for Secret mailfleet-bounces-key (the return paths\' key the operator makes, one per namespace)' });
+    });
+
+    it('the schema: a returnPath is the domain or under it; with bounces on, the listener name bounces and port 2525 are kept', () => {
+      const sdIssues = (returnPath: string) => senderDomainSpecSchema.safeParse({ domain: 'example.com', returnPath }).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+      expect(sdIssues('bounces.example.com')).toEqual([]);
+      expect(sdIssues('example.com')).toEqual([]);
+      const outside = ['returnPath: returnPath must be spec.domain or a subdomain of it (e.g. bounces.example.com), so SPF stays aligned for DMARC'];
+      expect(sdIssues('bounces.example.net')).toEqual(outside);
+      expect(sdIssues('notexample.com')).toEqual(outside);
+      expect(sdIssues('Bounces.example.com')).toHaveLength(1);
+      const relayIssues = (spec: object) => mailRelaySpecSchema.safeParse(spec).error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`) ?? [];
+      const listeners = [{ name: 'bounces', port: 587 }, { name: 'smtp', port: 2525 }];
+      expect(relayIssues({ bounces: { enabled: true }, listeners })).toEqual(['listeners.0.name: the name bounces is kept for the bounces listener of spec.bounces', "listeners.1.port: port 2525 is the bounces listener's (spec.bounces)"]);
+      expect(relayIssues({ bounces: { enabled: false }, listeners })).toEqual([]);
+      expect(mailRelaySpecSchema.parse({ bounces: { enabled: true } }).bounces).toEqual({ enabled: true, service: { type: 'LoadBalancer' } });
     });
   });
 });

@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import YAML from 'yaml';
 import { formatIssues, configSchema, type RelayConfigInput } from '../../relay/config.js';
 import type { SmarthostOAuth2Config } from '../../relay/delivery/oauth2/config.js';
-import { API_VERSION, OAUTH2_CREDENTIAL_KEYS, oauth2Credential, SENDER_DOMAIN_WEBHOOK_PREFIX, WEBHOOK_KEY_ID, WEBHOOK_MAX_KEYS, type MailRelay, type SenderDomain, type WebhookSpec } from '../api/v1alpha1.js';
+import { API_VERSION, BOUNCES_LISTENER, BOUNCES_PORT, OAUTH2_CREDENTIAL_KEYS, oauth2Credential, SENDER_DOMAIN_WEBHOOK_PREFIX, WEBHOOK_KEY_ID, WEBHOOK_MAX_KEYS, type MailRelay, type SenderDomain, type WebhookSpec } from '../api/v1alpha1.js';
 
 export type KubeObject = {
   apiVersion: string;
@@ -166,6 +166,25 @@ function webhookKeys(hooks: readonly RelayWebhook[], inputs: RelayInputs): { key
   return { keys, problems };
 }
 
+/**
+ * The return paths' key: ONE Secret per namespace, not one per MailRelay. A report comes back to
+ * whatever the return path domain's MX names, which may be another MailRelay's bounces listener
+ * in the same namespace (one MailRelay for the MX, others that only send; or a relay replaced by
+ * a new one): every relay that signs or reads return paths in the namespace must share the key,
+ * or the report's token does not check out and the report is refused. The operator makes it
+ * once (create, never apply: a key changed under running pods would void every return path on
+ * mail in flight) and gives it no owner, so deleting one MailRelay does not take the key from
+ * the others. Namespaces stay apart: a relay never reads another namespace's reports.
+ */
+export const BOUNCES_KEY_SECRET = 'mailfleet-bounces-key';
+export const BOUNCES_KEY_DIR = '/etc/mailfleet/bounces';
+
+/**
+ * Whether a relay needs the return paths' key: it has a bounces listener (it reads tokens), or
+ * it selects a SenderDomain with a return path (it signs them), with or without a listener.
+ */
+export const needsBouncesKey = (relay: MailRelay, domains: readonly SenderDomain[]) => !!relay.spec.bounces?.enabled || domains.some((d) => d.spec.returnPath !== undefined);
+
 function relayConfig(relay: MailRelay, inputs: RelayInputs, hooks: readonly RelayWebhook[], keys: ReadonlyMap<string, string[]>): RelayConfigInput {
   const spec = relay.spec;
   const ns = relay.metadata.namespace ?? 'default';
@@ -184,7 +203,11 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs, hooks: readonly Rela
   return {
     hostname: spec.hostname ?? `${relay.metadata.name}.${ns}.svc`,
     spool: { dir: SPOOL_DIR, minFreeBytes: Math.floor(spoolBytes / 20) },
-    listeners: spec.listeners.map((l) => ({ name: l.name, address: '0.0.0.0', port: containerPort(l.port), tls: l.tls, auth: l.auth, trustedNetworks: l.trustedNetworks })),
+    listeners: [
+      ...spec.listeners.map((l) => ({ name: l.name, address: '0.0.0.0', port: containerPort(l.port), tls: l.tls, auth: l.auth, trustedNetworks: l.trustedNetworks })),
+      // Reports from any server: no AUTH; STARTTLS offered when the relay has a certificate.
+      ...(spec.bounces?.enabled ? [{ name: BOUNCES_LISTENER, address: '0.0.0.0', port: BOUNCES_PORT, tls: spec.tlsSecretName ? ('starttls' as const) : ('none' as const), auth: 'none' as const, role: 'bounces' as const }] : []),
+    ],
     ...(spec.tlsSecretName ? { tls: { certFile: '/etc/mailfleet/tls/tls.crt', keyFile: '/etc/mailfleet/tls/tls.key' } } : {}),
     ...(spec.usersSecretName ? { auth: { usersFile: '/etc/mailfleet/users/users' } } : {}),
     senderDomains: inputs.senderDomains.map((d) => ({
@@ -192,6 +215,7 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs, hooks: readonly Rela
       dkim: { keys: (d.status?.keys ?? []).map((k) => ({ selector: k.selector, privateKeyFile: `${dkimDir(d)}/${k.selector}.pem`, active: k.state === 'active' })) },
       spf: d.spec.spf,
       dmarc: d.spec.dmarc,
+      ...(d.spec.returnPath ? { returnPath: d.spec.returnPath } : {}),
     })),
     limits: {
       maxMessageSize: quantityBytes(spec.limits.maxMessageSize),
@@ -206,6 +230,7 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs, hooks: readonly Rela
       egressAddresses: spec.delivery.egressAddresses,
     },
     retry: spec.retry,
+    ...(needsBouncesKey(relay, inputs.senderDomains) ? { bounces: { keyFile: `${BOUNCES_KEY_DIR}/key` } } : {}),
     ...(hooks.length || spec.events?.maxOutboxBytes
       ? {
           events: {
@@ -262,6 +287,7 @@ export function relaySecrets(relay: MailRelay, domains: readonly SenderDomain[])
     ...user(smarthostSecret(relay)?.name, smarthostSecret(relay)?.field ?? ''),
     ...domains.flatMap((d): RelaySecret[] => (d.status?.secretName ? [{ name: d.status.secretName, for: `the DKIM keys of SenderDomain ${d.metadata.name}`, madeBy: 'operator' }] : [])),
     ...relayWebhooks(relay, domains).flatMap((w) => [...user(w.spec.secretName, `${w.field}.secretName`), ...user(w.spec.caSecretName, `${w.field}.caSecretName`)]),
+    ...(needsBouncesKey(relay, domains) ? [{ name: BOUNCES_KEY_SECRET, for: 'the return paths\' key the operator makes, one per namespace', madeBy: 'operator' as const }] : []),
   ];
 }
 
@@ -323,8 +349,13 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
     if (w.spec.caSecretName) mountSecret(webhookVolume(w, 'whca-'), w.spec.caSecretName, `${WEBHOOK_CA_DIR}/${w.name}`, [{ key: 'ca.crt', path: 'ca.crt' }]);
   }
   mountSecret('handoff', handoffSecretName(relay), '/etc/mailfleet/handoff', [{ key: 'token', path: 'token' }]);
+  if (needsBouncesKey(relay, inputs.senderDomains)) mountSecret('bounces-key', BOUNCES_KEY_SECRET, BOUNCES_KEY_DIR, [{ key: 'key', path: 'key' }]);
 
-  const ports = [...spec.listeners.map((l) => ({ name: l.name, containerPort: containerPort(l.port), protocol: 'TCP' })), { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' }];
+  const ports = [
+    ...spec.listeners.map((l) => ({ name: l.name, containerPort: containerPort(l.port), protocol: 'TCP' })),
+    ...(spec.bounces?.enabled ? [{ name: BOUNCES_LISTENER, containerPort: BOUNCES_PORT, protocol: 'TCP' }] : []),
+    { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
+  ];
   const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({ httpGet: { path, port: 'metrics' }, periodSeconds, failureThreshold, timeoutSeconds: 2 });
 
   const deployment: KubeObject = {
@@ -388,6 +419,21 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
     },
     { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget', metadata: meta(), spec: { maxUnavailable: 1, selector: { matchLabels: selectorLabels } } },
   ];
+  if (spec.bounces?.enabled) {
+    // Other mail servers' reports, on port 25: the MX of the return path domains names its public address.
+    const svc = spec.bounces.service;
+    objects.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { ...meta('-bounces'), ...(svc.annotations ? { annotations: svc.annotations } : {}) },
+      spec: {
+        type: svc.type,
+        selector: selectorLabels,
+        ports: [{ name: 'smtp', port: 25, targetPort: BOUNCES_LISTENER, protocol: 'TCP' }],
+        ...(svc.loadBalancerIP ? { loadBalancerIP: svc.loadBalancerIP } : {}),
+      },
+    });
+  }
   if (inputs.serviceMonitors) {
     objects.push({
       apiVersion: 'monitoring.coreos.com/v1',

@@ -43,7 +43,7 @@ export function senderDomainRecords(domain: SenderDomain, relays: readonly MailR
   const { facts, warnings } = relayFacts(relaysSigningFor(domain, relays));
   const spec = domain.spec;
   const records = recordsFor(
-    { domain: spec.domain, spf: spec.spf, dmarc: spec.dmarc, tlsRpt: spec.tlsRpt, mtaSts: spec.mtaSts && { mode: spec.mtaSts.mode, mx: spec.mtaSts.mx, maxAge: duration.parse(spec.mtaSts.maxAge) } },
+    { domain: spec.domain, spf: spec.spf, dmarc: spec.dmarc, tlsRpt: spec.tlsRpt, returnPath: spec.returnPath, mtaSts: spec.mtaSts && { mode: spec.mtaSts.mode, mx: spec.mtaSts.mx, maxAge: duration.parse(spec.mtaSts.maxAge) } },
     facts,
     keys,
   );

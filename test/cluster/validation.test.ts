@@ -172,4 +172,72 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     expect(fixed.code, fixed.stderr).toBe(0);
     await eventually(async () => (await relayConfig('hooks-dotted')).includes('secretFile: /etc/mailfleet/webhooks/crm/k2026-12'), 'hooks-dotted rendered once its key is renamed');
   });
+
+  // Bounces: a SenderDomain with a return path, a MailRelay with the bounces listener, and one that only sends for the domain.
+  type SenderDomainObj = AnyObject & { spec?: Record<string, unknown>; status?: { records?: { name: string; type: string; value: string; purpose: string }[]; warnings?: string[]; conditions?: { type: string; status: string; reason: string; message: string }[] } };
+  const senderDomain = (name: string, spec: object, labels: Record<string, string> = {}) => JSON.stringify({ apiVersion: 'mailfleet.io/v1alpha1', kind: 'SenderDomain', metadata: { name, namespace: ns, labels }, spec: { verification: { resolvers: ['127.0.0.1:9'] }, ...spec } });
+  const getDomain = (name: string) => adminClient(cluster()).get<SenderDomainObj>({ apiVersion: 'mailfleet.io/v1alpha1', kind: 'SenderDomain', namespace: ns, name });
+  type PodTemplate = AnyObject & { spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[]; containers: { ports: { name: string; containerPort: number }[]; volumeMounts: { name: string; mountPath: string }[] }[] } } } };
+  const getDeployment = (name: string) => adminClient(cluster()).get<PodTemplate>({ apiVersion: 'apps/v1', kind: 'Deployment', namespace: ns, name });
+  const sending = { listeners: [{ name: 'smtp', port: 2526, tls: 'none', auth: 'none', trustedNetworks: ['10.0.0.0/8'] }], senderDomainSelector: { matchLabels: { relay: 'returns' } } };
+
+  it('a MailRelay with spec.bounces and a SenderDomain with spec.returnPath are stored whole; the operator makes the namespace\'s key Secret, the Service NAME-bounces on port 25, and mounts the key in both relays that select the domain', async () => {
+    const bounces = { enabled: true, service: { type: 'LoadBalancer', annotations: { 'example.com/lb': 'internet-facing' } } };
+    for (const manifest of [
+      senderDomain('rp-example', { domain: 'rp.example.com', returnPath: 'bounces.rp.example.com' }, { relay: 'returns' }),
+      relay('returns', { ...sending, bounces }),
+      relay('returns-sender', sending),
+    ]) {
+      const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    expect((await get('returns'))?.spec?.bounces).toEqual(bounces);
+    expect((await getDomain('rp-example'))?.spec?.returnPath).toBe('bounces.rp.example.com');
+    operator ??= await startChartOperator(cluster(), chart, ns);
+
+    await eventually(async () => !!(await getDeployment('returns')) && !!(await getDeployment('returns-sender')), 'the Deployments of MailRelays returns and returns-sender');
+    const key = await adminClient(cluster()).get<AnyObject & { data: Record<string, string>; metadata: { ownerReferences?: unknown[] } }>({ apiVersion: 'v1', kind: 'Secret', namespace: ns, name: 'mailfleet-bounces-key' });
+    expect(Buffer.from(key!.data.key!, 'base64').toString()).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(key!.metadata.ownerReferences).toBeUndefined();
+    for (const name of ['returns', 'returns-sender']) {
+      const pod = (await getDeployment(name))!.spec.template.spec;
+      expect(pod.volumes, name).toContainEqual({ name: 'bounces-key', secret: { secretName: 'mailfleet-bounces-key', defaultMode: 0o440, items: [{ key: 'key', path: 'key' }] } });
+      expect(pod.containers[0]!.volumeMounts, name).toContainEqual({ name: 'bounces-key', mountPath: '/etc/mailfleet/bounces', readOnly: true });
+      expect(await relayConfig(name), name).toContain('returnPath: bounces.rp.example.com');
+      expect(await relayConfig(name), name).toContain('keyFile: /etc/mailfleet/bounces/key');
+    }
+    expect((await getDeployment('returns'))!.spec.template.spec.containers[0]!.ports).toContainEqual({ name: 'bounces', containerPort: 2525, protocol: 'TCP' });
+    expect(await relayConfig('returns')).toContain('role: bounces');
+    expect(await relayConfig('returns-sender')).not.toContain('role: bounces');
+    const service = await adminClient(cluster()).get<AnyObject & { spec: { type: string; ports: { name: string; port: number; targetPort: string }[] }; metadata: { annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] } }>({ apiVersion: 'v1', kind: 'Service', namespace: ns, name: 'returns-bounces' });
+    expect(service?.spec.type).toBe('LoadBalancer');
+    expect(service?.spec.ports).toMatchObject([{ name: 'smtp', port: 25, targetPort: 'bounces', protocol: 'TCP' }]);
+    expect(service?.metadata.annotations).toMatchObject({ 'example.com/lb': 'internet-facing' });
+    expect(service?.metadata.ownerReferences).toMatchObject([{ kind: 'MailRelay', name: 'returns' }]);
+    expect(await adminClient(cluster()).get({ apiVersion: 'v1', kind: 'Service', namespace: ns, name: 'returns-sender-bounces' })).toBeUndefined();
+
+    // The SenderDomain's status: the return path's SPF record, and the MX record it needs as a warning.
+    await eventually(async () => !!(await getDomain('rp-example'))?.status?.records?.some((r) => r.name === 'bounces.rp.example.com'), 'the return path\'s record in status.records');
+    const status = (await getDomain('rp-example'))!.status!;
+    expect(status.records!.find((r) => r.name === 'bounces.rp.example.com')).toMatchObject({ type: 'TXT', purpose: 'spf', value: status.records!.find((r) => r.name === 'rp.example.com')!.value });
+    expect(status.warnings).toContainEqual(expect.stringMatching(/^bounces\.rp\.example\.com needs an MX record/));
+  });
+
+  it('a returnPath outside spec.domain, which v1.20 stores (no CEL), and a listener on the bounces port are reported by the operator as InvalidSpec naming the field; a returnPath that is no domain name is refused by v1.20 itself', async () => {
+    for (const manifest of [senderDomain('rp-outside', { domain: 'rp.example.com', returnPath: 'bounces.example.net' }), relay('returns-clash', { listeners: [{ name: 'smtp', port: 2525, tls: 'none', auth: 'none' }], bounces: { enabled: true } })]) {
+      const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    operator ??= await startChartOperator(cluster(), chart, ns);
+    const ready = async () => (await getDomain('rp-outside'))?.status?.conditions?.find((c) => c.type === 'Ready');
+    await eventually(async () => (await ready())?.reason === 'InvalidSpec', 'InvalidSpec for rp-outside');
+    expect(await ready()).toMatchObject({ status: 'False', message: 'spec.returnPath: returnPath must be spec.domain or a subdomain of it (e.g. bounces.example.com), so SPF stays aligned for DMARC' });
+    const degraded = async () => (await get('returns-clash'))?.status?.conditions?.find((c) => c.type === 'Degraded');
+    await eventually(async () => (await degraded())?.reason === 'InvalidSpec', 'InvalidSpec for returns-clash');
+    expect(await degraded()).toMatchObject({ status: 'True', message: "spec.listeners.0.port: port 2525 is the bounces listener's (spec.bounces)" });
+    expect(await getDeployment('returns-clash')).toBeUndefined();
+    const refused = await kubectl(cluster(), ['apply', '--validate=false', '-f', '-'], { input: senderDomain('rp-upper', { domain: 'rp.example.com', returnPath: 'Bounces.rp.example.com' }) });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('spec.returnPath: Invalid value: "Bounces.rp.example.com"');
+  });
 });

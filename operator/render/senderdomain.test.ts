@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
+import { dnsEndpoint, senderDomainRecords } from './senderdomain.js';
+
+const domain = (spec: object = {}): SenderDomain => ({
+  apiVersion: API_VERSION,
+  kind: 'SenderDomain',
+  metadata: { name: 'example-com', namespace: 'mail', uid: 'uid-sd', labels: { relay: 'outbound' } },
+  spec: senderDomainSpecSchema.parse({ domain: 'example.com', dnsEndpoint: { enabled: true }, ...spec }),
+});
+const relay: MailRelay = {
+  apiVersion: API_VERSION,
+  kind: 'MailRelay',
+  metadata: { name: 'outbound', namespace: 'mail' },
+  spec: mailRelaySpecSchema.parse({ senderDomainSelector: { matchLabels: { relay: 'outbound' } }, delivery: { egressAddresses: ['203.0.113.7'] } }),
+};
+
+describe('senderDomainRecords: a return path', () => {
+  it('gets the domain\'s SPF record at the return path, in status.records and the DNSEndpoint, and a warning that it needs an MX record', () => {
+    const records = senderDomainRecords(domain({ returnPath: 'bounces.example.com' }), [relay], []);
+    const spf = records.records.filter((r) => r.purpose === 'spf');
+    expect(spf.map((r) => [r.name, r.value])).toEqual([
+      ['example.com', 'v=spf1 ip4:203.0.113.7 ~all'],
+      ['bounces.example.com', 'v=spf1 ip4:203.0.113.7 ~all'],
+    ]);
+    expect(records.warnings).toContainEqual(expect.stringMatching(/^bounces\.example\.com needs an MX record naming the public host of the relays' bounces listener/));
+    const endpoint = dnsEndpoint(domain({ returnPath: 'bounces.example.com' }), records) as unknown as { spec: { endpoints: { dnsName: string; recordType: string; targets: string[] }[] } };
+    expect(endpoint.spec.endpoints).toContainEqual({ dnsName: 'bounces.example.com', recordType: 'TXT', targets: ['v=spf1 ip4:203.0.113.7 ~all'], recordTTL: 300 });
+  });
+
+  it('without one: no record and no warning about it', () => {
+    const records = senderDomainRecords(domain(), [relay], []);
+    expect(records.records.filter((r) => r.purpose === 'spf').map((r) => r.name)).toEqual(['example.com']);
+    expect(records.warnings.join('\n')).not.toMatch(/MX record/);
+  });
+});
