@@ -1,6 +1,7 @@
 /**
- * Bounces and complaints after the 250, with Postfix as the receiving server: it accepts a
- * message from the relay (sent from a VERP return path), finds later that the mailbox does not
+ * Bounces and complaints after the 250, with Postfix as the recipient domain's MX (found
+ * through dnsmasq by the relay's mx route): it accepts a message from the relay (sent from a
+ * VERP return path), finds later that the mailbox does not
  * exist, and sends its own RFC 3464 bounce to that return path, whose MX is the relay's
  * `bounces` listener. The webhook hears of the bounce, the address is suppressed, and a
  * feedback-loop complaint about another message does the same; the listener takes nothing
@@ -11,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePeer } from './peers/availability.js';
+import { DNSMASQ_BINARIES, startDnsmasq, type Dnsmasq } from './peers/dnsmasq.js';
 import { freePort } from './peers/ports.js';
 import { POSTFIX_BINARIES, startPostfix, type PostfixInstance } from './peers/postfix.js';
 import { startWebhookReceiver, type WebhookReceiver } from './peers/webhook-receiver.js';
@@ -20,12 +22,13 @@ import { submit } from './support/smtp-talk.js';
 const KEY = 'webhook-key-0123456789abcdefghijklmnopqrstuv';
 const RETURN_PATH_KEY = 'fleet-return-path-key-0123456789abcdefghij';
 
-describePeer('bounces and complaints to the return path, with Postfix', POSTFIX_BINARIES, () => {
+describePeer('bounces and complaints to the return path, with Postfix as the MX', [...POSTFIX_BINARIES, ...DNSMASQ_BINARIES], () => {
   let dir: string;
   let postfix: PostfixInstance;
   let relay: TestRelay;
   let receiver: WebhookReceiver;
   let bouncesPort: number;
+  let dns: Dnsmasq;
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-bounces-'));
@@ -35,6 +38,7 @@ describePeer('bounces and complaints to the return path, with Postfix', POSTFIX_
     bouncesPort = await freePort();
     // dest.test is Postfix's own domain, where no mailbox exists: it takes the message, then bounces it to the return path (via the relay's bounces listener).
     postfix = await startPostfix({ relayhost: `127.0.0.1:${bouncesPort}`, hostname: 'mx.dest.test', extraMain: { mydestination: 'dest.test', local_transport: 'error:5.1.1 mailbox unknown', smtpd_reject_unlisted_recipient: 'no' } });
+    dns = await startDnsmasq({ mx: [{ domain: 'dest.test', host: 'mx.dest.test', preference: 10 }], hosts: [{ name: 'mx.dest.test', address: '127.0.0.1' }] });
     relay = await startTestRelay({
       listeners: [
         { name: 'open', address: '127.0.0.1', port: 0, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] },
@@ -42,7 +46,7 @@ describePeer('bounces and complaints to the return path, with Postfix', POSTFIX_
       ],
       senderDomains: [{ domain: 'example.test', returnPath: 'bounces.example.test' }],
       bounces: { keyFile: path.join(dir, 'return-path-key') },
-      delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: postfix.port, tls: 'none' } },
+      delivery: { route: { type: 'mx', dnsServers: [dns.server], port: postfix.port } },
       events: { webhooks: [{ name: 'app', url: receiver.url, signingKeys: [{ id: 'k1', secretFile: path.join(dir, 'webhook-key') }], maxBackoff: '1s' }] },
     });
   });
@@ -50,6 +54,7 @@ describePeer('bounces and complaints to the return path, with Postfix', POSTFIX_
   afterAll(async () => {
     await relay?.stop();
     await postfix?.stop();
+    await dns?.stop();
     await receiver?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -63,6 +68,7 @@ describePeer('bounces and complaints to the return path, with Postfix', POSTFIX_
     const bounced = of('bounced', 'gone@dest.test')[0]!;
     // Postfix took it (250), then reported the bounce to the return path the relay sent from.
     expect(delivered).toHaveLength(1);
+    expect(delivered[0]!.reply).toMatchObject({ code: 250, remoteMta: expect.stringContaining('mx.dest.test') });
     expect(postfix.maillog()).toMatch(new RegExp(`from=<b\\+${delivered[0]!.queueId.toLowerCase()}-[a-z2-7]{10}@bounces\\.example\\.test>`));
     expect(bounced).toMatchObject({
       queueId: delivered[0]!.queueId,
