@@ -68,7 +68,7 @@ export async function recordsCommand(argv: string[], out: Output = console): Pro
   const domains = config.senderDomains.map((d) =>
     recordsFor(
       d,
-      relayFacts(config.delivery),
+      relayFacts(config),
       (d.dkim?.keys ?? []).map((k) => loadDkimKey(k.privateKeyFile, k.selector)),
     ),
   );
@@ -117,9 +117,9 @@ function parseRecordsArgs(argv: string[]): RecordsOptions {
   };
 }
 
-function relayFacts(delivery: RelayConfig['delivery']): RelayFacts {
-  const { route } = delivery;
-  return { route: route.type, smarthostHost: route.type === 'smarthost' ? route.host : undefined, egressAddresses: delivery.egressAddresses };
+function relayFacts(config: RelayConfig): RelayFacts {
+  const { route } = config.delivery;
+  return { route: route.type, smarthostHost: route.type === 'smarthost' ? route.host : undefined, egressAddresses: config.delivery.egressAddresses, bouncesMxHost: config.bounces?.mxHost };
 }
 
 async function withChecks(domains: DomainRecords[], options: RecordsOptions, config: RelayConfig): Promise<DomainReport[]> {

@@ -229,6 +229,7 @@ export const configSchema = strict({
       .prefault({}),
     bounces: strict({
         keyFile: z.string().describe('A file (a Secret shared by the fleet) holding the key that signs the return path tokens, at least 32 characters: any relay of the fleet can then read a report without a lookup.'),
+        mxHost: hostname.optional().describe("The public host name of the fleet's `bounces` listeners: `mailfleet records` recommends an MX record naming it for each return path."),
       })
       .optional()
       .describe('Return paths and the reports sent to them (needed with `senderDomains[].returnPath` or a `bounces` listener).'),
@@ -351,7 +352,7 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
     senderDomains: cfg.senderDomains.map((d) => (d.dkim ? { ...d, dkim: { ...d.dkim, keys: d.dkim.keys.map((k) => ({ ...k, privateKeyFile: abs(k.privateKeyFile) })) } } : d)),
     http: { ...cfg.http, adminTokenFile: cfg.http.adminTokenFile && abs(cfg.http.adminTokenFile) },
     handoff: { ...cfg.handoff, tokenFile: cfg.handoff.tokenFile && abs(cfg.handoff.tokenFile) },
-    bounces: cfg.bounces && { keyFile: abs(cfg.bounces.keyFile) },
+    bounces: cfg.bounces && { ...cfg.bounces, keyFile: abs(cfg.bounces.keyFile) },
     events: {
       ...cfg.events,
       webhooks: cfg.events.webhooks.map((w) => ({ ...w, caFile: w.caFile && abs(w.caFile), signingKeys: w.signingKeys.map((k) => ({ ...k, secretFile: abs(k.secretFile) })) })),

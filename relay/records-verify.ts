@@ -1,6 +1,7 @@
 /**
  * Compares the records `recordsFor` recommends with what DNS serves now, the way receivers read
- * them: TXT strings joined, SPF as a set of terms, DKIM/DMARC/TLS-RPT/MTA-STS as tag lists.
+ * them: TXT strings joined, SPF as a set of terms, DKIM/DMARC/TLS-RPT/MTA-STS as tag lists; a
+ * return path's MX by its host.
  *
  * A failed query (SERVFAIL, timeout, refused) is status 'error' with the reason, not a thrown
  * error, so one unreachable name does not hide the state of the others.
@@ -50,6 +51,7 @@ export async function verifyRecords(records: DnsRecord[], opts: VerifyOptions): 
   const lookup = (name: string): Promise<TxtAnswer> => queryTxt(resolver, name);
   return Promise.all(
     records.map(async (record) => {
+      if (record.type === 'MX') return verifyMx(resolver, record);
       const answer = await lookup(record.name);
       const check = 'error' in answer ? { record, status: 'error' as const, served: [], error: answer.error } : compare(record, answer.values);
       return record.purpose === 'spf' ? { ...check, spf: await countSpfLookups(record.value, lookup) } : check;
@@ -83,6 +85,22 @@ async function queryTxt(resolver: Resolver, name: string): Promise<TxtAnswer> {
   }
 }
 
+/** An MX record matches when the name has an MX naming the recommended host (other, lower-preference hosts may stand beside it). */
+async function verifyMx(resolver: Resolver, record: DnsRecord): Promise<RecordCheck> {
+  const host = record.value.split(/\s+/)[1]!.toLowerCase();
+  let served: string[];
+  try {
+    served = (await resolver.resolveMx(record.name)).map((mx) => `${mx.priority} ${mx.exchange}`);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'ENODATA') return { record, status: 'missing', served: [] };
+    return { record, status: 'error', served: [], error: `MX query for ${record.name} failed: ${code ?? (err as Error).message}` };
+  }
+  if (!served.length) return { record, status: 'missing', served };
+  if (served.some((mx) => mx.split(' ')[1]!.toLowerCase().replace(/\.$/, '') === host)) return { record, status: 'match', served };
+  return { record, status: 'different', served, difference: `MX ${served.join(', ')}; none names ${host}, so bounces and complaints go elsewhere` };
+}
+
 function compare(record: DnsRecord, served: string[]): RecordCheck {
   const result = (status: VerifyStatus, difference?: string): RecordCheck => ({ record, status, served, ...(difference ? { difference } : {}) });
   const candidates = served.filter((value) => isRecordOfKind(record, value));
@@ -100,6 +118,7 @@ const MULTIPLE_RECORDS: Record<RecordPurpose, string> = {
   dmarc: 'receivers then apply no DMARC policy (RFC 7489 §6.6.3)',
   'mta-sts': 'senders then assume no policy (RFC 8461 §3.1)',
   'tls-rpt': 'senders then send no reports (RFC 8460 §3)',
+  mx: 'servers may pick any of them',
 };
 
 /** Whether a TXT value is a record of the same kind (other TXT records share names). */

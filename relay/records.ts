@@ -7,14 +7,15 @@
 import { createHash } from 'node:crypto';
 import type { DkimAlgorithm } from './dkim-keys.js';
 
-export type RecordPurpose = 'spf' | 'dkim' | 'dmarc' | 'mta-sts' | 'tls-rpt';
+export type RecordPurpose = 'spf' | 'dkim' | 'dmarc' | 'mta-sts' | 'tls-rpt' | 'mx';
 
 export interface DnsRecord {
   /** Fully qualified, without the trailing dot. */
   name: string;
-  type: 'TXT';
+  type: 'TXT' | 'MX';
+  /** TXT: the text; MX: preference and host, `10 bounces-mx.example.com`. */
   value: string;
-  /** `value` in character-strings of at most 255 bytes, as a TXT record carries it. */
+  /** TXT: `value` in character-strings of at most 255 bytes, as a TXT record carries it; MX: none. */
   strings: string[];
   purpose: RecordPurpose;
   selector?: string;
@@ -53,6 +54,8 @@ export interface RelayFacts {
   smarthostHost?: string | undefined;
   /** Public addresses (or CIDR ranges) mail leaves from, for the mx route. */
   egressAddresses: string[];
+  /** The public host name of the bounces listeners, which a return path's MX names. */
+  bouncesMxHost?: string | undefined;
 }
 
 export interface DkimRecordKey {
@@ -108,7 +111,8 @@ export function recordsFor(domain: SenderDomainRecordsInput, facts: RelayFacts, 
     const spf = records[0]!;
     // A return path that is the domain itself is checked against the domain's own SPF record.
     if (domain.returnPath !== domain.domain) records.push(txt(domain.returnPath, spf.value, 'spf', { note: `the return path of ${domain.domain}: SPF is checked against the envelope sender's domain` }));
-    warnings.push(`${domain.returnPath} needs an MX record naming the public host of the relays' bounces listener (for example \`${domain.returnPath}. MX 10 bounces-mx.${domain.domain}.\`), or its bounces and complaints are lost`);
+    if (facts.bouncesMxHost) records.push({ name: domain.returnPath, type: 'MX', value: `10 ${facts.bouncesMxHost}`, strings: [], purpose: 'mx', note: `the return path of ${domain.domain}: bounces and complaints reach the relays' bounces listener` });
+    else warnings.push(`${domain.returnPath} needs an MX record naming the public host of the relays' bounces listener (set bounces.mxHost, or a MailRelay's spec.bounces.mxHost, and it is recommended here), or its bounces and complaints are lost`);
   }
   return { domain: domain.domain, records, policies, warnings };
 }
@@ -226,8 +230,9 @@ export function splitTxtValue(value: string): string[] {
   return strings;
 }
 
-/** One zone-file line: `name. TTL IN TXT "part1" "part2"`. */
+/** One zone-file line: `name. TTL IN TXT "part1" "part2"`, or `name. TTL IN MX 10 host.`. */
 export function formatZoneRecord(record: DnsRecord, ttl = 3600): string {
+  if (record.type === 'MX') return `${record.name}. ${ttl} IN MX ${record.value}.`;
   const quoted = record.strings.map((s) => `"${zoneEscape(s)}"`).join(' ');
   return `${record.name}. ${ttl} IN ${record.type} ${quoted}`;
 }

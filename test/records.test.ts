@@ -8,7 +8,7 @@ import YAML from 'yaml';
 import { senderDomainSchema } from '../relay/config.js';
 import { generateDkimKey } from '../relay/dkim-keys.js';
 import { verifyRecords, type RecordCheck } from '../relay/records-verify.js';
-import { recordsFor, type DnsRecord, type RelayFacts } from '../relay/records.js';
+import { formatZoneRecord, recordsFor, type DnsRecord, type RelayFacts } from '../relay/records.js';
 import { describePeer } from './peers/availability.js';
 import { DNSMASQ_BINARIES, startDnsmasq, type DnsmasqOptions } from './peers/dnsmasq.js';
 import { useTeardown } from './peers/teardown.js';
@@ -144,6 +144,27 @@ describePeer('records against DNS (dnsmasq)', DNSMASQ_BINARIES, () => {
 
     // dnsmasq refuses names outside .test: a server failure, not a missing record.
     expect(checkOf(checks, '_dmarc.example.com')).toMatchObject({ status: 'error', error: 'TXT query for _dmarc.example.com failed: EREFUSED' });
+  });
+
+  it("verifyRecords: a return path's MX, matched by its host; another host is a difference; none is missing", async () => {
+    const withMx = (domain: string) => recordsFor(senderDomainSchema.parse({ domain, returnPath: `bounces.${domain}` }), { ...MX, bouncesMxHost: 'bounces-mx.fleet.test' }, []).records;
+    const [good, wrong, none] = ['good.test', 'wrong.test', 'none.test'].map((d) => withMx(d).find((r) => r.type === 'MX')!);
+    expect(good).toMatchObject({ name: 'bounces.good.test', type: 'MX', value: '10 bounces-mx.fleet.test', purpose: 'mx' });
+    expect(formatZoneRecord(good!)).toBe('bounces.good.test. 3600 IN MX 10 bounces-mx.fleet.test.');
+    const dns = await startDnsmasq({
+      mx: [
+        // A second, lower-preference host beside ours is fine.
+        { domain: 'bounces.good.test', host: 'bounces-mx.fleet.test', preference: 10 },
+        { domain: 'bounces.good.test', host: 'backup.good.test', preference: 20 },
+        { domain: 'bounces.wrong.test', host: 'mail.wrong.test', preference: 10 },
+      ],
+    });
+    defer(dns.stop);
+    const checks = await verifyRecords([good!, wrong!, none!], { servers: [dns.server], timeoutMs: 2000 });
+    expect(checks[0]).toMatchObject({ status: 'match' });
+    expect(checks[0]!.served.sort()).toEqual(['10 bounces-mx.fleet.test', '20 backup.good.test']);
+    expect(checks[1]).toMatchObject({ status: 'different', difference: 'MX 10 mail.wrong.test; none names bounces-mx.fleet.test, so bounces and complaints go elsewhere' });
+    expect(checks[2]).toMatchObject({ status: 'missing' });
   });
 
   describe('mailfleet records --verify', () => {

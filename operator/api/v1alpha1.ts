@@ -345,6 +345,10 @@ export const mailRelaySpecSchema = z.strictObject({
   bounces: z
     .strictObject({
       enabled: z.boolean().default(false).describe(`A bounces listener (port ${BOUNCES_PORT} in the pod, 25 on the Service NAME-bounces): it takes only reports to the return paths (spec.returnPath of the SenderDomains), from anyone, and relays nothing. Publish an MX record for each return path domain naming this Service's public address.`),
+      mxHost: dnsName
+        .max(253)
+        .optional()
+        .describe("The public host name of the Service NAME-bounces (an A/AAAA record for its load balancer, e.g. made by external-dns from its annotations): the SenderDomains' return paths get an MX record naming it in status.records (and their DNSEndpoint)."),
       service: z
         .strictObject({
           type: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']).default('LoadBalancer').describe('The Service NAME-bounces: LoadBalancer, so other mail servers reach it on port 25.'),

@@ -28,6 +28,17 @@ describe('senderDomainRecords: a return path', () => {
     expect(endpoint.spec.endpoints).toContainEqual({ dnsName: 'bounces.example.com', recordType: 'TXT', targets: ['v=spf1 ip4:203.0.113.7 ~all'], recordTTL: 300 });
   });
 
+  it("with a MailRelay of the namespace whose bounces listener has a public host: its MX record, in status.records and the DNSEndpoint, and no warning", () => {
+    // The bounces listener may be another MailRelay's than the one that signs (one return path key per namespace).
+    const inbound: MailRelay = { ...relay, metadata: { name: 'inbound', namespace: 'mail' }, spec: mailRelaySpecSchema.parse({ bounces: { enabled: true, mxHost: 'bounces-mx.example.com' } }) };
+    const elsewhere: MailRelay = { ...inbound, metadata: { name: 'a-elsewhere', namespace: 'other' }, spec: mailRelaySpecSchema.parse({ bounces: { enabled: true, mxHost: 'wrong.example.net' } }) };
+    const records = senderDomainRecords(domain({ returnPath: 'bounces.example.com' }), [relay, inbound, elsewhere], []);
+    expect(records.records).toContainEqual(expect.objectContaining({ name: 'bounces.example.com', type: 'MX', value: '10 bounces-mx.example.com', purpose: 'mx' }));
+    expect(records.warnings.join('\n')).not.toMatch(/needs an MX record/);
+    const endpoint = dnsEndpoint(domain({ returnPath: 'bounces.example.com' }), records) as unknown as { spec: { endpoints: { dnsName: string; recordType: string; targets: string[] }[] } };
+    expect(endpoint.spec.endpoints).toContainEqual({ dnsName: 'bounces.example.com', recordType: 'MX', targets: ['10 bounces-mx.example.com'], recordTTL: 300 });
+  });
+
   it('without one: no record and no warning about it', () => {
     const records = senderDomainRecords(domain(), [relay], []);
     expect(records.records.filter((r) => r.purpose === 'spf').map((r) => r.name)).toEqual(['example.com']);

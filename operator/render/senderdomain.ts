@@ -40,7 +40,12 @@ export function relayFacts(relays: readonly MailRelay[]): { facts: RelayFacts; w
 }
 
 export function senderDomainRecords(domain: SenderDomain, relays: readonly MailRelay[], keys: DkimRecordKey[]): DomainRecords {
-  const { facts, warnings } = relayFacts(relaysSigningFor(domain, relays));
+  const { facts: signing, warnings } = relayFacts(relaysSigningFor(domain, relays));
+  // Reports may reach the bounces listener of any MailRelay of the namespace (one return path key per namespace).
+  const bouncesMxHost = [...relays]
+    .filter((r) => r.metadata.namespace === domain.metadata.namespace && r.spec.bounces?.enabled && r.spec.bounces.mxHost)
+    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0]?.spec.bounces?.mxHost;
+  const facts = { ...signing, bouncesMxHost };
   const spec = domain.spec;
   const records = recordsFor(
     { domain: spec.domain, spf: spec.spf, dmarc: spec.dmarc, tlsRpt: spec.tlsRpt, returnPath: spec.returnPath, mtaSts: spec.mtaSts && { mode: spec.mtaSts.mode, mx: spec.mtaSts.mx, maxAge: duration.parse(spec.mtaSts.maxAge) } },
