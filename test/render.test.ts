@@ -135,7 +135,7 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
     expect(none.stderr).toContain('(document 1 outbound): kind missing');
   });
 
-  it('renders the bounces example: the bounces listener and its Service on port 25, the return path, the namespace\'s key Secret once, the return path\'s SPF record and MX warning', async () => {
+  it('renders the bounces example: the bounces listener and its Service on port 25, the return path, the namespace\'s key Secret once, the return path\'s SPF and MX records', async () => {
     const { code, stdout, stderr } = await render(['-f', 'examples/mailrelay-bounces.yaml']);
     expect(code, stderr).toBe(0);
     const docs = YAML.parseAllDocuments(stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string }; data?: Record<string, string>; spec?: { type?: string; ports?: unknown[] } });
@@ -156,7 +156,9 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
     expect(config.senderDomains[0].returnPath).toBe('bounces.news.example.com');
     expect(config.bounces).toEqual({ keyFile: '/etc/mailfleet/bounces/key' });
     expect(stdout).toMatch(/^# {3}bounces\.news\.example\.com {2}TXT {2}v=spf1 ip4:203\.0\.113\.10\/32 ~all$/m);
-    expect(stdout).toMatch(/^# {3}warning: bounces\.news\.example\.com needs an MX record/m);
+    // spec.bounces.mxHost names the listener's public host: the return path's MX is recommended, not missing.
+    expect(stdout).toMatch(/^# {3}bounces\.news\.example\.com {2}MX {2}10 bounces-mx\.example\.com$/m);
+    expect(stdout).not.toMatch(/needs an MX record/);
     // A return path outside spec.domain is refused, naming the field.
     const outside = await render(['-f', manifest('outside.yaml', 'apiVersion: mailfleet.io/v1alpha1\nkind: SenderDomain\nmetadata: {name: example-com}\nspec: {domain: example.com, returnPath: bounces.example.net}\n')]);
     expect(outside.code).toBe(1);
