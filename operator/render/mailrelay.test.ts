@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
-import { BOUNCES_KEY_SECRET, label63, relaySecrets, relayWebhooks, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
+import { BOUNCES_KEY_SECRET, dkimVolume, label63, relaySecrets, relayWebhooks, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
 
 const relay = (spec: object = {}): MailRelay => ({
   apiVersion: API_VERSION,
@@ -394,5 +394,14 @@ describe('renderMailRelay', () => {
       expect(relayIssues({ bounces: { enabled: false }, listeners })).toEqual([]);
       expect(mailRelaySpecSchema.parse({ bounces: { enabled: true } }).bounces).toEqual({ enabled: true, service: { type: 'LoadBalancer' } });
     });
+  });
+});
+
+describe('dkimVolume', () => {
+  const sd = (name: string) => ({ apiVersion: API_VERSION, kind: 'SenderDomain', metadata: { name, namespace: 'mail' }, spec: senderDomainSpecSchema.parse({ domain: 'news.example.com' }) }) as SenderDomain;
+  it('is a DNS label for every object name: the name itself, or a hash when it is too long or holds dots', () => {
+    expect(dkimVolume(sd('news-example-com'))).toBe('dkim-news-example-com');
+    for (const name of ['news.example.com', 'x'.repeat(60)]) expect(dkimVolume(sd(name))).toMatch(/^dkim-[0-9a-f]{20}$/);
+    expect(dkimVolume(sd('news.example.com'))).not.toBe(dkimVolume(sd('news.example.org')));
   });
 });

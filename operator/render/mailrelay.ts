@@ -71,11 +71,15 @@ export const containerPort = (port: number) => (port < 1024 ? 10_000 + port : po
 
 /** Where a SenderDomain's DKIM keys are mounted in the relay pod. */
 const dkimDir = (domain: SenderDomain) => `/etc/mailfleet/dkim/${domain.spec.domain}`;
-/** Volume names are DNS labels: the SenderDomain's object name, hashed when too long. */
-const dkimVolume = (domain: SenderDomain) => {
+/**
+ * Volume names are DNS labels: the SenderDomain's object name, hashed when too long or when it
+ * holds dots (an object named news.example.com, which the API server refused in a pod).
+ */
+export const dkimVolume = (domain: SenderDomain) => {
   const name = `dkim-${domain.metadata.name}`;
-  return name.length <= 63 ? name : `dkim-${crypto.createHash('sha256').update(domain.metadata.name).digest('hex').slice(0, 20)}`;
+  return name.length <= 63 && DNS_LABEL.test(name) ? name : `dkim-${crypto.createHash('sha256').update(domain.metadata.name).digest('hex').slice(0, 20)}`;
 };
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
 /** Where the smarthost's credentials are mounted: a user name and password, or the OAuth 2.0 client's Secret. */
 const UPSTREAM_DIR = '/etc/mailfleet/upstream';

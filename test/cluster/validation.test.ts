@@ -240,4 +240,23 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('spec.returnPath: Invalid value: "Bounces.rp.example.com"');
   });
+
+  it("a SenderDomain whose object name has dots gets a DKIM volume the API server takes; a MailRelay's spec.bounces.mxHost puts the return path's MX record in status.records", async () => {
+    for (const manifest of [
+      senderDomain('news.dotted.example.com', { domain: 'news.dotted.example.com', returnPath: 'bounces.news.dotted.example.com' }, { relay: 'dotted' }),
+      relay('dotted', { ...sending, senderDomainSelector: { matchLabels: { relay: 'dotted' } }, bounces: { enabled: true, mxHost: 'bounces-mx.dotted.example.com' } }),
+    ]) {
+      const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    operator ??= await startChartOperator(cluster(), chart, ns);
+    // The DKIM Secret exists once the SenderDomain has keys; then the relay mounts it under a hashed volume name.
+    await eventually(async () => !!(await getDeployment('dotted'))?.spec.template.spec.volumes.some((v) => (v as { name: string }).name.startsWith('dkim-')), 'the Deployment of MailRelay dotted with its DKIM volume');
+    const volume = (await getDeployment('dotted'))!.spec.template.spec.volumes.map((v) => (v as { name: string }).name).find((n) => n.startsWith('dkim-'))!;
+    expect(volume).toMatch(/^dkim-[0-9a-f]{20}$/);
+    await eventually(async () => !!(await getDomain('news.dotted.example.com'))?.status?.records?.some((r) => r.type === 'MX'), "the return path's MX in status.records");
+    const status = (await getDomain('news.dotted.example.com'))!.status!;
+    expect(status.records!.find((r) => r.type === 'MX')).toMatchObject({ name: 'bounces.news.dotted.example.com', value: '10 bounces-mx.dotted.example.com', purpose: 'mx' });
+    expect(status.warnings ?? []).not.toContainEqual(expect.stringMatching(/needs an MX record/));
+  });
 });
