@@ -13,7 +13,7 @@ import { KubeEvents } from './controllers/events.js';
 import { FleetAutoscaler } from './controllers/fleet-autoscaler.js';
 import { MailRelayController, mailRelayWatches } from './controllers/mailrelay.js';
 import { SenderDomainController, senderDomainWatches } from './controllers/senderdomain.js';
-import { MANAGED, withoutForeignValues } from './controllers/watches.js';
+import { madeByOperator, MANAGED, withoutForeignValues } from './controllers/watches.js';
 import { KubeClient, type AnyObject } from './kube/client.js';
 import { Informer, keyOf } from './kube/informer.js';
 import { ApiDiscovery } from './kube/discovery.js';
@@ -108,7 +108,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     // Its own Secrets only: the cache holds others without their values (withoutForeignValues).
     secret: (namespace, name) => {
       const secret = lookup('Secret')(namespace, name);
-      return secret && secret !== withoutForeignValues(secret) ? undefined : secret;
+      return secret && madeByOperator(secret) ? secret : undefined;
     },
     dnsEndpoints: () => discovery.serves('externaldns.k8s.io/v1alpha1'),
     verify: (records, servers) => verifyRecords(records, { servers, timeoutMs: 5000 }),
