@@ -174,8 +174,11 @@ export function operatorArgs(chart: ChartInstall): { args: string[]; env: { name
   return { args: container.args, env: container.env };
 }
 
-/** Polls `check` every 100 ms (a real server is asked each time) until it holds; throws after `timeoutMs`. */
-export async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000): Promise<void> {
+/**
+ * Polls `check` every 100 ms (a real server is asked each time) until it holds; throws after
+ * `timeoutMs`, with what `explain` says of the state it ended in (for a failure seen only in CI).
+ */
+export async function eventually(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 30_000, explain?: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -186,7 +189,8 @@ export async function eventually(check: () => Promise<boolean> | boolean, what: 
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+  const state = explain ? `\n${await explain().catch((err: Error) => `(could not explain: ${err.message})`)}` : '';
+  throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}${state}`);
 }
 
 /**

@@ -169,7 +169,16 @@ describeCluster('operator on a real kube-apiserver', (cluster) => {
     await apply(secret(ns, 'outbound-tls', { 'tls.crt': 'x', 'tls.key': 'y' }));
     // The condition as first seen failed: a second read may come after the retries went through.
     let failed: ReturnType<typeof condition>;
-    await eventually(async () => (failed = condition(await mr(ns, 'outbound'), 'Degraded'))?.reason === 'ApplyFailed', 'Degraded ApplyFailed');
+    const explain = async () =>
+      `conditions: ${JSON.stringify((await mr(ns, 'outbound'))?.status?.conditions)}\nwrites through the proxy: ${JSON.stringify(
+        faults
+          .requests()
+          .filter((r) => r.method !== 'GET')
+          .map((r) => `${r.method} ${r.path} ${r.status} ${r.body?.slice(0, 400) ?? ''}`),
+        null,
+        1,
+      )}`;
+    await eventually(async () => (failed = condition(await mr(ns, 'outbound'), 'Degraded'))?.reason === 'ApplyFailed', 'Degraded ApplyFailed', 30_000, explain);
     expect(failed!.message).toMatch(new RegExp(`^could not apply Service outbound: PATCH /api/v1/namespaces/${ns}/services/outbound\\?fieldManager=mailfleet-operator&force=true: 403 injected by the test's fault proxy: Forbidden`));
     // The rest was applied all the same.
     expect(await get(ns, 'apps/v1', 'Deployment', 'outbound')).toBeDefined();
