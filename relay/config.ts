@@ -12,6 +12,7 @@ import YAML from 'yaml';
 import { strict } from './config-strict.js';
 import { byteSize, duration } from './config-units.js';
 import { eventsSchema } from './events/config.js';
+import { linksSchema, unsubscribeSchema } from './links/config.js';
 import { smarthostOAuth2Schema } from './delivery/oauth2/config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 
@@ -83,6 +84,9 @@ export const senderDomainSchema = strict({
   returnPath: domainName
     .optional()
     .describe("A domain for this sender domain's return path (the envelope sender, VERP: `b+TOKEN@RETURN-PATH`), whose MX is a `bounces` listener: bounces that arrive after the 250, and complaints, become events and suppressions. A subdomain such as bounces.example.com keeps SPF aligned (relaxed). Needs `bounces.keyFile`."),
+  unsubscribe: unsubscribeSchema
+    .optional()
+    .describe('One-click unsubscribe (RFC 8058): the relay adds List-Unsubscribe and List-Unsubscribe-Post to mail from this domain that has none (one recipient per message), signs them, and serves the link (`links`). See docs/unsubscribe.md.'),
   tlsRpt: strict({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/, 'a mailto: or https: URI')).min(1) }).optional().describe('Publish a TLS-RPT record (`_smtp._tls`).'),
 });
 
@@ -233,6 +237,7 @@ export const configSchema = strict({
       })
       .optional()
       .describe('Return paths and the reports sent to them (needed with `senderDomains[].returnPath` or a `bounces` listener).'),
+    links: linksSchema.optional().describe('The public HTTP endpoint of the links the relay puts in mail (`senderDomains[].unsubscribe`).'),
     events: eventsSchema.prefault({}).describe('What became of each message (received, delivered, deferred, bounced...), sent to webhooks: docs/events.md.'),
     log: strict({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info').describe('Log level of the JSON log lines on stdout.') }).prefault({}),
   })
@@ -288,6 +293,8 @@ export const configSchema = strict({
     });
     cfg.senderDomains.forEach((d, i) => {
       if (d.returnPath && !cfg.bounces) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'returnPath'], message: `${d.domain} has a return path, but bounces.keyFile is not set: its tokens cannot be signed` });
+      if (d.unsubscribe && !cfg.links) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe'], message: `${d.domain} has one-click unsubscribe, but links.keyFile is not set: its links cannot be signed or served` });
+      if (d.unsubscribe?.mailto && !d.returnPath) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe', 'mailto'], message: `${d.domain} has no returnPath: the mailto address is unsubscribe@ the return path domain, which a bounces listener takes` });
     });
     if (cfg.retry.minBackoff > cfg.retry.maxBackoff) {
       ctx.addIssue({ code: 'custom', path: ['retry', 'minBackoff'], message: 'minBackoff must not exceed maxBackoff' });
@@ -353,6 +360,7 @@ function resolvePaths(cfg: RelayConfig, baseDir: string): RelayConfig {
     http: { ...cfg.http, adminTokenFile: cfg.http.adminTokenFile && abs(cfg.http.adminTokenFile) },
     handoff: { ...cfg.handoff, tokenFile: cfg.handoff.tokenFile && abs(cfg.handoff.tokenFile) },
     bounces: cfg.bounces && { ...cfg.bounces, keyFile: abs(cfg.bounces.keyFile) },
+    links: cfg.links && { ...cfg.links, keyFile: abs(cfg.links.keyFile) },
     events: {
       ...cfg.events,
       webhooks: cfg.events.webhooks.map((w) => ({ ...w, caFile: w.caFile && abs(w.caFile), signingKeys: w.signingKeys.map((k) => ({ ...k, secretFile: abs(k.secretFile) })) })),
