@@ -23,7 +23,7 @@ Exit status: 0 done, 1 ADDRESS was not on the list, 2 bad arguments or config.`;
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 function table(entries: ListedSuppression[]): string {
-  const rows = [['SENDER DOMAIN', 'RECIPIENT', 'SINCE', 'EXPIRES', 'LAST REPLY'], ...entries.map((s) => [s.senderDomain, s.recipient, iso(s.since), iso(s.expiresAt), s.reply])];
+  const rows = [['SENDER DOMAIN', 'RECIPIENT', 'SINCE', 'EXPIRES', 'LAST REPLY'], ...entries.map((s) => [s.senderDomain, s.recipient, iso(s.since), (s.expiresAt === undefined ? 'never (unsubscribed)' : iso(s.expiresAt)), s.reply])];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n');
 }

@@ -76,6 +76,33 @@ describe('suppression list', () => {
     await list.close();
   });
 
+  it("an entry for a sender domain covers its subdomains, not its parent's other children", async () => {
+    const list = await open();
+    list.add({ ...bounce(), sender: '', senderDomain: 'example.test', complaint: true, statusCode: '5.7.1', reply: 'complaint (abuse)' });
+    expect(list.lookup('news@mail.example.test', 'gone@dest.test')).toMatchObject({ senderDomain: 'example.test' });
+    expect(list.lookup('news@example.test', 'gone@dest.test')).toBeDefined();
+    expect(list.lookup('news@otherexample.test', 'gone@dest.test')).toBeUndefined();
+    list.add(bounce({ sender: 'app@mail.other.test' }));
+    expect(list.lookup('app@other.test', 'gone@dest.test')).toBeUndefined();
+    await list.close();
+  });
+
+  it('keeps an unsubscribe past the ttl and across a compaction, until it is removed; a later bounce does not make it expire', async () => {
+    const unsubscribe = { sender: '', senderDomain: 'example.test', unsubscribe: true, recipient: 'Reader@dest.test', statusCode: '5.7.1', reply: 'unsubscribed (one-click) from message Q1', at: T0 };
+    const list = await open();
+    expect(list.add(unsubscribe)).toBe(true);
+    expect(list.add(bounce({ recipient: 'reader@dest.test', at: T0 + DAY }))).toBe(false);
+    now = T0 + 365 * DAY;
+    expect(describeSuppression(list.lookup('app@example.test', 'reader@dest.test')!)).toBe('suppressed since 2026-11-28T10:00:00Z after the recipient unsubscribed (unsubscribed (one-click) from message Q1)');
+    expect(list.list()[0]!.expiresAt).toBeUndefined();
+    await list.close();
+    const reopened = await open();
+    expect(reopened.lookup('app@example.test', 'reader@dest.test')).toMatchObject({ permanent: true });
+    expect(await reopened.remove('reader@dest.test')).toHaveLength(1);
+    expect(reopened.lookup('app@example.test', 'reader@dest.test')).toBeUndefined();
+    await reopened.close();
+  });
+
   it('removes an address for one sender domain or for all, and says what it removed', async () => {
     const list = await open();
     list.add(bounce());

@@ -39,10 +39,13 @@ export interface Suppression {
   /** The enhanced status code and the reply of that bounce. */
   statusCode: string;
   reply: string;
+  /** An unsubscribe: kept until removed (suppression.ttl is for bounces and complaints). */
+  permanent?: boolean;
 }
 
 export interface ListedSuppression extends Suppression {
-  expiresAt: number;
+  /** Undefined for a permanent entry. */
+  expiresAt?: number;
 }
 
 /** A permanent delivery failure, as the queue reports it. */
@@ -52,6 +55,8 @@ export interface HardBounceCandidate {
   senderDomain?: string;
   /** A complaint (RFC 5965 report): listed whatever the status code. */
   complaint?: boolean;
+  /** An unsubscribe (relay/links): listed whatever the status code, for good. */
+  unsubscribe?: boolean;
   recipient: string;
   statusCode: string;
   reply: string;
@@ -60,7 +65,7 @@ export interface HardBounceCandidate {
 
 /** One line of the file. A remove without a sender domain removes the address for every sender domain. */
 type Line =
-  | { op: 'add'; senderDomain: string; recipient: string; at: string; statusCode: string; reply: string }
+  | { op: 'add'; senderDomain: string; recipient: string; at: string; statusCode: string; reply: string; permanent?: true }
   | { op: 'remove'; senderDomain?: string; recipient: string; at: string };
 
 export interface SuppressionOptions {
@@ -79,15 +84,17 @@ const keyOf = (senderDomain: string, recipient: string) => `${senderDomain}\0${r
 
 /** How a complaint's entry starts its reply: "complaint (abuse) reported by ...". */
 export const COMPLAINT_PREFIX = 'complaint ';
+/** How an unsubscribe's entry starts its reply: "unsubscribed (one-click) from message ...". */
+export const UNSUBSCRIBE_PREFIX = 'unsubscribed ';
 
 /** "suppressed since 2026-11-28T10:00:00Z after a hard bounce (550 5.1.1 ...)": for RCPT replies and DSNs. */
 export function describeSuppression(s: Suppression): string {
-  const after = s.reply.startsWith(COMPLAINT_PREFIX) ? 'a complaint' : 'a hard bounce';
+  const after = s.reply.startsWith(COMPLAINT_PREFIX) ? 'a complaint' : s.reply.startsWith(UNSUBSCRIBE_PREFIX) ? 'the recipient unsubscribed' : 'a hard bounce';
   return `suppressed since ${new Date(s.since).toISOString().replace(/\.\d{3}Z$/, 'Z')} after ${after} (${s.reply})`;
 }
 
 export function suppressionJson(s: ListedSuppression) {
-  return { senderDomain: s.senderDomain, recipient: s.recipient, since: new Date(s.since).toISOString(), expires: new Date(s.expiresAt).toISOString(), statusCode: s.statusCode, reply: s.reply };
+  return { senderDomain: s.senderDomain, recipient: s.recipient, since: new Date(s.since).toISOString(), expires: s.expiresAt === undefined ? null : new Date(s.expiresAt).toISOString(), statusCode: s.statusCode, reply: s.reply };
 }
 
 export class SuppressionList {
@@ -130,19 +137,24 @@ export class SuppressionList {
   }
 
   private live(s: Suppression, now = this.now()): boolean {
-    return s.since + this.ttlMs() > now;
+    return !!s.permanent || s.since + this.ttlMs() > now;
   }
 
-  /** The entry that suppresses mail from `sender` to `recipient`, if one is live. Never for the null sender. */
+  /**
+   * The entry that suppresses mail from `sender` to `recipient`, if one is live: listed for the
+   * sender's domain or a parent of it (reports and unsubscribes list the configured sender
+   * domain, which covers its subdomains). Never for the null sender.
+   */
   lookup(sender: string, recipient: string): Suppression | undefined {
     if (!sender) return undefined;
-    const key = keyOf(domainOf(sender), recipient.toLowerCase());
-    const s = this.entries.get(key);
-    if (s && !this.live(s)) {
-      this.entries.delete(key);
-      return undefined;
+    const rcpt = recipient.toLowerCase();
+    for (let domain = domainOf(sender); domain; domain = domain.slice(domain.indexOf('.') + 1 || domain.length)) {
+      const key = keyOf(domain, rcpt);
+      const s = this.entries.get(key);
+      if (s && this.live(s)) return s;
+      if (s) this.entries.delete(key);
     }
-    return s;
+    return undefined;
   }
 
   /**
@@ -153,10 +165,13 @@ export class SuppressionList {
    */
   add(bounce: HardBounceCandidate): boolean {
     const senderDomain = bounce.senderDomain ?? (bounce.sender ? domainOf(bounce.sender) : '');
-    if (!senderDomain || (!bounce.complaint && !isHardBounce(bounce.statusCode))) return false;
-    const fresh = !this.lookup(`postmaster@${senderDomain}`, bounce.recipient);
+    if (!senderDomain || (!bounce.complaint && !bounce.unsubscribe && !isHardBounce(bounce.statusCode))) return false;
+    const listed = this.entries.get(keyOf(senderDomain.toLowerCase(), bounce.recipient.toLowerCase()));
+    const fresh = !listed || !this.live(listed);
+    // A bounce after an unsubscribe does not make the entry expire.
+    if (listed?.permanent && !bounce.unsubscribe) return false;
     const reply = bounce.reply.replace(/\s+/g, ' ').trim().slice(0, MAX_REPLY);
-    const line: Line = { op: 'add', senderDomain, recipient: bounce.recipient.toLowerCase(), at: new Date(bounce.at).toISOString(), statusCode: bounce.statusCode, reply };
+    const line: Line = { op: 'add', senderDomain: senderDomain.toLowerCase(), recipient: bounce.recipient.toLowerCase(), at: new Date(bounce.at).toISOString(), statusCode: bounce.statusCode, reply, ...(bounce.unsubscribe ? { permanent: true as const } : {}) };
     this.apply(line);
     this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
     return fresh;
@@ -188,7 +203,7 @@ export class SuppressionList {
     return [...this.entries.values()]
       .filter((s) => this.live(s, now) && (senderDomain === undefined || s.senderDomain === senderDomain.toLowerCase()))
       .sort((a, b) => a.since - b.since)
-      .map((s) => ({ ...s, expiresAt: s.since + ttl }));
+      .map((s) => ({ ...s, expiresAt: s.permanent ? undefined : s.since + ttl }));
   }
 
   /** Applies lines appended since the last read; starts over when the file was replaced or removed. */
@@ -221,7 +236,7 @@ export class SuppressionList {
 
   private apply(line: Line): void {
     if (line.op === 'add') {
-      const s: Suppression = { senderDomain: line.senderDomain, recipient: line.recipient, since: Date.parse(line.at), statusCode: line.statusCode, reply: line.reply };
+      const s: Suppression = { senderDomain: line.senderDomain, recipient: line.recipient, since: Date.parse(line.at), statusCode: line.statusCode, reply: line.reply, ...(line.permanent ? { permanent: true } : {}) };
       const key = keyOf(s.senderDomain, s.recipient);
       if (this.live(s)) this.entries.set(key, s);
       else this.entries.delete(key);
@@ -286,7 +301,7 @@ export class SuppressionList {
   /** Rewrites the file with one add line per live entry: tmp, fsync, rename, fsync the directory. */
   private async compact(): Promise<void> {
     const tmp = `${this.file}.tmp`;
-    const lines = this.list().map((s) => JSON.stringify({ op: 'add', senderDomain: s.senderDomain, recipient: s.recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply } satisfies Line) + '\n');
+    const lines = this.list().map((s) => JSON.stringify({ op: 'add', senderDomain: s.senderDomain, recipient: s.recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply, ...(s.permanent ? { permanent: true as const } : {}) } satisfies Line) + '\n');
     const handle = await fsp.open(tmp, 'w');
     try {
       await handle.write(lines.join(''));
