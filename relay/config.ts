@@ -293,6 +293,7 @@ export const configSchema = strict({
     });
     cfg.senderDomains.forEach((d, i) => {
       if (d.returnPath && !cfg.bounces) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'returnPath'], message: `${d.domain} has a return path, but bounces.keyFile is not set: its tokens cannot be signed` });
+      if (d.unsubscribe && !cfg.suppression.enabled) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe'], message: `${d.domain} has one-click unsubscribe, but suppression.enabled is false: an unsubscribe could not be honoured` });
       if (d.unsubscribe && !cfg.links) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe'], message: `${d.domain} has one-click unsubscribe, but links.keyFile is not set: its links cannot be signed or served` });
       if (d.unsubscribe?.mailto && !d.returnPath) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe', 'mailto'], message: `${d.domain} has no returnPath: the mailto address is unsubscribe@ the return path domain, which a bounces listener takes` });
     });

@@ -27,6 +27,8 @@ export interface DrainDeps {
   suppressions: SuppressionList;
   lock: SpoolLock;
   httpServer: http.Server;
+  /** The links endpoint (unsubscribe): closed with the listeners, so its Service sends people to a pod that stays. */
+  linksServer?: http.Server;
   metrics: IntakeMetrics;
   log: Logger;
 }
@@ -36,6 +38,8 @@ export async function drain(d: DrainDeps): Promise<void> {
   const deadline = Date.now() + d.config.shutdown.drainTimeout * 1000;
   // Stop listening before saying so: whoever reads the log line may connect next.
   d.listeners.stopListening();
+  d.linksServer?.close();
+  d.linksServer?.closeIdleConnections();
   log.info({ event: 'draining', deadline: new Date(deadline).toISOString() }, 'stopping: no new mail, open sessions finish, delivering until the deadline');
   // Sessions get at most half the drain time to finish; delivery gets the rest.
   await d.listeners.drain(Date.now() + (deadline - Date.now()) / 2);

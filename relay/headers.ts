@@ -17,6 +17,8 @@ export interface HeaderFacts {
   hasDate: boolean;
   /** An X-Mailfleet-Tags or X-Mailfleet-Metadata field is present (relay/events/app-fields.ts takes them out). */
   hasAppFields?: boolean;
+  /** The message has its own List-Unsubscribe (relay/links/unsubscribe.ts then adds none). */
+  hasListUnsubscribe?: boolean;
 }
 
 export type OriginatorField = 'Sender' | 'Resent-From' | 'Resent-Sender';
@@ -69,6 +71,7 @@ export function headerFacts(header: Buffer): HeaderFacts {
       else if (name === 'message-id') facts.messageId ??= value;
       else facts.otherOriginators.push({ field: OTHER_ORIGINATORS[name]!, value });
     } else if (name.startsWith('x-mailfleet-') && isAppField(name)) facts.hasAppFields = true;
+    else if (name === 'list-unsubscribe') facts.hasListUnsubscribe = true;
     pos = next;
   }
   return facts;

@@ -4,6 +4,7 @@
  * (relay/drain.ts). Each stage lives in its own module; this one only wires them.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import { domainOf } from './address.js';
@@ -12,6 +13,9 @@ import type { RelayConfig } from './config.js';
 import { checkSmarthostCredentials } from './delivery/credentials.js';
 import { readSigningKeys } from './events/signature.js';
 import { readBouncesKey } from './bounces/return-path.js';
+import { linksPortOf, startLinks } from './links/server.js';
+import { readLinksKey } from './links/token.js';
+import { unsubscribeOwners } from './links/unsubscribe.js';
 import type { RelayEvent } from './events/event.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import { portOf, startHttp } from './http.js';
@@ -28,7 +32,7 @@ import { watchConfig } from './reload.js';
 import type { QueueStats } from './queue/scheduler.js';
 import { Spool } from './spool/spool.js';
 import { lockSpool } from './spool/lock.js';
-import { SuppressionList, suppressionJson } from './suppression.js';
+import { SuppressionList, suppressionJson, type HardBounceCandidate } from './suppression.js';
 import { UserStore } from './users.js';
 
 export interface RelayOptions {
@@ -44,6 +48,8 @@ export interface RunningRelay {
   config: () => RelayConfig;
   ports: Record<string, number>;
   httpPort: number;
+  /** The links endpoint's port, when `links` is configured. */
+  linksPort?: number;
   queue: QueueHandle;
   metrics: IntakeMetrics;
   /** The whole /metrics exposition (intake and queue). */
@@ -76,9 +82,10 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
     if (w.caFile && !fs.existsSync(w.caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read the CA file ${w.caFile} of webhook ${w.name}`, 'mount the CA bundle, or fix events.webhooks[].caFile');
   }
   const bouncesKey = config.bounces ? readBouncesKey(config.bounces.keyFile) : undefined;
+  const linksKey = config.links ? readLinksKey(config.links.keyFile) : undefined;
   const caFile = config.delivery.tlsPolicy.caFile;
   if (caFile && !fs.existsSync(caFile)) throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read delivery.tlsPolicy.caFile ${caFile}`, 'mount the CA bundle, or fix the path');
-  return { config, users, tls, bouncesKey };
+  return { config, users, tls, bouncesKey, linksKey, unsubscribe: unsubscribeOwners(config.senderDomains) };
 }
 
 export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
@@ -173,6 +180,14 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     },
   });
 
+  const suppress = (candidate: HardBounceCandidate) => {
+    if (policy.config.suppression.enabled && suppressions.add(candidate)) metrics.suppressionAdditions.inc();
+  };
+  const linksServer = opts.config.links
+    ? await startLinks(opts.config.links.address, opts.config.links.port, { key: () => policy.linksKey, hostname: () => policy.config.hostname, pod: os.hostname(), publish: (events) => queue.publish(events), suppress, metrics, log, now: Date.now })
+    : undefined;
+  if (linksServer) log.info({ event: 'listening', listener: 'links', address: opts.config.links!.address, port: linksPortOf(linksServer) }, 'links endpoint listening (unsubscribe)');
+
   // Removals by `mailfleet suppressions remove` (another process) take effect within a second.
   suppressions.watch(1000);
   for (const l of listeners.all) log.info({ event: 'listening', listener: l.config.name, address: l.config.address, port: l.port, tls: l.config.tls, auth: l.config.auth }, 'listening');
@@ -198,7 +213,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     (shuttingDown ??= (async () => {
       draining = true;
       reloader?.stop();
-      await drain({ config: policy.config, listeners, queue, receiving: () => receiving, spool, suppressions, lock, httpServer, metrics, log });
+      await drain({ config: policy.config, listeners, queue, receiving: () => receiving, spool, suppressions, lock, httpServer, linksServer, metrics, log });
     })());
 
   return {
@@ -207,6 +222,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
       return listeners.ports;
     },
     httpPort: portOf(httpServer),
+    linksPort: linksServer && linksPortOf(linksServer),
     queue,
     metrics,
     metricsText: async () => (await metricsText()).text,

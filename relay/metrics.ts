@@ -48,13 +48,16 @@ export class IntakeMetrics {
   readonly suppressionRefusals: client.Counter<'action'>;
   readonly reports: client.Counter<'kind' | 'result'>;
   readonly senderDomainReports: client.Counter<'sender_domain' | 'type'>;
+  readonly unsubscribeHeaders: client.Counter<'result'>;
+  readonly unsubscribes: client.Counter<'via' | 'result'>;
 
   /**
    * Every sender domain with a return path has its report counters from the start, at 0: a
    * rate over a counter that appears with its first complaint would miss that complaint.
    */
-  exportReports(domains: readonly { domain: string; returnPath?: string | undefined }[]): void {
+  exportReports(domains: readonly { domain: string; returnPath?: string | undefined; unsubscribe?: unknown }[]): void {
     for (const d of domains) if (d.returnPath) for (const type of ['bounced', 'deferred', 'complained']) this.senderDomainReports.inc({ sender_domain: d.domain, type }, 0);
+    for (const d of domains) if (d.unsubscribe) this.senderDomainReports.inc({ sender_domain: d.domain, type: 'unsubscribed' }, 0);
   }
 
   constructor() {
@@ -92,8 +95,20 @@ export class IntakeMetrics {
     });
     this.senderDomainReports = new client.Counter({
       name: `${PREFIX}sender_domain_reports_total`,
-      help: 'What reports to the return paths said, per recipient and sender domain: bounced and deferred (DSNs after the 250), complained (feedback reports). Complaint rate: complained over delivered.',
+      help: 'What reports to the return paths said, per recipient and sender domain: bounced and deferred (DSNs after the 250), complained (feedback reports); and unsubscribed (one-click, the page or mailto). Complaint rate: complained over delivered.',
       labelNames: ['sender_domain', 'type'],
+      registers,
+    });
+    this.unsubscribeHeaders = new client.Counter({
+      name: `${PREFIX}unsubscribe_headers_total`,
+      help: 'Mail from a sender domain with one-click unsubscribe, by what intake did: added (List-Unsubscribe and List-Unsubscribe-Post), has_own (the message had its own), several_recipients (a link names one recipient: none added).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.unsubscribes = new client.Counter({
+      name: `${PREFIX}unsubscribes_total`,
+      help: 'Unsubscribe requests by way (one_click: the POST mailbox providers send; page: the button on the page a person opens; mailto: mail to unsubscribe@ a return path) and result (taken; refused: a token this fleet did not sign).',
+      labelNames: ['via', 'result'],
       registers,
     });
     this.suppressionAdditions = new client.Counter({ name: `${PREFIX}suppression_additions_total`, help: 'Recipients put on the suppression list after a hard bounce.', registers });

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { arrivalEvents, attemptEvent, bounceOf, EVENT_SCHEMA_VERSION, EVENT_TYPES, noticeEvents, reportEvent, type EventType, type RelayEvent } from '../relay/events/event.js';
+import { arrivalEvents, attemptEvent, bounceOf, EVENT_SCHEMA_VERSION, EVENT_TYPES, noticeEvents, reportEvent, unsubscribeEvent, type EventType, type RelayEvent } from '../relay/events/event.js';
 import { signatureHeader, verifySignature } from '../relay/events/signature.js';
 import { isHardBounce } from '../relay/suppression.js';
 import { describePeer, findBinary } from './peers/availability.js';
@@ -64,6 +64,7 @@ function examples(): Record<EventType, RelayEvent> {
     handed_over: arrivalEvents({ ...to('dave@example.net'), handedOverFrom: 'MIUF7Q00C4D2E900017' }, ctx(60))[0]!,
     notice_sent: noticeEvents(to('bob@example.org'), ctx(4), { queueId: 'MIUF8W049F3A1C00002', action: 'failed' }, ['bob@example.org'])[0]!,
     complained: reportEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', messageId: message.messageId }, ctx(86_400), { type: 'complained', recipient: 'erin@example.net', report: { kind: 'complaint', feedbackType: 'abuse', userAgent: 'Yahoo!-Mail-Feedback/2.0' } }),
+    unsubscribed: unsubscribeEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', recipient: 'frank@example.net' }, ctx(7200), 'one_click'),
   };
 }
 

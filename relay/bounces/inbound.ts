@@ -16,6 +16,9 @@ import { refusal, type SmtpRefusal } from '../refusals.js';
 import { COMPLAINT_PREFIX, isHardBounce, type HardBounceCandidate } from '../suppression.js';
 import { readReport, type Report } from './report.js';
 import { readReturnPath, type ReturnPathOwner } from './return-path.js';
+import { unsubscribe } from '../links/server.js';
+import { readLinkToken } from '../links/token.js';
+import { tokenInSubject, UNSUBSCRIBE_MAILBOX } from '../links/unsubscribe.js';
 
 /** The mailbox at a return path domain that feedback loops (Yahoo's CFL, Microsoft's JMRP) are registered with. */
 export const FEEDBACK_MAILBOX = 'fbl';
@@ -24,6 +27,9 @@ export interface ReportDeps {
   hostname: string;
   owners: readonly ReturnPathOwner[];
   key: string;
+  /** Return path domains whose unsubscribe@ mailbox is on (senderDomains[].unsubscribe.mailto), and the link key. */
+  unsubscribeDomains: readonly string[];
+  linksKey?: string;
   /** Into the outbox (relay/queue/client.ts publish); resolves with how many were taken. */
   publish: (events: RelayEvent[]) => Promise<number>;
   suppress: (candidate: HardBounceCandidate) => void;
@@ -32,16 +38,32 @@ export interface ReportDeps {
   now: () => number;
 }
 
-/** Whether a `bounces` listener takes mail for this address: a return path it made, or the feedback mailbox of a return path domain. */
-export function takesReportsFor(address: string, owners: readonly ReturnPathOwner[], key: string): boolean {
+/**
+ * Whether a `bounces` listener takes mail for this address: a return path it made, the
+ * feedback mailbox of a return path domain, or its unsubscribe mailbox where that is on.
+ */
+export function takesReportsFor(address: string, owners: readonly ReturnPathOwner[], key: string, unsubscribeDomains: readonly string[] = []): boolean {
   if (readReturnPath(address, owners, key)) return true;
+  if (isUnsubscribeMailbox(address, unsubscribeDomains)) return true;
   const at = address.lastIndexOf('@');
   const domain = address.slice(at + 1).toLowerCase();
   return address.slice(0, at).toLowerCase() === FEEDBACK_MAILBOX && owners.some((o) => o.returnPath.toLowerCase() === domain);
 }
 
+const isUnsubscribeMailbox = (address: string, domains: readonly string[]) => {
+  const at = address.lastIndexOf('@');
+  return address.slice(0, at).toLowerCase() === UNSUBSCRIBE_MAILBOX && domains.includes(address.slice(at + 1).toLowerCase());
+};
+
+/** The Subject of a message (unfolded), from its header section. */
+export function subjectOf(raw: Buffer): string {
+  const end = raw.indexOf('\r\n\r\n');
+  const header = raw.subarray(0, end < 0 ? raw.length : end).toString('utf8').replace(/\r?\n[ \t]+/g, ' ');
+  return /^subject:(.*)$/im.exec(header)?.[1]?.trim() ?? '';
+}
+
 /** The message a report is about: the return path it was sent to, else the one the receiver recorded in the quoted original. */
-export function subjectOf(rcpts: readonly string[], report: Report, owners: readonly ReturnPathOwner[], key: string): ReportSubject | undefined {
+export function reportSubjectOf(rcpts: readonly string[], report: Report, owners: readonly ReturnPathOwner[], key: string): ReportSubject | undefined {
   const original = report.kind === 'other' ? undefined : report.original;
   for (const address of [...rcpts, original?.returnPath ?? '']) {
     const found = address && readReturnPath(address, owners, key);
@@ -97,10 +119,28 @@ export function receiveReport(stream: Readable, session: SMTPServerSession, cb: 
   });
 }
 
+/**
+ * Mail to unsubscribe@RETURN-PATH: the Subject carries the token of the List-Unsubscribe
+ * mailto. Taken either way (answering 5xx to a person's mail program helps nobody); a token
+ * this fleet did not sign is counted and logged.
+ */
+async function unsubscribeByMail(raw: Buffer, session: SMTPServerSession, deps: ReportDeps): Promise<string> {
+  const token = tokenInSubject(subjectOf(raw));
+  const subject = token && deps.linksKey ? readLinkToken(token, deps.linksKey) : undefined;
+  if (!subject) {
+    deps.metrics.unsubscribes.inc({ via: 'mailto', result: 'refused' });
+    deps.log.info({ event: 'unsubscribe_refused', session: session.id, client: session.remoteAddress }, 'unsubscribe mail taken and ignored: its subject holds no token this fleet signed');
+    return 'Taken, but no valid unsubscribe token in the subject: ignored';
+  }
+  await unsubscribe(subject, 'mailto', { hostname: () => deps.hostname, pod: os.hostname(), publish: deps.publish, suppress: deps.suppress, metrics: deps.metrics, log: deps.log, now: deps.now });
+  return 'Unsubscribed';
+}
+
 async function handle(raw: Buffer, session: SMTPServerSession, deps: ReportDeps): Promise<string> {
-  const report = await readReport(raw);
   const rcpts = session.envelope.rcptTo.map((r) => r.address);
-  const subject = report.kind === 'other' ? undefined : subjectOf(rcpts, report, deps.owners, deps.key);
+  if (rcpts.some((r) => isUnsubscribeMailbox(r, deps.unsubscribeDomains))) return unsubscribeByMail(raw, session, deps);
+  const report = await readReport(raw);
+  const subject = report.kind === 'other' ? undefined : reportSubjectOf(rcpts, report, deps.owners, deps.key);
   const base = { event: 'report', session: session.id, client: session.remoteAddress, kind: report.kind };
   if (!subject) {
     const why = report.kind === 'other' ? report.why : 'it names no message this fleet sent (no valid return path in it)';

@@ -14,7 +14,7 @@ import { configuredDomainOf, domainOf } from '../address.js';
 import type { Envelope } from '../envelope.js';
 import { isHardBounce } from '../suppression.js';
 
-export const EVENT_TYPES = ['received', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'handed_over', 'notice_sent', 'complained'] as const;
+export const EVENT_TYPES = ['received', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'handed_over', 'notice_sent', 'complained', 'unsubscribed'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /** The version of the JSON below; a field is only ever added within one version. */
@@ -68,6 +68,8 @@ export interface RelayEvent {
   notice?: { queueId: string; action: 'failed' | 'delayed' };
   /** A bounce or delay reported later by a DSN to the return path, or a complaint: what the report said. */
   report?: { kind: 'dsn' | 'complaint'; reportingMta?: string; feedbackType?: string; userAgent?: string };
+  /** unsubscribed: how the recipient asked (one_click: a mailbox provider's POST; page: the button on the link's page; mailto). */
+  unsubscribe?: { via: UnsubscribeVia };
   /** handed_over: the message was taken over from a peer relay that was stopping (by the relay and pod this event names). */
   handoff?: { originQueueId: string };
   tags?: string[];
@@ -203,6 +205,29 @@ export function reportEvent(subject: ReportSubject, ctx: Omit<EventContext, 'sen
   if (r.type !== 'complained') event.reply = replyOf(r.diagnostic ?? r.status ?? '', r.status, r.remoteMta);
   if (r.type === 'bounced') event.bounce = bounceOf(r.status, false);
   return event;
+}
+
+export type UnsubscribeVia = 'one_click' | 'page' | 'mailto';
+
+/**
+ * The recipient of a message asked to get no more mail from its sender domain (an
+ * unsubscribe link, relay/links). One id per message and recipient, whichever way and however
+ * often they asked: a receiver counts one unsubscribe.
+ */
+export function unsubscribeEvent(subject: { queueId: string; senderDomain: string; recipient: string }, ctx: Omit<EventContext, 'senderDomains'>, via: UnsubscribeVia): RelayEvent {
+  return {
+    id: eventId(subject.queueId, subject.recipient.toLowerCase(), 'unsubscribed', 0),
+    type: 'unsubscribed',
+    time: new Date(ctx.now).toISOString(),
+    relay: ctx.relay,
+    pod: ctx.pod,
+    queueId: subject.queueId,
+    sender: '',
+    senderDomain: subject.senderDomain,
+    recipient: subject.recipient,
+    attempt: 0,
+    unsubscribe: { via },
+  };
 }
 
 /** The sender domain an event belongs to, for a webhook's filter: the configured one, else the sender's own. */

@@ -9,6 +9,8 @@ import type { SMTPServerSession } from 'smtp-server';
 import { refusal, SmtpRefusal } from '../refusals.js';
 import type { Envelope, RecipientState, SpoolWriter } from '../spool/spool.js';
 import { describeSuppression } from '../suppression.js';
+import type { HeaderFacts } from '../headers.js';
+import { unsubscribeFields } from '../links/unsubscribe.js';
 import { receiveBody, traceInfo, type ReceivedHeader } from './data.js';
 import type { IntakeDeps } from './deps.js';
 import { headerSenderRefusal } from './sender-policy.js';
@@ -49,6 +51,20 @@ export function envelopeFor(session: SMTPServerSession, m: { id: string; listene
   };
 }
 
+/** The List-Unsubscribe fields this message gets ('' for none), counted by what was decided. */
+function unsubscribeFor(session: SMTPServerSession, queueId: string, facts: HeaderFacts, deps: IntakeDeps): string {
+  const policy = deps.policy();
+  if (!policy.unsubscribe.length) return '';
+  const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+  const decided = unsubscribeFields({ sender, recipients: session.envelope.rcptTo.map((r) => r.address), queueId, hasListUnsubscribe: !!facts.hasListUnsubscribe }, policy.unsubscribe, policy.linksKey);
+  if ('skip' in decided) {
+    if (decided.skip !== 'not_configured') deps.metrics.unsubscribeHeaders.inc({ result: decided.skip });
+    return '';
+  }
+  deps.metrics.unsubscribeHeaders.inc({ result: 'added' });
+  return decided.add;
+}
+
 /**
  * smtp-server's onData for one listener: answers 250 with the queue id once the message is
  * durable, or refuses through `reject` (which counts and logs the refusal).
@@ -78,7 +94,13 @@ export function acceptMessage(
   (async () => {
     const w = deps.spool.createWriter();
     writer = w;
-    const header = await receiveBody(stream, w, config.limits.maxHeaderSize, () => traceInfo(session, w.id, deps.policy().config.hostname, new Date()));
+    const header = await receiveBody(
+      stream,
+      w,
+      config.limits.maxHeaderSize,
+      () => traceInfo(session, w.id, deps.policy().config.hostname, new Date()),
+      (facts) => unsubscribeFor(session, w.id, facts, deps),
+    );
     if (stream.sizeExceeded) throw refusal('tooBig', { limit: config.limits.maxMessageSize });
     const user = sessionUser(session);
     if (user) {

@@ -45,13 +45,13 @@ export function traceInfo(session: SMTPServerSession, queueId: string, byHostnam
 
 /**
  * Reads the DATA stream into the writer, the header completed with the trace that `trace`
- * gives when the header has been read. Takes chunks from 'data' events (async iteration costs
+ * gives when the header has been read (and the fields `more` adds: List-Unsubscribe). Takes chunks from 'data' events (async iteration costs
  * a promise per chunk, on every message); the stream pauses only while a large body is
  * written out to its file. Rejects with an SmtpRefusal (NUL, header too large) or the
  * stream's or writer's error, once no write is under way (the caller then removes what was
  * written).
  */
-export function receiveBody(stream: Readable, writer: SpoolWriter, maxHeaderSize: number, trace: () => TraceInfo): Promise<ReceivedHeader> {
+export function receiveBody(stream: Readable, writer: SpoolWriter, maxHeaderSize: number, trace: () => TraceInfo, more?: (facts: HeaderFacts) => string): Promise<ReceivedHeader> {
   let head: Buffer | undefined = Buffer.alloc(0);
   let facts: ReceivedHeader | undefined;
   const complete = (given: Buffer, rest: Buffer) => {
@@ -64,7 +64,7 @@ export function receiveBody(stream: Readable, writer: SpoolWriter, maxHeaderSize
       Object.assign(found, { length: header.length, tags: taken.fields.tags, metadata: taken.fields.metadata });
     }
     const added = addedHeaders(found, trace());
-    const addedBuf = Buffer.from(added.text);
+    const addedBuf = Buffer.from(more ? added.text + more(found) : added.text);
     // The facts are this message's own: completed in place (a spread costs ~1 µs on Node 20's V8).
     facts = Object.assign(found, { messageId: added.messageId, length: found.length + addedBuf.length });
     return writer.write(Buffer.concat([addedBuf, header, rest]));

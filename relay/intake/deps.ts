@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { RelayConfig } from '../config.js';
 import type { RelayEvent } from '../events/event.js';
+import type { UnsubscribeOwner } from '../links/unsubscribe.js';
 import type { IntakeMetrics } from '../metrics.js';
 import type { Spool, SpoolEntry } from '../spool/spool.js';
 import type { SuppressionList } from '../suppression.js';
@@ -18,6 +19,9 @@ export interface IntakePolicy {
   tls?: { key: Buffer; cert: Buffer };
   /** The fleet's return path key (bounces.keyFile), read with the rest. */
   bouncesKey?: string;
+  /** The fleet's link key (links.keyFile), and the sender domains with one-click unsubscribe. */
+  linksKey?: string;
+  unsubscribe: UnsubscribeOwner[];
 }
 
 export interface IntakeDeps {

@@ -154,6 +154,11 @@ export class SmtpListener {
     return returnPathsOf(this.deps.policy);
   }
 
+  /** Return path domains that take unsubscribe mail. */
+  private unsubscribeDomains(): string[] {
+    return this.deps.policy().unsubscribe.flatMap((o) => (o.mailtoDomain ? [o.mailtoDomain] : []));
+  }
+
   private reportDeps(): ReportDeps {
     const { owners, key } = this.returnPaths();
     const { deps } = this;
@@ -161,6 +166,8 @@ export class SmtpListener {
       hostname: deps.policy().config.hostname,
       owners,
       key: key ?? '',
+      unsubscribeDomains: this.unsubscribeDomains(),
+      linksKey: deps.policy().linksKey,
       publish: deps.publish,
       suppress: (candidate) => {
         if (deps.policy().config.suppression.enabled && deps.suppressions.add(candidate)) deps.metrics.suppressionAdditions.inc();
@@ -219,7 +226,7 @@ export class SmtpListener {
     if (tooManyRecipients(session.envelope.rcptTo, rcpt, limit)) return this.reject(refusal('tooManyRecipients', { limit }), session, cb);
     if (this.config.role === 'bounces') {
       const { owners, key } = this.returnPaths();
-      return key && takesReportsFor(rcpt, owners, key) ? cb() : this.reject(refusal('notReturnPath', { rcpt }), session, cb);
+      return key && takesReportsFor(rcpt, owners, key, this.unsubscribeDomains()) ? cb() : this.reject(refusal('notReturnPath', { rcpt }), session, cb);
     }
     const refused = recipientRefusal(rcpt, this.trusted.has(session.remoteAddress) || sessionUser(session) !== undefined);
     if (refused) return this.reject(refused, session, cb);

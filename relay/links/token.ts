@@ -1,0 +1,60 @@
+/**
+ * The tokens in the links the relay puts in mail (`URL/u/TOKEN`, and the subject of the
+ * unsubscribe mailto): what they are about, in the clear, and an HMAC over it keyed by the
+ * fleet's `links.keyFile`, so any relay of the fleet serves a link without a lookup and
+ * refuses one that was made up or altered. Pure.
+ *
+ * TOKEN = base64url(KIND "\n" SENDER-DOMAIN "\n" QUEUE-ID "\n" RECIPIENT) "." base64url(MAC),
+ * the MAC the first 16 bytes of HMAC-SHA256 over a label and the payload (a key used for
+ * nothing else; the label keeps tokens of one kind from passing as another's).
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { ErrorCodes, MailfleetError } from '../errors.js';
+
+export type LinkKind = 'u';
+
+export interface LinkSubject {
+  kind: LinkKind;
+  /** The configured sender domain (senderDomains[].domain) the message was sent from. */
+  senderDomain: string;
+  queueId: string;
+  recipient: string;
+}
+
+const MAC_BYTES = 16;
+/** Longer tokens are refused before any work: no token the relay makes comes near it. */
+const MAX_TOKEN = 1024;
+const TOKEN = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{22})$/;
+
+const mac = (key: string, payload: Buffer) => crypto.createHmac('sha256', key).update('mailfleet link v1\n').update(payload).digest().subarray(0, MAC_BYTES);
+
+export function linkToken(s: LinkSubject, key: string): string {
+  const payload = Buffer.from([s.kind, s.senderDomain.toLowerCase(), s.queueId, s.recipient].join('\n'));
+  return `${payload.toString('base64url')}.${mac(key, payload).toString('base64url')}`;
+}
+
+/** What a token is about; undefined for one the fleet's key did not sign (forged, altered, cut short). */
+export function readLinkToken(token: string, key: string): LinkSubject | undefined {
+  const m = token.length <= MAX_TOKEN ? TOKEN.exec(token) : null;
+  if (!m) return undefined;
+  const payload = Buffer.from(m[1]!, 'base64url');
+  const given = Buffer.from(m[2]!, 'base64url');
+  if (given.length !== MAC_BYTES || !crypto.timingSafeEqual(given, mac(key, payload))) return undefined;
+  const [kind, senderDomain, queueId, ...rest] = payload.toString('utf8').split('\n');
+  const recipient = rest.join('\n');
+  if (kind !== 'u' || !senderDomain || !queueId || !recipient) return undefined;
+  return { kind, senderDomain, queueId, recipient };
+}
+
+/** The fleet's link key (links.keyFile): MF_LINKS_KEY_UNREADABLE when it is missing or short. */
+export function readLinksKey(file: string): string {
+  let key: string;
+  try {
+    key = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new MailfleetError(ErrorCodes.LINKS_KEY_UNREADABLE, `cannot read links.keyFile: ${(err as Error).message}`, "mount the fleet's links key Secret, or fix links.keyFile");
+  }
+  if (key.length < 32) throw new MailfleetError(ErrorCodes.LINKS_KEY_UNREADABLE, `links.keyFile ${file} has ${key.length} characters; at least 32 are needed`, 'make one with `openssl rand -base64 32`');
+  return key;
+}
