@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the test suites start, from Debian 12's packages: Postfix (private
 # instances, smtp-sink, smtp-source), swaks with STARTTLS and AUTH, dnsmasq and dig, dkimpy,
-# openssl, promtool and Prometheus. The one list of them: `npm run test:all` (scripts/test-all.sh) and CI (.ci/run) both
+# openssl, promtool and Prometheus, Chromium. The one list of them: `npm run test:all` (scripts/test-all.sh) and CI (.ci/run) both
 # run this script, so what a newcomer installs and what CI tests with cannot drift.
 #
 # Needs root for apt-get. Installs only what is missing; with nothing missing it changes nothing
@@ -20,6 +20,7 @@ PACKAGES=(
   python3-dkim                 # an independent DKIM verifier (and python3: DSN parsing, a pseudo-terminal)
   openssl                      # self-signed certificates for STARTTLS tests
   prometheus                   # promtool and a private Prometheus for the alerts and the dashboard
+  chromium                     # a real browser for the pages people open (unsubscribe), driven by puppeteer-core
 )
 
 if [ "${1:-}" = "--list" ]; then
