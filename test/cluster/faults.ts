@@ -36,6 +36,8 @@ export interface FaultProxy {
   /** While held, new watch requests wait (the client sees a slow server); released, they go through. */
   holdWatches(held: boolean): void;
   requests(): RequestRecord[];
+  /** Forwarded requests the server has not answered yet (watches aside), with how long they have waited: for a failure report. */
+  unanswered(): { method: string; path: string; waitedMs: number }[];
   resetRequests(): void;
   stop(): Promise<void>;
 }
@@ -49,6 +51,7 @@ export async function startFaultProxy(access: ClusterAccess): Promise<FaultProxy
   let release: (() => void)[] = [];
   let log: RequestRecord[] = [];
   const pendingBodies = new Map<string, string>();
+  const waiting = new Set<{ method: string; path: string; since: number }>();
 
   const server = http.createServer((req, res) => {
     const path = req.url ?? '/';
@@ -65,7 +68,10 @@ export async function startFaultProxy(access: ClusterAccess): Promise<FaultProxy
     }
     const forward = () => {
       const headers = { ...req.headers, host: upstream.host };
+      const pending = { method, path, since: Date.now() };
+      if (!watch) waiting.add(pending);
       const up = https.request({ host: upstream.hostname, port: upstream.port, method, path, headers, agent }, (upRes) => {
+        waiting.delete(pending);
         const body = pendingBodies.get(`${method} ${path}`);
         pendingBodies.delete(`${method} ${path}`);
         log.push({ method, path, status: upRes.statusCode ?? 0, watch, ...(body !== undefined ? { body } : {}) });
@@ -82,6 +88,7 @@ export async function startFaultProxy(access: ClusterAccess): Promise<FaultProxy
         }
       });
       up.on('error', (err) => {
+        waiting.delete(pending);
         if (!res.headersSent) res.writeHead(502);
         res.end(String(err));
       });
@@ -117,6 +124,7 @@ export async function startFaultProxy(access: ClusterAccess): Promise<FaultProxy
       }
     },
     requests: () => [...log],
+    unanswered: () => [...waiting].map((w) => ({ method: w.method, path: w.path, waitedMs: Date.now() - w.since })),
     resetRequests: () => void (log = []),
     stop: async () => {
       for (const res of watches) res.destroy();
