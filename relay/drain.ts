@@ -29,6 +29,8 @@ export interface DrainDeps {
   httpServer: http.Server;
   /** The links endpoint (unsubscribe): closed with the listeners, so its Service sends people to a pod that stays. */
   linksServer?: http.Server;
+  /** Sends the suppression list entries not yet shared with the peers. */
+  shareSuppressions?: () => Promise<void>;
   metrics: IntakeMetrics;
   log: Logger;
 }
@@ -66,7 +68,8 @@ export async function drain(d: DrainDeps): Promise<void> {
   } else if (token && left !== 0) {
     log.warn({ event: 'handoff', handed: 0, left, peers: [] }, 'no peer to hand the remaining mail to: it stays in the spool');
   }
-  // After the queue: its last bounces still go on the list.
+  // After the queue: its last bounces still go on the list, and to the peers.
+  await d.shareSuppressions?.();
   await d.suppressions.close();
   await d.lock.release();
   await new Promise<void>((r) => d.httpServer.close(() => r()));

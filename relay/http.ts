@@ -1,7 +1,8 @@
 /**
  * The relay's HTTP endpoint: /metrics for Prometheus, /healthz (alive) and /readyz (take
  * traffic), and, with a bearer token configured, /admin (the suppression list) and
- * /internal/handoff (relay/handoff.ts) and /internal/handoff/events (relay/events/handoff.ts).
+ * /internal/handoff (relay/handoff.ts), /internal/handoff/events (relay/events/handoff.ts) and
+ * /internal/suppressions (relay/fleet-suppressions.ts).
  *
  * Anyone who can reach the port can open connections and send headers before any token is
  * checked, so what one request and all of them may hold is bounded: 64 KiB of headers (the
@@ -16,6 +17,7 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
 import { EVENTS_HANDOFF_PATH } from './events/handoff.js';
+import { SUPPRESSIONS_SYNC_PATH } from './fleet-suppressions.js';
 import { HANDOFF_PATH, HANDOFF_VERSION_HEADER } from './handoff.js';
 
 /**
@@ -97,6 +99,8 @@ export interface HttpOptions {
   handoff?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
   /** Takes a stopping peer's events (relay/events/handoff.ts). */
   handoffEvents?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
+  /** The fleet's suppression list: a peer's new entries, or this relay's whole list (relay/fleet-suppressions.ts). */
+  suppressions?: (req: http.IncomingMessage) => Promise<{ code: number; body: string }>;
 }
 
 function serve(opts: HttpOptions, req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -107,7 +111,7 @@ function serve(opts: HttpOptions, req: http.IncomingMessage, res: http.ServerRes
   };
   const [pathname = '/', query] = (req.url ?? '/').split('?');
   const tokenFile = opts.admin?.tokenFile();
-  const handoff = pathname === HANDOFF_PATH ? opts.handoff : pathname === EVENTS_HANDOFF_PATH ? opts.handoffEvents : undefined;
+  const handoff = pathname === HANDOFF_PATH ? opts.handoff : pathname === EVENTS_HANDOFF_PATH ? opts.handoffEvents : pathname === SUPPRESSIONS_SYNC_PATH ? opts.suppressions : undefined;
   if (!handoff && (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0)) {
     reply(413, 'this endpoint takes no request body\n');
   } else if (pathname === '/metrics') {

@@ -13,6 +13,7 @@ import type { RelayConfig } from './config.js';
 import { checkSmarthostCredentials } from './delivery/credentials.js';
 import { readSigningKeys } from './events/signature.js';
 import { readBouncesKey } from './bounces/return-path.js';
+import { FleetSuppressions } from './fleet-suppressions.js';
 import { linksPortOf, startLinks } from './links/server.js';
 import { readLinksKey } from './links/token.js';
 import { unsubscribeOwners } from './links/unsubscribe.js';
@@ -114,11 +115,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   if (full) log.warn({ event: 'spool_full', dir: opts.config.spool.dir }, 'the spool volume is full: starting drain-only (no new mail) to deliver what it holds');
   const metrics = new IntakeMetrics();
   metrics.exportReports(opts.config.senderDomains);
+  const shared: { fleet?: FleetSuppressions } = {};
   const suppressions = await SuppressionList.open(opts.config.spool.dir, {
     ttl: () => policy.config.suppression.ttl,
     compact: true,
     onError: (err) => log.warn({ err }, 'suppression list: could not read, append to or compact its file'),
+    onAdded: (s) => shared.fleet?.share(s),
   });
+  // The fleet's list: a peer's, merged before any mail is taken.
+  const fleet = (shared.fleet = new FleetSuppressions({ list: suppressions, handoff: () => policy.config.handoff, log }));
+  await fleet.pull();
   if (suppressions.skipped) log.warn({ event: 'suppressions_skipped', file: suppressions.file, lines: suppressions.skipped }, 'unreadable suppression list lines dropped');
   const onPermanentFailure = (failure: PermanentFailure) => {
     if (!policy.config.suppression.enabled || !suppressions.add(failure)) return;
@@ -162,6 +168,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         receiving--;
       }
     },
+    suppressions: (req) => fleet.serve(req),
     handoffEvents: (req) => receiveEvents(req, { token: () => readToken(policy.config.handoff.tokenFile), accepting: () => !draining, publish: (events) => queue.publish(events), log }),
     admin: {
       tokenFile: () => policy.config.http.adminTokenFile,
@@ -213,7 +220,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     (shuttingDown ??= (async () => {
       draining = true;
       reloader?.stop();
-      await drain({ config: policy.config, listeners, queue, receiving: () => receiving, spool, suppressions, lock, httpServer, linksServer, metrics, log });
+      await drain({ config: policy.config, listeners, queue, receiving: () => receiving, spool, suppressions, lock, httpServer, linksServer, shareSuppressions: () => fleet.flush(), metrics, log });
     })());
 
   return {

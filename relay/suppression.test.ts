@@ -103,6 +103,20 @@ describe('suppression list', () => {
     await reopened.close();
   });
 
+  it("merges a peer's entries: new or newer ones are taken, an unsubscribe is not replaced by a bounce, an expired one is not taken", async () => {
+    const list = await open();
+    const peer = { senderDomain: 'Example.test', recipient: 'Gone@dest.test', since: T0, statusCode: '5.1.1', reply: '550 5.1.1 gone' };
+    expect(list.merge(peer)).toBe(true);
+    expect(list.merge(peer)).toBe(false);
+    expect(list.merge({ ...peer, since: T0 + 1000 })).toBe(true);
+    expect(list.lookup('app@example.test', 'gone@dest.test')!.since).toBe(T0 + 1000);
+    expect(list.merge({ ...peer, recipient: 'left@dest.test', since: T0, permanent: true, reply: 'unsubscribed (one-click)' })).toBe(true);
+    expect(list.merge({ ...peer, recipient: 'left@dest.test', since: T0 + DAY })).toBe(false);
+    expect(list.merge({ ...peer, recipient: 'old@dest.test', since: T0 - 31 * DAY })).toBe(false);
+    await list.close();
+    expect(lines().map((l) => `${String(l.recipient)} ${String(l.permanent ?? '')}`)).toEqual(['gone@dest.test ', 'gone@dest.test ', 'left@dest.test true']);
+  });
+
   it('removes an address for one sender domain or for all, and says what it removed', async () => {
     const list = await open();
     list.add(bounce());

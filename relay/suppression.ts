@@ -74,6 +74,8 @@ export interface SuppressionOptions {
   now?: () => number;
   /** Told of failures in the background (an append or a poll that failed). */
   onError?: (err: Error) => void;
+  /** Told of each entry this relay listed itself (not those merged from peers): relay/fleet-suppressions.ts shares them. */
+  onAdded?: (s: Suppression) => void;
 }
 
 /** Quoted replies are cut here, so a stored line and the RCPT reply quoting it stay short. */
@@ -174,7 +176,26 @@ export class SuppressionList {
     const line: Line = { op: 'add', senderDomain: senderDomain.toLowerCase(), recipient: bounce.recipient.toLowerCase(), at: new Date(bounce.at).toISOString(), statusCode: bounce.statusCode, reply, ...(bounce.unsubscribe ? { permanent: true as const } : {}) };
     this.apply(line);
     this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
+    const now = this.entries.get(keyOf(line.senderDomain, line.recipient));
+    if (now) this.opts.onAdded?.(now);
     return fresh;
+  }
+
+  /**
+   * Takes an entry a peer listed (relay/fleet-suppressions.ts), unless this list has it
+   * already, as new or newer; an unsubscribe is never replaced by a bounce. Returns whether it
+   * was taken.
+   */
+  merge(s: Suppression): boolean {
+    const senderDomain = s.senderDomain.toLowerCase();
+    const recipient = s.recipient.toLowerCase();
+    const listed = this.entries.get(keyOf(senderDomain, recipient));
+    if (listed && this.live(listed) && (listed.since >= s.since || (listed.permanent && !s.permanent))) return false;
+    const line: Line = { op: 'add', senderDomain, recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply.slice(0, MAX_REPLY), ...(s.permanent ? { permanent: true as const } : {}) };
+    if (!this.live({ ...s, permanent: !!s.permanent })) return false;
+    this.apply(line);
+    this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
+    return true;
   }
 
   /**
