@@ -177,9 +177,10 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       fs.writeFileSync(path.join(keyDir, 'return-path-key'), 'a-return-path-key-of-at-least-32-characters');
       receiver = await startWebhookReceiver({ keys: { k1: WEBHOOK_KEY } });
       relay = await startTestRelay({
-        // With a return path, so the complaint rate has its series (at 0) from the start.
-        senderDomains: [{ domain: DKIM_DOMAIN, dkim: { keys: [{ selector: 'mf1', privateKeyFile: keyFile }] }, returnPath: `bounces.${DKIM_DOMAIN}` }],
+        // With a return path and unsubscribe, so the complaint and unsubscribe rates have their series (at 0) from the start.
+        senderDomains: [{ domain: DKIM_DOMAIN, dkim: { keys: [{ selector: 'mf1', privateKeyFile: keyFile }] }, returnPath: `bounces.${DKIM_DOMAIN}`, unsubscribe: { url: 'https://links.example.test' } }],
         bounces: { keyFile: path.join(keyDir, 'return-path-key') },
+        links: { keyFile: path.join(keyDir, 'return-path-key'), port: 0 },
         delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } },
         retry: { minBackoff: '1h', maxBackoff: '2h' },
         events: { webhooks: [{ name: 'app', url: receiver.url, signingKeys: [{ id: 'k1', secretFile: path.join(keyDir, 'webhook-key') }] }] },

@@ -325,7 +325,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
     }
   }, 120_000);
 
-  it('sends events to a webhook and reads a bounce sent to its return path (postal-mime in the image)', async () => {
+  it('sends events to a webhook, reads a bounce sent to its return path (postal-mime in the image), and serves a one-click unsubscribe', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-image-events-'));
     const webhookKey = crypto.randomBytes(24).toString('hex');
     const receiver = await startWebhookReceiver({ keys: { k1: webhookKey } });
@@ -336,7 +336,8 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       fs.mkdirSync(etc, { recursive: true });
       fs.writeFileSync(path.join(etc, 'webhook-key'), webhookKey);
       fs.writeFileSync(path.join(etc, 'return-path-key'), crypto.randomBytes(24).toString('hex'));
-      const [port, bouncesPort] = [await freePort(), await freePort()];
+      fs.writeFileSync(path.join(etc, 'links-key'), crypto.randomBytes(24).toString('hex'));
+      const [port, bouncesPort, linksPort] = [await freePort(), await freePort(), await freePort()];
       const config = {
         hostname: 'relay.image.test',
         spool: { dir: SPOOL, minFreeBytes: '10MiB' },
@@ -344,8 +345,9 @@ describeImage('the container image, built and run in a real Docker engine', (eng
           { name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] },
           { name: 'bounces', address: '127.0.0.1', port: bouncesPort, tls: 'none', auth: 'none', role: 'bounces' },
         ],
-        senderDomains: [{ domain: 'example.test', returnPath: 'bounces.example.test' }],
+        senderDomains: [{ domain: 'example.test', returnPath: 'bounces.example.test', unsubscribe: { url: `http://127.0.0.1:${linksPort}` } }],
         bounces: { keyFile: `${CONFIG_DIR}/return-path-key` },
+        links: { keyFile: `${CONFIG_DIR}/links-key`, port: linksPort },
         delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } },
         events: { webhooks: [{ name: 'app', url: receiver.url, signingKeys: [{ id: 'k1', secretFile: `${CONFIG_DIR}/webhook-key` }] }] },
         http: { address: '127.0.0.1', port: await freePort() },
@@ -353,7 +355,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       fs.writeFileSync(path.join(etc, 'relay.yaml'), JSON.stringify(config));
       fs.chmodSync(dir, 0o755);
       fs.chmodSync(etc, 0o755);
-      for (const f of ['webhook-key', 'return-path-key', 'relay.yaml']) fs.chmodSync(path.join(etc, f), 0o644);
+      for (const f of ['webhook-key', 'return-path-key', 'links-key', 'relay.yaml']) fs.chmodSync(path.join(etc, f), 0o644);
       await runRelayContainer(name, etc, bouncesPort);
       const sent = await createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true }).sendMail({ from: 'app@example.test', to: 'gone@dest.test', subject: 'events from the image', text: 'hi\n', messageId: '<image-events@example.test>' });
       expect(sent.response).toMatch(/^250 /);
@@ -394,6 +396,13 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       expect(bounced.response).toMatch(/^250 .*Report taken: 1 event/);
       await waitUntil(() => receiver.events.some((e) => e.type === 'bounced'), { timeoutMs: 30_000, what: 'the bounce at the webhook' });
       expect(receiver.events.find((e) => e.type === 'bounced')).toMatchObject({ recipient: 'gone@dest.test', messageId: '<image-events@example.test>', report: { kind: 'dsn' }, bounce: { type: 'permanent' } });
+      // The link in the message, POSTed as a mail program does: the image serves it.
+      const link = /List-Unsubscribe: <(http:[^>]+)>/.exec(sink.messages[0]!.raw.toString())?.[1];
+      expect(link).toContain(`http://127.0.0.1:${linksPort}/u/`);
+      const res = await fetch(link!, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+      expect(res.status).toBe(200);
+      await waitUntil(() => receiver.events.some((e) => e.type === 'unsubscribed'), { timeoutMs: 30_000, what: 'the unsubscribe at the webhook' });
+      expect(receiver.events.find((e) => e.type === 'unsubscribed')).toMatchObject({ recipient: 'gone@dest.test', senderDomain: 'example.test', unsubscribe: { via: 'one_click' } });
       expect(receiver.refused).toEqual([]);
     } finally {
       await docker(['rm', '-f', name]);
