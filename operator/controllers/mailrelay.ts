@@ -21,7 +21,7 @@ import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import { partitionServed } from '../kube/discovery.js';
 import { matches } from '../kube/selector.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
-import { LINKS_KEY_SECRET, linksOn } from '../render/links.js';
+import { LINKS_KEY_SECRET, linksOn, staleLinksObjects } from '../render/links.js';
 import { BOUNCES_KEY_SECRET, handoffSecretName, needsBouncesKey, relayEndpoint, relayLabels, relaySecrets, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
@@ -161,6 +161,15 @@ export class MailRelayController {
         // A 404 on an apply (which creates) means the API itself is gone: discovery looks again.
         if (err instanceof KubeError && err.code === 404) this.ctx.apiGone?.();
         failures.push(`${object.kind} ${object.metadata.name}: ${(err as Error).message}`);
+      }
+    }
+    // The links' Service and Ingress it no longer renders (links or the Ingress turned off).
+    for (const stale of staleLinksObjects(relay, result.objects, (ref) => this.ctx.owned(ref.apiVersion, ref.kind)?.(namespace, ref.name))) {
+      try {
+        await this.ctx.client.delete({ ...stale, namespace });
+        this.applied.delete(`${stale.apiVersion}/${stale.kind}/${namespace}/${stale.name}`);
+      } catch (err) {
+        failures.push(`${stale.kind} ${stale.name} (no longer wanted, not deleted): ${(err as Error).message}`);
       }
     }
 

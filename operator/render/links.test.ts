@@ -7,7 +7,7 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, specIssues, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
-import { linksWarnings } from './links.js';
+import { linksWarnings, staleLinksObjects, type LinksObjectRef } from './links.js';
 import { relaySecrets, renderMailRelay, type KubeObject, type RelayInputs } from './mailrelay.js';
 import { senderDomainRecords } from './senderdomain.js';
 
@@ -105,6 +105,28 @@ describe('one-click unsubscribe: render', () => {
       message: 'spec.listeners.0.port: the relay binds 8090 for the links endpoint of one-click unsubscribe; choose another port; spec.listeners.0.name: the name links is kept for the links endpoint\'s container port; choose another name',
     });
     expect(renderMailRelay(clash, inputs([domain()])).ok).toBe(true);
+  });
+});
+
+describe('one-click unsubscribe: what the relay no longer renders', () => {
+  const ownedBy = (uid: string) => ({ metadata: { ownerReferences: [{ apiVersion: API_VERSION, kind: 'MailRelay', name: 'outbound', uid, controller: true }] } });
+  const cache = (objects: Record<string, { metadata: { ownerReferences?: unknown } }>) => (ref: LinksObjectRef) => objects[`${ref.kind}/${ref.name}`];
+  const both = { 'Ingress/outbound-links': ownedBy('uid-relay'), 'Service/outbound-links': ownedBy('uid-relay') };
+
+  it('the Ingress after spec.links.ingress goes off, both after links do; nothing while they are rendered', () => {
+    const withIngress = renderMailRelay(relay({ links: ingressSpec }), inputs([unsubscribing]));
+    const withoutIngress = renderMailRelay(relay(), inputs([unsubscribing]));
+    const off = renderMailRelay(relay(), inputs([domain()]));
+    if (!withIngress.ok || !withoutIngress.ok || !off.ok) throw new Error('not rendered');
+    expect(staleLinksObjects(relay({ links: ingressSpec }), withIngress.objects, cache(both))).toEqual([]);
+    expect(staleLinksObjects(relay(), withoutIngress.objects, cache(both))).toEqual([{ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name: 'outbound-links' }]);
+    expect(staleLinksObjects(relay(), off.objects, cache(both)).map((r) => r.kind)).toEqual(['Ingress', 'Service']);
+  });
+
+  it('never an object another owns, one the user made of that name, one not there, or anything for a relay without a uid (a preview)', () => {
+    expect(staleLinksObjects(relay(), [], cache({ 'Ingress/outbound-links': ownedBy('uid-other'), 'Service/outbound-links': { metadata: {} } }))).toEqual([]);
+    expect(staleLinksObjects(relay(), [], cache({}))).toEqual([]);
+    expect(staleLinksObjects({ ...relay(), metadata: { name: 'outbound', namespace: 'mail' } }, [], cache(both))).toEqual([]);
   });
 });
 

@@ -91,6 +91,31 @@ export function linksObjects(relay: MailRelay, domains: readonly SenderDomain[],
   return [service, ingress];
 }
 
+/** A reference to an object of the relay's namespace. */
+export interface LinksObjectRef {
+  apiVersion: string;
+  kind: string;
+  name: string;
+}
+
+/**
+ * Of the objects links make, those no longer rendered that this relay still owns (its uid, as
+ * controller): the Ingress after spec.links.ingress went off or its last host went, both after
+ * links did. The controller deletes them, so no Ingress (and no certificate) is left routing
+ * to pods that do not listen. Nothing else is ever named here: other objects of these names,
+ * or another owner's, are not this relay's to delete. `live` is the operator's cache of its own objects.
+ */
+export function staleLinksObjects(relay: MailRelay, rendered: readonly { apiVersion: string; kind: string; metadata: { name: string } }[], live: (ref: LinksObjectRef) => { metadata: { ownerReferences?: unknown } } | undefined): LinksObjectRef[] {
+  const name = linksServiceName(relay);
+  const refs: LinksObjectRef[] = [
+    { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', name },
+    { apiVersion: 'v1', kind: 'Service', name },
+  ];
+  const ownedByRelay = (o: ReturnType<typeof live>) =>
+    !!relay.metadata.uid && ((o?.metadata.ownerReferences ?? []) as { kind?: string; uid?: string; controller?: boolean }[]).some((r) => r.kind === 'MailRelay' && r.uid === relay.metadata.uid && r.controller === true);
+  return refs.filter((ref) => !rendered.some((o) => o.apiVersion === ref.apiVersion && o.kind === ref.kind && o.metadata.name === ref.name) && ownedByRelay(live(ref)));
+}
+
 /**
  * What a SenderDomain's status says of its unsubscribe URL: when no MailRelay that selects it
  * has spec.links.ingress, nothing the operator makes serves the URL, and it must reach the

@@ -313,6 +313,13 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     expect((await getDomain('unsub-plain'))!.status!.warnings).toContainEqual(expect.stringContaining('the URL must reach Service unsub-plain-links (port 80)'));
     await eventually(async () => !!(await getDomain('unsub-example'))?.status?.warnings, 'the warnings of unsub-example');
     expect((await getDomain('unsub-example'))!.status!.warnings!.filter((w) => w.includes('spec.unsubscribe.url'))).toEqual([]);
+
+    // The Ingress turned off: the operator deletes it (the domain's links still need the Service), and the domain is warned.
+    const off = await kubectl(cluster(), ['apply', '-f', '-'], { input: relay('unsub', { ...sending, senderDomainSelector: { matchLabels: { relay: 'unsub' } } }) });
+    expect(off.code, off.stderr).toBe(0);
+    await eventually(async () => !(await ingress('unsub-links')), 'the Ingress unsub-links deleted');
+    expect(await adminClient(cluster()).get({ apiVersion: 'v1', kind: 'Service', namespace: ns, name: 'unsub-links' })).toBeDefined();
+    await eventually(async () => !!(await getDomain('unsub-example'))?.status?.warnings?.some((w) => w.includes('the URL must reach Service unsub-links (port 80)')), 'the unsubscribe warning of unsub-example');
   });
 
   it('an unsubscribe mailto without a returnPath, which v1.20 stores (no CEL), is InvalidSpec naming the field; a URL that is not https is refused by v1.20 itself', async () => {
