@@ -79,16 +79,17 @@ export function notServedMessage(objects: readonly { apiVersion: string; kind: s
 /** A Secret's key names, sorted: what a relay renders of a webhook's Secret. */
 const secretKeyNames = (o: AnyObject | undefined) => (o ? JSON.stringify(Object.keys((o.data ?? {}) as Record<string, unknown>).sort()) : undefined);
 
-/**
- * What requeues a MailRelay: itself; the objects made for it (a pod ready, an object edited or
- * deleted, the handoff Secret gone); the namespace's return path or links key made or gone; in its namespace, a SenderDomain's labels, spec or
- * keys, which it renders into its config (not the domain's conditions or DNS checks); and a
- * Secret the user makes appearing, going, or gaining or losing a key (a webhook's signing key
- * ids are its Secret's keys), not a value changing (the pods read the mounted files again).
- */
 /** The Secrets the operator makes once per namespace, shared by its MailRelays. */
 const NAMESPACE_KEYS = new Set([BOUNCES_KEY_SECRET, LINKS_KEY_SECRET]);
 
+/**
+ * What requeues a MailRelay: itself; the objects made for it (a pod ready, an object edited or
+ * deleted, the handoff Secret gone); the namespace's return path or links key made or gone; in
+ * its namespace, a SenderDomain's labels, spec or keys, which it renders into its config (not
+ * the domain's conditions or DNS checks); and a Secret the user makes appearing, going, or
+ * gaining or losing a key (a webhook's signing key ids are its Secret's keys), not a value
+ * changing (the pods read the mounted files again).
+ */
 export const mailRelayWatches: readonly Watch[] = [
   self(API_VERSION, 'MailRelay'),
   namespaceWide(API_VERSION, 'SenderDomain', (o, previous) => relevant(o, ['keys', 'secretName']) !== relevant(previous, ['keys', 'secretName'])),
