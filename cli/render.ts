@@ -13,6 +13,7 @@ import { formatIssues } from '../relay/config.js';
 import { API_VERSION, mailRelaySpecSchema, senderDomainSpecSchema, specIssues, type MailRelay, type SenderDomain } from '../operator/api/v1alpha1.js';
 import { planRotation } from '../operator/policy/dkim-rotation.js';
 import { BOUNCES_KEY_SECRET, handoffSecretName, needsBouncesKey, relayLabels, relaySecrets, relayWebhooks, renderMailRelay, type KubeObject } from '../operator/render/mailrelay.js';
+import { LINKS_KEY_SECRET, linksOn } from '../operator/render/links.js';
 import { packageVersion } from './version.js';
 import { dkimSecret, dkimSecretName, dnsEndpoint, relaysSigningFor, senderDomainRecords } from '../operator/render/senderdomain.js';
 
@@ -147,7 +148,8 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
     for (const p of records.policies) comments.push(`  serve at ${p.url}: ${JSON.stringify(p.content)}`);
     for (const w of records.warnings) comments.push(`  warning: ${w}`);
   }
-  const bouncesKeys = new Set<string>();
+  /** The keys the operator makes once per namespace (`namespace/name`), each printed once. */
+  const namespaceKeys = new Set<string>();
   for (const relay of relays) {
     const namespace = relay.metadata.namespace!;
     const signing = domains.filter((d) => relaysSigningFor(d, [relay]).length);
@@ -166,10 +168,11 @@ export async function renderCommand(argv: string[], out: Pick<Console, 'log' | '
     }
     // The fleet's handoff token, which the operator makes once per MailRelay.
     objects.push({ apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: handoffSecretName(relay), namespace, labels: relayLabels(relay) }, stringData: { token: PLACEHOLDER_KEY } });
-    // The return paths' key, which the operator makes once per namespace (shared by its relays).
-    if (needsBouncesKey(relay, signing) && !bouncesKeys.has(namespace)) {
-      bouncesKeys.add(namespace);
-      objects.push({ apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: BOUNCES_KEY_SECRET, namespace, labels: { 'app.kubernetes.io/name': 'mailfleet-bounces-key', 'app.kubernetes.io/managed-by': 'mailfleet-operator' } }, stringData: { key: PLACEHOLDER_KEY } });
+    // The return paths' and the unsubscribe links' keys, which the operator makes once per namespace (shared by its relays).
+    for (const name of [...(needsBouncesKey(relay, signing) ? [BOUNCES_KEY_SECRET] : []), ...(linksOn(relay, signing) ? [LINKS_KEY_SECRET] : [])]) {
+      if (namespaceKeys.has(`${namespace}/${name}`)) continue;
+      namespaceKeys.add(`${namespace}/${name}`);
+      objects.push({ apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace, labels: { 'app.kubernetes.io/name': name, 'app.kubernetes.io/managed-by': 'mailfleet-operator' } }, stringData: { key: PLACEHOLDER_KEY } });
     }
     objects.push(...result.objects);
     const expected = relaySecrets(relay, signing).filter((s) => s.madeBy === 'user' && !secrets.has(`${namespace}/${s.name}`)).map((s) => s.name);

@@ -29,6 +29,7 @@ const NAMESPACED_GRANTS: Record<string, string[]> = {
   'events.k8s.io/events': ['create', 'patch'],
   'apps/deployments': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
   'policy/poddisruptionbudgets': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
+  'networking.k8s.io/ingresses': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
   'monitoring.coreos.com/servicemonitors': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
   'externaldns.k8s.io/dnsendpoints': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
 };

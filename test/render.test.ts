@@ -101,7 +101,7 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
   };
 
   it('renders the manifests in a directory, as kubectl -f DIR: *.yaml, *.yml and *.json in name order, other files passed over', async () => {
-    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-bounces.yaml', '-f', 'examples/mailrelay-m365.yaml', '-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay-webhooks.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
+    const [fromDir, fromFiles] = await Promise.all([render(['-f', 'examples']), render(['-f', 'examples/mailrelay-bounces.yaml', '-f', 'examples/mailrelay-m365.yaml', '-f', 'examples/mailrelay-ses.yaml', '-f', 'examples/mailrelay-unsubscribe.yaml', '-f', 'examples/mailrelay-webhooks.yaml', '-f', 'examples/mailrelay.yaml', '-f', 'examples/senderdomain.yaml'])]);
     expect(fromDir.stderr).toBe('');
     expect(fromDir.code).toBe(0);
     const objects = (out: string) => out.replace(/^#.*\n?/gm, '');
@@ -163,6 +163,34 @@ describe('mailfleet render: what a newcomer gets wrong', () => {
     const outside = await render(['-f', manifest('outside.yaml', 'apiVersion: mailfleet.io/v1alpha1\nkind: SenderDomain\nmetadata: {name: example-com}\nspec: {domain: example.com, returnPath: bounces.example.net}\n')]);
     expect(outside.code).toBe(1);
     expect(outside.stderr).toContain('spec.returnPath: returnPath must be spec.domain or a subdomain of it');
+  });
+
+  it('renders the unsubscribe example: the links key Secret, the links port and Service, the Ingress with the TLS host and cert-manager annotation, links and unsubscribe in the config', async () => {
+    const { code, stdout, stderr } = await render(['-f', 'examples/mailrelay-unsubscribe.yaml']);
+    expect(code, stderr).toBe(0);
+    const docs = YAML.parseAllDocuments(stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string; annotations?: Record<string, string> }; data?: Record<string, string>; spec?: Record<string, unknown> });
+    expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
+      'Secret/letters-example-com-dkim',
+      'Secret/newsletters-handoff',
+      'Secret/mailfleet-links-key',
+      'ConfigMap/newsletters-config',
+      'Deployment/newsletters',
+      'Service/newsletters',
+      'Service/newsletters-pods',
+      'PodDisruptionBudget/newsletters',
+      'Service/newsletters-links',
+      'Ingress/newsletters-links',
+    ]);
+    const ingress = docs.find((d) => d.kind === 'Ingress')!;
+    expect(ingress.metadata.annotations).toEqual({ 'cert-manager.io/cluster-issuer': 'letsencrypt' });
+    expect(ingress.spec).toMatchObject({ ingressClassName: 'nginx', tls: [{ hosts: ['links.example.com'], secretName: 'newsletters-links-tls' }], rules: [{ host: 'links.example.com' }] });
+    const config = YAML.parse(docs.find((d) => d.kind === 'ConfigMap')!.data!['relay.yaml']!);
+    expect(config.links).toEqual({ keyFile: '/etc/mailfleet/links/key', address: '0.0.0.0', port: 8090 });
+    expect(config.senderDomains[0].unsubscribe).toEqual({ url: 'https://links.example.com' });
+    // mailto without a returnPath is refused, naming the field.
+    const mailto = await render(['-f', manifest('mailto.yaml', 'apiVersion: mailfleet.io/v1alpha1\nkind: SenderDomain\nmetadata: {name: example-com}\nspec: {domain: example.com, unsubscribe: {url: "https://links.example.com", mailto: true}}\n')]);
+    expect(mailto.code).toBe(1);
+    expect(mailto.stderr).toContain('spec.unsubscribe.mailto: unsubscribe.mailto needs spec.returnPath');
   });
 
   it('refuses minReplicas above maxReplicas', async () => {

@@ -11,10 +11,14 @@
  *
  * Field types stay within what a structural CRD schema can say: durations and sizes are
  * strings here ("90d", "1Gi") and become numbers only when rendered into the relay's config.
+ *
+ * Over 400 lines as one unit: both resources share the field types and rules above, and
+ * crds.ts generates the CRDs from this one module (one-click unsubscribe's are in ./links.ts).
  */
 import { z } from 'zod';
 import { dmarcSchema, spfSchema } from '../../relay/config.js';
 import { EVENT_TYPES } from '../../relay/events/event.js';
+import { linksSpecSchema, UNSUBSCRIBE_MAILTO_RULE, unsubscribeMailtoAllowed, unsubscribeSpecSchema } from './links.js';
 
 export const GROUP = 'mailfleet.io';
 export const VERSION = 'v1alpha1';
@@ -169,9 +173,11 @@ export const senderDomainSpecSchema = z.strictObject({
     })
     .optional()
     .describe('What became of each message from this domain, sent to webhooks (docs/events.md).'),
+  unsubscribe: unsubscribeSpecSchema.optional(),
 })
   .refine(returnPathAllowed, { path: ['returnPath'], message: RETURN_PATH_RULE.message })
-  .meta({ 'x-kubernetes-validations': [RETURN_PATH_RULE] });
+  .refine(unsubscribeMailtoAllowed, { path: ['unsubscribe', 'mailto'], message: UNSUBSCRIBE_MAILTO_RULE.message })
+  .meta({ 'x-kubernetes-validations': [RETURN_PATH_RULE, UNSUBSCRIBE_MAILTO_RULE] });
 export type SenderDomainSpec = z.output<typeof senderDomainSpecSchema>;
 
 export const dnsRecordStatusSchema = z.object({
@@ -205,7 +211,7 @@ export const senderDomainStatusSchema = z.object({
   nextRotationAt: z.string().optional(),
   records: z.array(dnsRecordStatusSchema).optional(),
   lastVerifiedAt: z.string().optional().describe('When a DNS check last changed what status says (checks that find the same are not written).'),
-  warnings: z.array(z.string()).optional().describe('What the records cannot say: e.g. the MX record the return path needs, MailRelays that deliver differently.'),
+  warnings: z.array(z.string()).optional().describe('What the records cannot say: e.g. the MX record the return path needs, MailRelays that deliver differently, an unsubscribe URL no Ingress serves.'),
 });
 
 // ---------------------------------------------------------------------------------------
@@ -359,6 +365,7 @@ export const mailRelaySpecSchema = z.strictObject({
     })
     .optional()
     .describe('Reports after the 250 (bounces and complaints sent to the return paths): docs/operator.md#bounces.'),
+  links: linksSpecSchema.optional(),
   terminationGracePeriodSeconds: z.number().int().min(10).default(60).describe('Time to drain and hand off mail on scale-down.'),
   resources: passthrough('Container resources, as in a Pod.').optional(),
   nodeSelector: z.record(z.string(), z.string()).optional(),

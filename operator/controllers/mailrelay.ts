@@ -21,6 +21,7 @@ import { KubeError, type AnyObject, type KubeClient } from '../kube/client.js';
 import { partitionServed } from '../kube/discovery.js';
 import { matches } from '../kube/selector.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
+import { LINKS_KEY_SECRET, linksOn, staleLinksObjects } from '../render/links.js';
 import { BOUNCES_KEY_SECRET, handoffSecretName, needsBouncesKey, relayEndpoint, relayLabels, relaySecrets, relaySelector, renderMailRelay, type KubeObject } from '../render/mailrelay.js';
 import { setCondition, statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
@@ -58,15 +59,17 @@ type Status = NonNullable<MailRelay['status']>;
 
 /**
  * What says whether someone changed an object since the operator applied it: the generation
- * for kinds whose status others write (the Deployment and disruption controllers), the
- * resourceVersion for the rest.
+ * for kinds whose status others write (the Deployment and disruption controllers, an Ingress
+ * controller), the resourceVersion for the rest.
  */
-const liveVersion = (o: AnyObject) => (o.kind === 'Deployment' || o.kind === 'PodDisruptionBudget' ? `generation ${o.metadata.generation ?? ''}` : `version ${o.metadata.resourceVersion ?? ''}`);
+const BY_GENERATION = new Set(['Deployment', 'PodDisruptionBudget', 'Ingress']);
+const liveVersion = (o: AnyObject) => (BY_GENERATION.has(o.kind) ? `generation ${o.metadata.generation ?? ''}` : `version ${o.metadata.resourceVersion ?? ''}`);
 
 /** Where an API's absence has a known reason and remedy. */
 const NOT_SERVED_HINT: Record<string, string> = {
   'policy/v1': 'Kubernetes 1.21 and later serve it; the relay pods run without a disruption budget',
   'monitoring.coreos.com/v1': 'install the Prometheus Operator CRDs',
+  'networking.k8s.io/v1': 'Kubernetes 1.19 and later serve it; route the unsubscribe URLs to the Service NAME-links yourself',
 };
 
 export function notServedMessage(objects: readonly { apiVersion: string; kind: string; metadata: { name: string } }[]): string {
@@ -76,12 +79,16 @@ export function notServedMessage(objects: readonly { apiVersion: string; kind: s
 /** A Secret's key names, sorted: what a relay renders of a webhook's Secret. */
 const secretKeyNames = (o: AnyObject | undefined) => (o ? JSON.stringify(Object.keys((o.data ?? {}) as Record<string, unknown>).sort()) : undefined);
 
+/** The Secrets the operator makes once per namespace, shared by its MailRelays. */
+const NAMESPACE_KEYS = new Set([BOUNCES_KEY_SECRET, LINKS_KEY_SECRET]);
+
 /**
  * What requeues a MailRelay: itself; the objects made for it (a pod ready, an object edited or
- * deleted, the handoff Secret gone); the namespace's return path key made or gone; in its namespace, a SenderDomain's labels, spec or
- * keys, which it renders into its config (not the domain's conditions or DNS checks); and a
- * Secret the user makes appearing, going, or gaining or losing a key (a webhook's signing key
- * ids are its Secret's keys), not a value changing (the pods read the mounted files again).
+ * deleted, the handoff Secret gone); the namespace's return path or links key made or gone; in
+ * its namespace, a SenderDomain's labels, spec or keys, which it renders into its config (not
+ * the domain's conditions or DNS checks); and a Secret the user makes appearing, going, or
+ * gaining or losing a key (a webhook's signing key ids are its Secret's keys), not a value
+ * changing (the pods read the mounted files again).
  */
 export const mailRelayWatches: readonly Watch[] = [
   self(API_VERSION, 'MailRelay'),
@@ -90,9 +97,9 @@ export const mailRelayWatches: readonly Watch[] = [
   // too, is the reconcile's to find out): key names change seldom, and a reconcile that
   // renders the same objects applies nothing.
   namespaceWide('v1', 'Secret', (o, previous) => !madeByOperator((o ?? previous)!) && secretKeyNames(o) !== secretKeyNames(previous)),
-  // The namespace's return path key has no owner (it is every relay's): it going (made again at
-  // once) or appearing brings every MailRelay of the namespace round.
-  namespaceWide('v1', 'Secret', (o, previous) => (o ?? previous)!.metadata.name === BOUNCES_KEY_SECRET && madeByOperator((o ?? previous)!) && !o !== !previous),
+  // The namespace's return path and links keys have no owner (each is every relay's): one going
+  // (made again at once) or appearing brings every MailRelay of the namespace round.
+  namespaceWide('v1', 'Secret', (o, previous) => NAMESPACE_KEYS.has((o ?? previous)!.metadata.name) && madeByOperator((o ?? previous)!) && !o !== !previous),
   ...(
     [
       ['apps/v1', 'Deployment'],
@@ -101,6 +108,7 @@ export const mailRelayWatches: readonly Watch[] = [
       ['v1', 'Secret'],
       ['policy/v1', 'PodDisruptionBudget'],
       ['monitoring.coreos.com/v1', 'ServiceMonitor'],
+      ['networking.k8s.io/v1', 'Ingress'],
     ] as const
   ).map(([apiVersion, kind]) => owned(apiVersion, kind, 'MailRelay')),
 ];
@@ -124,7 +132,8 @@ export class MailRelayController {
     const relay: MailRelay = { ...raw, spec: parsed.data };
     await this.ensureHandoffSecret(relay);
     const senderDomains = this.ctx.senderDomains().filter((d) => (d.metadata.namespace ?? 'default') === namespace && matches(relay.spec.senderDomainSelector, d.metadata.labels));
-    if (needsBouncesKey(relay, senderDomains)) await this.ensureBouncesKeySecret(relay);
+    if (needsBouncesKey(relay, senderDomains)) await this.ensureNamespaceKey(relay, BOUNCES_KEY_SECRET);
+    if (linksOn(relay, senderDomains)) await this.ensureNamespaceKey(relay, LINKS_KEY_SECRET);
     // Each Secret's key names, never its values: the webhooks' key ids are their Secrets' keys.
     const existing = new Map<string, string[]>();
     for (const name of new Set(relaySecrets(relay, senderDomains).map((s) => s.name))) {
@@ -153,6 +162,15 @@ export class MailRelayController {
         // A 404 on an apply (which creates) means the API itself is gone: discovery looks again.
         if (err instanceof KubeError && err.code === 404) this.ctx.apiGone?.();
         failures.push(`${object.kind} ${object.metadata.name}: ${(err as Error).message}`);
+      }
+    }
+    // The links' Service and Ingress it no longer renders (links or the Ingress turned off).
+    for (const stale of staleLinksObjects(relay, result.objects, (ref) => this.ctx.owned(ref.apiVersion, ref.kind)?.(namespace, ref.name))) {
+      try {
+        await this.ctx.client.delete({ ...stale, namespace });
+        this.applied.delete(`${stale.apiVersion}/${stale.kind}/${namespace}/${stale.name}`);
+      } catch (err) {
+        failures.push(`${stale.kind} ${stale.name} (no longer wanted, not deleted): ${(err as Error).message}`);
       }
     }
 
@@ -211,20 +229,20 @@ export class MailRelayController {
   }
 
   /**
-   * The namespace's return path key (BOUNCES_KEY_SECRET: why one per namespace is said there),
-   * made once like the handoff token: create, never apply; no owner, as it is every relay's of
-   * the namespace. 32 random bytes, base64 (44 characters; the relay wants at least 32).
+   * A key of the namespace, the return paths' (BOUNCES_KEY_SECRET) or the unsubscribe links'
+   * (LINKS_KEY_SECRET: why one per namespace is said there), made once like the handoff token:
+   * create, never apply; no owner, as it is every relay's of the namespace. 32 random bytes,
+   * base64 (44 characters; the relay wants at least 32). Labelled with its own name.
    */
-  private async ensureBouncesKeySecret(relay: MailRelay): Promise<void> {
+  private async ensureNamespaceKey(relay: MailRelay, name: string): Promise<void> {
     const namespace = relay.metadata.namespace ?? 'default';
-    const name = BOUNCES_KEY_SECRET;
     if (this.ctx.managedSecret(namespace, name) || (await this.ctx.client.get({ apiVersion: 'v1', kind: 'Secret', namespace, name }))) return;
     try {
       await this.ctx.client.create({
         apiVersion: 'v1',
         kind: 'Secret',
         type: 'Opaque',
-        metadata: { name, namespace, labels: { 'app.kubernetes.io/name': 'mailfleet-bounces-key', 'app.kubernetes.io/managed-by': 'mailfleet-operator' } },
+        metadata: { name, namespace, labels: { 'app.kubernetes.io/name': name, 'app.kubernetes.io/managed-by': 'mailfleet-operator' } },
         data: { key: Buffer.from(crypto.randomBytes(32).toString('base64')).toString('base64') },
       });
     } catch (err) {

@@ -15,11 +15,11 @@ export const REASONS = {
   RolledOut: 'every replica runs the current version and is available',
   ProgressDeadlineExceeded: 'the rollout passed the Deployment\'s progress deadline (see RolloutStuck)',
   RolloutStuck: 'the rollout passed the Deployment\'s progress deadline: look at the new pods (image, probes, resources)',
-  Missing: 'a Secret the relay needs (TLS, users, smarthost credentials or OAuth 2.0 client, only with route smarthost, a webhook\'s signing keys or CA, the namespace\'s return path key mailfleet-bounces-key, which the operator makes) or a selected SenderDomain\'s keys does not exist yet; nothing is applied; looked at again when the Secret appears, and every 15 s',
+  Missing: 'a Secret the relay needs (TLS, users, smarthost credentials or OAuth 2.0 client, only with route smarthost, a webhook\'s signing keys or CA, the namespace\'s return path key mailfleet-bounces-key or unsubscribe links key mailfleet-links-key, which the operator makes) or a selected SenderDomain\'s keys does not exist yet; nothing is applied; looked at again when the Secret appears, and every 15 s',
   WebhookKeysInvalid: 'a webhook\'s Secret (spec.events.webhooks[].secretName, of the MailRelay or a selected SenderDomain) has no key, a key that cannot be a signing key id (1 to 64 letters, digits, _ or -, e.g. not k2026.12), or more than 4 keys; the message names the Secret and the keys; nothing is applied (the running pods keep their config and keep the webhook\'s events) until the Secret\'s keys change',
-  Invalid: 'the relay would refuse the configuration rendered from this spec; the message names the fields',
+  Invalid: 'the relay would refuse the configuration rendered from this spec, or a listener takes the links endpoint\'s port 8090 or name links; the message names the fields',
   ApplyFailed: 'the API server refused an object; the message names each object, the request and the server\'s words; retried with backoff',
-  APINotServed: 'an object whose API the cluster does not serve was left out (a PodDisruptionBudget before Kubernetes 1.21, a ServiceMonitor without the Prometheus Operator, a DNSEndpoint without external-dns)',
+  APINotServed: 'an object whose API the cluster does not serve was left out (a PodDisruptionBudget before Kubernetes 1.21, the Ingress NAME-links before 1.19, a ServiceMonitor without the Prometheus Operator, a DNSEndpoint without external-dns)',
   Authenticated: 'a relay pod authenticated to the smarthost and none failed at its last attempt (read from the pods\' /metrics each autoscaler interval)',
   NotYetAttempted: 'no relay pod has authenticated to the smarthost yet: a relay does when it first has mail to deliver',
   BasicAuthDisabled: 'the smarthost no longer takes a user name and password (Microsoft 365: 535 5.7.139, 550 5.7.30): use spec.delivery.smarthost.oauth2',
@@ -30,7 +30,7 @@ export const REASONS = {
   TokenEndpointUnreachable: 'the token endpoint did not answer, or not with a token: check egress to it and oauth2.tokenUrl; mail waits',
   CredentialsUnreadable: 'the relay cannot read or parse the OAuth 2.0 client secret, certificate, key or service account key from the Secret (oauth2.secretName, oauth2.credential)',
   // Both kinds
-  InvalidSpec: 'the spec does not match the schema (e.g. minReplicas above maxReplicas, or a SenderDomain\'s returnPath outside its domain, on a server too old for the CRD\'s CEL rules); the message names the field',
+  InvalidSpec: 'the spec does not match the schema (e.g. minReplicas above maxReplicas, a SenderDomain\'s returnPath outside its domain, or unsubscribe.mailto without a returnPath, on a server too old for the CRD\'s CEL rules); the message names the field',
   Reconciled: 'nothing is wrong: every reference resolved and every object applied',
   // SenderDomain
   Signing: 'an active DKIM key signs for each algorithm',

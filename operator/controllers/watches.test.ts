@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AnyObject } from '../kube/client.js';
+import { resourcePath, type AnyObject } from '../kube/client.js';
 import { mailRelayWatches } from './mailrelay.js';
 import { senderDomainWatches } from './senderdomain.js';
 import { withoutForeignValues, type Watch } from './watches.js';
@@ -35,6 +35,20 @@ describe('what requeues what', () => {
     expect(requeued(mailRelayWatches, 'Secret', undefined, key)).toEqual(['mail/all-of-them']);
     expect(requeued(mailRelayWatches, 'Secret', key, undefined)).toEqual(['mail/all-of-them']);
     expect(requeued(mailRelayWatches, 'Secret', key, key)).toEqual([]);
+    // The namespace's unsubscribe links key, the same.
+    const links = obj('Secret', 'mailfleet-links-key', { metadata: { name: 'mailfleet-links-key', labels: { 'app.kubernetes.io/managed-by': 'mailfleet-operator' } } as never, data: { key: 'eA==' } });
+    expect(requeued(mailRelayWatches, 'Secret', undefined, links)).toEqual(['mail/all-of-them']);
+    expect(requeued(mailRelayWatches, 'Secret', links, links)).toEqual([]);
+  });
+
+  it('a MailRelay: its Ingress NAME-links edited or deleted, by owner', () => {
+    const ingress = obj('Ingress', 'out-links', { apiVersion: 'networking.k8s.io/v1', metadata: { name: 'out-links', ownerReferences: [{ kind: 'MailRelay', name: 'out' }] } as never });
+    expect(mailRelayWatches.filter((w) => w.kind === 'Ingress').map((w) => [w.apiVersion, w.labelSelector])).toEqual([['networking.k8s.io/v1', 'app.kubernetes.io/managed-by=mailfleet-operator']]);
+    expect(requeued(mailRelayWatches, 'Ingress', undefined, ingress)).toEqual(['mail/out']);
+  });
+
+  it('every watched kind is one the client knows the path of (its informer lists and watches it; the controller applies it)', () => {
+    for (const w of [...mailRelayWatches, ...senderDomainWatches]) expect(() => resourcePath(w.apiVersion, w.kind, 'mail'), `${w.apiVersion} ${w.kind}`).not.toThrow();
   });
 
   it('the Secret cache keeps the key names of Secrets the operator did not make, never their values', () => {

@@ -57,6 +57,7 @@ const RESOURCES: Record<string, { plural: string; namespaced: boolean }> = {
   'v1/Namespace': { plural: 'namespaces', namespaced: false },
   'apps/v1/Deployment': { plural: 'deployments', namespaced: true },
   'policy/v1/PodDisruptionBudget': { plural: 'poddisruptionbudgets', namespaced: true },
+  'networking.k8s.io/v1/Ingress': { plural: 'ingresses', namespaced: true },
   'coordination.k8s.io/v1/Lease': { plural: 'leases', namespaced: true },
   'monitoring.coreos.com/v1/ServiceMonitor': { plural: 'servicemonitors', namespaced: true },
   'externaldns.k8s.io/v1alpha1/DNSEndpoint': { plural: 'dnsendpoints', namespaced: true },

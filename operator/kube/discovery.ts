@@ -1,15 +1,15 @@
 /**
  * Which optional APIs the cluster serves, found by discovery (GET /apis/GROUP/VERSION): the
  * operator renders objects of groups that many clusters lack (policy/v1 before Kubernetes
- * 1.21, monitoring.coreos.com without the Prometheus Operator, externaldns.k8s.io without
- * external-dns's CRD). An object whose API is not served is left out and reported; the rest of
- * the resource still converges. Discovery needs no RBAC beyond what every authenticated
+ * 1.21, networking.k8s.io/v1's Ingress before 1.19, monitoring.coreos.com without the
+ * Prometheus Operator, externaldns.k8s.io without external-dns's CRD). An object whose API is
+ * not served is left out and reported; the rest of the resource still converges. Discovery needs no RBAC beyond what every authenticated
  * client has (system:discovery).
  */
 import type { KubeClient } from './client.js';
 
 /** The group/versions the operator may write and cannot assume. */
-export const OPTIONAL_APIS = ['policy/v1', 'monitoring.coreos.com/v1', 'externaldns.k8s.io/v1alpha1'] as const;
+export const OPTIONAL_APIS = ['policy/v1', 'networking.k8s.io/v1', 'monitoring.coreos.com/v1', 'externaldns.k8s.io/v1alpha1'] as const;
 
 export class ApiDiscovery {
   private served = new Set<string>();

@@ -5,6 +5,10 @@
  *
  * The relay's config is rendered into the relay's own schema (relay/config.ts) and checked by
  * it: a MailRelay that would give the relay a config it refuses is reported, never applied.
+ *
+ * Over 400 lines as one unit: the relay's config, its mounts and its objects must agree (each
+ * file the config names is a mount made here), so they are made in one place; the webhooks
+ * (./webhooks.ts) and the links of one-click unsubscribe (./links.ts) are in modules of their own.
  */
 import crypto from 'node:crypto';
 import YAML from 'yaml';
@@ -12,6 +16,8 @@ import { formatIssues, configSchema, type RelayConfigInput } from '../../relay/c
 import type { SmarthostOAuth2Config } from '../../relay/delivery/oauth2/config.js';
 import { API_VERSION, BOUNCES_LISTENER, BOUNCES_PORT, OAUTH2_CREDENTIAL_KEYS, oauth2Credential, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 import { relayWebhooks, webhookKeys, webhookVolume, WEBHOOK_CA_DIR, WEBHOOKS_DIR, type RelayWebhook } from './webhooks.js';
+import { LINKS_PORT, LINKS_PORT_NAME } from '../api/links.js';
+import { LINKS_KEY_DIR, LINKS_KEY_SECRET, linksClashes, linksConfig, linksObjects, linksOn, unsubscribeConfig } from './links.js';
 
 export { label63, relayWebhooks } from './webhooks.js';
 
@@ -158,6 +164,7 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs, hooks: readonly Rela
       spf: d.spec.spf,
       dmarc: d.spec.dmarc,
       ...(d.spec.returnPath ? { returnPath: d.spec.returnPath } : {}),
+      ...unsubscribeConfig(d),
     })),
     limits: {
       maxMessageSize: quantityBytes(spec.limits.maxMessageSize),
@@ -173,6 +180,7 @@ function relayConfig(relay: MailRelay, inputs: RelayInputs, hooks: readonly Rela
     },
     retry: spec.retry,
     ...(needsBouncesKey(relay, inputs.senderDomains) ? { bounces: { keyFile: `${BOUNCES_KEY_DIR}/key` } } : {}),
+    ...(linksOn(relay, inputs.senderDomains) ? { links: linksConfig() } : {}),
     ...(hooks.length || spec.events?.maxOutboxBytes
       ? {
           events: {
@@ -230,6 +238,7 @@ export function relaySecrets(relay: MailRelay, domains: readonly SenderDomain[])
     ...domains.flatMap((d): RelaySecret[] => (d.status?.secretName ? [{ name: d.status.secretName, for: `the DKIM keys of SenderDomain ${d.metadata.name}`, madeBy: 'operator' }] : [])),
     ...relayWebhooks(relay, domains).flatMap((w) => [...user(w.spec.secretName, `${w.field}.secretName`), ...user(w.spec.caSecretName, `${w.field}.caSecretName`)]),
     ...(needsBouncesKey(relay, domains) ? [{ name: BOUNCES_KEY_SECRET, for: 'the return paths\' key the operator makes, one per namespace', madeBy: 'operator' as const }] : []),
+    ...(linksOn(relay, domains) ? [{ name: LINKS_KEY_SECRET, for: 'the unsubscribe links\' key the operator makes, one per namespace', madeBy: 'operator' as const }] : []),
   ];
 }
 
@@ -256,6 +265,9 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
   const { keys, problems } = webhookKeys(hooks, inputs);
   if (problems.length) return { ok: false, reason: 'WebhookKeysInvalid', message: problems.join('; ') };
 
+  // The links endpoint's port and name are the relay's, which listeners may not take (the relay's config check knows only listeners).
+  const clashes = linksClashes(relay, inputs.senderDomains, containerPort);
+  if (clashes.length) return { ok: false, reason: 'Invalid', message: clashes.join('; ') };
   const configInput = relayConfig(relay, inputs, hooks, keys);
   const checked = configSchema.safeParse(configInput);
   if (!checked.success) return { ok: false, reason: 'Invalid', message: `the relay would refuse this configuration:\n${formatIssues(checked.error.issues)}` };
@@ -292,10 +304,13 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
   }
   mountSecret('handoff', handoffSecretName(relay), '/etc/mailfleet/handoff', [{ key: 'token', path: 'token' }]);
   if (needsBouncesKey(relay, inputs.senderDomains)) mountSecret('bounces-key', BOUNCES_KEY_SECRET, BOUNCES_KEY_DIR, [{ key: 'key', path: 'key' }]);
+  const links = linksOn(relay, inputs.senderDomains);
+  if (links) mountSecret('links-key', LINKS_KEY_SECRET, LINKS_KEY_DIR, [{ key: 'key', path: 'key' }]);
 
   const ports = [
     ...spec.listeners.map((l) => ({ name: l.name, containerPort: containerPort(l.port), protocol: 'TCP' })),
     ...(spec.bounces?.enabled ? [{ name: BOUNCES_LISTENER, containerPort: BOUNCES_PORT, protocol: 'TCP' }] : []),
+    ...(links ? [{ name: LINKS_PORT_NAME, containerPort: LINKS_PORT, protocol: 'TCP' }] : []),
     { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
   ];
   const probe = (path: string, periodSeconds: number, failureThreshold: number) => ({ httpGet: { path, port: 'metrics' }, periodSeconds, failureThreshold, timeoutSeconds: 2 });
@@ -376,6 +391,8 @@ export function renderMailRelay(relay: MailRelay, inputs: RelayInputs): RenderRe
       },
     });
   }
+  // The public links of one-click unsubscribe: the Service NAME-links, and the Ingress with spec.links.ingress.
+  if (links) objects.push(...linksObjects(relay, inputs.senderDomains, meta, selectorLabels));
   if (inputs.serviceMonitors) {
     objects.push({
       apiVersion: 'monitoring.coreos.com/v1',

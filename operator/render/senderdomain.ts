@@ -8,6 +8,7 @@ import { duration } from '../../relay/config.js';
 import { recordsFor, type DkimRecordKey, type DomainRecords, type RelayFacts } from '../../relay/records.js';
 import { API_VERSION, type DkimKeyStatus, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 import { matches } from '../kube/selector.js';
+import { linksWarnings } from './links.js';
 import type { KubeObject } from './mailrelay.js';
 
 /** The Secret's annotation that lists its keys and their rotation state: the source of truth for keys. */
@@ -40,7 +41,8 @@ export function relayFacts(relays: readonly MailRelay[]): { facts: RelayFacts; w
 }
 
 export function senderDomainRecords(domain: SenderDomain, relays: readonly MailRelay[], keys: DkimRecordKey[]): DomainRecords {
-  const { facts: signing, warnings } = relayFacts(relaysSigningFor(domain, relays));
+  const selecting = relaysSigningFor(domain, relays);
+  const { facts: signing, warnings } = relayFacts(selecting);
   // Reports may reach the bounces listener of any MailRelay of the namespace (one return path key per namespace).
   const bouncesMxHost = [...relays]
     .filter((r) => r.metadata.namespace === domain.metadata.namespace && r.spec.bounces?.enabled && r.spec.bounces.mxHost)
@@ -52,7 +54,7 @@ export function senderDomainRecords(domain: SenderDomain, relays: readonly MailR
     facts,
     keys,
   );
-  return { ...records, warnings: [...records.warnings, ...warnings] };
+  return { ...records, warnings: [...records.warnings, ...warnings, ...linksWarnings(domain, selecting)] };
 }
 
 const owner = (domain: SenderDomain) => ({ apiVersion: API_VERSION, kind: 'SenderDomain', name: domain.metadata.name, uid: domain.metadata.uid ?? '', controller: true, blockOwnerDeletion: true });

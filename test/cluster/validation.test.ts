@@ -5,6 +5,8 @@
  * and the operator as the last line for what the server let through.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { parseConfig } from '../../relay/config.js';
 import type { AnyObject } from '../../operator/kube/client.js';
 import type { RunningOperator } from '../../operator/main.js';
 import { adminClient, describeCluster, ensureNamespace, eventually, installChartOnce, kubectl, startChartOperator, type ChartInstall } from './harness.js';
@@ -258,5 +260,77 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     const status = (await getDomain('news.dotted.example.com'))!.status!;
     expect(status.records!.find((r) => r.type === 'MX')).toMatchObject({ name: 'bounces.news.dotted.example.com', value: '10 bounces-mx.dotted.example.com', purpose: 'mx' });
     expect(status.warnings ?? []).not.toContainEqual(expect.stringMatching(/needs an MX record/));
+  });
+
+  // One-click unsubscribe: a MailRelay with the Ingress, a SenderDomain with spec.unsubscribe; and one relay without an Ingress.
+  it('a MailRelay with spec.links.ingress and a SenderDomain with spec.unsubscribe are stored whole; the operator makes the namespace\'s links key, the Service NAME-links, the Ingress with the TLS host, mounts the key, and renders a config the relay\'s own loader takes', async () => {
+    const links = { ingress: { enabled: true, className: 'nginx', annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt' } } };
+    const unsubscribe = { url: 'https://go.unsub.example.com', mailto: true };
+    for (const manifest of [
+      senderDomain('unsub-example', { domain: 'unsub.example.com', returnPath: 'bounces.unsub.example.com', unsubscribe }, { relay: 'unsub' }),
+      relay('unsub', { ...sending, senderDomainSelector: { matchLabels: { relay: 'unsub' } }, links }),
+      senderDomain('unsub-plain', { domain: 'plain.example.com', unsubscribe: { url: 'https://links.plain.example.com' } }, { relay: 'unsub-plain' }),
+      relay('unsub-plain', { ...sending, senderDomainSelector: { matchLabels: { relay: 'unsub-plain' } } }),
+    ]) {
+      const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
+      expect(applied.code, applied.stderr).toBe(0);
+    }
+    expect((await get('unsub'))?.spec?.links).toEqual({ enabled: false, service: { type: 'ClusterIP' }, ingress: links.ingress });
+    expect((await getDomain('unsub-example'))?.spec?.unsubscribe).toEqual(unsubscribe);
+    operator ??= await startChartOperator(cluster(), chart, ns);
+
+    await eventually(async () => (await relayConfig('unsub')).includes('links:') && (await relayConfig('unsub-plain')).includes('links:'), 'the relay configs of unsub and unsub-plain with links');
+    const key = await adminClient(cluster()).get<AnyObject & { data: Record<string, string>; metadata: { ownerReferences?: unknown[] } }>({ apiVersion: 'v1', kind: 'Secret', namespace: ns, name: 'mailfleet-links-key' });
+    expect(Buffer.from(key!.data.key!, 'base64').toString()).toMatch(/^[A-Za-z0-9+/]{43}=$/);
+    expect(key!.metadata.ownerReferences).toBeUndefined();
+    const config = parseConfig(YAML.parse(await relayConfig('unsub')), '/');
+    expect(config.links).toEqual({ keyFile: '/etc/mailfleet/links/key', address: '0.0.0.0', port: 8090 });
+    expect(config.senderDomains.map((d) => [d.domain, d.returnPath, d.unsubscribe])).toEqual([['unsub.example.com', 'bounces.unsub.example.com', unsubscribe]]);
+    expect(parseConfig(YAML.parse(await relayConfig('unsub-plain')), '/').senderDomains[0]!.unsubscribe).toEqual({ url: 'https://links.plain.example.com' });
+    for (const name of ['unsub', 'unsub-plain']) {
+      const pod = (await getDeployment(name))!.spec.template.spec;
+      expect(pod.volumes, name).toContainEqual({ name: 'links-key', secret: { secretName: 'mailfleet-links-key', defaultMode: 0o440, items: [{ key: 'key', path: 'key' }] } });
+      expect(pod.containers[0]!.volumeMounts, name).toContainEqual({ name: 'links-key', mountPath: '/etc/mailfleet/links', readOnly: true });
+      expect(pod.containers[0]!.ports, name).toContainEqual({ name: 'links', containerPort: 8090, protocol: 'TCP' });
+      const service = await adminClient(cluster()).get<AnyObject & { spec: { type: string; ports: unknown[] } }>({ apiVersion: 'v1', kind: 'Service', namespace: ns, name: `${name}-links` });
+      expect(service?.spec.type, name).toBe('ClusterIP');
+      expect(service?.spec.ports, name).toEqual([{ name: 'http', port: 80, targetPort: 'links', protocol: 'TCP' }]);
+    }
+    type IngressObj = AnyObject & { metadata: { annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] }; spec: Record<string, unknown> };
+    const ingress = (name: string) => adminClient(cluster()).get<IngressObj>({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', namespace: ns, name });
+    await eventually(async () => !!(await ingress('unsub-links')), 'the Ingress unsub-links');
+    const made = (await ingress('unsub-links'))!;
+    expect(made.metadata.annotations).toMatchObject({ 'cert-manager.io/cluster-issuer': 'letsencrypt' });
+    expect(made.metadata.ownerReferences).toMatchObject([{ kind: 'MailRelay', name: 'unsub' }]);
+    expect(made.spec).toEqual({
+      ingressClassName: 'nginx',
+      tls: [{ hosts: ['go.unsub.example.com'], secretName: 'unsub-links-tls' }],
+      rules: [{ host: 'go.unsub.example.com', http: { paths: [{ path: '/u/', pathType: 'Prefix', backend: { service: { name: 'unsub-links', port: { name: 'http' } } } }] } }],
+    });
+    expect(await ingress('unsub-plain-links')).toBeUndefined();
+    // The domain no Ingress serves says where its URL must lead; the other says nothing of links.
+    await eventually(async () => !!(await getDomain('unsub-plain'))?.status?.warnings?.some((w) => w.includes('spec.unsubscribe.url')), 'the unsubscribe warning of unsub-plain');
+    expect((await getDomain('unsub-plain'))!.status!.warnings).toContainEqual(expect.stringContaining('the URL must reach Service unsub-plain-links (port 80)'));
+    await eventually(async () => !!(await getDomain('unsub-example'))?.status?.warnings, 'the warnings of unsub-example');
+    expect((await getDomain('unsub-example'))!.status!.warnings!.filter((w) => w.includes('spec.unsubscribe.url'))).toEqual([]);
+
+    // The Ingress turned off: the operator deletes it (the domain's links still need the Service), and the domain is warned.
+    const off = await kubectl(cluster(), ['apply', '-f', '-'], { input: relay('unsub', { ...sending, senderDomainSelector: { matchLabels: { relay: 'unsub' } } }) });
+    expect(off.code, off.stderr).toBe(0);
+    await eventually(async () => !(await ingress('unsub-links')), 'the Ingress unsub-links deleted');
+    expect(await adminClient(cluster()).get({ apiVersion: 'v1', kind: 'Service', namespace: ns, name: 'unsub-links' })).toBeDefined();
+    await eventually(async () => !!(await getDomain('unsub-example'))?.status?.warnings?.some((w) => w.includes('the URL must reach Service unsub-links (port 80)')), 'the unsubscribe warning of unsub-example');
+  });
+
+  it('an unsubscribe mailto without a returnPath, which v1.20 stores (no CEL), is InvalidSpec naming the field; a URL that is not https is refused by v1.20 itself', async () => {
+    const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: senderDomain('unsub-mailto', { domain: 'mailto.example.com', unsubscribe: { url: 'https://links.mailto.example.com', mailto: true } }) });
+    expect(applied.code, applied.stderr).toBe(0);
+    operator ??= await startChartOperator(cluster(), chart, ns);
+    const ready = async () => (await getDomain('unsub-mailto'))?.status?.conditions?.find((c) => c.type === 'Ready');
+    await eventually(async () => (await ready())?.reason === 'InvalidSpec', 'InvalidSpec for unsub-mailto');
+    expect(await ready()).toMatchObject({ status: 'False', message: 'spec.unsubscribe.mailto: unsubscribe.mailto needs spec.returnPath: the address is unsubscribe@RETURN-PATH, which a bounces listener takes; set returnPath or leave mailto out' });
+    const refused = await kubectl(cluster(), ['apply', '--validate=false', '-f', '-'], { input: senderDomain('unsub-http', { domain: 'mailto.example.com', unsubscribe: { url: 'http://links.mailto.example.com' } }) });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('spec.unsubscribe.url: Invalid value: "http://links.mailto.example.com"');
   });
 });
