@@ -12,7 +12,7 @@ import YAML from 'yaml';
 import { strict } from './config-strict.js';
 import { byteSize, duration } from './config-units.js';
 import { eventsSchema } from './events/config.js';
-import { linksSchema, unsubscribeSchema } from './links/config.js';
+import { linksSchema, trackingSchema, unsubscribeSchema } from './links/config.js';
 import { smarthostOAuth2Schema } from './delivery/oauth2/config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 
@@ -87,6 +87,9 @@ export const senderDomainSchema = strict({
   unsubscribe: unsubscribeSchema
     .optional()
     .describe('One-click unsubscribe (RFC 8058): the relay adds List-Unsubscribe and List-Unsubscribe-Post to mail from this domain that has none (one recipient per message), signs them, and serves the link (`links`). See docs/unsubscribe.md.'),
+  tracking: trackingSchema
+    .optional()
+    .describe('Open and click tracking: the relay rewrites the links of one-recipient mail from this domain and adds a pixel, before signing, and serves them (`links`). See docs/tracking.md.'),
   tlsRpt: strict({ rua: z.array(z.string().regex(/^(mailto:|https:)\S+$/, 'a mailto: or https: URI')).min(1) }).optional().describe('Publish a TLS-RPT record (`_smtp._tls`).'),
 });
 
@@ -294,6 +297,7 @@ export const configSchema = strict({
     cfg.senderDomains.forEach((d, i) => {
       if (d.returnPath && !cfg.bounces) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'returnPath'], message: `${d.domain} has a return path, but bounces.keyFile is not set: its tokens cannot be signed` });
       if (d.unsubscribe && !cfg.suppression.enabled) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe'], message: `${d.domain} has one-click unsubscribe, but suppression.enabled is false: an unsubscribe could not be honoured` });
+      if (d.tracking && !cfg.links) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'tracking'], message: `${d.domain} has tracking, but links.keyFile is not set: its links cannot be signed or served` });
       if (d.unsubscribe && !cfg.links) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe'], message: `${d.domain} has one-click unsubscribe, but links.keyFile is not set: its links cannot be signed or served` });
       if (d.unsubscribe?.mailto && !d.returnPath) ctx.addIssue({ code: 'custom', path: ['senderDomains', i, 'unsubscribe', 'mailto'], message: `${d.domain} has no returnPath: the mailto address is unsubscribe@ the return path domain, which a bounces listener takes` });
     });

@@ -50,14 +50,16 @@ export class IntakeMetrics {
   readonly senderDomainReports: client.Counter<'sender_domain' | 'type'>;
   readonly unsubscribeHeaders: client.Counter<'result'>;
   readonly unsubscribes: client.Counter<'via' | 'result'>;
+  readonly trackingRequests: client.Counter<'kind' | 'client'>;
 
   /**
    * Every sender domain with a return path has its report counters from the start, at 0: a
    * rate over a counter that appears with its first complaint would miss that complaint.
    */
-  exportReports(domains: readonly { domain: string; returnPath?: string | undefined; unsubscribe?: unknown }[]): void {
+  exportReports(domains: readonly { domain: string; returnPath?: string | undefined; unsubscribe?: unknown; tracking?: unknown }[]): void {
     for (const d of domains) if (d.returnPath) for (const type of ['bounced', 'deferred', 'complained']) this.senderDomainReports.inc({ sender_domain: d.domain, type }, 0);
     for (const d of domains) if (d.unsubscribe) this.senderDomainReports.inc({ sender_domain: d.domain, type: 'unsubscribed' }, 0);
+    for (const d of domains) if (d.tracking) for (const type of ['opened', 'clicked']) this.senderDomainReports.inc({ sender_domain: d.domain, type }, 0);
   }
 
   constructor() {
@@ -111,6 +113,12 @@ export class IntakeMetrics {
       labelNames: ['via', 'result'],
       registers,
     });
+    this.trackingRequests = new client.Counter({
+      name: `${PREFIX}tracking_requests_total`,
+      help: 'Requests for tracking links: kind open (the pixel) or click; client person, proxy (a mailbox provider fetching images: Apple Mail Privacy Protection, Gmail, Yahoo), scanner (HEAD, no User-Agent, a security gateway or a script), refused (a token this fleet did not sign).',
+      labelNames: ['kind', 'client'],
+      registers,
+    });
     this.suppressionAdditions = new client.Counter({ name: `${PREFIX}suppression_additions_total`, help: 'Recipients put on the suppression list after a hard bounce.', registers });
     this.suppressionRefusals = new client.Counter({
       name: `${PREFIX}suppression_refusals_total`,
@@ -130,6 +138,7 @@ export class QueueMetrics {
   readonly attemptSeconds: client.Histogram<'route'>;
   readonly residenceSeconds: client.Histogram;
   readonly dkimSignatures: client.Counter<'domain' | 'algorithm'>;
+  readonly trackedMessages: client.Counter<'result'>;
   private readonly smarthostAuthFailures: client.Counter<'reason'>;
   private readonly smarthostAuthFailing: client.Gauge<'reason'>;
   private readonly smarthostAuthSuccesses: client.Counter;
@@ -187,6 +196,12 @@ export class QueueMetrics {
       help: 'Time of one delivery attempt of one message (connection setup excluded).',
       labelNames: ['route'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.trackedMessages = new client.Counter({
+      name: `${PREFIX}tracked_messages_total`,
+      help: 'Messages of sender domains with open and click tracking, rewritten before signing: rewritten (links or a pixel put in), unchanged (nothing to rewrite). Counted at each rewrite (after a restart a queued message is rewritten again).',
+      labelNames: ['result'],
       registers,
     });
     this.dkimSignatures = new client.Counter({

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { arrivalEvents, attemptEvent, bounceOf, EVENT_SCHEMA_VERSION, EVENT_TYPES, noticeEvents, reportEvent, unsubscribeEvent, type EventType, type RelayEvent } from '../relay/events/event.js';
+import { arrivalEvents, attemptEvent, bounceOf, EVENT_SCHEMA_VERSION, EVENT_TYPES, noticeEvents, reportEvent, trackingEvent, unsubscribeEvent, type EventType, type RelayEvent } from '../relay/events/event.js';
 import { signatureHeader, verifySignature } from '../relay/events/signature.js';
 import { isHardBounce } from '../relay/suppression.js';
 import { describePeer, findBinary } from './peers/availability.js';
@@ -65,8 +65,17 @@ function examples(): Record<EventType, RelayEvent> {
     notice_sent: noticeEvents(to('bob@example.org'), ctx(4), { queueId: 'MIUF8W049F3A1C00002', action: 'failed' }, ['bob@example.org'])[0]!,
     complained: reportEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', messageId: message.messageId }, ctx(86_400), { type: 'complained', recipient: 'erin@example.net', report: { kind: 'complaint', feedbackType: 'abuse', userAgent: 'Yahoo!-Mail-Feedback/2.0' } }),
     unsubscribed: unsubscribeEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', recipient: 'frank@example.net' }, ctx(7200), 'one_click'),
+    opened: trackingEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', recipient: 'ada@example.net' }, ctx(3600), 'opened', { userAgent: SAFARI }, '3f9a1c2b7d4e'),
+    clicked: trackingEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', recipient: 'ada@example.net', url: 'https://shop.example.com/invoices/R-2026-0815' }, ctx(3642), 'clicked', { userAgent: CHROME }, '8c0e55d1a9f2'),
   };
 }
+const SAFARI = 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)';
+const CHROME = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+/** Events the examples do not show (a person's open and click are), whose fields the reference names too: flagged fetches. */
+const flagged = (): RelayEvent[] => [
+  trackingEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', recipient: 'ada@example.net' }, ctx(60), 'opened', { userAgent: 'Mozilla/5.0', proxy: 'apple' }, '000000000000'),
+  trackingEvent({ queueId: QUEUE_ID, senderDomain: 'example.com', recipient: 'ada@example.net', url: 'https://shop.example.com/' }, ctx(61), 'clicked', { scanner: true }, '000000000001'),
+];
 
 /** As the receiver gets it: JSON leaves out what is undefined. */
 const wire = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
@@ -98,7 +107,7 @@ describe('docs/events.md: the examples are what relay/events/event.ts makes', ()
         if (v && typeof v === 'object' && !Array.isArray(v) && k !== 'metadata') walk(v as Record<string, unknown>, `${prefix}${k}.`);
       }
     };
-    for (const e of Object.values(wire(made))) walk(e as unknown as Record<string, unknown>, '');
+    for (const e of [...Object.values(wire(made)), ...wire(flagged())]) walk(e as unknown as Record<string, unknown>, '');
     expect([...named].sort()).toEqual([...fields].sort());
   });
 });

@@ -177,8 +177,8 @@ describePeer('promtool and Prometheus 2.42', ['promtool', 'prometheus'], () => {
       fs.writeFileSync(path.join(keyDir, 'return-path-key'), 'a-return-path-key-of-at-least-32-characters');
       receiver = await startWebhookReceiver({ keys: { k1: WEBHOOK_KEY } });
       relay = await startTestRelay({
-        // With a return path and unsubscribe, so the complaint and unsubscribe rates have their series (at 0) from the start.
-        senderDomains: [{ domain: DKIM_DOMAIN, dkim: { keys: [{ selector: 'mf1', privateKeyFile: keyFile }] }, returnPath: `bounces.${DKIM_DOMAIN}`, unsubscribe: { url: 'https://links.example.test' } }],
+        // With a return path, unsubscribe and tracking, so the complaint, unsubscribe, open and click rates have their series (at 0) from the start.
+        senderDomains: [{ domain: DKIM_DOMAIN, dkim: { keys: [{ selector: 'mf1', privateKeyFile: keyFile }] }, returnPath: `bounces.${DKIM_DOMAIN}`, unsubscribe: { url: 'https://links.example.test' }, tracking: { url: 'https://t.example.test' } }],
         bounces: { keyFile: path.join(keyDir, 'return-path-key') },
         links: { keyFile: path.join(keyDir, 'return-path-key'), port: 0 },
         delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } },

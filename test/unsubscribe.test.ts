@@ -8,62 +8,25 @@
  * message to that recipient is refused at RCPT, and the webhook hears `unsubscribed`. A link
  * made up or altered serves nothing and suppresses nobody; a GET never unsubscribes.
  */
-import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { dkimVerify } from 'mailauth';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { generateDkimKey } from '../relay/dkim-keys.js';
-import type { DnsRecord } from '../relay/records.js';
 import { describePeer } from './peers/availability.js';
 import { CHROMIUM_BINARIES, launchChromium } from './peers/chromium.js';
 import { DNSMASQ_BINARIES, startDnsmasq, type Dnsmasq } from './peers/dnsmasq.js';
 import { freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { startWebhookReceiver, type WebhookReceiver } from './peers/webhook-receiver.js';
-import { CLI } from './support/process.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 import { submit } from './support/smtp-talk.js';
+import { dkimpy, PYTHON, recordsJson } from './support/dkim-verify.js';
 
-const PYTHON = '/usr/bin/python3';
 const WEBHOOK_KEY = 'webhook-key-0123456789abcdefghijklmnopqrstuv';
 
-/** dkimpy's verdict on each DKIM-Signature, and the h= it covers, asking dnsmasq through dnspython. */
-function dkimpy(raw: Buffer, dnsPort: number): { domain: string; ok: boolean; h: string }[] {
-  const script = `
-import dkim, dns.resolver, json, sys
-r = dns.resolver.Resolver(configure=False)
-r.nameservers = ['127.0.0.1']
-r.port = ${dnsPort}
-def lookup(name, timeout=5):
-    name = name.decode() if isinstance(name, bytes) else name
-    return b''.join(r.resolve(name.rstrip('.'), 'TXT')[0].strings)
-msg = sys.stdin.buffer.read()
-d = dkim.DKIM(msg)
-sigs = [v for (k, v) in dkim.rfc822_parse(msg)[0] if k.lower() == b'dkim-signature']
-out = []
-for i, sig in enumerate(sigs):
-    tags = dkim.util.parse_tag_value(sig)
-    try:
-        ok = bool(d.verify(idx=i, dnsfunc=lookup))
-    except dkim.DKIMException:
-        ok = False
-    out.append({'domain': tags[b'd'].decode(), 'ok': ok, 'h': tags[b'h'].decode().replace(' ', '').lower()})
-print(json.dumps(out))`;
-  const run = spawnSync(PYTHON, ['-c', script], { input: raw });
-  if (run.status !== 0) throw new Error(`dkimpy: ${run.stderr.toString()}`);
-  return JSON.parse(run.stdout.toString()) as ReturnType<typeof dkimpy>;
-}
 
-function recordsJson(configFile: string): Promise<DnsRecord[]> {
-  return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CLI, 'records', '--config', configFile, '--json'], (err, stdout, stderr) => {
-      if (err) return reject(new Error(`mailfleet records failed: ${stderr}`));
-      resolve((JSON.parse(stdout) as { domains: { records: DnsRecord[] }[] }).domains.flatMap((d) => d.records));
-    });
-  });
-}
 
 /** A header field's unfolded value, from a message's header section. */
 function field(raw: Buffer, name: string): string[] {

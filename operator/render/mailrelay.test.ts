@@ -311,7 +311,7 @@ describe('renderMailRelay', () => {
       expect(issues([{ ...crm, name: 'CRM' }])).toEqual(['events.webhooks.0.name: a lower-case DNS label: letters, digits and dashes']);
       expect(issues([{ ...crm, name: 'a'.repeat(64) }])).toHaveLength(1);
       expect(issues([crm, { ...audit, name: 'crm' }])).toEqual(['events.webhooks.1.name: webhook crm is listed twice']);
-      expect(issues([{ ...crm, types: ['opened'] }])).toHaveLength(1);
+      expect(issues([{ ...crm, types: ['read'] }])).toHaveLength(1);
       const sd = senderDomainSpecSchema.safeParse({ domain: 'example.com', events: { webhooks: [{ ...audit }] } });
       expect(sd.error?.issues).toMatchObject([{ code: 'unrecognized_keys', path: ['events', 'webhooks', 0], keys: ['senderDomains'] }]);
     });

@@ -126,7 +126,8 @@ export function receiveReport(stream: Readable, session: SMTPServerSession, cb: 
  */
 async function unsubscribeByMail(raw: Buffer, session: SMTPServerSession, deps: ReportDeps): Promise<string> {
   const token = tokenInSubject(subjectOf(raw));
-  const subject = token && deps.linksKey ? readLinkToken(token, deps.linksKey) : undefined;
+  const read = token && deps.linksKey ? readLinkToken(token, deps.linksKey) : undefined;
+  const subject = read?.kind === 'u' ? read : undefined;
   if (!subject) {
     deps.metrics.unsubscribes.inc({ via: 'mailto', result: 'refused' });
     deps.log.info({ event: 'unsubscribe_refused', session: session.id, client: session.remoteAddress }, 'unsubscribe mail taken and ignored: its subject holds no token this fleet signed');

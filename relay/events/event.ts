@@ -14,7 +14,7 @@ import { configuredDomainOf, domainOf } from '../address.js';
 import type { Envelope } from '../envelope.js';
 import { isHardBounce } from '../suppression.js';
 
-export const EVENT_TYPES = ['received', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'handed_over', 'notice_sent', 'complained', 'unsubscribed'] as const;
+export const EVENT_TYPES = ['received', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'handed_over', 'notice_sent', 'complained', 'unsubscribed', 'opened', 'clicked'] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 
 /** The version of the JSON below; a field is only ever added within one version. */
@@ -70,6 +70,10 @@ export interface RelayEvent {
   report?: { kind: 'dsn' | 'complaint'; reportingMta?: string; feedbackType?: string; userAgent?: string };
   /** unsubscribed: how the recipient asked (one_click: a mailbox provider's POST; page: the button on the link's page; mailto). */
   unsubscribe?: { via: UnsubscribeVia };
+  /** clicked: the link the recipient followed (as the message had it). */
+  click?: { url: string };
+  /** opened and clicked: who fetched the link; `proxy` or `scanner` set: not counted as a person's. */
+  client?: { userAgent?: string; proxy?: 'apple' | 'google' | 'yahoo'; scanner?: boolean };
   /** handed_over: the message was taken over from a peer relay that was stopping (by the relay and pod this event names). */
   handoff?: { originQueueId: string };
   tags?: string[];
@@ -227,6 +231,28 @@ export function unsubscribeEvent(subject: { queueId: string; senderDomain: strin
     recipient: subject.recipient,
     attempt: 0,
     unsubscribe: { via },
+  };
+}
+
+/**
+ * The pixel of a message was loaded (opened) or one of its links followed (clicked). Each
+ * fetch is its own event (its id has the time and a random part): a receiver counts them as
+ * it likes, first opens or all.
+ */
+export function trackingEvent(subject: { queueId: string; senderDomain: string; recipient: string; url?: string }, ctx: Omit<EventContext, 'senderDomains'>, type: 'opened' | 'clicked', client: NonNullable<RelayEvent['client']>, nonce: string): RelayEvent {
+  return {
+    id: eventId(subject.queueId, subject.recipient.toLowerCase(), type, `${ctx.now}:${nonce}`),
+    type,
+    time: new Date(ctx.now).toISOString(),
+    relay: ctx.relay,
+    pod: ctx.pod,
+    queueId: subject.queueId,
+    sender: '',
+    senderDomain: subject.senderDomain,
+    recipient: subject.recipient,
+    attempt: 0,
+    ...(type === 'clicked' && subject.url ? { click: { url: subject.url } } : {}),
+    client,
   };
 }
 

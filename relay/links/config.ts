@@ -32,5 +32,20 @@ export const unsubscribeSchema = strict({
     .describe('Also name `mailto:unsubscribe@RETURN-PATH?subject=TOKEN` (a `bounces` listener takes it) for mail programs without one-click. Omitted: when the domain has a returnPath.'),
 });
 
+export const trackingSchema = strict({
+  url: z
+    .url({ protocol: /^https?$/, error: 'must be an https:// URL' })
+    .refine((u) => u.startsWith('https:') || LOOPBACK.test(new URL(u).host.replace(/:\d+$/, '')), 'must be https; http only to a loopback host, for tests')
+    .refine((u) => !new URL(u).search && !new URL(u).hash, 'a base URL: no query and no fragment')
+    .describe("The tracking host's base URL, e.g. https://t.example.com: a name of the sender domain's own (a CNAME to the fleet's `links` endpoint) that the links and the pixel point to."),
+  opens: z.boolean().default(true).describe('Add a pixel to HTML mail; its loading makes an `opened` event.'),
+  clicks: z.boolean().default(true).describe('Rewrite the links of HTML and text parts; following one makes a `clicked` event and a 307 redirect to the link.'),
+  excludeDomains: z
+    .array(z.string().min(1))
+    .default([])
+    .describe('Links to these domains (and their subdomains) are left as they are. One link is kept with the attribute `data-mailfleet-track="off"`.'),
+});
+
+export type TrackingConfig = z.output<typeof trackingSchema>;
 export type LinksConfig = z.output<typeof linksSchema>;
 export type UnsubscribeConfig = z.output<typeof unsubscribeSchema>;

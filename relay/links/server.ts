@@ -1,6 +1,6 @@
 /**
- * The `links` endpoint: the public HTTP server behind the links the relay puts in mail. Today
- * one-click unsubscribe (RFC 8058): `POST /u/TOKEN` with `List-Unsubscribe=One-Click` (what a
+ * The `links` endpoint: the public HTTP server behind the links the relay puts in mail: the
+ * open pixel and the click redirects of tracking (below), and one-click unsubscribe (RFC 8058): `POST /u/TOKEN` with `List-Unsubscribe=One-Click` (what a
  * mailbox provider sends when its user clicks "unsubscribe") puts the recipient on the sender
  * domain's suppression list and makes an `unsubscribed` event; `GET /u/TOKEN` (a person who
  * opened the link) shows a page whose button sends that POST. A GET never unsubscribes: link
@@ -10,14 +10,17 @@
  * most 1 KiB, headers within 10 s, and nothing it serves names anything beyond what the
  * signed token itself says. Every request it cannot serve is answered; none is redirected.
  */
+import crypto from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { RelayEvent, UnsubscribeVia } from '../events/event.js';
-import { unsubscribeEvent } from '../events/event.js';
+import { trackingEvent, unsubscribeEvent } from '../events/event.js';
 import type { IntakeMetrics } from '../metrics.js';
 import { UNSUBSCRIBE_PREFIX, type HardBounceCandidate } from '../suppression.js';
 import { readLinkToken, type LinkSubject } from './token.js';
+import { classifyClient } from './clients.js';
+import { CLICK_PATH, OPEN_PATH } from './tracking.js';
 import { UNSUBSCRIBE_PATH } from './unsubscribe.js';
 
 const MAX_BODY = 1024;
@@ -97,10 +100,12 @@ async function serve(deps: LinksDeps, req: http.IncomingMessage, res: http.Serve
   };
   const pathname = (req.url ?? '/').split('?')[0]!;
   if (pathname === '/healthz') return reply(200, 'ok\n', { 'content-type': 'text/plain; charset=utf-8' });
+  if (pathname.startsWith(OPEN_PATH) || pathname.startsWith(CLICK_PATH)) return tracked(deps, req, res, pathname);
   if (!pathname.startsWith(UNSUBSCRIBE_PATH)) return reply(404, page('Not found', '<p>Nothing is served here.</p>'));
   if (req.method !== 'GET' && req.method !== 'POST' && req.method !== 'HEAD') return reply(405, page('Method not allowed', '<p>Use GET or POST.</p>'), { allow: 'GET, HEAD, POST' });
   const key = deps.key();
-  const subject = key ? readLinkToken(pathname.slice(UNSUBSCRIBE_PATH.length), key) : undefined;
+  const read = key ? readLinkToken(pathname.slice(UNSUBSCRIBE_PATH.length), key) : undefined;
+  const subject = read?.kind === 'u' ? read : undefined;
   if (!subject) {
     if (req.method === 'POST') deps.metrics.unsubscribes.inc({ via: 'one_click', result: 'refused' });
     return reply(404, NOT_VALID);
@@ -121,6 +126,40 @@ async function serve(deps: LinksDeps, req: http.IncomingMessage, res: http.Serve
     return reply(503, page('Please try again', '<p>The unsubscribe could not be recorded just now. Please try again in a minute.</p>'), { 'retry-after': '60' });
   }
   reply(200, page('You are unsubscribed', who));
+}
+
+/** A transparent 1×1 GIF. */
+const PIXEL = Buffer.from('R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7', 'base64');
+
+/**
+ * The pixel (GET /o/TOKEN: the GIF, never cached) and a click (GET /c/TOKEN: 307 to the URL
+ * the token carries, which only this fleet's key signs, so never an open redirect). Each makes
+ * an `opened` or `clicked` event, flagged when a proxy or a scanner fetched it. The person
+ * gets the pixel or the page even when the event cannot be written (it is logged).
+ */
+async function tracked(deps: LinksDeps, req: http.IncomingMessage, res: http.ServerResponse, pathname: string): Promise<void> {
+  const open = pathname.startsWith(OPEN_PATH);
+  const key = deps.key();
+  const subject = key ? readLinkToken(pathname.slice((open ? OPEN_PATH : CLICK_PATH).length), key) : undefined;
+  const valid = subject && subject.kind === (open ? 'o' : 'c') ? subject : undefined;
+  const kind = open ? 'open' : 'click';
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { ...HEADERS, allow: 'GET, HEAD' }).end(page('Method not allowed', '<p>Use GET.</p>'));
+    return;
+  }
+  if (!valid) {
+    deps.metrics.trackingRequests.inc({ kind, client: 'refused' });
+    res.writeHead(404, HEADERS).end(open ? '' : NOT_VALID);
+    return;
+  }
+  const client = classifyClient(req.method, req.headers['user-agent']);
+  const who = client.proxy ? 'proxy' : client.scanner ? 'scanner' : 'person';
+  deps.metrics.trackingRequests.inc({ kind, client: who });
+  if (who === 'person') deps.metrics.senderDomainReports.inc({ sender_domain: valid.senderDomain, type: open ? 'opened' : 'clicked' });
+  const event = trackingEvent(valid, { relay: deps.hostname(), pod: deps.pod, now: deps.now() }, open ? 'opened' : 'clicked', client, crypto.randomBytes(6).toString('hex'));
+  await deps.publish([event]).catch((err: Error) => deps.log.error({ err, queueId: valid.queueId }, `could not record an ${event.type} event`));
+  if (open) res.writeHead(200, { 'content-type': 'image/gif', 'content-length': PIXEL.length, 'cache-control': 'no-store, no-cache, must-revalidate, private', expires: '0' }).end(PIXEL);
+  else res.writeHead(307, { location: valid.url!, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-type': 'text/plain; charset=utf-8' }).end(`${valid.url}\n`);
 }
 
 export function startLinks(address: string, port: number, deps: LinksDeps): Promise<http.Server> {

@@ -16,6 +16,14 @@ describe('link tokens', () => {
     expect(readLinkToken(linkToken(odd, KEY), KEY)).toEqual(odd);
   });
 
+  it('of each kind read back as that kind: a click with its URL, an open', () => {
+    const click = { ...SUBJECT, kind: 'c' as const, url: 'https://shop.example.com/a?b=1&c=%20' };
+    expect(readLinkToken(linkToken(click, KEY), KEY)).toEqual(click);
+    expect(readLinkToken(linkToken({ ...SUBJECT, kind: 'o' }, KEY), KEY)).toEqual({ ...SUBJECT, kind: 'o' });
+    // The label and the kind are signed: an unsubscribe token is not an open token.
+    expect(readLinkToken(linkToken(SUBJECT, KEY), KEY)?.kind).toBe('u');
+  });
+
   it('refuse another key, a changed payload, a changed MAC, a cut token and junk', () => {
     const token = linkToken(SUBJECT, KEY);
     const [payload, mac] = token.split('.') as [string, string];

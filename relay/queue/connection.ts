@@ -13,7 +13,7 @@ import type { QueueMetrics } from '../metrics.js';
 import type { Spool, SpoolEntry } from '../spool/spool.js';
 import type { IdleConnections } from './idle.js';
 import type { Scheduler, Unit } from './scheduler.js';
-import { outbound, type SigningSlot } from './signing.js';
+import { outbound, type Outgoing, type SigningSlot } from './signing.js';
 
 /** What a connection needs of the queue manager that runs it. */
 export interface ConnectionHost {
@@ -29,7 +29,7 @@ export interface ConnectionHost {
   running(): boolean;
   settings(): { messagesPerConnection: number; idleConnectionTime: number };
   message(id: string): (SigningSlot & { entry: SpoolEntry }) | undefined;
-  sign(record: SigningSlot & { entry: SpoolEntry }): Promise<string>;
+  sign(record: SigningSlot & { entry: SpoolEntry }): Promise<Outgoing>;
   /** The envelope sender the message goes out with (its return path, when its sender domain has one). */
   envelopeSender(entry: SpoolEntry): string;
   /** `interrupted`: the relay's own stop cut this attempt short. */
@@ -68,7 +68,7 @@ export async function runConnection(host: ConnectionHost, route: Route, destinat
         scheduler.complete(unit);
         continue;
       }
-      let signature: string;
+      let signature: Outgoing;
       try {
         signature = await host.sign(record);
       } catch (err) {

@@ -22,7 +22,8 @@ import { isNotice, storeNotice } from './notices.js';
 import { regroup } from './regroup.js';
 import { Scheduler, type Unit } from './scheduler.js';
 import { bounceNoticeDue, settle, type RecipientResult } from './settle.js';
-import { signatureOf, type SigningSlot } from './signing.js';
+import { outgoingOf, type Outgoing, type SigningSlot } from './signing.js';
+import { trackingPlan, type TrackingOwner } from '../links/tracking.js';
 import type { DsnRecipient } from '../bounce.js';
 import { envelopeSenderFor, type ReturnPathOwner } from '../bounces/return-path.js';
 import { arrivalEvents, attemptEvent, noticeEvents, type EventContext, type RelayEvent } from '../events/event.js';
@@ -48,6 +49,9 @@ export interface QueueSettings {
   /** Sender domains with a return path (VERP), and the fleet's key that signs its tokens. */
   returnPaths?: ReturnPathOwner[];
   returnPathKey?: string;
+  /** The sender domains with open and click tracking, and the fleet's link key. */
+  tracking?: TrackingOwner[];
+  linksKey?: string;
 }
 
 interface MessageRecord extends SigningSlot {
@@ -139,8 +143,10 @@ export class QueueManager implements ConnectionHost {
     return envelopeSenderFor(entry.envelope.sender, entry.envelope.id, this.config.returnPaths ?? [], this.config.returnPathKey);
   }
 
-  sign(record: MessageRecord): Promise<string> {
-    return signatureOf(record.entry, record, this.deps.signer, this.spool, this.metrics);
+  sign(record: MessageRecord): Promise<Outgoing> {
+    const env = record.entry.envelope;
+    const tracking = this.config.tracking?.length ? trackingPlan({ sender: env.sender, recipients: env.recipients.map((r) => r.address), queueId: env.id, notice: isNotice(env) }, this.config.tracking, this.config.linksKey) : undefined;
+    return outgoingOf(record.entry, record, this.deps.signer, this.spool, this.metrics, tracking);
   }
 
   /** New limits and route (config reload). Connections already open finish as they were. */

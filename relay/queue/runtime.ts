@@ -12,6 +12,8 @@
  * does to a message goes back: its state files, removal, done marks and segment deletion are
  * all done here (relay/spool/delivery.ts).
  */
+import { trackingOwners } from '../links/tracking.js';
+import { readLinksKey } from '../links/token.js';
 import type { Logger } from 'pino';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { RelayConfig } from '../config.js';
@@ -63,6 +65,8 @@ export function queueSettings(c: RelayConfig): QueueSettings {
     senderDomains: c.senderDomains.map((d) => d.domain),
     returnPaths: returnPathOwners(c.senderDomains),
     returnPathKey: c.bounces ? readBouncesKey(c.bounces.keyFile) : undefined,
+    tracking: trackingOwners(c.senderDomains),
+    linksKey: c.links ? readLinksKey(c.links.keyFile) : undefined,
   };
 }
 
