@@ -1,6 +1,7 @@
 /**
- * One-click unsubscribe (RFC 8058) in the API: a SenderDomain's `spec.unsubscribe` and a
- * MailRelay's `spec.links` (the relays' public links endpoint, its Service and Ingress).
+ * The links the relays put in mail, in the API: a SenderDomain's `spec.unsubscribe` (one-click
+ * unsubscribe, RFC 8058) and `spec.tracking` (opens and clicks), and a MailRelay's `spec.links`
+ * (the relays' public links endpoint, its Service and Ingress).
  * Beside v1alpha1.ts, which uses them, so that file stays within the house's size.
  */
 import { z } from 'zod';
@@ -38,6 +39,18 @@ export const unsubscribeSpecSchema = z
   })
   .describe('One-click unsubscribe (RFC 8058): the relays add List-Unsubscribe and List-Unsubscribe-Post to mail from this domain and serve the link (docs/operator.md#one-click-unsubscribe). Every MailRelay that selects the domain gets the links endpoint and the namespace\'s links key.');
 
+export const trackingSpecSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .regex(UNSUBSCRIBE_URL, 'an https:// origin such as https://t.example.com, with no path (the relays serve /o/ and /c/ at its root); http:// only to a loopback host, for tests')
+      .describe("The tracking host, an https origin under this domain, e.g. https://t.example.com (a CNAME to your Ingress): the relays rewrite links to URL/c/TOKEN and add the pixel URL/o/TOKEN. With a MailRelay's spec.links.ingress its host gets an Ingress rule and a certificate."),
+    opens: z.boolean().default(true).describe('The pixel: an `opened` event when it loads.'),
+    clicks: z.boolean().default(true).describe('The links: a `clicked` event and a 307 to the link when one is followed.'),
+    excludeDomains: z.array(z.string().min(1)).default([]).describe('Links to these domains and their subdomains are left as they are.'),
+  })
+  .describe('Open and click tracking (docs/tracking.md): the relays rewrite one-recipient mail from this domain before signing, and serve the pixel and the redirects. Every MailRelay that selects the domain gets the links endpoint and the namespace\'s links key.');
+
 export const linksSpecSchema = z
   .strictObject({
     enabled: z.boolean().default(false).describe(`The links endpoint (port ${LINKS_PORT} in the pod, 80 on the Service NAME-links) even when no selected SenderDomain has spec.unsubscribe; with one it is on anyway.`),
@@ -50,7 +63,7 @@ export const linksSpecSchema = z
       .prefault({}),
     ingress: z
       .strictObject({
-        enabled: z.boolean().default(false).describe('An Ingress NAME-links (networking.k8s.io/v1) with a rule for the host of each selected SenderDomain\'s unsubscribe URL (path prefix /u/) and TLS for those hosts.'),
+        enabled: z.boolean().default(false).describe('An Ingress NAME-links (networking.k8s.io/v1) with a rule for the host of each selected SenderDomain\'s unsubscribe and tracking URLs (path prefixes /u/, /o/ and /c/) and TLS for those hosts.'),
         className: z.string().min(1).optional().describe('spec.ingressClassName of the Ingress; omitted: the cluster\'s default class.'),
         annotations: z.record(z.string(), z.string()).optional().describe('Annotations of the Ingress, e.g. cert-manager.io/cluster-issuer: letsencrypt, so cert-manager issues the certificate into tlsSecretName.'),
         tlsSecretName: z

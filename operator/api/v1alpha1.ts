@@ -18,7 +18,7 @@
 import { z } from 'zod';
 import { dmarcSchema, spfSchema } from '../../relay/config.js';
 import { EVENT_TYPES } from '../../relay/events/event.js';
-import { linksSpecSchema, UNSUBSCRIBE_MAILTO_RULE, unsubscribeMailtoAllowed, unsubscribeSpecSchema } from './links.js';
+import { linksSpecSchema, trackingSpecSchema, UNSUBSCRIBE_MAILTO_RULE, unsubscribeMailtoAllowed, unsubscribeSpecSchema } from './links.js';
 
 export const GROUP = 'mailfleet.io';
 export const VERSION = 'v1alpha1';
@@ -174,6 +174,7 @@ export const senderDomainSpecSchema = z.strictObject({
     .optional()
     .describe('What became of each message from this domain, sent to webhooks (docs/events.md).'),
   unsubscribe: unsubscribeSpecSchema.optional(),
+  tracking: trackingSpecSchema.optional(),
 })
   .refine(returnPathAllowed, { path: ['returnPath'], message: RETURN_PATH_RULE.message })
   .refine(unsubscribeMailtoAllowed, { path: ['unsubscribe', 'mailto'], message: UNSUBSCRIBE_MAILTO_RULE.message })

@@ -52,7 +52,7 @@ describe('one-click unsubscribe: render', () => {
     expect(ingress.spec).toEqual({
       ingressClassName: 'nginx',
       tls: [{ hosts: ['links.example.com'], secretName: 'outbound-links-tls' }],
-      rules: [{ host: 'links.example.com', http: { paths: [{ path: '/u/', pathType: 'Prefix', backend: { service: { name: 'outbound-links', port: { name: 'http' } } } }] } }],
+      rules: [{ host: 'links.example.com', http: { paths: ['/u/', '/o/', '/c/'].map((path) => ({ path, pathType: 'Prefix', backend: { service: { name: 'outbound-links', port: { name: 'http' } } } })) } }],
     });
     const models: Record<string, new (o: object) => { validate(): void }> = { Deployment, ConfigMap, Service, PodDisruptionBudget, Ingress };
     for (const o of objects) expect(() => new models[o.kind]!(o).validate(), `${o.kind} ${o.metadata.name}`).not.toThrow();
@@ -69,6 +69,17 @@ describe('one-click unsubscribe: render', () => {
     expect(byKind('Ingress')!.spec.rules.map((x: { host: string }) => x.host)).toEqual(['go.example.org', 'links.example.com']);
     expect(parsed.senderDomains.map((d) => d.unsubscribe)).toEqual([{ url: 'https://links.example.com' }, { url: 'https://links.example.com', mailto: true }, { url: 'https://go.example.org:8443' }]);
     expect(rendered(r, inputs([local])).byKind('Ingress')).toBeUndefined();
+  });
+
+  it('a SenderDomain with spec.tracking: tracking in the relay config (defaults filled in), links on, its host in the Ingress, and a warning when no Ingress serves it', () => {
+    const tracked = domain({ tracking: { url: 'https://t.example.com', excludeDomains: ['bank.test'] } });
+    const { parsed, byKind } = rendered(relay({ links: ingressSpec }), inputs([tracked, domain({ domain: 'example.net', unsubscribe: { url: 'https://links.example.com' } }, 'example-net')]));
+    expect(parsed.senderDomains[0]!.tracking).toEqual({ url: 'https://t.example.com', opens: true, clicks: true, excludeDomains: ['bank.test'] });
+    expect(parsed.links?.port).toBe(8090);
+    expect(byKind('Ingress')!.spec.tls).toEqual([{ hosts: ['links.example.com', 't.example.com'], secretName: 'outbound-links-tls' }]);
+    expect(rendered(relay(), inputs([tracked])).byKind('Service', 'outbound-links')).toBeDefined();
+    expect(linksWarnings(tracked, [relay()])).toEqual([expect.stringMatching(/^https:\/\/t\.example\.com \(spec\.tracking\.url\) is served by no Ingress/)]);
+    expect(senderDomainSpecSchema.safeParse({ domain: 'example.com', tracking: { url: 'https://t.example.com/path' } }).success).toBe(false);
   });
 
   it('a SenderDomain with spec.unsubscribe turns links on without spec.links: the key, the port and a ClusterIP Service, no Ingress', () => {

@@ -20,29 +20,37 @@ export const LINKS_KEY_DIR = '/etc/mailfleet/links';
 export const LINKS_KEY_FILE = `${LINKS_KEY_DIR}/key`;
 
 /**
- * The Ingress's path: the links endpoint serves /u/TOKEN only, so only that prefix goes to the
- * relays. The host may then be shared with other services (an Ingress controller merges the
- * rules of one host across Ingresses), and the relays see no requests for anything else.
+ * The Ingress's paths: the links endpoint serves /u/TOKEN (unsubscribe), /o/TOKEN and /c/TOKEN
+ * (tracking) only, so only those prefixes go to the relays. The host may then be shared with
+ * other services (an Ingress controller merges the rules of one host across Ingresses), and
+ * the relays see no requests for anything else.
  */
-export const LINKS_PATH = '/u/';
+export const LINKS_PATHS = ['/u/', '/o/', '/c/'];
 
-/** Whether a relay serves links: spec.links.enabled, or a selected SenderDomain with spec.unsubscribe (whose mail names links any relay must serve). */
-export const linksOn = (relay: MailRelay, domains: readonly SenderDomain[]) => !!relay.spec.links?.enabled || domains.some((d) => d.spec.unsubscribe !== undefined);
+/** Whether a relay serves links: spec.links.enabled, or a selected SenderDomain with spec.unsubscribe or spec.tracking (whose mail names links any relay must serve). */
+export const linksOn = (relay: MailRelay, domains: readonly SenderDomain[]) => !!relay.spec.links?.enabled || domains.some((d) => d.spec.unsubscribe !== undefined || d.spec.tracking !== undefined);
 
 /** The relay config's `links` section: all addresses, so the Service reaches it. */
 export const linksConfig = () => ({ keyFile: LINKS_KEY_FILE, address: '0.0.0.0', port: LINKS_PORT });
 
-/** A sender domain's `unsubscribe` in the relay config: mailto only when the spec says (the relay's default is the domain's returnPath). */
+/** A sender domain's `unsubscribe` and `tracking` in the relay config: mailto only when the spec says (the relay's default is the domain's returnPath). */
 export const unsubscribeConfig = (d: SenderDomain) => {
   const u = d.spec.unsubscribe;
-  return u ? { unsubscribe: { url: u.url, ...(u.mailto !== undefined ? { mailto: u.mailto } : {}) } } : {};
+  const t = d.spec.tracking;
+  return {
+    ...(u ? { unsubscribe: { url: u.url, ...(u.mailto !== undefined ? { mailto: u.mailto } : {}) } } : {}),
+    ...(t ? { tracking: { url: t.url, opens: t.opens, clicks: t.clicks, excludeDomains: t.excludeDomains } } : {}),
+  };
 };
+
+/** The https URLs a domain's mail names links under: unsubscribe and tracking. */
+const linkUrls = (d: SenderDomain) => [d.spec.unsubscribe?.url, d.spec.tracking?.url].filter((u): u is string => !!u && u.startsWith('https://'));
 
 const hostOf = (url: string) => new URL(url).hostname;
 
 /** The hosts an Ingress can serve: those of https URLs (an http URL is a loopback test; an Ingress host cannot be an IP). */
 export function linksHosts(domains: readonly SenderDomain[]): string[] {
-  const urls = domains.flatMap((d) => (d.spec.unsubscribe && d.spec.unsubscribe.url.startsWith('https://') ? [d.spec.unsubscribe.url] : []));
+  const urls = domains.flatMap(linkUrls);
   return [...new Set(urls.map(hostOf))].sort();
 }
 
@@ -85,7 +93,7 @@ export function linksObjects(relay: MailRelay, domains: readonly SenderDomain[],
     spec: {
       ...(ing.className ? { ingressClassName: ing.className } : {}),
       tls: [{ hosts, secretName: linksTlsSecretName(relay) }],
-      rules: hosts.map((host) => ({ host, http: { paths: [{ path: LINKS_PATH, pathType: 'Prefix', backend }] } })),
+      rules: hosts.map((host) => ({ host, http: { paths: LINKS_PATHS.map((path) => ({ path, pathType: 'Prefix', backend })) } })),
     },
   };
   return [service, ingress];
@@ -123,11 +131,13 @@ export function staleLinksObjects(relay: MailRelay, rendered: readonly { apiVers
  * those that select the domain; with none, the records' warning says so already.
  */
 export function linksWarnings(domain: SenderDomain, relays: readonly MailRelay[]): string[] {
-  const url = domain.spec.unsubscribe?.url;
-  if (!url || !relays.length || !url.startsWith('https://')) return [];
-  if (relays.some((r) => r.spec.links?.ingress.enabled)) return [];
+  if (!relays.length || relays.some((r) => r.spec.links?.ingress.enabled)) return [];
   const services = [...relays].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name)).map(linksServiceName);
-  return [
-    `${url} (spec.unsubscribe.url) is served by no Ingress of the operator: the MailRelays that select ${domain.spec.domain} have spec.links.ingress off, so the URL must reach Service ${services.join(' or ')} (port 80) through your own Ingress or proxy, with TLS for ${hostOf(url)}; or set spec.links.ingress.enabled on one of them`,
-  ];
+  return (['unsubscribe', 'tracking'] as const).flatMap((field) => {
+    const url = domain.spec[field]?.url;
+    if (!url || !url.startsWith('https://')) return [];
+    return [
+      `${url} (spec.${field}.url) is served by no Ingress of the operator: the MailRelays that select ${domain.spec.domain} have spec.links.ingress off, so the URL must reach Service ${services.join(' or ')} (port 80) through your own Ingress or proxy, with TLS for ${hostOf(url)}; or set spec.links.ingress.enabled on one of them`,
+    ];
+  });
 }

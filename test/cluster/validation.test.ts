@@ -267,7 +267,7 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     const links = { ingress: { enabled: true, className: 'nginx', annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt' } } };
     const unsubscribe = { url: 'https://go.unsub.example.com', mailto: true };
     for (const manifest of [
-      senderDomain('unsub-example', { domain: 'unsub.example.com', returnPath: 'bounces.unsub.example.com', unsubscribe }, { relay: 'unsub' }),
+      senderDomain('unsub-example', { domain: 'unsub.example.com', returnPath: 'bounces.unsub.example.com', unsubscribe, tracking: { url: 'https://t.unsub.example.com', opens: false } }, { relay: 'unsub' }),
       relay('unsub', { ...sending, senderDomainSelector: { matchLabels: { relay: 'unsub' } }, links }),
       senderDomain('unsub-plain', { domain: 'plain.example.com', unsubscribe: { url: 'https://links.plain.example.com' } }, { relay: 'unsub-plain' }),
       relay('unsub-plain', { ...sending, senderDomainSelector: { matchLabels: { relay: 'unsub-plain' } } }),
@@ -285,7 +285,7 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     expect(key!.metadata.ownerReferences).toBeUndefined();
     const config = parseConfig(YAML.parse(await relayConfig('unsub')), '/');
     expect(config.links).toEqual({ keyFile: '/etc/mailfleet/links/key', address: '0.0.0.0', port: 8090 });
-    expect(config.senderDomains.map((d) => [d.domain, d.returnPath, d.unsubscribe])).toEqual([['unsub.example.com', 'bounces.unsub.example.com', unsubscribe]]);
+    expect(config.senderDomains.map((d) => [d.domain, d.returnPath, d.unsubscribe, d.tracking])).toEqual([['unsub.example.com', 'bounces.unsub.example.com', unsubscribe, { url: 'https://t.unsub.example.com', opens: false, clicks: true, excludeDomains: [] }]]);
     expect(parseConfig(YAML.parse(await relayConfig('unsub-plain')), '/').senderDomains[0]!.unsubscribe).toEqual({ url: 'https://links.plain.example.com' });
     for (const name of ['unsub', 'unsub-plain']) {
       const pod = (await getDeployment(name))!.spec.template.spec;
@@ -304,8 +304,8 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
     expect(made.metadata.ownerReferences).toMatchObject([{ kind: 'MailRelay', name: 'unsub' }]);
     expect(made.spec).toEqual({
       ingressClassName: 'nginx',
-      tls: [{ hosts: ['go.unsub.example.com'], secretName: 'unsub-links-tls' }],
-      rules: [{ host: 'go.unsub.example.com', http: { paths: [{ path: '/u/', pathType: 'Prefix', backend: { service: { name: 'unsub-links', port: { name: 'http' } } } }] } }],
+      tls: [{ hosts: ['go.unsub.example.com', 't.unsub.example.com'], secretName: 'unsub-links-tls' }],
+      rules: ['go.unsub.example.com', 't.unsub.example.com'].map((host) => ({ host, http: { paths: ['/u/', '/o/', '/c/'].map((path) => ({ path, pathType: 'Prefix', backend: { service: { name: 'unsub-links', port: { name: 'http' } } } })) } })),
     });
     expect(await ingress('unsub-plain-links')).toBeUndefined();
     // The domain no Ingress serves says where its URL must lead; the other says nothing of links.
