@@ -19,11 +19,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { generateDkimKey } from '../relay/dkim-keys.js';
 import { describePeer } from './peers/availability.js';
 import { CHROMIUM_BINARIES, launchChromium } from './peers/chromium.js';
-import { DNSMASQ_BINARIES, startDnsmasq, type Dnsmasq } from './peers/dnsmasq.js';
+import { DNSMASQ_BINARIES, type Dnsmasq } from './peers/dnsmasq.js';
 import { freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { startWebhookReceiver, type WebhookReceiver } from './peers/webhook-receiver.js';
-import { dkimpy, PYTHON, recordsJson } from './support/dkim-verify.js';
+import { dkimpy, PYTHON, serveRecords } from './support/dkim-verify.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 import { submit } from './support/smtp-talk.js';
 
@@ -111,13 +111,7 @@ describePeer('open and click tracking: the rewrite signed, the pixel and the cli
       events: { webhooks: [{ name: 'app', url: receiver.url, signingKeys: [{ id: 'k1', secretFile: path.join(dir, 'webhook-key') }], maxBackoff: '1s' }] },
     });
     stops.push(relay.stop);
-    const records = await recordsJson(path.join(relay.dir, 'relay.yaml'));
-    dnsmasq = await startDnsmasq({
-      port: dnsPort,
-      mx: [{ domain: 'receiver.test', host: 'mx.receiver.test', preference: 10 }],
-      hosts: [{ name: 'mx.receiver.test', address: '127.0.0.1' }],
-      txt: records.filter((r) => r.type === 'TXT').map((r) => ({ name: r.name, values: [r.value] })),
-    });
+    dnsmasq = await serveRecords(relay.dir, dnsPort);
     stops.push(dnsmasq.stop);
   });
   afterAll(async () => {

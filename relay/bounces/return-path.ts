@@ -10,7 +10,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { ErrorCodes, MailfleetError } from '../errors.js';
+import { ErrorCodes, MailfleetError, type ErrorCode } from '../errors.js';
 
 const MAC_LENGTH = 10;
 const PATTERN = /^b\+([a-z0-9]{1,40})-([a-z2-7]{10})$/;
@@ -64,14 +64,17 @@ export function readReturnPath(address: string, owners: readonly ReturnPathOwner
   return crypto.timingSafeEqual(Buffer.from(m[2]!), Buffer.from(expected)) ? { queueId, senderDomain: owner.senderDomain } : undefined;
 }
 
-/** The fleet's return path key (bounces.keyFile): MF_BOUNCES_KEY_UNREADABLE when it is missing or short. */
-export function readBouncesKey(file: string): string {
+/** A key shared by a fleet's relays, from a mounted Secret: at least 32 characters, or the error `code`. */
+export function readFleetKey(file: string, field: string, code: ErrorCode, mount: string): string {
   let key: string;
   try {
     key = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
   } catch (err) {
-    throw new MailfleetError(ErrorCodes.BOUNCES_KEY_UNREADABLE, `cannot read bounces.keyFile: ${(err as Error).message}`, 'mount the fleet\'s return path Secret, or fix bounces.keyFile');
+    throw new MailfleetError(code, `cannot read ${field}: ${(err as Error).message}`, mount);
   }
-  if (key.length < 32) throw new MailfleetError(ErrorCodes.BOUNCES_KEY_UNREADABLE, `bounces.keyFile ${file} has ${key.length} characters; at least 32 are needed`, 'make one with `openssl rand -base64 32`');
+  if (key.length < 32) throw new MailfleetError(code, `${field} ${file} has ${key.length} characters; at least 32 are needed`, 'make one with `openssl rand -base64 32`');
   return key;
 }
+
+/** The fleet's return path key (bounces.keyFile): MF_BOUNCES_KEY_UNREADABLE when it is missing or short. */
+export const readBouncesKey = (file: string) => readFleetKey(file, 'bounces.keyFile', ErrorCodes.BOUNCES_KEY_UNREADABLE, "mount the fleet's return path Secret, or fix bounces.keyFile");

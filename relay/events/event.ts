@@ -213,25 +213,30 @@ export function reportEvent(subject: ReportSubject, ctx: Omit<EventContext, 'sen
 
 export type UnsubscribeVia = 'one_click' | 'page' | 'mailto';
 
+/** What a link in a message names (relay/links/token.ts): the message and recipient, no sender. */
+type LinkSubject = { queueId: string; senderDomain: string; recipient: string };
+
+/** The fields of an event a link makes. */
+const linkEventBase = (subject: LinkSubject, ctx: Omit<EventContext, 'senderDomains'>, type: EventType, idPart: number | string) => ({
+  id: eventId(subject.queueId, subject.recipient.toLowerCase(), type, idPart),
+  type,
+  time: new Date(ctx.now).toISOString(),
+  relay: ctx.relay,
+  pod: ctx.pod,
+  queueId: subject.queueId,
+  sender: '',
+  senderDomain: subject.senderDomain,
+  recipient: subject.recipient,
+  attempt: 0,
+});
+
 /**
  * The recipient of a message asked to get no more mail from its sender domain (an
  * unsubscribe link, relay/links). One id per message and recipient, whichever way and however
  * often they asked: a receiver counts one unsubscribe.
  */
-export function unsubscribeEvent(subject: { queueId: string; senderDomain: string; recipient: string }, ctx: Omit<EventContext, 'senderDomains'>, via: UnsubscribeVia): RelayEvent {
-  return {
-    id: eventId(subject.queueId, subject.recipient.toLowerCase(), 'unsubscribed', 0),
-    type: 'unsubscribed',
-    time: new Date(ctx.now).toISOString(),
-    relay: ctx.relay,
-    pod: ctx.pod,
-    queueId: subject.queueId,
-    sender: '',
-    senderDomain: subject.senderDomain,
-    recipient: subject.recipient,
-    attempt: 0,
-    unsubscribe: { via },
-  };
+export function unsubscribeEvent(subject: LinkSubject, ctx: Omit<EventContext, 'senderDomains'>, via: UnsubscribeVia): RelayEvent {
+  return { ...linkEventBase(subject, ctx, 'unsubscribed', 0), unsubscribe: { via } };
 }
 
 /**
@@ -239,21 +244,8 @@ export function unsubscribeEvent(subject: { queueId: string; senderDomain: strin
  * fetch is its own event (its id has the time and a random part): a receiver counts them as
  * it likes, first opens or all.
  */
-export function trackingEvent(subject: { queueId: string; senderDomain: string; recipient: string; url?: string }, ctx: Omit<EventContext, 'senderDomains'>, type: 'opened' | 'clicked', client: NonNullable<RelayEvent['client']>, nonce: string): RelayEvent {
-  return {
-    id: eventId(subject.queueId, subject.recipient.toLowerCase(), type, `${ctx.now}:${nonce}`),
-    type,
-    time: new Date(ctx.now).toISOString(),
-    relay: ctx.relay,
-    pod: ctx.pod,
-    queueId: subject.queueId,
-    sender: '',
-    senderDomain: subject.senderDomain,
-    recipient: subject.recipient,
-    attempt: 0,
-    ...(type === 'clicked' && subject.url ? { click: { url: subject.url } } : {}),
-    client,
-  };
+export function trackingEvent(subject: LinkSubject & { url?: string }, ctx: Omit<EventContext, 'senderDomains'>, type: 'opened' | 'clicked', client: NonNullable<RelayEvent['client']>, nonce: string): RelayEvent {
+  return { ...linkEventBase(subject, ctx, type, `${ctx.now}:${nonce}`), ...(type === 'clicked' && subject.url ? { click: { url: subject.url } } : {}), client };
 }
 
 /** The sender domain an event belongs to, for a webhook's filter: the configured one, else the sender's own. */

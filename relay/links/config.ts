@@ -8,6 +8,12 @@ import { strict } from '../config-strict.js';
 /** Loopback hosts, where a test or a developer may use http. */
 const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|\[::1\])$/;
 
+/** Where the links endpoint is reached: https (receivers ignore plain links), http only to a loopback host for tests; a base, no query or fragment. */
+const baseUrl = z
+  .url({ protocol: /^https?$/, error: 'must be an https:// URL' })
+  .refine((u) => u.startsWith('https:') || LOOPBACK.test(new URL(u).host.replace(/:\d+$/, '')), 'must be https; http only to a loopback host, for tests')
+  .refine((u) => !new URL(u).search && !new URL(u).hash, 'a base URL: no query and no fragment');
+
 export const linksSchema = strict({
   keyFile: z
     .string()
@@ -21,10 +27,7 @@ export const linksSchema = strict({
 });
 
 export const unsubscribeSchema = strict({
-  url: z
-    .url({ protocol: /^https?$/, error: 'must be an https:// URL' })
-    .refine((u) => u.startsWith('https:') || LOOPBACK.test(new URL(u).host.replace(/:\d+$/, '')), 'must be https (RFC 8058); http only to a loopback host, for tests')
-    .refine((u) => !new URL(u).search && !new URL(u).hash, 'a base URL: no query and no fragment')
+  url: baseUrl
     .describe("The public base URL of the fleet's `links` endpoint for this domain, e.g. https://links.example.com (an Ingress with a certificate). Messages name URL/u/TOKEN in List-Unsubscribe."),
   mailto: z
     .boolean()
@@ -33,10 +36,7 @@ export const unsubscribeSchema = strict({
 });
 
 export const trackingSchema = strict({
-  url: z
-    .url({ protocol: /^https?$/, error: 'must be an https:// URL' })
-    .refine((u) => u.startsWith('https:') || LOOPBACK.test(new URL(u).host.replace(/:\d+$/, '')), 'must be https; http only to a loopback host, for tests')
-    .refine((u) => !new URL(u).search && !new URL(u).hash, 'a base URL: no query and no fragment')
+  url: baseUrl
     .describe("The tracking host's base URL, e.g. https://t.example.com: a name of the sender domain's own (a CNAME to the fleet's `links` endpoint) that the links and the pixel point to."),
   opens: z.boolean().default(true).describe('Add a pixel to HTML mail; its loading makes an `opened` event.'),
   clicks: z.boolean().default(true).describe('Rewrite the links of HTML and text parts; following one makes a `clicked` event and a 307 redirect to the link.'),

@@ -9,8 +9,8 @@
  * nothing else; the label keeps tokens of one kind from passing as another's).
  */
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import { ErrorCodes, MailfleetError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
+import { readFleetKey } from '../bounces/return-path.js';
 
 /** u: unsubscribe; o: the open pixel; c: a click, with the URL it leads to. */
 export type LinkKind = 'u' | 'o' | 'c';
@@ -56,13 +56,4 @@ export function readLinkToken(token: string, key: string): LinkSubject | undefin
 }
 
 /** The fleet's link key (links.keyFile): MF_LINKS_KEY_UNREADABLE when it is missing or short. */
-export function readLinksKey(file: string): string {
-  let key: string;
-  try {
-    key = fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  } catch (err) {
-    throw new MailfleetError(ErrorCodes.LINKS_KEY_UNREADABLE, `cannot read links.keyFile: ${(err as Error).message}`, "mount the fleet's links key Secret, or fix links.keyFile");
-  }
-  if (key.length < 32) throw new MailfleetError(ErrorCodes.LINKS_KEY_UNREADABLE, `links.keyFile ${file} has ${key.length} characters; at least 32 are needed`, 'make one with `openssl rand -base64 32`');
-  return key;
-}
+export const readLinksKey = (file: string) => readFleetKey(file, 'links.keyFile', ErrorCodes.LINKS_KEY_UNREADABLE, "mount the fleet's links key Secret, or fix links.keyFile");

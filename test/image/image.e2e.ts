@@ -325,7 +325,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
     }
   }, 120_000);
 
-  it('sends events to a webhook, reads a bounce sent to its return path (postal-mime in the image), and serves a one-click unsubscribe', async () => {
+  it('sends events to a webhook, reads a bounce sent to its return path (postal-mime in the image), serves a one-click unsubscribe, and tracks a click (mailsplit, parse5, linkify-it in the image)', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-image-events-'));
     const webhookKey = crypto.randomBytes(24).toString('hex');
     const receiver = await startWebhookReceiver({ keys: { k1: webhookKey } });
@@ -345,7 +345,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
           { name: 'in', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] },
           { name: 'bounces', address: '127.0.0.1', port: bouncesPort, tls: 'none', auth: 'none', role: 'bounces' },
         ],
-        senderDomains: [{ domain: 'example.test', returnPath: 'bounces.example.test', unsubscribe: { url: `http://127.0.0.1:${linksPort}` } }],
+        senderDomains: [{ domain: 'example.test', returnPath: 'bounces.example.test', unsubscribe: { url: `http://127.0.0.1:${linksPort}` }, tracking: { url: `http://127.0.0.1:${linksPort}` } }],
         bounces: { keyFile: `${CONFIG_DIR}/return-path-key` },
         links: { keyFile: `${CONFIG_DIR}/links-key`, port: linksPort },
         delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } },
@@ -357,7 +357,7 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       fs.chmodSync(etc, 0o755);
       for (const f of ['webhook-key', 'return-path-key', 'links-key', 'relay.yaml']) fs.chmodSync(path.join(etc, f), 0o644);
       await runRelayContainer(name, etc, bouncesPort);
-      const sent = await createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true }).sendMail({ from: 'app@example.test', to: 'gone@dest.test', subject: 'events from the image', text: 'hi\n', messageId: '<image-events@example.test>' });
+      const sent = await createTransport({ host: '127.0.0.1', port, secure: false, ignoreTLS: true }).sendMail({ from: 'app@example.test', to: 'gone@dest.test', subject: 'events from the image', text: 'hi https://shop.example.test/item\n', html: '<p>hi <a href="https://shop.example.test/item">item</a></p>', messageId: '<image-events@example.test>' });
       expect(sent.response).toMatch(/^250 /);
       await waitUntil(() => sink.messages.length === 1 && receiver.events.some((e) => e.type === 'delivered'), { timeoutMs: 30_000, what: 'the message at the sink and its events at the webhook' });
       const returnPath = sink.messages[0]!.envelope.from;
@@ -403,6 +403,13 @@ describeImage('the container image, built and run in a real Docker engine', (eng
       expect(res.status).toBe(200);
       await waitUntil(() => receiver.events.some((e) => e.type === 'unsubscribed'), { timeoutMs: 30_000, what: 'the unsubscribe at the webhook' });
       expect(receiver.events.find((e) => e.type === 'unsubscribed')).toMatchObject({ recipient: 'gone@dest.test', senderDomain: 'example.test', unsubscribe: { via: 'one_click' } });
+      // The link in the HTML was rewritten in the image before signing; following it is a 307 to the shop.
+      const click = /href=3D"(http:\/\/127\.0\.0\.1:\d+\/c\/[^"]+)"|href="(http:\/\/127\.0\.0\.1:\d+\/c\/[^"]+)"/.exec(sink.messages[0]!.raw.toString().replace(/=\r\n/g, ''));
+      expect(click).not.toBeNull();
+      const followed = await fetch((click![1] ?? click![2])!.replace(/=3D/g, '='), { redirect: 'manual', headers: { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0' } });
+      expect(followed.status).toBe(307);
+      expect(followed.headers.get('location')).toBe('https://shop.example.test/item');
+      await waitUntil(() => receiver.events.some((e) => e.type === 'clicked'), { timeoutMs: 30_000, what: 'the click at the webhook' });
       expect(receiver.refused).toEqual([]);
     } finally {
       await docker(['rm', '-f', name]);

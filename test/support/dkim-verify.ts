@@ -4,6 +4,8 @@
  * records `mailfleet records` prints for a relay config, to serve from dnsmasq.
  */
 import { execFile, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { startDnsmasq, type Dnsmasq } from '../peers/dnsmasq.js';
 import type { DnsRecord } from '../../relay/records.js';
 import { CLI } from './process.js';
 
@@ -42,5 +44,20 @@ export function recordsJson(configFile: string): Promise<DnsRecord[]> {
       if (err) return reject(new Error(`mailfleet records failed: ${stderr}`));
       resolve((JSON.parse(stdout) as { domains: { records: DnsRecord[] }[] }).domains.flatMap((d) => d.records));
     });
+  });
+}
+
+/**
+ * dnsmasq on `port` with the TXT records `mailfleet records` prints for the relay config in
+ * `relayDir`, and mx.receiver.test (127.0.0.1) as the MX of receiver.test: where a relay
+ * delivers and where a verifier finds its keys.
+ */
+export async function serveRecords(relayDir: string, port: number): Promise<Dnsmasq> {
+  const records = await recordsJson(path.join(relayDir, 'relay.yaml'));
+  return startDnsmasq({
+    port,
+    mx: [{ domain: 'receiver.test', host: 'mx.receiver.test', preference: 10 }],
+    hosts: [{ name: 'mx.receiver.test', address: '127.0.0.1' }],
+    txt: records.filter((r) => r.type === 'TXT').map((r) => ({ name: r.name, values: [r.value] })),
   });
 }
