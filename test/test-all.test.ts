@@ -77,7 +77,7 @@ describe('npm run test:all', () => {
     fs.chmodSync(dir, 0o755);
     const r = await run('/bin/bash', ['scripts/test-peers.sh'], { uid: 1000, env: { PATH: `${bin}:${process.env.PATH}`, HOME: dir } });
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/^test peers: missing postfix swaks .* openssl prometheus; installing them needs root \(apt-get\)\. Run:$/m);
+    expect(r.stderr).toMatch(/^test peers: missing postfix swaks .* openssl prometheus chromium; installing them needs root \(apt-get\)\. Run:$/m);
     expect(r.stderr).toMatch(/^ {2}sudo apt-get update && sudo apt-get install -y postfix swaks /m);
     expect(r.stdout).toBe('');
   });
