@@ -12,6 +12,7 @@ import type { MailRelay, SenderDomain } from './api/v1alpha1.js';
 import { KubeEvents } from './controllers/events.js';
 import { FleetAutoscaler } from './controllers/fleet-autoscaler.js';
 import { MailRelayController, mailRelayWatches } from './controllers/mailrelay.js';
+import { lookupReverse } from './controllers/reverse-dns.js';
 import { SenderDomainController, senderDomainWatches } from './controllers/senderdomain.js';
 import { madeByOperator, MANAGED, withoutForeignValues } from './controllers/watches.js';
 import { KubeClient, type AnyObject } from './kube/client.js';
@@ -112,6 +113,7 @@ export async function startOperator(opts: OperatorOptions): Promise<RunningOpera
     },
     dnsEndpoints: () => discovery.serves('externaldns.k8s.io/v1alpha1'),
     verify: (records, servers) => verifyRecords(records, { servers, timeoutMs: 5000 }),
+    reverse: (addresses, servers) => lookupReverse(addresses, { servers, timeoutMs: 5000 }),
     metrics,
   });
   const mailRelayController = new MailRelayController({

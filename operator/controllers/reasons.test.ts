@@ -13,7 +13,7 @@ describe('conditions and reasons', () => {
   it('every reason belongs to a condition, and every reason the controllers set is in the list', () => {
     const listed = new Set(Object.values(CONDITIONS).flatMap((c) => Object.values(c).flatMap((x) => x.reasons)));
     expect(Object.keys(REASONS).filter((r) => !listed.has(r as keyof typeof REASONS))).toEqual([]);
-    const controllers = ['controllers/mailrelay.ts', 'controllers/senderdomain.ts', 'controllers/fleet-autoscaler.ts', 'policy/rollout.ts', 'policy/senderdomain-status.ts', 'policy/smarthost-auth.ts'].map((f) => fs.readFileSync(path.join(ROOT, 'operator', f), 'utf8')).join('\n');
+    const controllers = ['controllers/mailrelay.ts', 'controllers/senderdomain.ts', 'controllers/fleet-autoscaler.ts', 'policy/rollout.ts', 'policy/senderdomain-status.ts', 'policy/smarthost-auth.ts', 'policy/bulk-sender.ts'].map((f) => fs.readFileSync(path.join(ROOT, 'operator', f), 'utf8')).join('\n');
     const set = [...controllers.matchAll(/reason: (?:[^'\n]*\? )?'([A-Za-z]+)'/g)].map((m) => m[1]!);
     expect(set.length).toBeGreaterThan(10);
     expect(set.filter((r) => !(r in REASONS))).toEqual([]);

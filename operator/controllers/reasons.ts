@@ -40,6 +40,8 @@ export const REASONS = {
   Ready: 'the keys sign and DNS serves every record',
   WaitingForKeys: 'not ready until the DKIM keys exist',
   WaitingForDNS: 'not ready until DNS serves the recommended records',
+  RequirementsMet: 'the domain meets what Gmail, Yahoo and Outlook.com ask of bulk senders: SPF, DKIM and DMARC served, forward-confirmed reverse DNS for every egress address, one-click unsubscribe, TLS to the next hop',
+  RequirementsNotMet: 'some bulk sender requirement is not met; the message names each failing check (SPF, DKIM, DMARC, FCrDNS, MailRelay, one-click unsubscribe, TLS) and what to do (docs/operator.md#bulksenderready)',
 } as const;
 
 export type Reason = keyof typeof REASONS;
@@ -60,6 +62,10 @@ export const CONDITIONS: Record<'MailRelay' | 'SenderDomain', Record<string, { t
     DNSVerified: { trueWhen: 'DNS serves every recommended record', reasons: ['RecordsServed', 'RecordsNotServed'] },
     Ready: { trueWhen: 'the keys sign and DNS serves every record', reasons: ['Ready', 'WaitingForKeys', 'WaitingForDNS', 'InvalidSpec'] },
     Degraded: { trueWhen: 'the operator could not do all it should', reasons: ['Reconciled', 'ApplyFailed', 'APINotServed'] },
+    BulkSenderReady: {
+      trueWhen: 'the domain meets the bulk sender requirements of Gmail, Yahoo and Outlook.com: its SPF, DKIM and DMARC records served, the PTR of each egress address of the MailRelays that select it naming a host that resolves back to it (FCrDNS), spec.unsubscribe set, and no MailRelay sending in plain text',
+      reasons: ['RequirementsMet', 'RequirementsNotMet'],
+    },
   },
 };
 

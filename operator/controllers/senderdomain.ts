@@ -3,8 +3,9 @@
  * in the Secret's annotation is the source of truth, so a restart never makes a second key),
  * walks the rotation state machine, computes the DNS records, checks them against DNS every
  * verification interval, optionally publishes them as an external-dns DNSEndpoint, and
- * reports it all in status (KeysReady, DNSVerified, Ready, and Degraded when the DNSEndpoint
- * cannot be made) and Events.
+ * reports it all in status (KeysReady, DNSVerified, Ready, Degraded when the DNSEndpoint
+ * cannot be made, and BulkSenderReady with the PTR look-ups of the selecting MailRelays'
+ * egress addresses) and Events.
  *
  * One pass, as cert-manager's readiness controller: gather what exists (the Secret, DNS when a
  * check is due), let policy decide (../policy/dkim-rotation.ts for the keys,
@@ -18,9 +19,10 @@ import type { RecordCheck } from '../../relay/records-verify.js';
 import { API_VERSION, senderDomainSpecSchema, type DkimKeyStatus, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 import type { AnyObject, KubeClient } from '../kube/client.js';
 import type { ReconcileResult } from '../kube/workqueue.js';
+import { egressToCheck, type BulkSenderRelay, type ReverseLookup } from '../policy/bulk-sender.js';
 import { planRotation } from '../policy/dkim-rotation.js';
 import { dnsCheckDue, invalidSpecStatus, lastCheckedAt, senderDomainStatus, servedSelectors, type SenderDomainStatus } from '../policy/senderdomain-status.js';
-import { dkimSecret, dkimSecretName, dnsEndpoint, keysOfSecret, senderDomainRecords } from '../render/senderdomain.js';
+import { dkimSecret, dkimSecretName, dnsEndpoint, keysOfSecret, relaysSigningFor, senderDomainRecords } from '../render/senderdomain.js';
 import { statusChanged } from './conditions.js';
 import type { EventSink } from './events.js';
 import type { OperatorMetrics } from '../metrics.js';
@@ -38,12 +40,15 @@ export interface SenderDomainContext {
   /** Whether the external-dns DNSEndpoint CRD exists in the cluster. */
   dnsEndpoints: () => boolean;
   verify: (records: DnsRecord[], servers: string[]) => Promise<RecordCheck[]>;
+  /** The PTR and forward look-ups of FCrDNS (./reverse-dns.ts), asked of the same resolvers as `verify`. */
+  reverse: (addresses: string[], servers: string[]) => Promise<ReverseLookup[]>;
   metrics?: OperatorMetrics;
 }
 
 /**
  * What requeues a SenderDomain: itself; its key Secret and DNSEndpoint; and, in its namespace,
- * a MailRelay's labels or spec (its route and egress addresses shape the SPF record).
+ * a MailRelay's labels or spec (its route and egress addresses shape the SPF record, and
+ * BulkSenderReady's FCrDNS and TLS checks).
  */
 export const senderDomainWatches: readonly Watch[] = [
   self(API_VERSION, 'SenderDomain'),
@@ -55,6 +60,8 @@ export const senderDomainWatches: readonly Watch[] = [
 export class SenderDomainController {
   /** When each domain (by uid) was last checked against DNS: status records it only on a change. */
   private readonly lastChecked = new Map<string, number>();
+  /** Each domain's (by uid) last reverse look-ups, with the addresses and resolvers they were for. */
+  private readonly reverse = new Map<string, { for: string; lookups: ReverseLookup[] }>();
 
   constructor(private readonly ctx: SenderDomainContext) {}
 
@@ -84,7 +91,7 @@ export class SenderDomainController {
 
     // Status (policy), then this controller's own status fields.
     const verdict = senderDomainStatus(
-      { domain, secretName: dkimSecretName(domain), keys: plan.keys, waitingForDns: plan.waitingForDns, nextStepAt: plan.nextStepAt, records: records.records, checks: found.checks, lastCheckedAt: found.lastCheckedAt, dnsEndpointServed, dnsEndpointError, warnings: records.warnings },
+      { domain, secretName: dkimSecretName(domain), keys: plan.keys, waitingForDns: plan.waitingForDns, nextStepAt: plan.nextStepAt, records: records.records, checks: found.checks, lastCheckedAt: found.lastCheckedAt, dnsEndpointServed, dnsEndpointError, warnings: records.warnings, bulkSender: await this.bulkSender(domain, found.checks !== undefined) },
       now,
     );
     for (const e of verdict.events) this.ctx.events.emit(domain as never, e.type, e.reason, e.message);
@@ -123,6 +130,28 @@ export class SenderDomainController {
       this.lastChecked.set(uid, lastChecked);
     }
     return { secret, keys, pems, records, checks, lastCheckedAt: lastChecked };
+  }
+
+  /**
+   * The MailRelays that select the domain, and the reverse DNS of their egress addresses:
+   * looked up with the records' DNS check, and at once for addresses (or resolvers) not
+   * looked up before (a MailRelay changed them, or the operator restarted).
+   */
+  private async bulkSender(domain: SenderDomain, dnsChecked: boolean): Promise<{ relays: BulkSenderRelay[]; reverse: ReverseLookup[] }> {
+    const relays = relaysSigningFor(domain, this.ctx.relays()).map((r): BulkSenderRelay => {
+      const d = r.spec.delivery as Partial<MailRelay['spec']['delivery']> | undefined;
+      const route = d?.route ?? 'mx';
+      return { name: r.metadata.name, route, ...(route === 'smarthost' && d?.smarthost ? { smarthost: { host: d.smarthost.host, tls: d.smarthost.tls ?? 'starttls' } } : {}), egressAddresses: d?.egressAddresses ?? [] };
+    });
+    const addresses = egressToCheck(relays);
+    const resolvers = domain.spec.verification.resolvers;
+    const uid = domain.metadata.uid ?? '';
+    const key = JSON.stringify([addresses, resolvers]);
+    const remembered = this.reverse.get(uid);
+    if (remembered?.for === key && !dnsChecked) return { relays, reverse: remembered.lookups };
+    const lookups = addresses.length ? await this.ctx.reverse(addresses, resolvers) : [];
+    this.reverse.set(uid, { for: key, lookups });
+    return { relays, reverse: lookups };
   }
 
   /** The domain's records for these keys, with SPF from the MailRelays that sign for it. */

@@ -67,5 +67,9 @@ describe('what requeues what', () => {
     const relay = obj('MailRelay', 'out', { spec: { replicas: 2 } });
     expect(requeued(senderDomainWatches, 'MailRelay', { ...relay, status: { readyReplicas: 2 } }, relay)).toEqual([]);
     expect(requeued(senderDomainWatches, 'MailRelay', { ...relay, spec: { replicas: 3 } }, relay)).toEqual(['mail/all-of-them']);
+    // BulkSenderReady: egress addresses (FCrDNS) and the route (TLS) of a selecting relay.
+    const mx = obj('MailRelay', 'out', { spec: { delivery: { route: 'mx', egressAddresses: ['203.0.113.7'] } } });
+    expect(requeued(senderDomainWatches, 'MailRelay', { ...mx, spec: { delivery: { route: 'mx', egressAddresses: ['203.0.113.8'] } } }, mx)).toEqual(['mail/all-of-them']);
+    expect(requeued(senderDomainWatches, 'MailRelay', { ...mx, spec: { delivery: { route: 'smarthost', smarthost: { host: 'smtp.example.net' }, egressAddresses: ['203.0.113.7'] } } }, mx)).toEqual(['mail/all-of-them']);
   });
 });

@@ -25,6 +25,12 @@ const ACTIVE = [key('mailfleet-1-rsa', 'active'), key('mailfleet-1-ed', 'active'
 const check = (r: DnsRecord, status: VerifyStatus, extra: Partial<RecordCheck> = {}): RecordCheck => ({ record: r, status, served: [], ...extra });
 const allServed = RECORDS.map((r) => check(r, 'match'));
 
+const WITH_DMARC = [...RECORDS, record('_dmarc.example.com', 'v=DMARC1; p=none; adkim=r; aspf=r', 'dmarc')];
+const BULK: SenderDomainFacts['bulkSender'] = {
+  relays: [{ name: 'out', route: 'mx', egressAddresses: ['203.0.113.7'] }],
+  reverse: [{ address: '203.0.113.7', ptr: ['mail.example.com'], forward: [{ name: 'mail.example.com', addresses: ['203.0.113.7'] }] }],
+};
+
 function facts(over: Partial<SenderDomainFacts> = {}): SenderDomainFacts {
   return { domain: domain(), secretName: 'example-com-dkim', keys: ACTIVE, waitingForDns: [], records: RECORDS, checks: allServed, lastCheckedAt: t0.getTime(), dnsEndpointServed: false, ...over };
 }
@@ -58,6 +64,16 @@ const CASES: { name: string; status: () => SenderDomainStatus; want: Record<stri
     name: 'a DNSEndpoint the API server refused',
     status: () => senderDomainStatus(facts({ domain: domain({ dnsEndpoint: { enabled: true } }), dnsEndpointServed: true, dnsEndpointError: 'denied' }), t0).status,
     want: { Ready: 'True Ready', Degraded: 'True ApplyFailed' },
+  },
+  {
+    name: 'bulk sender facts, every check passing',
+    status: () => senderDomainStatus(facts({ domain: domain({ unsubscribe: { url: 'https://links.example.com' } }), records: WITH_DMARC, checks: WITH_DMARC.map((r) => check(r, 'match')), bulkSender: BULK }), t0).status,
+    want: { DNSVerified: 'True RecordsServed', BulkSenderReady: 'True RequirementsMet' },
+  },
+  {
+    name: 'bulk sender facts, without spec.unsubscribe',
+    status: () => senderDomainStatus(facts({ records: WITH_DMARC, checks: WITH_DMARC.map((r) => check(r, 'match')), bulkSender: BULK }), t0).status,
+    want: { Ready: 'True Ready', BulkSenderReady: 'False RequirementsNotMet' },
   },
   {
     name: 'a spec the schema refuses',
@@ -131,6 +147,19 @@ describe('a SenderDomain\'s status, from what its controller gathered', () => {
     expect(notServedApi.events.map((e) => e.reason)).toEqual(['APINotServed']);
     expect(notServedApi.retry).toBeUndefined();
     expect(message(notServedApi.status, 'Degraded')).toBe('spec.dnsEndpoint.enabled, but the cluster does not serve externaldns.k8s.io/v1alpha1: install external-dns with its DNSEndpoint CRD, or publish status.records yourself');
+  });
+
+  it('BulkSenderReady: on the records as this pass sees them, an Event when it turns, none without bulk sender facts', () => {
+    const withUnsubscribe = domain({ unsubscribe: { url: 'https://links.example.com' } });
+    const missing = senderDomainStatus(facts({ domain: withUnsubscribe, records: WITH_DMARC, checks: [check(WITH_DMARC[3]!, 'missing')], bulkSender: BULK }), t0);
+    expect(message(missing.status, 'BulkSenderReady')).toBe(
+      "SPF: example.com has not been checked yet (wait for the operator's first DNS check); DKIM: mailfleet-1-rsa._domainkey.example.com has not been checked yet (wait for the operator's first DNS check), mailfleet-1-ed._domainkey.example.com has not been checked yet (wait for the operator's first DNS check); DMARC: no record at _dmarc.example.com (publish the record in status.records)",
+    );
+    expect(missing.events.find((e) => e.reason === 'BulkSenderNotReady')).toMatchObject({ type: 'Warning' });
+    const served = senderDomainStatus(facts({ domain: domain({ unsubscribe: { url: 'https://links.example.com' } }, missing.status), records: WITH_DMARC, checks: WITH_DMARC.map((r) => check(r, 'match')), bulkSender: BULK }), later(1000));
+    expect(served.events.find((e) => e.reason === 'BulkSenderReady')).toMatchObject({ type: 'Normal', message: expect.stringContaining('FCrDNS for 203.0.113.7 (mail.example.com)') });
+    expect(served.status.conditions!.find((c) => c.type === 'BulkSenderReady')).toMatchObject({ status: 'True', observedGeneration: 3, lastTransitionTime: later(1000).toISOString() });
+    expect(senderDomainStatus(facts(), t0).status.conditions!.map((c) => c.type)).not.toContain('BulkSenderReady');
   });
 
   it('comes back at the next DNS check or rotation step, whichever is first, and not within a second', () => {

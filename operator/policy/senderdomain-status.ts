@@ -2,7 +2,7 @@
  * A SenderDomain's status as pure functions of what its controller gathered and did (as
  * cert-manager's readiness controller has a policy evaluator between its gatherer and its
  * status write): the conditions KeysReady, DNSVerified, Ready and Degraded with their
- * reasons, the records with what DNS served, the Events a change of them deserves, and when
+ * reasons, BulkSenderReady (./bulk-sender.ts) on the records as this pass sees them, the records with what DNS served, the Events a change of them deserves, and when
  * to look again. Also the two questions the gatherer asks before it acts: is a DNS check due,
  * and which selectors does DNS serve. Nothing here reads the clock or talks to a cluster.
  */
@@ -12,6 +12,7 @@ import type { RecordCheck } from '../../relay/records-verify.js';
 import type { DkimKeyStatus, SenderDomain } from '../api/v1alpha1.js';
 import { setCondition } from '../controllers/conditions.js';
 import type { Reason } from '../controllers/reasons.js';
+import { bulkSenderReadiness, type BulkSenderFacts } from './bulk-sender.js';
 
 export type SenderDomainStatus = NonNullable<SenderDomain['status']>;
 type RecordStatus = NonNullable<SenderDomainStatus['records']>[number];
@@ -38,6 +39,8 @@ export interface SenderDomainFacts {
   dnsEndpointError?: string | undefined;
   /** What the records cannot say (relay/records.ts, ../render/senderdomain.ts): the return path's MX among them. */
   warnings?: readonly string[] | undefined;
+  /** What BulkSenderReady needs besides the records and keys: the selecting MailRelays and the egress addresses' reverse DNS. Absent: the condition is left as it was. */
+  bulkSender?: Pick<BulkSenderFacts, 'relays' | 'reverse'> | undefined;
 }
 
 export interface StatusEvent {
@@ -135,6 +138,8 @@ export function senderDomainStatus(facts: SenderDomainFacts, now: Date): SenderD
   conditions = setCondition(conditions, { type: 'DNSVerified', status: notMatching.length ? 'False' : 'True', reason: notMatching.length ? 'RecordsNotServed' : 'RecordsServed', message: dnsMessage, observedGeneration: generation }, now);
   conditions = setCondition(conditions, { type: 'Ready', status: ready ? 'True' : 'False', reason: ready ? 'Ready' : keysReady ? 'WaitingForDNS' : 'WaitingForKeys', message: ready ? `${spec.domain} signs and its records are served` : keysReady ? `publish the records in status.records (${dnsMessage})` : 'making keys', observedGeneration: generation }, now);
   conditions = setCondition(conditions, { type: 'Degraded', status: problem ? 'True' : 'False', reason: problem?.reason ?? 'Reconciled', message: problem?.message ?? 'keys, records and status up to date', observedGeneration: generation }, now);
+  const bulk = facts.bulkSender && bulkSenderReadiness({ ...facts.bulkSender, domain: spec.domain, records, activeSelectors: active.map((k) => k.selector), unsubscribe: spec.unsubscribe !== undefined });
+  if (bulk) conditions = setCondition(conditions, { type: 'BulkSenderReady', ...bulk, observedGeneration: generation }, now);
 
   // Events for changes only: a Degraded message not said before, a DNS verdict that turned.
   const events: StatusEvent[] = [];
@@ -143,6 +148,8 @@ export function senderDomainStatus(facts: SenderDomainFacts, now: Date): SenderD
   const dnsBefore = before?.conditions?.find((c) => c.type === 'DNSVerified')?.status;
   const dnsAfter = notMatching.length ? 'False' : 'True';
   if (checks && dnsBefore !== dnsAfter) events.push(dnsAfter === 'True' ? event('Normal', 'DNSVerified', dnsMessage) : event('Warning', 'DNSNotVerified', dnsMessage));
+  const bulkBefore = before?.conditions?.find((c) => c.type === 'BulkSenderReady')?.status;
+  if (bulk && bulkBefore !== bulk.status) events.push(bulk.status === 'True' ? event('Normal', 'BulkSenderReady', bulk.message) : event('Warning', 'BulkSenderNotReady', bulk.message));
 
   const status: SenderDomainStatus = {
     observedGeneration: generation,

@@ -63,6 +63,7 @@ describeCluster('DKIM rotation on a real kube-apiserver', (cluster) => {
         secret: () => undefined,
         dnsEndpoints: () => false,
         verify: (records, servers) => verifyRecords(records, { servers, timeoutMs: 1000 }),
+        reverse: () => Promise.resolve([]),
       });
       await kubectlApply(cluster(), [
         {

@@ -1,6 +1,6 @@
 import { expect, it } from 'vitest';
 import { describePeer } from './availability.js';
-import { DNSMASQ_BINARIES, startDnsmasq } from './dnsmasq.js';
+import { DNSMASQ_BINARIES, reverseName, startDnsmasq } from './dnsmasq.js';
 import { isAlive, run } from './proc.js';
 import { useTeardown } from './teardown.js';
 
@@ -60,6 +60,33 @@ describePeer('dnsmasq', [...DNSMASQ_BINARIES, 'dig'], () => {
     expect(await errorCode(r.resolveMx('example.com'))).toBe('EREFUSED'); // nothing leaves loopback
     const nx = await run('dig', ['-p', String(dns.port), '@127.0.0.1', 'A', 'no-such-host.test']);
     expect(nx.stdout).toContain('status: NXDOMAIN');
+  });
+
+  it('serves PTR records: its own, those of host records, and NXDOMAIN for an address without one (IPv4 and IPv6)', async () => {
+    expect(reverseName('203.0.113.7')).toBe('7.113.0.203.in-addr.arpa');
+    expect(reverseName('2001:db8::7')).toBe(`7.${'0.'.repeat(23)}8.b.d.0.1.0.0.2.ip6.arpa`);
+    const dns = await startDnsmasq({
+      hosts: [
+        { name: 'mail.example.test', address: '203.0.113.7' },
+        { name: 'other.example.test', address: '203.0.113.8' },
+        { name: 'v6.example.test', address: '2001:db8::7' },
+      ],
+      ptr: [
+        { address: '203.0.113.8', name: 'elsewhere.example.test' },
+        { address: '203.0.113.9', name: 'mail.example.test' },
+        { address: '2001:db8::9', name: 'v6.example.test' },
+      ],
+    });
+    defer(dns.stop);
+    const r = dns.resolver();
+    expect(await r.reverse('203.0.113.7')).toEqual(['mail.example.test']); // the host record's own
+    expect(await r.reverse('203.0.113.8')).toEqual(['elsewhere.example.test']); // ptr takes the host record's place
+    expect(await r.reverse('203.0.113.9')).toEqual(['mail.example.test']);
+    expect(await r.reverse('2001:db8::7')).toEqual(['v6.example.test']);
+    expect(await r.reverse('2001:db8::9')).toEqual(['v6.example.test']);
+    expect(await errorCode(r.reverse('203.0.113.10'))).toBe('ENOTFOUND'); // NXDOMAIN, as a reverse zone answers
+    const dig = await run('dig', ['+short', '-p', String(dns.port), '@127.0.0.1', '-x', '203.0.113.8']);
+    expect(dig.stdout.trim()).toBe('elsewhere.example.test.');
   });
 
   it('stops by PID; two servers run side by side', async () => {

@@ -1,4 +1,5 @@
 import { Resolver } from 'node:dns/promises';
+import { isIPv4, isIPv6 } from 'node:net';
 import { binary } from './availability.js';
 import { freePort } from './ports.js';
 import { spawnPeer, type Peer } from './proc.js';
@@ -15,6 +16,12 @@ export interface DnsmasqOptions {
   txt?: { name: string; values: string[] }[];
   /** Domains with a null MX (RFC 7505: "MX 0 ."). */
   nullMx?: string[];
+  /**
+   * PTR records: the reverse name of `address` (in-addr.arpa or ip6.arpa) names `name`. Each
+   * entry of `hosts` also gets a PTR of its own from dnsmasq; one here for the same address
+   * takes its place (so a PTR can point elsewhere than the A record's name).
+   */
+  ptr?: { address: string; name: string }[];
 }
 
 export interface Dnsmasq {
@@ -27,6 +34,17 @@ export interface Dnsmasq {
   /** dnsmasq's log (it logs to stderr in the foreground). */
   output(): string;
   stop(): Promise<void>;
+}
+
+/** The reverse name of an IPv4 or IPv6 address: 7.113.0.203.in-addr.arpa, or the ip6.arpa nibbles. */
+export function reverseName(address: string): string {
+  if (isIPv4(address)) return `${address.split('.').reverse().join('.')}.in-addr.arpa`;
+  if (!isIPv6(address)) throw new Error(`dnsmasq peer: ${JSON.stringify(address)} is not an IP address`);
+  const [head = '', tail = ''] = address.split('::');
+  const groups = (part: string) => (part ? part.split(':') : []);
+  const missing = 8 - groups(head).length - groups(tail).length;
+  const full = [...groups(head), ...Array<string>(address.includes('::') ? missing : 0).fill('0'), ...groups(tail)];
+  return `${[...full.map((g) => g.padStart(4, '0')).join('')].reverse().join('.')}.ip6.arpa`;
 }
 
 function checkName(name: string): string {
@@ -63,6 +81,9 @@ function dnsmasqArgs(port: number, opts: DnsmasqOptions): string[] {
     `--port=${port}`,
     // Unknown names under .test answer NXDOMAIN; other names get REFUSED: nothing leaves.
     '--local=/test/',
+    // Unknown reverse names answer NXDOMAIN too, as a provider's reverse zone does for an address without a PTR.
+    '--local=/in-addr.arpa/',
+    '--local=/ip6.arpa/',
     '--pid-file=', // no pid file: we hold the PID, and parallel instances must not share one
     '--log-facility=-',
   ];
@@ -70,6 +91,7 @@ function dnsmasqArgs(port: number, opts: DnsmasqOptions): string[] {
   // dnsmasq takes "." as the root name, so this serves "MX 0 ." (seen with dig and Node).
   for (const domain of opts.nullMx ?? []) args.push(`--mx-host=${checkName(domain)},.,0`);
   for (const h of opts.hosts ?? []) args.push(`--host-record=${checkName(h.name)},${h.address}`);
+  for (const p of opts.ptr ?? []) args.push(`--ptr-record=${reverseName(p.address)},${checkName(p.name)}`);
   for (const t of opts.txt ?? []) for (const v of t.values) args.push(`--dns-rr=${checkName(t.name)},16,${txtRdataHex(v)}`);
   return args;
 }
@@ -97,7 +119,7 @@ async function waitForAnswers(peer: Peer, port: number): Promise<void> {
   throw new Error(`dnsmasq did not answer on 127.0.0.1:${port}: ${peer.output()}`);
 }
 
-/** A dnsmasq authoritative-only server on 127.0.0.1 for MX/A/TXT records under .test. */
+/** A dnsmasq authoritative-only server on 127.0.0.1 for MX/A/TXT records under .test, and PTR records. */
 export async function startDnsmasq(opts: DnsmasqOptions = {}): Promise<Dnsmasq> {
   // freePort checks TCP only; if the UDP port is taken, dnsmasq exits and we try another.
   for (let tries = 0; ; tries++) {
