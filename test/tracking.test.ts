@@ -73,7 +73,7 @@ describePeer('open and click tracking: the rewrite signed, the pixel and the cli
       'Content-Type: text/html; charset=utf-8',
       'Content-Transfer-Encoding: 8bit',
       '',
-      `<html><body><h1>Café news</h1><p><a id="shop" href="${shop}/product?id=42">Visit the shop</a></p><p><a href="https://private.test/" data-mailfleet-track="off">private</a></p></body></html>`,
+      `<html><body><h1>Café news</h1><p><a id="shop" href="${shop}/product?id=42">Visit the shop</a></p><p><a href="https://private.test/" data-mailfleet-track="off">private</a></p><p><a id="cafe" href="${shop}/café?q=grüße">Café</a></p></body></html>`,
       '--ALT--',
       '',
       '--MIX',
@@ -184,13 +184,19 @@ describePeer('open and click tracking: the rewrite signed, the pixel and the cli
       expect(res.status, url).toBe(404);
       expect(res.headers.get('location')).toBeNull();
     }
+    // A link with non-ASCII characters (UTF-8 in the HTML) redirects as a browser would ask for it.
+    const cafe = /<a id="cafe" href="([^"]+)"/.exec(html)![1]!;
+    const toCafe = await fetch(cafe, { redirect: 'manual', headers: { 'user-agent': CHROME_UA } });
+    expect(toCafe.status).toBe(307);
+    expect(toCafe.headers.get('location')).toBe(`${shop}/caf%C3%A9?q=gr%C3%BC%C3%9Fe`);
     const head = await fetch(click, { method: 'HEAD', redirect: 'manual', headers: { 'user-agent': CHROME_UA } });
     expect(head.status).toBe(307);
     expect(head.headers.get('location')).toBe(`${shop}/product?id=42`);
     const proxied = await fetch(pixel, { headers: { 'user-agent': 'Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)' } });
     expect(proxied.headers.get('content-type')).toBe('image/gif');
-    await waitFor(() => events('clicked', 'flagged@receiver.test').length === 1 && events('opened', 'flagged@receiver.test').length === 1, 'the flagged events', 10_000);
-    expect(events('clicked', 'flagged@receiver.test')[0]!.client).toMatchObject({ scanner: true });
+    await waitFor(() => events('clicked', 'flagged@receiver.test').length === 2 && events('opened', 'flagged@receiver.test').length === 1, 'the flagged events', 10_000);
+    expect(events('clicked', 'flagged@receiver.test').find((e) => (e.click as { url: string }).url === `${shop}/product?id=42`)!.client).toMatchObject({ scanner: true });
+    expect(events('clicked', 'flagged@receiver.test').find((e) => (e.click as { url: string }).url === `${shop}/café?q=grüße`)!.client).not.toHaveProperty('scanner');
     expect(events('opened', 'flagged@receiver.test')[0]!.client).toMatchObject({ proxy: 'google' });
     const metrics = await relay.metricsText();
     expect(metrics).toMatch(/mailfleet_relay_tracking_requests_total\{kind="click",client="refused"\} 2/);

@@ -159,7 +159,11 @@ async function tracked(deps: LinksDeps, req: http.IncomingMessage, res: http.Ser
   const event = trackingEvent(valid, { relay: deps.hostname(), pod: deps.pod, now: deps.now() }, open ? 'opened' : 'clicked', client, crypto.randomBytes(6).toString('hex'));
   await deps.publish([event]).catch((err: Error) => deps.log.error({ err, queueId: valid.queueId }, `could not record an ${event.type} event`));
   if (open) res.writeHead(200, { 'content-type': 'image/gif', 'content-length': PIXEL.length, 'cache-control': 'no-store, no-cache, must-revalidate, private', expires: '0' }).end(PIXEL);
-  else res.writeHead(307, { location: valid.url!, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-type': 'text/plain; charset=utf-8' }).end(`${valid.url}\n`);
+  else {
+    // As a browser would send it: non-ASCII percent-encoded (UTF-8), the host in punycode.
+    const location = new URL(valid.url!).href;
+    res.writeHead(307, { location, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-type': 'text/plain; charset=utf-8' }).end(`${location}\n`);
+  }
 }
 
 export function startLinks(address: string, port: number, deps: LinksDeps): Promise<http.Server> {
