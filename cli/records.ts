@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile, type RelayConfig } from '../relay/config.js';
 import { loadDkimKey } from '../relay/dkim-keys.js';
 import { verifyRecords, type RecordCheck } from '../relay/records-verify.js';
-import { formatZoneRecord, recordsFor, SPF_LOOKUP_LIMIT, type DomainRecords, type RelayFacts } from '../relay/records.js';
+import { formatZoneRecord, linkHostsOf, recordsFor, SPF_LOOKUP_LIMIT, type DomainRecords, type RelayFacts } from '../relay/records.js';
 import { relayConfigFile } from './config-file.js';
 import type { Output } from './output.js';
 
@@ -67,7 +67,7 @@ export async function recordsCommand(argv: string[], out: Output = console): Pro
   }
   const domains = config.senderDomains.map((d) =>
     recordsFor(
-      d,
+      { ...d, linkHosts: linkHostsOf(d) },
       relayFacts(config),
       (d.dkim?.keys ?? []).map((k) => loadDkimKey(k.privateKeyFile, k.selector)),
     ),
@@ -119,7 +119,7 @@ function parseRecordsArgs(argv: string[]): RecordsOptions {
 
 function relayFacts(config: RelayConfig): RelayFacts {
   const { route } = config.delivery;
-  return { route: route.type, smarthostHost: route.type === 'smarthost' ? route.host : undefined, egressAddresses: config.delivery.egressAddresses, bouncesMxHost: config.bounces?.mxHost };
+  return { route: route.type, smarthostHost: route.type === 'smarthost' ? route.host : undefined, egressAddresses: config.delivery.egressAddresses, bouncesMxHost: config.bounces?.mxHost, linksHost: config.links?.publicHost };
 }
 
 async function withChecks(domains: DomainRecords[], options: RecordsOptions, config: RelayConfig): Promise<DomainReport[]> {

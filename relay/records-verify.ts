@@ -52,6 +52,7 @@ export async function verifyRecords(records: DnsRecord[], opts: VerifyOptions): 
   return Promise.all(
     records.map(async (record) => {
       if (record.type === 'MX') return verifyMx(resolver, record);
+      if (record.type === 'CNAME') return verifyCname(resolver, record);
       const answer = await lookup(record.name);
       const check = 'error' in answer ? { record, status: 'error' as const, served: [], error: answer.error } : compare(record, answer.values);
       return record.purpose === 'spf' ? { ...check, spf: await countSpfLookups(record.value, lookup) } : check;
@@ -101,6 +102,20 @@ async function verifyMx(resolver: Resolver, record: DnsRecord): Promise<RecordCh
   return { record, status: 'different', served, difference: `MX ${served.join(', ')}; none names ${host}, so bounces and complaints go elsewhere` };
 }
 
+/** A CNAME record matches when the name is an alias of the recommended host. */
+async function verifyCname(resolver: Resolver, record: DnsRecord): Promise<RecordCheck> {
+  let served: string[];
+  try {
+    served = (await resolver.resolveCname(record.name)).map((h) => h.toLowerCase().replace(/\.$/, ''));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'ENODATA') return { record, status: 'missing', served: [] };
+    return { record, status: 'error', served: [], error: `CNAME query for ${record.name} failed: ${code ?? (err as Error).message}` };
+  }
+  if (served.includes(record.value.toLowerCase())) return { record, status: 'match', served };
+  return { record, status: 'different', served, difference: `CNAME ${served.join(', ')}, not ${record.value}: the links in mail go elsewhere` };
+}
+
 function compare(record: DnsRecord, served: string[]): RecordCheck {
   const result = (status: VerifyStatus, difference?: string): RecordCheck => ({ record, status, served, ...(difference ? { difference } : {}) });
   const candidates = served.filter((value) => isRecordOfKind(record, value));
@@ -119,6 +134,7 @@ const MULTIPLE_RECORDS: Record<RecordPurpose, string> = {
   'mta-sts': 'senders then assume no policy (RFC 8461 §3.1)',
   'tls-rpt': 'senders then send no reports (RFC 8460 §3)',
   mx: 'servers may pick any of them',
+  links: 'a name has one CNAME and nothing else (RFC 1034 §3.6.2)',
 };
 
 /** Whether a TXT value is a record of the same kind (other TXT records share names). */

@@ -198,6 +198,19 @@ describe('MTA-STS and TLS-RPT', () => {
   });
 });
 
+describe('the link hosts (unsubscribe, tracking)', () => {
+  it('under the domain get a CNAME to the links endpoint, with a zone line; without its host, a warning; a host of another zone, nothing', () => {
+    const withHost = recordsFor({ ...domain(), linkHosts: ['t.example.test', 'links.shared.test'] }, { ...MX, linksHost: 'ingress.example.net' }, []);
+    const cname = withHost.records.filter((r) => r.purpose === 'links');
+    expect(cname.map((r) => [r.name, r.type, r.value])).toEqual([['t.example.test', 'CNAME', 'ingress.example.net']]);
+    expect(formatZoneRecord(cname[0]!)).toBe('t.example.test. 3600 IN CNAME ingress.example.net.');
+    const without = recordsFor({ ...domain(), linkHosts: ['t.example.test'] }, MX, []);
+    expect(without.records.filter((r) => r.purpose === 'links')).toEqual([]);
+    expect(without.warnings.join('\n')).toMatch(/t\.example\.test must reach the relays' links endpoint .*set links\.publicHost/);
+    expect(recordsFor({ ...domain(), linkHosts: ['example.test'] }, { ...MX, linksHost: 'ingress.example.net' }, []).warnings.join('\n')).toMatch(/example\.test is the sender domain itself: a link host needs a name of its own/);
+  });
+});
+
 describe('a return path', () => {
   it('gets the SPF record of its sender domain (receivers check SPF against the envelope sender), and a warning that it needs an MX', () => {
     const result = recordsFor(domain({ returnPath: 'bounces.example.test' }), MX, []);

@@ -7,15 +7,15 @@
 import { createHash } from 'node:crypto';
 import type { DkimAlgorithm } from './dkim-keys.js';
 
-export type RecordPurpose = 'spf' | 'dkim' | 'dmarc' | 'mta-sts' | 'tls-rpt' | 'mx';
+export type RecordPurpose = 'spf' | 'dkim' | 'dmarc' | 'mta-sts' | 'tls-rpt' | 'mx' | 'links';
 
 export interface DnsRecord {
   /** Fully qualified, without the trailing dot. */
   name: string;
-  type: 'TXT' | 'MX';
-  /** TXT: the text; MX: preference and host, `10 bounces-mx.example.com`. */
+  type: 'TXT' | 'MX' | 'CNAME';
+  /** TXT: the text; MX: preference and host, `10 bounces-mx.example.com`; CNAME: the host. */
   value: string;
-  /** TXT: `value` in character-strings of at most 255 bytes, as a TXT record carries it; MX: none. */
+  /** TXT: `value` in character-strings of at most 255 bytes, as a TXT record carries it; MX, CNAME: none. */
   strings: string[];
   purpose: RecordPurpose;
   selector?: string;
@@ -46,6 +46,8 @@ export interface SenderDomainRecordsInput {
   tlsRpt?: { rua: string[] } | undefined;
   /** The VERP return path domain (the envelope sender's domain, so SPF is checked there). */
   returnPath?: string | undefined;
+  /** The hosts of the domain's unsubscribe and tracking URLs (those under the domain get a CNAME). */
+  linkHosts?: string[] | undefined;
 }
 
 /** How the relay sends mail, which decides what SPF must allow. */
@@ -56,6 +58,8 @@ export interface RelayFacts {
   egressAddresses: string[];
   /** The public host name of the bounces listeners, which a return path's MX names. */
   bouncesMxHost?: string | undefined;
+  /** The public host name of the links endpoint (its Ingress or load balancer), which the link hosts' CNAMEs name. */
+  linksHost?: string | undefined;
 }
 
 export interface DkimRecordKey {
@@ -114,7 +118,19 @@ export function recordsFor(domain: SenderDomainRecordsInput, facts: RelayFacts, 
     if (facts.bouncesMxHost) records.push({ name: domain.returnPath, type: 'MX', value: `10 ${facts.bouncesMxHost}`, strings: [], purpose: 'mx', note: `the return path of ${domain.domain}: bounces and complaints reach the relays' bounces listener` });
     else warnings.push(`${domain.returnPath} needs an MX record naming the public host of the relays' bounces listener (set bounces.mxHost, or a MailRelay's spec.bounces.mxHost, and it is recommended here), or its bounces and complaints are lost`);
   }
+  for (const host of domain.linkHosts ?? []) {
+    // A host outside the domain is another zone's (a shared links host): not ours to recommend.
+    if (host !== domain.domain && !host.endsWith(`.${domain.domain}`)) continue;
+    if (host === domain.domain) warnings.push(`${host} is the sender domain itself: a link host needs a name of its own (a CNAME cannot stand beside the domain's other records); use e.g. links.${host}`);
+    else if (facts.linksHost && facts.linksHost !== host) records.push({ name: host, type: 'CNAME', value: facts.linksHost, strings: [], purpose: 'links', note: `the links in mail from ${domain.domain} (unsubscribe, tracking) reach the relays' links endpoint` });
+    else if (!facts.linksHost) warnings.push(`${host} must reach the relays' links endpoint (its Ingress), or the links in mail from ${domain.domain} fail: a CNAME to its public host (set links.publicHost, or a MailRelay's spec.links.publicHost, and it is recommended here)`);
+  }
   return { domain: domain.domain, records, policies, warnings };
+}
+
+/** The hosts of a sender domain's unsubscribe and tracking URLs. */
+export function linkHostsOf(d: { unsubscribe?: { url: string } | undefined; tracking?: { url: string } | undefined }): string[] {
+  return [...new Set([d.unsubscribe?.url, d.tracking?.url].flatMap((u) => (u ? [new URL(u).hostname.toLowerCase()] : [])))];
 }
 
 function txt(name: string, value: string, purpose: RecordPurpose, extra: Pick<DnsRecord, 'selector' | 'note'> = {}): DnsRecord {
@@ -232,7 +248,7 @@ export function splitTxtValue(value: string): string[] {
 
 /** One zone-file line: `name. TTL IN TXT "part1" "part2"`, or `name. TTL IN MX 10 host.`. */
 export function formatZoneRecord(record: DnsRecord, ttl = 3600): string {
-  if (record.type === 'MX') return `${record.name}. ${ttl} IN MX ${record.value}.`;
+  if (record.type === 'MX' || record.type === 'CNAME') return `${record.name}. ${ttl} IN ${record.type} ${record.value}.`;
   const quoted = record.strings.map((s) => `"${zoneEscape(s)}"`).join(' ');
   return `${record.name}. ${ttl} IN ${record.type} ${quoted}`;
 }

@@ -124,6 +124,19 @@ describePeer('records against DNS (dnsmasq)', DNSMASQ_BINARIES, () => {
     });
     defer(dns.stop);
 
+    const links = recordsFor({ ...senderDomainSchema.parse({ domain: 'links.test' }), linkHosts: ['t.links.test', 'u.links.test', 'v.links.test'] }, { ...MX, linksHost: 'ingress.example.net' }, []).records.filter((r) => r.purpose === 'links');
+    const cnames = await startDnsmasq({
+      hosts: [{ name: 'ingress.example.net', address: '192.0.2.80' }, { name: 'elsewhere.example.net', address: '192.0.2.81' }],
+      cname: [{ name: 't.links.test', target: 'ingress.example.net' }, { name: 'u.links.test', target: 'elsewhere.example.net' }],
+    });
+    defer(cnames.stop);
+    const linkChecks = await verifyRecords(links, { servers: [cnames.server], timeoutMs: 2000 });
+    expect(linkChecks.map((c) => [c.record.name, c.status, c.difference ?? ''])).toEqual([
+      ['t.links.test', 'match', ''],
+      ['u.links.test', 'different', 'CNAME elsewhere.example.net, not ingress.example.net: the links in mail go elsewhere'],
+      ['v.links.test', 'missing', ''],
+    ]);
+
     const checks = await verifyRecords([...example, ...other, ...outside], { servers: [dns.server], timeoutMs: 2000 });
 
     const spf = checkOf(checks, 'example.test');

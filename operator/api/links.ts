@@ -61,6 +61,12 @@ export const linksSpecSchema = z
         loadBalancerIP: z.string().optional().describe('A fixed address for the load balancer, where the cloud takes one.'),
       })
       .prefault({}),
+    publicHost: z
+      .string()
+      .regex(new RegExp(`^${dnsLabel}(\\.${dnsLabel})+$`), 'a DNS name such as links-ingress.example.net')
+      .max(253)
+      .optional()
+      .describe("The public host name of the links endpoint (the Ingress's load balancer, e.g. ingress.example.net): the SenderDomains it serves get a CNAME to it in status.records for each unsubscribe and tracking host under their domain."),
     ingress: z
       .strictObject({
         enabled: z.boolean().default(false).describe('An Ingress NAME-links (networking.k8s.io/v1) with a rule for the host of each selected SenderDomain\'s unsubscribe and tracking URLs (path prefixes /u/, /o/ and /c/) and TLS for those hosts.'),

@@ -45,3 +45,18 @@ describe('senderDomainRecords: a return path', () => {
     expect(records.warnings.join('\n')).not.toMatch(/MX record/);
   });
 });
+
+describe('senderDomainRecords: link hosts', () => {
+  it("a selecting MailRelay's spec.links.publicHost gives each unsubscribe and tracking host under the domain a CNAME, in status.records and the DNSEndpoint; without it, a warning", () => {
+    const linked: MailRelay = { ...relay, spec: mailRelaySpecSchema.parse({ ...relay.spec, links: { publicHost: 'ingress.example.net' } }) };
+    const spec = { unsubscribe: { url: 'https://links.example.com' }, tracking: { url: 'https://t.example.com' } };
+    const records = senderDomainRecords(domain(spec), [linked], []);
+    expect(records.records.filter((r) => r.type === 'CNAME').map((r) => [r.name, r.value])).toEqual([
+      ['links.example.com', 'ingress.example.net'],
+      ['t.example.com', 'ingress.example.net'],
+    ]);
+    const endpoint = dnsEndpoint(domain(spec), records) as unknown as { spec: { endpoints: unknown[] } };
+    expect(endpoint.spec.endpoints).toContainEqual({ dnsName: 't.example.com', recordType: 'CNAME', targets: ['ingress.example.net'], recordTTL: 300 });
+    expect(senderDomainRecords(domain(spec), [relay], []).warnings).toContainEqual(expect.stringMatching(/^t\.example\.com must reach the relays' links endpoint/));
+  });
+});

@@ -5,7 +5,7 @@
  * the optional external-dns DNSEndpoint.
  */
 import { duration } from '../../relay/config.js';
-import { recordsFor, type DkimRecordKey, type DomainRecords, type RelayFacts } from '../../relay/records.js';
+import { linkHostsOf, recordsFor, type DkimRecordKey, type DomainRecords, type RelayFacts } from '../../relay/records.js';
 import { API_VERSION, type DkimKeyStatus, type MailRelay, type SenderDomain } from '../api/v1alpha1.js';
 import { matches } from '../kube/selector.js';
 import { linksWarnings } from './links.js';
@@ -47,10 +47,12 @@ export function senderDomainRecords(domain: SenderDomain, relays: readonly MailR
   const bouncesMxHost = [...relays]
     .filter((r) => r.metadata.namespace === domain.metadata.namespace && r.spec.bounces?.enabled && r.spec.bounces.mxHost)
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0]?.spec.bounces?.mxHost;
-  const facts = { ...signing, bouncesMxHost };
+  // The links of its mail reach the links endpoint of a MailRelay that selects it.
+  const linksHost = [...selecting].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name)).find((r) => r.spec.links?.publicHost)?.spec.links?.publicHost;
+  const facts = { ...signing, bouncesMxHost, linksHost };
   const spec = domain.spec;
   const records = recordsFor(
-    { domain: spec.domain, spf: spec.spf, dmarc: spec.dmarc, tlsRpt: spec.tlsRpt, returnPath: spec.returnPath, mtaSts: spec.mtaSts && { mode: spec.mtaSts.mode, mx: spec.mtaSts.mx, maxAge: duration.parse(spec.mtaSts.maxAge) } },
+    { domain: spec.domain, spf: spec.spf, dmarc: spec.dmarc, tlsRpt: spec.tlsRpt, returnPath: spec.returnPath, linkHosts: linkHostsOf(spec), mtaSts: spec.mtaSts && { mode: spec.mtaSts.mode, mx: spec.mtaSts.mx, maxAge: duration.parse(spec.mtaSts.maxAge) } },
     facts,
     keys,
   );

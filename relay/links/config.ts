@@ -24,6 +24,11 @@ export const linksSchema = strict({
     .default('127.0.0.1')
     .describe('Address of the links endpoint. Loopback unless set: in Kubernetes the operator sets 0.0.0.0 so its Service reaches it.'),
   port: z.number().int().min(0).max(65535).default(8090).describe('Port of the links endpoint (plain HTTP: TLS is the Ingress\'s).'),
+  publicHost: z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$/, 'a host name')
+    .optional()
+    .describe("The public host name of the links endpoint (its Ingress or load balancer): `mailfleet records` recommends a CNAME naming it for each unsubscribe and tracking host under a sender domain."),
 });
 
 export const unsubscribeSchema = strict({

@@ -264,7 +264,7 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
 
   // One-click unsubscribe: a MailRelay with the Ingress, a SenderDomain with spec.unsubscribe; and one relay without an Ingress.
   it('a MailRelay with spec.links.ingress and a SenderDomain with spec.unsubscribe are stored whole; the operator makes the namespace\'s links key, the Service NAME-links, the Ingress with the TLS host, mounts the key, and renders a config the relay\'s own loader takes', async () => {
-    const links = { ingress: { enabled: true, className: 'nginx', annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt' } } };
+    const links = { publicHost: 'ingress.example.net', ingress: { enabled: true, className: 'nginx', annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt' } } };
     const unsubscribe = { url: 'https://go.unsub.example.com', mailto: true };
     for (const manifest of [
       senderDomain('unsub-example', { domain: 'unsub.example.com', returnPath: 'bounces.unsub.example.com', unsubscribe, tracking: { url: 'https://t.unsub.example.com', opens: false } }, { relay: 'unsub' }),
@@ -275,7 +275,7 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
       const applied = await kubectl(cluster(), ['apply', '-f', '-'], { input: manifest });
       expect(applied.code, applied.stderr).toBe(0);
     }
-    expect((await get('unsub'))?.spec?.links).toEqual({ enabled: false, service: { type: 'ClusterIP' }, ingress: links.ingress });
+    expect((await get('unsub'))?.spec?.links).toEqual({ enabled: false, service: { type: 'ClusterIP' }, publicHost: 'ingress.example.net', ingress: links.ingress });
     expect((await getDomain('unsub-example'))?.spec?.unsubscribe).toEqual(unsubscribe);
     operator ??= await startChartOperator(cluster(), chart, ns);
 
@@ -308,6 +308,10 @@ describeCluster('field validation on a real kube-apiserver', (cluster) => {
       rules: ['go.unsub.example.com', 't.unsub.example.com'].map((host) => ({ host, http: { paths: ['/u/', '/o/', '/c/'].map((path) => ({ path, pathType: 'Prefix', backend: { service: { name: 'unsub-links', port: { name: 'http' } } } })) } })),
     });
     expect(await ingress('unsub-plain-links')).toBeUndefined();
+    // The link hosts under the domain get a CNAME to the MailRelay's spec.links.publicHost in status.records.
+    type RecordObj = { name: string; type: string; value: string };
+    await eventually(async () => ((await getDomain('unsub-example'))?.status as { records?: RecordObj[] } | undefined)?.records?.some((r) => r.type === 'CNAME') ?? false, 'the CNAME records of unsub-example');
+    expect(((await getDomain('unsub-example'))!.status as { records: RecordObj[] }).records.filter((r) => r.type === 'CNAME').map((r) => `${r.name} ${r.value}`)).toEqual(['go.unsub.example.com ingress.example.net', 't.unsub.example.com ingress.example.net']);
     // The domain no Ingress serves says where its URL must lead; the other says nothing of links.
     await eventually(async () => !!(await getDomain('unsub-plain'))?.status?.warnings?.some((w) => w.includes('spec.unsubscribe.url')), 'the unsubscribe warning of unsub-plain');
     expect((await getDomain('unsub-plain'))!.status!.warnings).toContainEqual(expect.stringContaining('the URL must reach Service unsub-plain-links (port 80)'));

@@ -22,6 +22,8 @@ export interface DnsmasqOptions {
    * takes its place (so a PTR can point elsewhere than the A record's name).
    */
   ptr?: { address: string; name: string }[];
+  /** CNAME records; dnsmasq answers one only when its target is a name it knows (give the target in `hosts`). */
+  cname?: { name: string; target: string }[];
 }
 
 export interface Dnsmasq {
@@ -92,6 +94,7 @@ function dnsmasqArgs(port: number, opts: DnsmasqOptions): string[] {
   for (const domain of opts.nullMx ?? []) args.push(`--mx-host=${checkName(domain)},.,0`);
   for (const h of opts.hosts ?? []) args.push(`--host-record=${checkName(h.name)},${h.address}`);
   for (const p of opts.ptr ?? []) args.push(`--ptr-record=${reverseName(p.address)},${checkName(p.name)}`);
+  for (const c of opts.cname ?? []) args.push(`--cname=${checkName(c.name)},${checkName(c.target)}`);
   for (const t of opts.txt ?? []) for (const v of t.values) args.push(`--dns-rr=${checkName(t.name)},16,${txtRdataHex(v)}`);
   return args;
 }
