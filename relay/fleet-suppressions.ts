@@ -11,12 +11,12 @@
  * Best effort, like gossip: a peer down when an entry is sent gets it at its next start from
  * another peer. Without a handoff token (a single relay) nothing is shared.
  */
-import crypto from 'node:crypto';
 import http from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { RelayConfig } from './config.js';
 import { findPeers, readToken } from './handoff.js';
+import { bearerMatches, readJsonBody } from './peer-request.js';
 import type { Suppression, SuppressionList } from './suppression.js';
 
 export const SUPPRESSIONS_SYNC_PATH = '/internal/suppressions';
@@ -37,8 +37,6 @@ type WireEntry = z.infer<typeof entrySchema>;
 
 const toWire = (s: Suppression): WireEntry => ({ senderDomain: s.senderDomain, recipient: s.recipient, since: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply, ...(s.permanent ? { permanent: true } : {}) });
 const fromWire = (e: WireEntry): Suppression => ({ senderDomain: e.senderDomain, recipient: e.recipient, since: Date.parse(e.since), statusCode: e.statusCode, reply: e.reply, ...(e.permanent ? { permanent: true } : {}) });
-
-const digest = (s: string) => crypto.createHash('sha256').update(s).digest();
 
 function call(peer: string, token: string, method: 'GET' | 'POST', body?: string): Promise<{ code: number; text: string }> {
   const [, host, port] = /^\[?([^\]]+?)\]?:(\d+)$/.exec(peer) ?? [];
@@ -141,23 +139,12 @@ export class FleetSuppressions {
   async serve(req: http.IncomingMessage): Promise<{ code: number; body: string }> {
     const token = await readToken(this.deps.handoff().tokenFile);
     if (!token) return { code: 404, body: 'no fleet here: handoff.tokenFile is not set\n' };
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    if (!m || !crypto.timingSafeEqual(digest(m[1]!), digest(token))) return { code: 401, body: 'unauthorized\n' };
+    if (!bearerMatches(req, token)) return { code: 401, body: 'unauthorized\n' };
     if (req.method === 'GET') return { code: 200, body: JSON.stringify({ version: 1, entries: this.deps.list.list().map(toWire) }) };
     if (req.method !== 'POST') return { code: 405, body: `use GET or POST ${SUPPRESSIONS_SYNC_PATH}\n` };
-    const declared = Number(req.headers['content-length']);
-    if (!Number.isSafeInteger(declared)) return { code: 411, body: 'a Content-Length is needed\n' };
-    if (declared > MAX_BODY) return { code: 413, body: `more than ${MAX_BODY} bytes in one request\n` };
-    const chunks: Buffer[] = [];
-    for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
-    let parsed: z.infer<typeof listSchema>;
-    try {
-      const r = listSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-      if (!r.success) return { code: 400, body: `bad entries: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).slice(0, 3).join('; ')}\n` };
-      parsed = r.data;
-    } catch (err) {
-      return { code: 400, body: `bad entries: not JSON: ${(err as Error).message}\n` };
-    }
+    const read = await readJsonBody(req, listSchema, MAX_BODY, 'entries');
+    if (!('data' in read)) return read;
+    const parsed = read.data;
     let taken = 0;
     for (const e of parsed.entries) if (this.deps.list.merge(fromWire(e))) taken++;
     if (taken) this.deps.log.info({ event: 'suppressions_merged', entries: parsed.entries.length, new: taken }, `a peer shared ${taken} new suppression list entries`);

@@ -28,7 +28,6 @@
  * A version-2 sender that meets a peer answering 400 without `x-mailfleet-handoff` (an old
  * receiver, which finds no envelope header) sends that peer the header form instead.
  */
-import crypto from 'node:crypto';
 import dns from 'node:dns/promises';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
@@ -36,6 +35,7 @@ import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
 import { parseHandoffEnvelope, type HandoffEnvelope } from './envelope.js';
 import { Spool, type Envelope, type SpoolEntry } from './spool/spool.js';
+import { bearerMatches } from './peer-request.js';
 
 export type { HandoffEnvelope } from './envelope.js';
 
@@ -55,7 +55,6 @@ export async function readToken(file: string | undefined): Promise<string | unde
   return token || undefined;
 }
 
-const digest = (s: string) => crypto.createHash('sha256').update(s).digest();
 
 export interface ReceiveDeps {
   tokenFile: () => string | undefined;
@@ -108,8 +107,7 @@ const refuse = (code: number, body: string): HandoffAnswer => ({ code, body: bod
 export async function receiveHandoff(req: http.IncomingMessage, deps: ReceiveDeps): Promise<HandoffAnswer> {
   const token = await readToken(deps.tokenFile());
   if (!token) return refuse(404, 'handoff is not configured here');
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!m || !crypto.timingSafeEqual(digest(m[1]!), digest(token))) return refuse(401, 'unauthorized');
+  if (!bearerMatches(req, token)) return refuse(401, 'unauthorized');
   if (req.method !== 'POST') return refuse(405, `use POST ${HANDOFF_PATH}`);
   if (!deps.accepting()) return refuse(503, 'this relay is stopping: hand the message to another peer');
   const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length']);

@@ -12,13 +12,13 @@
  * request body except an authenticated handoff's, whose size relay/handoff.ts (and
  * relay/events/handoff.ts) bounds.
  */
-import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import type net from 'node:net';
 import { EVENTS_HANDOFF_PATH } from './events/handoff.js';
 import { SUPPRESSIONS_SYNC_PATH } from './fleet-suppressions.js';
 import { HANDOFF_PATH, HANDOFF_VERSION_HEADER } from './handoff.js';
+import { bearerMatches } from './peer-request.js';
 
 /**
  * A request with more header bytes gets 431 before any of our code runs. Node's default is
@@ -52,13 +52,6 @@ type Reply = (code: number, body: string, type?: string, headers?: Record<string
 
 const json = (reply: Reply, code: number, value: unknown) => reply(code, JSON.stringify(value, null, 2) + '\n', 'application/json');
 
-const digest = (s: string) => crypto.createHash('sha256').update(s).digest();
-
-/** Whether the request carries the token; compared as digests, in constant time whatever the lengths. */
-function authorized(req: http.IncomingMessage, token: string): boolean {
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  return !!m && crypto.timingSafeEqual(digest(m[1]!), digest(token));
-}
 
 async function admin(api: AdminApi, tokenFile: string, req: http.IncomingMessage, pathname: string, query: URLSearchParams, reply: Reply): Promise<void> {
   let token: string;
@@ -70,7 +63,7 @@ async function admin(api: AdminApi, tokenFile: string, req: http.IncomingMessage
   }
   // An empty token would let "Bearer " through; refuse instead.
   if (!token) return reply(503, 'admin endpoint unavailable: the token file is empty\n');
-  if (!authorized(req, token)) return reply(401, 'unauthorized: send Authorization: Bearer <token>\n', undefined, { 'www-authenticate': 'Bearer realm="mailfleet"' });
+  if (!bearerMatches(req, token)) return reply(401, 'unauthorized: send Authorization: Bearer <token>\n', undefined, { 'www-authenticate': 'Bearer realm="mailfleet"' });
 
   let parts: string[];
   try {

@@ -5,13 +5,13 @@
  * The peer's webhooks send them; an event one of this relay's webhooks had taken may reach it
  * again, with the same id (at least once).
  */
-import crypto from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { EVENT_TYPES, type RelayEvent } from './event.js';
 import { EVENTS_DIR, EventOutbox, type OutboxCursor } from './outbox.js';
+import { bearerMatches, readJsonBody } from '../peer-request.js';
 
 export const EVENTS_HANDOFF_PATH = '/internal/handoff/events';
 /** One request's events: a few MiB at most. */
@@ -40,28 +40,16 @@ export interface ReceiveEventsDeps {
   log: Logger;
 }
 
-const digest = (s: string) => crypto.createHash('sha256').update(s).digest();
 
 export async function receiveEvents(req: http.IncomingMessage, deps: ReceiveEventsDeps): Promise<{ code: number; body: string }> {
   const token = await deps.token();
   if (!token) return { code: 404, body: 'handoff is not configured here\n' };
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!m || !crypto.timingSafeEqual(digest(m[1]!), digest(token))) return { code: 401, body: 'unauthorized\n' };
+  if (!bearerMatches(req, token)) return { code: 401, body: 'unauthorized\n' };
   if (req.method !== 'POST') return { code: 405, body: `use POST ${EVENTS_HANDOFF_PATH}\n` };
   if (!deps.accepting()) return { code: 503, body: 'this relay is stopping: hand the events to another peer\n' };
-  const declared = Number(req.headers['content-length']);
-  if (!Number.isSafeInteger(declared)) return { code: 411, body: 'a handoff needs a Content-Length\n' };
-  if (declared > MAX_EVENTS_BODY) return { code: 413, body: `more than ${MAX_EVENTS_BODY} bytes of events in one request\n` };
-  const chunks: Buffer[] = [];
-  for await (const c of req as AsyncIterable<Buffer>) chunks.push(c);
-  let parsed: z.infer<typeof batchSchema>;
-  try {
-    const r = batchSchema.safeParse(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-    if (!r.success) return { code: 400, body: `bad events: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).slice(0, 3).join('; ')}\n` };
-    parsed = r.data;
-  } catch (err) {
-    return { code: 400, body: `bad events: not JSON: ${(err as Error).message}\n` };
-  }
+  const read = await readJsonBody(req, batchSchema, MAX_EVENTS_BODY, 'events');
+  if (!('data' in read)) return read;
+  const parsed = read.data;
   const taken = await deps.publish(parsed.events as RelayEvent[]);
   deps.log.info({ event: 'events_handoff_received', events: parsed.events.length, taken }, taken ? 'events taken over from a peer' : 'a peer handed over events, but no webhook is configured here: they are dropped');
   return { code: 200, body: `${taken}\n` };
