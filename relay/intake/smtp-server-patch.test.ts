@@ -8,7 +8,10 @@ describe('smtp-server patch', () => {
     const source = originalInitSource();
     expect(source).toContain('setTimeout(() => this.connectionReady(), 100)');
     expect(source).toContain('maxClients');
-    const { armTimeout, starttls } = originalSources();
+    const { armTimeout, starttls, handleProxy } = originalSources();
+    expect(handleProxy).toContain("crypto.randomBytes(10)");
+    expect(handleProxy).toContain('if (!this._expectsProxyHeader(socket)) {');
+    expect(handleProxy).toContain('setImmediate(() => callback(null, socketOptions));');
     expect(armTimeout).toContain('socket.setTimeout(socketTimeout(this._server.options), () => this._onTimeout())');
     expect(starttls).toContain("this.send(220, 'Ready to start TLS')");
   });
@@ -47,5 +50,34 @@ describe('smtp-server patch', () => {
     } finally {
       for (const s of [quick, slow]) await new Promise<void>((r) => s.close(() => r()));
     }
+  });
+
+  it('names each session apart: 16 base-32 characters, one prefix per process, in the order they came', async () => {
+    patchGreetingDelay();
+    const ids: string[] = [];
+    const server = new SMTPServer({
+      disableReverseLookup: true,
+      authOptional: true,
+      logger: false,
+      greetingDelayMs: 0,
+      onConnect(session, cb) {
+        ids.push(session.id);
+        cb();
+      },
+    } as ConstructorParameters<typeof SMTPServer>[0]);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      for (let i = 0; i < 3; i++) {
+        const { talk } = await SmtpTalk.connect((server.server.address() as { port: number }).port);
+        await talk.quit();
+      }
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    expect(ids).toHaveLength(3);
+    for (const id of ids) expect(id).toMatch(/^[0-9a-v]{16}$/);
+    expect(new Set(ids).size).toBe(3);
+    expect(new Set(ids.map((id) => id.slice(0, 8))).size).toBe(1);
+    expect([...ids].sort()).toEqual(ids);
   });
 });
