@@ -1,12 +1,13 @@
 /**
  * A relay's SMTP listeners as one set: started together (a port that cannot be bound stops the
  * start with MF_LISTEN_FAILED), replaced one by one when their settings change on a reload
- * (the others keep their sessions), and drained together when the relay stops.
+ * (the others keep their sessions; the new ones keep the AUTH failures and rates counted so
+ * far), and drained together when the relay stops.
  */
 import type { ListenerConfig } from './config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import type { IntakeDeps, IntakePolicy } from './intake/deps.js';
-import { createListeners, type SmtpListener } from './intake/listener.js';
+import { createListeners, intakeShared, type IntakeShared, type SmtpListener } from './intake/listener.js';
 
 const listenerKey = (l: ListenerConfig) => JSON.stringify(l);
 
@@ -15,11 +16,19 @@ const RETIRED_SESSIONS_MS = 60_000;
 
 export class ListenerSet {
   private listeners: SmtpListener[] = [];
+  /**
+   * One rate window and one AUTH guard for the relay's life. A listener a reload replaces
+   * takes them over: with its own, a client locked out for failed logins was let in again
+   * (and the per-user rate and the hashing bound were counted twice).
+   */
+  private readonly shared: IntakeShared;
 
-  constructor(private readonly deps: IntakeDeps) {}
+  constructor(private readonly deps: IntakeDeps) {
+    this.shared = intakeShared(deps);
+  }
 
   async start(): Promise<void> {
-    this.listeners = createListeners(this.deps);
+    this.listeners = createListeners(this.deps, this.shared);
     try {
       for (const l of this.listeners) await l.listen();
     } catch (err) {
@@ -35,7 +44,7 @@ export class ListenerSet {
     const retired = this.listeners.filter((l) => !wanted.includes(listenerKey(l.config)));
     // Retired listeners stop listening now (their port may be the new one's); their sessions may finish their transaction.
     await Promise.all(retired.map((l) => l.drain(Date.now() + RETIRED_SESSIONS_MS)));
-    const fresh = createListeners(this.deps).filter((l) => !keep.has(listenerKey(l.config)));
+    const fresh = createListeners(this.deps, this.shared).filter((l) => !keep.has(listenerKey(l.config)));
     for (const l of fresh) await l.listen();
     this.listeners = [...this.listeners.filter((l) => !retired.includes(l)), ...fresh];
     for (const l of this.listeners) {

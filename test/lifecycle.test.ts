@@ -277,6 +277,43 @@ describe('config reload', () => {
     expect(await submit(relay.ports.open!, 'a@example.test', ['r1@d.test', 'r2@d.test', 'r3@d.test'], 'Subject: x\r\n\r\nx\r\n')).toMatch(/^250/);
   });
 
+  it('keeps a client locked out for failed logins on the listener a reload replaces', async () => {
+    const submission = await freePort();
+    const listeners = [
+      { name: 'open', address: '127.0.0.1', port: 0, tls: 'none' as const, auth: 'none' as const, trustedNetworks: ['127.0.0.0/8'] },
+      { name: 'submission', address: '127.0.0.1', port: submission, tls: 'starttls' as const, auth: 'required' as const },
+    ];
+    relay = await startTestRelay({ listeners, limits: { authFailuresPerSession: 5, authFailuresPerClient: 2, authFailureWindow: '10m', authFailureDelay: 0 } });
+    const login = async (password: string) => {
+      const { talk } = await SmtpTalk.connect(submission, '127.0.0.1', '127.0.0.5');
+      await talk.send('EHLO client.test');
+      await talk.starttls();
+      await talk.send('EHLO client.test');
+      const reply = await talk.authPlain(relay.user, password);
+      await talk.quit();
+      return reply;
+    };
+    expect(await login('guess-1')).toMatch(/^535/);
+    expect(await login('guess-2')).toMatch(/^535/);
+    expect(await login(relay.password)).toMatch(/^454 4\.7\.0 Too many failed logins/);
+
+    // A changed setting replaces the submission listener (same port, a new server behind it).
+    const file = path.join(relay.dir, 'relay.yaml');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.listeners[1].greetingDelay = '10ms';
+    fs.writeFileSync(file, JSON.stringify(config));
+    await waitFor(async () => /config_reloads_total\{result="success"\} 1/.test(await relay.metricsText()), 'the reload to apply');
+    expect(relay.config().listeners[1]!.greetingDelay).toBe(0.01);
+    expect(await login(relay.password)).toMatch(/^454 4\.7\.0 Too many failed logins/);
+    // Another address still logs in on the new listener.
+    const { talk } = await SmtpTalk.connect(submission, '127.0.0.1', '127.0.0.6');
+    await talk.send('EHLO client.test');
+    await talk.starttls();
+    await talk.send('EHLO client.test');
+    expect(await talk.authPlain(relay.user, relay.password)).toMatch(/^235/);
+    await talk.quit();
+  });
+
   it('picks up a renewed certificate and a changed users file without a config change', async () => {
     relay = await startTestRelay();
     const port = relay.ports.submission!;

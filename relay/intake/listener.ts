@@ -248,9 +248,17 @@ function returnPathsOf(policy: IntakeDeps['policy']): { owners: ReturnPathOwner[
   return { owners: returnPathOwners(p.config.senderDomains), key: p.bouncesKey };
 }
 
-/** A relay's listeners, sharing one per-user rate window and one AUTH guard. */
-export function createListeners(deps: IntakeDeps): SmtpListener[] {
-  const rate = new RateWindow();
-  const auth = new AuthGuard(() => deps.policy().config.limits);
-  return deps.policy().config.listeners.map((l) => new SmtpListener(l, deps, rate, auth));
+/** What all of a relay's listeners share for its whole life: the per-user rate window and the AUTH guard (failures, the hashing bound). */
+export interface IntakeShared {
+  rate: RateWindow;
+  auth: AuthGuard;
+}
+
+export function intakeShared(deps: IntakeDeps): IntakeShared {
+  return { rate: new RateWindow(), auth: new AuthGuard(() => deps.policy().config.limits) };
+}
+
+/** A relay's listeners as the current config lists them, on the state they share. */
+export function createListeners(deps: IntakeDeps, shared: IntakeShared): SmtpListener[] {
+  return deps.policy().config.listeners.map((l) => new SmtpListener(l, deps, shared.rate, shared.auth));
 }
