@@ -5,8 +5,11 @@
  *
  * - each entry a relay lists itself is sent to its peers (POST /internal/suppressions, with
  *   the fleet's handoff token), in batches a moment apart, and the peers merge it;
- * - a relay that starts asks a peer for its whole list (GET /internal/suppressions) before it
- *   takes mail, and merges it.
+ * - so is each removal (the admin endpoint's, `mailfleet suppressions remove`'s): the peers
+ *   drop the entries listed before it, and keep it for suppression.ttl so that an entry a
+ *   peer still holds is not taken back;
+ * - a relay that starts asks a peer for its whole list and removals (GET
+ *   /internal/suppressions) before it takes mail, and merges them.
  *
  * Best effort, like gossip: a peer down when an entry is sent gets it at its next start from
  * another peer. Without a handoff token (a single relay) nothing is shared.
@@ -17,7 +20,7 @@ import { z } from 'zod';
 import type { RelayConfig } from './config.js';
 import { findPeers, readToken } from './handoff.js';
 import { bearerMatches, readJsonBody } from './peer-request.js';
-import type { Suppression, SuppressionList } from './suppression.js';
+import type { Removal, Suppression, SuppressionList } from './suppression.js';
 
 export const SUPPRESSIONS_SYNC_PATH = '/internal/suppressions';
 const MAX_BODY = 8 * 1024 * 1024;
@@ -32,11 +35,20 @@ const entrySchema = z.strictObject({
   reply: z.string().max(1000),
   permanent: z.boolean().optional(),
 });
-const listSchema = z.strictObject({ version: z.literal(1), entries: z.array(entrySchema).max(1_000_000) });
+const removalSchema = z.strictObject({
+  senderDomain: z.string().min(1).max(255).optional(),
+  recipient: z.string().min(1).max(1000),
+  at: z.iso.datetime({ offset: true }),
+});
+// `removals` is optional: relays before it sent entries only (and refuse a body that has it).
+const listSchema = z.strictObject({ version: z.literal(1), entries: z.array(entrySchema).max(1_000_000), removals: z.array(removalSchema).max(1_000_000).optional() });
 type WireEntry = z.infer<typeof entrySchema>;
+type WireRemoval = z.infer<typeof removalSchema>;
 
 const toWire = (s: Suppression): WireEntry => ({ senderDomain: s.senderDomain, recipient: s.recipient, since: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply, ...(s.permanent ? { permanent: true } : {}) });
 const fromWire = (e: WireEntry): Suppression => ({ senderDomain: e.senderDomain, recipient: e.recipient, since: Date.parse(e.since), statusCode: e.statusCode, reply: e.reply, ...(e.permanent ? { permanent: true } : {}) });
+const removalToWire = (r: Removal): WireRemoval => ({ ...(r.senderDomain !== undefined && { senderDomain: r.senderDomain }), recipient: r.recipient, at: new Date(r.at).toISOString() });
+const removalFromWire = (r: WireRemoval): Removal => ({ ...(r.senderDomain !== undefined && { senderDomain: r.senderDomain }), recipient: r.recipient, at: Date.parse(r.at) });
 
 function call(peer: string, token: string, method: 'GET' | 'POST', body?: string): Promise<{ code: number; text: string }> {
   const [, host, port] = /^\[?([^\]]+?)\]?:(\d+)$/.exec(peer) ?? [];
@@ -66,8 +78,13 @@ export interface FleetSuppressionsDeps {
   log: Logger;
 }
 
+interface Batch {
+  entries: Suppression[];
+  removals: Removal[];
+}
+
 export class FleetSuppressions {
-  private pending: Suppression[] = [];
+  private pending: Batch = { entries: [], removals: [] };
   private timer: NodeJS.Timeout | undefined;
   private sending: Promise<void> = Promise.resolve();
 
@@ -75,21 +92,36 @@ export class FleetSuppressions {
 
   /** An entry this relay listed: to every peer, with the others listed within LINGER_MS. */
   share(s: Suppression): void {
-    this.pending.push(s);
+    this.pending.entries.push(s);
+    this.soon();
+  }
+
+  /** A removal made here: to every peer, with the entries and removals of the next LINGER_MS. */
+  shareRemoval(r: Removal): void {
+    this.pending.removals.push(r);
+    this.soon();
+  }
+
+  private soon(): void {
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
-      const batch = this.pending;
-      this.pending = [];
-      this.sending = this.sending.then(() => this.send(batch));
+      this.sendPending();
     }, LINGER_MS);
   }
 
-  private async send(batch: Suppression[]): Promise<void> {
+  private sendPending(): void {
+    const batch = this.pending;
+    this.pending = { entries: [], removals: [] };
+    this.sending = this.sending.then(() => this.send(batch));
+  }
+
+  private async send(batch: Batch): Promise<void> {
     const handoff = this.deps.handoff();
     const token = await readToken(handoff.tokenFile);
     if (!token) return;
     const peers = await findPeers(handoff).catch(() => []);
-    const body = JSON.stringify({ version: 1, entries: batch.map(toWire) });
+    // Entries alone stay readable by relays of the version before removals were shared.
+    const body = JSON.stringify({ version: 1, entries: batch.entries.map(toWire), ...(batch.removals.length && { removals: batch.removals.map(removalToWire) }) });
     await Promise.all(
       peers.map(async (peer) => {
         try {
@@ -112,9 +144,8 @@ export class FleetSuppressions {
         const { code, text } = await call(peer, token, 'GET');
         if (code !== 200) continue;
         const parsed = listSchema.parse(JSON.parse(text));
-        let taken = 0;
-        for (const e of parsed.entries) if (this.deps.list.merge(fromWire(e))) taken++;
-        this.deps.log.info({ event: 'suppressions_pulled', peer, entries: parsed.entries.length, new: taken }, `suppression list taken from ${peer}: ${taken} new entries`);
+        const { taken, removed } = this.mergeAll(parsed);
+        this.deps.log.info({ event: 'suppressions_pulled', peer, entries: parsed.entries.length, new: taken, removals: removed }, `suppression list taken from ${peer}: ${taken} new entries, ${removed} new removals`);
         return taken;
       } catch (err) {
         this.deps.log.warn({ event: 'suppressions_pull_failed', peer, error: (err as Error).message }, 'could not take the suppression list from a peer; trying another');
@@ -123,14 +154,21 @@ export class FleetSuppressions {
     return 0;
   }
 
-  /** Waits for the entries listed so far to be sent. */
+  /** Removals first: an entry they cover is then not taken. */
+  private mergeAll(parsed: z.infer<typeof listSchema>): { taken: number; removed: number } {
+    let removed = 0;
+    for (const r of parsed.removals ?? []) if (this.deps.list.mergeRemoval(removalFromWire(r))) removed++;
+    let taken = 0;
+    for (const e of parsed.entries) if (this.deps.list.merge(fromWire(e))) taken++;
+    return { taken, removed };
+  }
+
+  /** Waits for the entries and removals so far to be sent. */
   async flush(): Promise<void> {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
-      const batch = this.pending;
-      this.pending = [];
-      this.sending = this.sending.then(() => this.send(batch));
+      this.sendPending();
     }
     await this.sending;
   }
@@ -140,14 +178,12 @@ export class FleetSuppressions {
     const token = await readToken(this.deps.handoff().tokenFile);
     if (!token) return { code: 404, body: 'no fleet here: handoff.tokenFile is not set\n' };
     if (!bearerMatches(req, token)) return { code: 401, body: 'unauthorized\n' };
-    if (req.method === 'GET') return { code: 200, body: JSON.stringify({ version: 1, entries: this.deps.list.list().map(toWire) }) };
+    if (req.method === 'GET') return { code: 200, body: JSON.stringify({ version: 1, entries: this.deps.list.list().map(toWire), removals: this.deps.list.listRemovals().map(removalToWire) }) };
     if (req.method !== 'POST') return { code: 405, body: `use GET or POST ${SUPPRESSIONS_SYNC_PATH}\n` };
     const read = await readJsonBody(req, listSchema, MAX_BODY, 'entries');
     if (!('data' in read)) return read;
-    const parsed = read.data;
-    let taken = 0;
-    for (const e of parsed.entries) if (this.deps.list.merge(fromWire(e))) taken++;
-    if (taken) this.deps.log.info({ event: 'suppressions_merged', entries: parsed.entries.length, new: taken }, `a peer shared ${taken} new suppression list entries`);
+    const { taken, removed } = this.mergeAll(read.data);
+    if (taken || removed) this.deps.log.info({ event: 'suppressions_merged', entries: read.data.entries.length, new: taken, removals: removed }, `a peer shared ${taken} new suppression list entries and ${removed} new removals`);
     return { code: 200, body: `${taken}\n` };
   }
 }

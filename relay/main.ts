@@ -121,6 +121,7 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
     compact: true,
     onError: (err) => log.warn({ err }, 'suppression list: could not read, append to or compact its file'),
     onAdded: (s) => shared.fleet?.share(s),
+    onRemoved: (r) => shared.fleet?.shareRemoval(r),
   });
   // The fleet's list: a peer's, merged before any mail is taken.
   const fleet = (shared.fleet = new FleetSuppressions({ list: suppressions, handoff: () => policy.config.handoff, log }));

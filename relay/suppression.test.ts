@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { describeSuppression, isHardBounce, SUPPRESSION_FILE, SuppressionList } from './suppression.js';
 
 const DAY = 86400_000;
@@ -145,7 +145,58 @@ describe('suppression list', () => {
     expect(second.list().map((s) => s.recipient)).toEqual(['gone@dest.test']);
     expect(second.lookup('app@example.test', 'gone@dest.test')).toMatchObject({ since: T0, reply: '550 5.1.1 <gone@dest.test>: user unknown' });
     await second.close();
-    expect(lines()).toEqual([{ op: 'add', senderDomain: 'example.test', recipient: 'gone@dest.test', at: '2026-11-28T10:00:00.000Z', statusCode: '5.1.1', reply: '550 5.1.1 <gone@dest.test>: user unknown' }]);
+    expect(lines()).toEqual([
+      { op: 'add', senderDomain: 'example.test', recipient: 'gone@dest.test', at: '2026-11-28T10:00:00.000Z', statusCode: '5.1.1', reply: '550 5.1.1 <gone@dest.test>: user unknown' },
+      // A removal is kept for the ttl (so a peer's old entry is not taken back), then dropped.
+      { op: 'remove', recipient: 'removed@dest.test', at: '2026-11-28T10:00:00.000Z' },
+    ]);
+    now = T0 + 31 * DAY;
+    await (await open()).close();
+    expect(lines()).toEqual([]);
+  });
+
+  it("keeps a removal: a peer's entry listed before it is not taken back, a later one is, and the fleet is told of removals made here or by the CLI, once", async () => {
+    const removed: unknown[] = [];
+    const list = await open({ onRemoved: (r: unknown) => removed.push(r) });
+    list.add(bounce());
+    list.add(bounce({ sender: 'app@other.test' }));
+    now = T0 + DAY;
+    expect(await list.remove('gone@dest.test', 'example.test')).toHaveLength(1);
+    expect(removed).toEqual([{ senderDomain: 'example.test', recipient: 'gone@dest.test', at: T0 + DAY }]);
+    // A peer that missed the removal still shares the entry: not taken back.
+    const peerEntry = { senderDomain: 'example.test', recipient: 'gone@dest.test', since: T0, statusCode: '5.1.1', reply: '550 5.1.1 old' };
+    expect(list.merge(peerEntry)).toBe(false);
+    expect(list.lookup('app@example.test', 'gone@dest.test')).toBeUndefined();
+    // A bounce after the removal is listed again.
+    expect(list.merge({ ...peerEntry, since: T0 + 2 * DAY, reply: '550 5.1.1 again' })).toBe(true);
+    expect(list.lookup('app@example.test', 'gone@dest.test')).toMatchObject({ reply: '550 5.1.1 again' });
+
+    // A peer's removal for every sender domain: drops what was listed before it, once.
+    now = T0 + 3 * DAY;
+    expect(list.mergeRemoval({ recipient: 'GONE@dest.test', at: T0 + 1.5 * DAY })).toBe(true);
+    expect(list.mergeRemoval({ recipient: 'gone@dest.test', at: T0 + 1.5 * DAY })).toBe(false);
+    expect(list.lookup('app@other.test', 'gone@dest.test')).toBeUndefined();
+    expect(list.lookup('app@example.test', 'gone@dest.test')).toMatchObject({ reply: '550 5.1.1 again' });
+    expect(list.listRemovals()).toEqual([
+      { senderDomain: 'example.test', recipient: 'gone@dest.test', at: T0 + DAY },
+      { recipient: 'gone@dest.test', at: T0 + 1.5 * DAY },
+    ]);
+    // A removal older than the ttl is not taken.
+    expect(list.mergeRemoval({ recipient: 'x@dest.test', at: T0 - 31 * DAY })).toBe(false);
+
+    // The CLI's removal (another writer) is told when the relay reads it; merged and own ones are not told again.
+    list.add(bounce({ recipient: 'cli@dest.test', at: now }));
+    await vi.waitFor(() => expect(fs.readFileSync(file(), 'utf8')).toContain('cli@dest.test'));
+    const cli = await SuppressionList.open(dir, opts());
+    now = T0 + 4 * DAY;
+    expect(await cli.remove('cli@dest.test')).toHaveLength(1);
+    await list.refresh();
+    expect(list.lookup('app@example.test', 'cli@dest.test')).toBeUndefined();
+    expect(removed).toEqual([
+      { senderDomain: 'example.test', recipient: 'gone@dest.test', at: T0 + DAY },
+      { senderDomain: undefined, recipient: 'cli@dest.test', at: T0 + 4 * DAY },
+    ]);
+    await list.close();
   });
 
   it('picks up lines another writer appended (the CLI beside a running relay)', async () => {

@@ -3,17 +3,17 @@
  * sending to them (a sender that keeps mailing unknown users loses reputation at the big
  * providers). Intake asks it at every RCPT, so lookups are in memory.
  *
- * The truth is a JSON-lines file in the spool directory (the persistent volume): each line
+ * The truth is a JSON-lines file in the spool directory (relay/suppression-file.ts): each line
  * adds or removes an entry, in the order it happened, and replaying the lines gives the list.
  * The relay and `mailfleet suppressions` (another process, e.g. through `kubectl exec`) both
- * append to it; the relay reads what others appended by polling the file's size. One line is
- * one write(2) on a file opened with O_APPEND, so two writers never interleave within a line.
- * Appends are not fsynced: a lost line (power loss) costs one more attempt to a bad address,
- * which then bounces and is added again.
+ * append to it; the relay reads what others appended by polling the file's size.
+ *
+ * A removal is kept for suppression.ttl (a tombstone): it covers the entries listed before it,
+ * so one that a peer of the fleet still holds is not merged back (relay/fleet-suppressions.ts).
  */
-import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { domainOf } from './address.js';
+import { SuppressionFile, type Line } from './suppression-file.js';
 
 export const SUPPRESSION_FILE = 'suppressions.jsonl';
 
@@ -43,6 +43,18 @@ export interface Suppression {
   permanent?: boolean;
 }
 
+/**
+ * A removal, kept for suppression.ttl after it was made: an entry listed before it that a peer
+ * still holds (it missed the removal) is not taken back (a tombstone, as in gossip stores).
+ */
+export interface Removal {
+  /** Undefined: for every sender domain. */
+  senderDomain?: string;
+  recipient: string;
+  /** ms since the epoch */
+  at: number;
+}
+
 export interface ListedSuppression extends Suppression {
   /** Undefined for a permanent entry. */
   expiresAt?: number;
@@ -63,11 +75,6 @@ export interface HardBounceCandidate {
   at: number;
 }
 
-/** One line of the file. A remove without a sender domain removes the address for every sender domain. */
-type Line =
-  | { op: 'add'; senderDomain: string; recipient: string; at: string; statusCode: string; reply: string; permanent?: true }
-  | { op: 'remove'; senderDomain?: string; recipient: string; at: string };
-
 export interface SuppressionOptions {
   /** Seconds an entry lives, asked on each use: a config reload applies to every entry. */
   ttl: () => number;
@@ -76,6 +83,8 @@ export interface SuppressionOptions {
   onError?: (err: Error) => void;
   /** Told of each entry this relay listed itself (not those merged from peers): relay/fleet-suppressions.ts shares them. */
   onAdded?: (s: Suppression) => void;
+  /** Told of each removal made here or by `mailfleet suppressions remove` after the list was opened (not those merged from peers). */
+  onRemoved?: (r: Removal) => void;
 }
 
 /** Quoted replies are cut here, so a stored line and the RCPT reply quoting it stay short. */
@@ -83,6 +92,8 @@ const MAX_REPLY = 160;
 const SWEEP_EVERY_MS = 3600_000;
 
 const keyOf = (senderDomain: string, recipient: string) => `${senderDomain}\0${recipient}`;
+/** A removal's key: '*' (not a domain name) for one from every sender domain. */
+const removalKeyOf = (r: { senderDomain?: string; recipient: string }) => keyOf(r.senderDomain ?? '*', r.recipient);
 
 /** How a complaint's entry starts its reply: "complaint (abuse) reported by ...". */
 export const COMPLAINT_PREFIX = 'complaint ';
@@ -101,10 +112,11 @@ export function suppressionJson(s: ListedSuppression) {
 
 export class SuppressionList {
   private readonly entries = new Map<string, Suppression>();
+  private readonly removals = new Map<string, Removal>();
+  /** Set once the file was read at open: removals read after that came from the CLI and are told (onRemoved). */
+  private opened = false;
   private readonly now: () => number;
-  /** Bytes of the file applied so far, and which file (compaction at a start replaces it). */
-  private offset = 0;
-  private ino = 0;
+  private readonly store: SuppressionFile;
   /** Serialise reads and appends: two reads of the same bytes would both advance the offset. */
   private reading: Promise<void> = Promise.resolve();
   private writing: Promise<void> = Promise.resolve();
@@ -119,6 +131,7 @@ export class SuppressionList {
   ) {
     this.now = opts.now ?? Date.now;
     this.lastSweep = this.now();
+    this.store = new SuppressionFile(file);
   }
 
   /**
@@ -129,6 +142,7 @@ export class SuppressionList {
   static async open(dir: string, opts: SuppressionOptions & { compact?: boolean }): Promise<SuppressionList> {
     const list = new SuppressionList(path.join(dir, SUPPRESSION_FILE), opts);
     await list.refresh();
+    list.opened = true;
     // Not fatal (a full disk): the long file works as well, and the next start tries again.
     if (opts.compact) await list.compact().catch((err: Error) => opts.onError?.(err));
     return list;
@@ -192,7 +206,7 @@ export class SuppressionList {
     const listed = this.entries.get(keyOf(senderDomain, recipient));
     if (listed && this.live(listed) && (listed.since >= s.since || (listed.permanent && !s.permanent))) return false;
     const line: Line = { op: 'add', senderDomain, recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply.slice(0, MAX_REPLY), ...(s.permanent ? { permanent: true as const } : {}) };
-    if (!this.live({ ...s, permanent: !!s.permanent })) return false;
+    if (!this.live({ ...s, permanent: !!s.permanent }) || this.removedSince(senderDomain, recipient, s.since)) return false;
     this.apply(line);
     this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
     return true;
@@ -214,7 +228,40 @@ export class SuppressionList {
     const written = this.writing.then(() => this.append(line));
     this.writing = written.catch(() => undefined);
     await written;
+    this.opts.onRemoved?.({ senderDomain: domain, recipient: rcpt, at: Date.parse(line.at) });
     return removed;
+  }
+
+  /**
+   * Takes a removal a peer made (relay/fleet-suppressions.ts): the entries it covers that were
+   * listed before it go, and it is kept as this list's own. Returns whether it was new here.
+   */
+  mergeRemoval(r: Removal): boolean {
+    const removal: Removal = { ...(r.senderDomain !== undefined && { senderDomain: r.senderDomain.toLowerCase() }), recipient: r.recipient.toLowerCase(), at: r.at };
+    const known = this.removals.get(removalKeyOf(removal));
+    if ((known && known.at >= removal.at) || !this.removalLive(removal)) return false;
+    const line: Line = { op: 'remove', senderDomain: removal.senderDomain, recipient: removal.recipient, at: new Date(removal.at).toISOString() };
+    this.apply(line);
+    this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
+    return true;
+  }
+
+  /** Removals still kept (for suppression.ttl after they were made), oldest first. */
+  listRemovals(): Removal[] {
+    return [...this.removals.values()].filter((r) => this.removalLive(r)).sort((a, b) => a.at - b.at);
+  }
+
+  private removalLive(r: Removal, now = this.now()): boolean {
+    return r.at + this.ttlMs() > now;
+  }
+
+  /** Whether a removal for this address, made at or after `since`, covers an entry of `senderDomain`. */
+  private removedSince(senderDomain: string, recipient: string, since: number): boolean {
+    for (const key of [keyOf(senderDomain, recipient), removalKeyOf({ recipient })]) {
+      const r = this.removals.get(key);
+      if (r && r.at >= since && this.removalLive(r)) return true;
+    }
+    return false;
   }
 
   /** Live entries, oldest first. */
@@ -253,104 +300,57 @@ export class SuppressionList {
   private sweep(): void {
     this.lastSweep = this.now();
     for (const [key, s] of this.entries) if (!this.live(s, this.lastSweep)) this.entries.delete(key);
+    for (const [key, r] of this.removals) if (!this.removalLive(r, this.lastSweep)) this.removals.delete(key);
   }
 
-  private apply(line: Line): void {
+  /** Applies one line; for a removal, says whether it was new to this list. */
+  private apply(line: Line): boolean {
     if (line.op === 'add') {
       const s: Suppression = { senderDomain: line.senderDomain, recipient: line.recipient, since: Date.parse(line.at), statusCode: line.statusCode, reply: line.reply, ...(line.permanent ? { permanent: true } : {}) };
       const key = keyOf(s.senderDomain, s.recipient);
       if (this.live(s)) this.entries.set(key, s);
       else this.entries.delete(key);
-      return;
+      return false;
     }
+    const removal: Removal = { ...(line.senderDomain !== undefined && { senderDomain: line.senderDomain }), recipient: line.recipient, at: Date.parse(line.at) };
+    const known = this.removals.get(removalKeyOf(removal));
+    const fresh = !known || known.at < removal.at;
+    if (fresh) this.removals.set(removalKeyOf(removal), removal);
+    // An entry listed after the removal (a new bounce) stays: a peer's removal may arrive late.
+    const covered = (s: Suppression) => s.since <= removal.at;
     if (line.senderDomain !== undefined) {
-      this.entries.delete(keyOf(line.senderDomain, line.recipient));
-      return;
+      const key = keyOf(line.senderDomain, line.recipient);
+      const s = this.entries.get(key);
+      if (s && covered(s)) this.entries.delete(key);
+      return fresh;
     }
-    for (const [key, s] of this.entries) if (s.recipient === line.recipient) this.entries.delete(key);
+    for (const [key, s] of this.entries) if (s.recipient === line.recipient && covered(s)) this.entries.delete(key);
+    return fresh;
   }
 
   private async readAppended(): Promise<void> {
-    let handle: fsp.FileHandle;
-    try {
-      handle = await fsp.open(this.file, 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      // Deleted by hand: the list is empty.
-      if (this.ino) this.entries.clear();
-      this.offset = this.ino = 0;
-      return;
+    const { reset, lines, skipped } = await this.store.readAppended();
+    if (reset) {
+      this.entries.clear();
+      this.removals.clear();
     }
-    try {
-      const { size, ino } = await handle.stat();
-      if (ino !== this.ino || size < this.offset) {
-        this.entries.clear();
-        this.offset = 0;
-        this.ino = ino;
-      }
-      if (size === this.offset) return;
-      const buf = Buffer.alloc(size - this.offset);
-      const { bytesRead } = await handle.read(buf, 0, buf.length, this.offset);
-      // Only whole lines: a writer may be half-way through one.
-      const end = buf.subarray(0, bytesRead).lastIndexOf(0x0a) + 1;
-      for (const text of buf.subarray(0, end).toString('utf8').split('\n')) {
-        if (!text.trim()) continue;
-        const line = parseLine(text);
-        if (line) this.apply(line);
-        else this.skipped++;
-      }
-      this.offset += end;
-    } finally {
-      await handle.close();
+    this.skipped += skipped;
+    for (const line of lines) {
+      // A removal new to the list after it was opened is `mailfleet suppressions remove`'s: told, so the fleet hears of it.
+      if (this.apply(line) && this.opened && line.op === 'remove') this.opts.onRemoved?.({ senderDomain: line.senderDomain, recipient: line.recipient, at: Date.parse(line.at) });
     }
   }
 
-  private async append(line: Line): Promise<void> {
-    const handle = await fsp.open(this.file, 'a+');
-    try {
-      // A line cut short (a full disk) would swallow the next one: end it first.
-      const { size } = await handle.stat();
-      const last = Buffer.alloc(1);
-      if (size > 0) await handle.read(last, 0, 1, size - 1);
-      const text = `${size > 0 && last[0] !== 0x0a ? '\n' : ''}${JSON.stringify(line)}\n`;
-      await handle.write(text);
-    } finally {
-      await handle.close();
-    }
+  private append(line: Line): Promise<void> {
+    return this.store.append(line);
   }
 
-  /** Rewrites the file with one add line per live entry: tmp, fsync, rename, fsync the directory. */
+  /** Rewrites the file with one add line per live entry and one remove line per kept removal. */
   private async compact(): Promise<void> {
-    const tmp = `${this.file}.tmp`;
-    const lines = this.list().map((s) => JSON.stringify({ op: 'add', senderDomain: s.senderDomain, recipient: s.recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply, ...(s.permanent ? { permanent: true as const } : {}) } satisfies Line) + '\n');
-    const handle = await fsp.open(tmp, 'w');
-    try {
-      await handle.write(lines.join(''));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await fsp.rename(tmp, this.file);
-    const dir = await fsp.open(path.dirname(this.file), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-    const st = await fsp.stat(this.file);
-    this.offset = st.size;
-    this.ino = st.ino;
-  }
-}
-
-function parseLine(text: string): Line | undefined {
-  try {
-    const l = JSON.parse(text) as Partial<Line> | null;
-    if (!l || typeof l.recipient !== 'string' || typeof l.at !== 'string' || Number.isNaN(Date.parse(l.at))) return undefined;
-    if (l.op === 'add' && typeof l.senderDomain === 'string' && typeof l.statusCode === 'string' && typeof l.reply === 'string') return l as Line;
-    if (l.op === 'remove' && (l.senderDomain === undefined || typeof l.senderDomain === 'string')) return l as Line;
-    return undefined;
-  } catch {
-    return undefined;
+    await this.store.rewrite([
+      ...this.list().map((s) => ({ op: 'add', senderDomain: s.senderDomain, recipient: s.recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply, ...(s.permanent ? { permanent: true as const } : {}) }) satisfies Line),
+      // After the adds: a removal covers only entries listed before it, and those are gone already.
+      ...this.listRemovals().map((r) => ({ op: 'remove', senderDomain: r.senderDomain, recipient: r.recipient, at: new Date(r.at).toISOString() }) satisfies Line),
+    ]);
   }
 }

@@ -2,7 +2,8 @@
  * One suppression list for a fleet (relay/fleet-suppressions.ts), as a sender sees it: a
  * recipient who unsubscribes through one relay's link is refused by the other relay of the
  * fleet within a second, a relay that starts later refuses them from its first message on,
- * and a hard bounce at one relay is known to the others. Real relays, talking over their
+ * a hard bounce at one relay is known to the others, and so is a removal (a peer's older
+ * entry does not bring the address back). Real relays, talking over their
  * HTTP endpoints with the fleet's handoff token; a request without the token is refused.
  */
 import fs from 'node:fs';
@@ -11,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
+import { spawnMailfleet } from './support/process.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 import { submit } from './support/smtp-talk.js';
 
@@ -79,6 +81,22 @@ describe('a fleet shares one suppression list', () => {
     expect(await answer(c, 'reader@receiver.test')).toBe('550');
     expect(await answer(c, 'gone@receiver.test')).toBe('550');
     expect(await answer(c, 'someone@receiver.test')).toBe('250');
+  });
+
+  it("a removal at one relay (mailfleet suppressions remove) reaches the others, and a peer's older entry does not bring the recipient back", async () => {
+    expect(await answer(b, 'gone@receiver.test')).toBe('550');
+    const p = spawnMailfleet(['suppressions', 'remove', 'gone@receiver.test', '--config', path.join(a.dir, 'relay.yaml')]);
+    expect(await p.exited, p.output()).toBe(0);
+    const started = Date.now();
+    await waitFor(() => !b.suppressions.lookup('news@sender.test', 'gone@receiver.test'), 'relay B dropping the address', 10_000);
+    // A's poll of its file (1 s) and the batch (0.5 s).
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(b.suppressions.listRemovals()).toMatchObject([{ recipient: 'gone@receiver.test' }]);
+    // A peer that missed the removal shares the entry it still has: refused, as listed before the removal.
+    const stale = { senderDomain: 'sender.test', recipient: 'gone@receiver.test', since: new Date(Date.now() - 60_000).toISOString(), statusCode: '5.1.1', reply: '550 5.1.1 no such user' };
+    const res = await fetch(`http://127.0.0.1:${ports.b}/internal/suppressions`, { method: 'POST', headers: { authorization: 'Bearer fleet-token-0123456789', 'content-type': 'application/json' }, body: JSON.stringify({ version: 1, entries: [stale] }) });
+    expect(await res.text()).toBe('0\n');
+    expect(b.suppressions.lookup('news@sender.test', 'gone@receiver.test')).toBeUndefined();
   });
 
   it('refuses a request without the fleet token, and entries it cannot read', async () => {
