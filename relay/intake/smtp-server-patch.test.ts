@@ -8,7 +8,8 @@ describe('smtp-server patch', () => {
     const source = originalInitSource();
     expect(source).toContain('setTimeout(() => this.connectionReady(), 100)');
     expect(source).toContain('maxClients');
-    const { armTimeout, starttls, handleProxy } = originalSources();
+    const { armTimeout, starttls, handleProxy, quit } = originalSources();
+    expect(quit.replace(/\s+/g, ' ')).toContain("{ this.send(221, 'Bye'); this.close(); callback(); }");
     expect(handleProxy).toContain("crypto.randomBytes(10)");
     expect(handleProxy).toContain('if (!this._expectsProxyHeader(socket)) {');
     expect(handleProxy).toContain('setImmediate(() => callback(null, socketOptions));');
