@@ -8,16 +8,35 @@
  * over-signing, so this module drives the same mailauth pieces and only adds the extra names
  * to `h=`: a name listed once more than the header occurs hashes nothing (RFC 6376 5.4.2),
  * and makes verifiers fail a message that gains that header later.
+ *
+ * mailauth's tools bring joi, libmime and tldts (~30 MiB of the queue thread's memory), so they
+ * load only in a relay that has keys: when its signer is made, before the first message.
  */
 import crypto from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { dkimBody } from 'mailauth/lib/dkim/body/index.js';
-import { generateCanonicalizedHeader } from 'mailauth/lib/dkim/header/index.js';
-import { formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders } from 'mailauth/lib/tools.js';
 import { domainOf } from './address.js';
 import type { SenderDomainConfig } from './config.js';
 import { loadSigningKeys, type DkimAlgorithm, type SigningDomain } from './dkim-keys.js';
 import { fromAddresses, headerFacts } from './headers.js';
+
+type Mailauth = {
+  dkimBody: typeof import('mailauth/lib/dkim/body/index.js').dkimBody;
+  generateCanonicalizedHeader: typeof import('mailauth/lib/dkim/header/index.js').generateCanonicalizedHeader;
+} & Pick<typeof import('mailauth/lib/tools.js'), 'formatSignatureHeaderLine' | 'getSigningHeaderLines' | 'parseHeaders'>;
+
+let mailauth: Promise<Mailauth> | undefined;
+
+/** mailauth's signing pieces, loaded once. */
+function loadMailauth(): Promise<Mailauth> {
+  mailauth ??= Promise.all([import('mailauth/lib/dkim/body/index.js'), import('mailauth/lib/dkim/header/index.js'), import('mailauth/lib/tools.js')]).then(([body, header, tools]) => ({
+    dkimBody: body.dkimBody,
+    generateCanonicalizedHeader: header.generateCanonicalizedHeader,
+    formatSignatureHeaderLine: tools.formatSignatureHeaderLine,
+    getSigningHeaderLines: tools.getSigningHeaderLines,
+    parseHeaders: tools.parseHeaders,
+  }));
+  return mailauth;
+}
 
 /** Headers signed when present. */
 const SIGNED = [
@@ -35,7 +54,10 @@ export interface Signed {
 }
 
 export class DkimSigner {
-  private constructor(private readonly domains: SigningDomain[]) {}
+  private constructor(private readonly domains: SigningDomain[]) {
+    // Loaded while the relay starts, not at the first message (a failure shows at signing, which defers).
+    if (domains.length) loadMailauth().catch(() => undefined);
+  }
 
   /**
    * Loads the active keys of every sender domain. A key that cannot be read or parsed throws
@@ -62,6 +84,7 @@ export class DkimSigner {
    * message rather than send it unsigned.
    */
   async sign(message: Readable, headerLength: number, signTime = new Date()): Promise<Signed | undefined> {
+    const { dkimBody, generateCanonicalizedHeader, formatSignatureHeaderLine, getSigningHeaderLines, parseHeaders } = await loadMailauth();
     const hasher = dkimBody('relaxed', 'sha256', false);
     const headerChunks: Buffer[] = [];
     let signing: SigningDomain | undefined;
