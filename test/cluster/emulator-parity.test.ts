@@ -136,7 +136,10 @@ const cases: Case[] = [
       const leaseWatch = t.watch(`${leases}?watch=1&allowWatchBookmarks=true&timeoutSeconds=3&resourceVersion=${leaseSeen.resourceVersion as string}`, 10_000);
       await Promise.all([configMapWatch.connected, leaseWatch.connected]);
       const unseen = (await t.request('POST', configmaps(OTHER), { metadata: { generateName: 'unseen-' } })).body.metadata as Obj;
-      const label = (e: WatchEvent) => `${e.type} ${(e.object.metadata as Obj).resourceVersion === unseen.resourceVersion ? 'the unseen ConfigMap' : 'another resourceVersion'} ${JSON.stringify({ ...e.object, metadata: { ...(e.object.metadata as Obj), resourceVersion: 'RV' } })}`;
+      // At the unseen ConfigMap's resourceVersion or later: the real cacher's moves on with any
+      // write to ConfigMaps in the cluster meanwhile (CI saw a second bookmark a version on).
+      const rv = (e: WatchEvent) => Number((e.object.metadata as Obj).resourceVersion);
+      const label = (e: WatchEvent) => `${e.type} ${rv(e) >= Number(unseen.resourceVersion) ? 'at or after the unseen ConfigMap' : 'before the unseen ConfigMap'} ${JSON.stringify({ ...e.object, metadata: { ...(e.object.metadata as Obj), resourceVersion: 'RV' } })}`;
       // The cacher may send the pre-timeout bookmark twice (the tick before and after it is due): repeats are folded.
       const fold = (events: WatchEvent[]) => events.map(label).filter((l, i, all) => all[i - 1] !== l);
       return { configMaps: fold((await configMapWatch.result).events), leases: fold((await leaseWatch.result).events) };
