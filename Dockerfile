@@ -28,7 +28,12 @@ FROM debian:bookworm-slim
 RUN groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node \
  && mkdir -p /var/spool/mailfleet && chown node:node /var/spool/mailfleet
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
-ENV NODE_ENV=production
+# One malloc arena for the whole process. glibc gives each thread that allocates its own arena
+# (up to 8 per core), and the relay's main thread, queue thread, libuv pool and V8's helpers
+# each keep theirs: peak RSS under the bench on Node 24 was 204-205 MiB with the default, 188-189
+# with one arena, no more CPU per message (npm run bench:cpu, three runs each, 2026-12-07;
+# docs/architecture.md). The benchmarks run the relay with this environment too.
+ENV NODE_ENV=production MALLOC_ARENA_MAX=1
 WORKDIR /app
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules

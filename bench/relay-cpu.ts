@@ -24,6 +24,7 @@ import path from 'node:path';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
 import { startWebhookReceiver } from '../test/peers/webhook-receiver.js';
 import { startBenchRelay, type BenchRelay } from './relay-process.js';
+import { imageEnv, imageNodeFlags } from '../test/support/dockerfile.js';
 import { median } from './stats.js';
 
 const MESSAGES = 2000;
@@ -137,6 +138,8 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model },
       relayNode: NODE === process.execPath ? process.version : spawnSync(NODE, ['--version']).stdout.toString().trim(),
+      relayNodeFlags: imageNodeFlags(),
+      relayEnv: imageEnv(),
       load: { messages: MESSAGES, bytes: 2000, sessions: 20, reuse: REUSE, runs: RUNS, logLevel: LOG_LEVEL, webhook: WEBHOOK, statistic: 'median of runs 3 and later' },
       ...(receiver && { webhook: { eventsTaken: receiver.events.length, duplicates: receiver.duplicates, refused: receiver.refused.length } }),
       ...head,

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { freePort, waitForPort } from '../test/peers/ports.js';
-import { imageEntrypoint, imageNodeFlags } from '../test/support/dockerfile.js';
+import { imageEntrypoint, imageEnv, imageNodeFlags } from '../test/support/dockerfile.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -39,8 +39,11 @@ export async function startBenchRelay(sinkPort: number, node = process.execPath,
   };
   fs.writeFileSync(path.join(dir, 'relay.yaml'), JSON.stringify(config));
   const logFd = fs.openSync(path.join(dir, 'relay.log'), 'a');
-  // With the image's Node flags (that checkout's own): what is measured is what ships.
-  const child = spawn(node, [...imageNodeFlags(imageEntrypoint(root)), path.join(root, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], { stdio: ['ignore', logFd, 'inherit'] });
+  // With the image's Node flags and environment (that checkout's own): what is measured is what ships.
+  const child = spawn(node, [...imageNodeFlags(imageEntrypoint(root)), path.join(root, 'dist/cli/main.js'), 'relay', '--config', path.join(dir, 'relay.yaml')], {
+    stdio: ['ignore', logFd, 'inherit'],
+    env: { ...process.env, ...imageEnv(root) },
+  });
   fs.closeSync(logFd); // the child has its own copy
   await waitForPort(port, { what: 'mailfleet relay' });
   return {

@@ -21,7 +21,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { findBinary } from '../test/peers/availability.js';
 import { freePort, waitForPort } from '../test/peers/ports.js';
 import { startPostfix } from '../test/peers/postfix.js';
-import { imageNodeFlags } from '../test/support/dockerfile.js';
+import { imageEnv, imageNodeFlags } from '../test/support/dockerfile.js';
 import { startBenchRelay } from './relay-process.js';
 import { median, percentile } from './stats.js';
 import { runSmtpSource, startSmtpSink, type SmtpSink } from '../test/peers/smtp-sink.js';
@@ -62,7 +62,7 @@ async function intakeOnly(port: number, reuse: boolean): Promise<number> {
 
 async function startSmtpServerAlone(): Promise<{ port: number; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child = spawn(RELAY_NODE, [...imageNodeFlags(), path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit' });
+  const child = spawn(RELAY_NODE, [...imageNodeFlags(), path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit', env: { ...process.env, ...imageEnv() } });
   await waitForPort(port, { what: 'smtp-server alone' });
   return {
     port,
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
     const m = (k: string) => median(results[k]!);
     const report = {
       date: new Date().toISOString(),
-      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, relayNode: execFileSync(RELAY_NODE, ['--version'], { encoding: 'utf8' }).trim(), relayNodeFlags: imageNodeFlags() },
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, relayNode: execFileSync(RELAY_NODE, ['--version'], { encoding: 'utf8' }).trim(), relayNodeFlags: imageNodeFlags(), relayEnv: imageEnv() },
       load: { messages: MESSAGES, bytes: BYTES, sessions: SESSIONS, warmupRuns: WARMUP, runs: RUNS, statistic: `median of ${RUNS} runs, taken in rounds, after ${WARMUP} warm-up runs` },
       msgPerSecond: {
         loopback: m('loopback'),

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort, waitForPort } from '../test/peers/ports.js';
 import { runSmtpSource } from '../test/peers/smtp-sink.js';
-import { imageNodeFlags } from '../test/support/dockerfile.js';
+import { imageEnv, imageNodeFlags } from '../test/support/dockerfile.js';
 import { median } from './stats.js';
 
 const MESSAGES = 2000;
@@ -45,7 +45,7 @@ async function main(): Promise<void> {
   try {
     for (const e of engines) {
       e.port = await freePort();
-      e.child = spawn(process.execPath, [...imageNodeFlags(), e.script, String(e.port)], { stdio: 'inherit' });
+      e.child = spawn(process.execPath, [...imageNodeFlags(), e.script, String(e.port)], { stdio: 'inherit', env: { ...process.env, ...imageEnv() } });
       await waitForPort(e.port, { what: e.name });
     }
     for (let i = 0; i < RUNS; i++) {

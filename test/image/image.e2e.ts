@@ -23,7 +23,7 @@ import { selfSignedCert, testCa, type TestCa } from '../peers/tls.js';
 import { startWebhookReceiver } from '../peers/webhook-receiver.js';
 import { startXOAuth2Smarthost } from '../peers/xoauth2-smarthost.js';
 import { waitUntil } from '../peers/wait.js';
-import { imageEntrypoint, imageNodeFlags } from '../support/dockerfile.js';
+import { imageEntrypoint, imageEnv, imageNodeFlags } from '../support/dockerfile.js';
 import { describeImage, docker, removeOnExit, ROOT, script } from './docker.js';
 
 const IMAGE = 'mailfleet:image-test';
@@ -94,12 +94,14 @@ describeImage('the container image, built and run in a real Docker engine', (eng
     expect(built.code, shown(built)).toBe(0);
     report(`docker build took ${seconds(performance.now() - t0)}`);
     const inspected = await docker(['image', 'inspect', IMAGE, '--format', '{{json .Config}}']);
-    const config = JSON.parse(inspected.stdout) as { User: string; Volumes: Record<string, unknown>; Entrypoint: string[] };
+    const config = JSON.parse(inspected.stdout) as { User: string; Volumes: Record<string, unknown>; Entrypoint: string[]; Env: string[] };
     expect(config.User).toBe('1000:1000');
     expect(Object.keys(config.Volumes)).toEqual([SPOOL]);
     // What the benchmarks read from the Dockerfile to run the relay as the image does.
     expect(config.Entrypoint).toEqual(imageEntrypoint());
     expect(config.Entrypoint).toEqual(['node', ...imageNodeFlags(), '/app/dist/cli/main.js']);
+    for (const [key, value] of Object.entries(imageEnv())) expect(config.Env).toContain(`${key}=${value}`);
+    expect(config.Env).toContain('MALLOC_ARENA_MAX=1');
   }, 20 * 60_000);
 
   it('runs every subcommand on a read-only root as uid 1000, and holds no development tools', async () => {

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { imageNodeFlags } from './dockerfile.js';
+import { imageEnv, imageNodeFlags } from './dockerfile.js';
 
 /** dist/cli/main.js at the package root, whether this file runs from the sources or from dist/. */
 export const CLI = (() => {
@@ -21,8 +21,8 @@ export interface RelayProcess {
 }
 
 export function spawnMailfleet(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): RelayProcess {
-  // The image's flags (a smaller young generation): memory figures in tests are what ships.
-  const child = spawn(process.execPath, [...imageNodeFlags(), CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The image's flags and environment (a smaller young generation, one malloc arena): memory figures in tests are what ships.
+  const child = spawn(process.execPath, [...imageNodeFlags(), CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...imageEnv(), ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const listeners: (() => void)[] = [];
   const onData = (d: Buffer) => {
