@@ -1,3 +1,7 @@
+/**
+ * renderMailRelay and the helpers it exports, on shared fixtures. Over 400 lines as one unit:
+ * every case reads the same relay, domain and inputs, and asserts on one pure function.
+ */
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Service } from 'kubernetes-models/v1/Service';

@@ -103,3 +103,13 @@ export function describeImage(name: string, fn: (engineRunning: boolean) => void
     describe.skip(name, () => fn(false));
   }
 }
+
+/** One line for the report: how long each step took, how big the image is. */
+export function report(line: string): void {
+  process.stderr.write(`[image] ${line}\n`);
+}
+
+export const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/** Output of a command for an assertion message. */
+export const shown = (r: { code: number; stdout: string; stderr: string }) => `exit ${r.code}\n${r.stdout}\n${r.stderr}`;
