@@ -2,12 +2,13 @@
  * A relay's SMTP listeners as one set: started together (a port that cannot be bound stops the
  * start with MF_LISTEN_FAILED), replaced one by one when their settings change on a reload
  * (the others keep their sessions; the new ones keep the AUTH failures and rates counted so
- * far), and drained together when the relay stops.
+ * far; the old ones' sessions finish their mail meanwhile), and drained together when the
+ * relay stops.
  */
 import type { ListenerConfig } from './config.js';
 import { ErrorCodes, MailfleetError } from './errors.js';
 import type { IntakeDeps, IntakePolicy } from './intake/deps.js';
-import { createListeners, intakeShared, type IntakeShared, type SmtpListener } from './intake/listener.js';
+import { createListener, createListeners, intakeShared, type IntakeShared, type SmtpListener } from './intake/listener.js';
 
 const listenerKey = (l: ListenerConfig) => JSON.stringify(l);
 
@@ -16,6 +17,8 @@ const RETIRED_SESSIONS_MS = 60_000;
 
 export class ListenerSet {
   private listeners: SmtpListener[] = [];
+  /** Listeners a reload replaced, until their last session has finished (or been closed at the deadline). */
+  private readonly retiring = new Set<SmtpListener>();
   /**
    * One rate window and one AUTH guard for the relay's life. A listener a reload replaces
    * takes them over: with its own, a client locked out for failed logins was let in again
@@ -37,16 +40,27 @@ export class ListenerSet {
     }
   }
 
-  /** Takes a new policy (IntakeDeps.policy already returns it): listeners whose settings changed are replaced, the rest get its certificate and limits. */
+  /**
+   * Takes a new policy (IntakeDeps.policy already returns it): listeners whose settings changed
+   * are replaced at once, the rest get its certificate and limits. A replaced listener stops
+   * listening before its successor binds (it may be the same port); its open sessions may
+   * finish the mail they are in, for up to RETIRED_SESSIONS_MS, without holding up the reload.
+   */
   async apply(policy: IntakePolicy): Promise<void> {
-    const keep = new Map(this.listeners.map((l) => [listenerKey(l.config), l]));
-    const wanted = policy.config.listeners.map(listenerKey);
-    const retired = this.listeners.filter((l) => !wanted.includes(listenerKey(l.config)));
-    // Retired listeners stop listening now (their port may be the new one's); their sessions may finish their transaction.
-    await Promise.all(retired.map((l) => l.drain(Date.now() + RETIRED_SESSIONS_MS)));
-    const fresh = createListeners(this.deps, this.shared).filter((l) => !keep.has(listenerKey(l.config)));
-    for (const l of fresh) await l.listen();
-    this.listeners = [...this.listeners.filter((l) => !retired.includes(l)), ...fresh];
+    const current = new Set(this.listeners.map((l) => listenerKey(l.config)));
+    const wanted = new Set(policy.config.listeners.map(listenerKey));
+    const retired = this.listeners.filter((l) => !wanted.has(listenerKey(l.config)));
+    for (const l of retired) l.stopListening();
+    const fresh = policy.config.listeners.filter((c) => !current.has(listenerKey(c))).map((c) => createListener(c, this.deps, this.shared));
+    this.listeners = this.listeners.filter((l) => !retired.includes(l));
+    for (const l of retired) {
+      this.retiring.add(l);
+      void l.drain(Date.now() + RETIRED_SESSIONS_MS).finally(() => this.retiring.delete(l));
+    }
+    for (const l of fresh) {
+      await l.listen();
+      this.listeners.push(l);
+    }
     for (const l of this.listeners) {
       if (policy.tls) l.updateTls(policy.tls);
       l.applyLimits(policy.config.limits);
@@ -65,8 +79,8 @@ export class ListenerSet {
     for (const l of this.listeners) l.stopListening();
   }
 
-  /** Lets open sessions finish their transaction until the deadline (see SmtpListener.drain). */
+  /** Lets open sessions, on retired listeners too, finish their transaction until the deadline (see SmtpListener.drain). */
   async drain(deadlineMs: number): Promise<void> {
-    await Promise.all(this.listeners.map((l) => l.drain(deadlineMs)));
+    await Promise.all([...this.listeners, ...this.retiring].map((l) => l.drain(deadlineMs)));
   }
 }

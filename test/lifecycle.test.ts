@@ -277,6 +277,30 @@ describe('config reload', () => {
     expect(await submit(relay.ports.open!, 'a@example.test', ['r1@d.test', 'r2@d.test', 'r3@d.test'], 'Subject: x\r\n\r\nx\r\n')).toMatch(/^250/);
   });
 
+  it('replaces a listener at once on a reload, while a session on the old one finishes its mail', async () => {
+    const port = await freePort();
+    relay = await startTestRelay({ listeners: [{ name: 'open', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }] });
+    const { talk } = await SmtpTalk.connect(port);
+    await talk.send('EHLO client.test');
+    expect(await talk.send('MAIL FROM:<app@example.test>')).toMatch(/^250/);
+
+    const file = path.join(relay.dir, 'relay.yaml');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.listeners[0].greetingDelay = '10ms';
+    fs.writeFileSync(file, JSON.stringify(config));
+    // Not after the open mail is done (that may take the client minutes): the new listener serves the port now.
+    await waitFor(async () => /config_reloads_total\{result="success"\} 1/.test(await relay.metricsText()), 'the reload to apply', 5000);
+    expect(relay.config().listeners[0]!.greetingDelay).toBe(0.01);
+    expect(await submit(port, 'app@example.test', ['new@dest.test'], 'Subject: to the new listener\r\n\r\nx\r\n')).toMatch(/^250 /);
+
+    // The session on the retired listener still finishes the mail it began.
+    expect(await talk.send('RCPT TO:<old@dest.test>')).toMatch(/^250/);
+    expect(await talk.send('DATA')).toMatch(/^354/);
+    expect(await talk.send('Subject: begun before the reload\r\n\r\nx\r\n.')).toMatch(/^250 /);
+    await waitFor(() => relay.delivered().length === 2, 'both messages delivered');
+    expect(relay.delivered().map((m) => /Subject: (.*)\r\n/.exec(m.toString())![1]).sort()).toEqual(['begun before the reload', 'to the new listener']);
+  });
+
   it('keeps a client locked out for failed logins on the listener a reload replaces', async () => {
     const submission = await freePort();
     const listeners = [

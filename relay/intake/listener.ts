@@ -260,5 +260,10 @@ export function intakeShared(deps: IntakeDeps): IntakeShared {
 
 /** A relay's listeners as the current config lists them, on the state they share. */
 export function createListeners(deps: IntakeDeps, shared: IntakeShared): SmtpListener[] {
-  return deps.policy().config.listeners.map((l) => new SmtpListener(l, deps, shared.rate, shared.auth));
+  return deps.policy().config.listeners.map((l) => createListener(l, deps, shared));
+}
+
+/** One listener of the current config, on the state all of them share. */
+export function createListener(config: ListenerConfig, deps: IntakeDeps, shared: IntakeShared): SmtpListener {
+  return new SmtpListener(config, deps, shared.rate, shared.auth);
 }
