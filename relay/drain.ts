@@ -13,7 +13,7 @@ import { findPeers, handOffSpool, readToken } from './handoff.js';
 import type { ListenerSet } from './listeners.js';
 import type { IntakeMetrics } from './metrics.js';
 import type { QueueHandle } from './queue/client.js';
-import type { Spool } from './spool/spool.js';
+import type { SpoolIntake } from './spool/spool.js';
 import type { SpoolLock } from './spool/lock.js';
 import type { SuppressionList } from './suppression.js';
 
@@ -23,7 +23,8 @@ export interface DrainDeps {
   queue: QueueHandle;
   /** Handoffs from peers being stored now: they are waited for before the spool is handed on. */
   receiving: () => number;
-  spool: Spool;
+  /** The writer side: closed once the queue has stopped. */
+  spool: SpoolIntake;
   suppressions: SuppressionList;
   lock: SpoolLock;
   httpServer: http.Server;
@@ -56,13 +57,13 @@ export async function drain(d: DrainDeps): Promise<void> {
   // The writer side finishes its last journal write; nothing is appended after this.
   await d.spool.close();
   if (handingOff) {
-    const result = await handOffSpool({ dir: d.spool.dir, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
+    const result = await handOffSpool({ dir: d.spool.layout.dir, peers, token: token!, deadline, log, sent: () => metrics.handoffMessages.inc({ direction: 'sent' }) });
     metrics.handoffMessages.inc({ direction: 'left' }, result.left);
     log.info({ event: 'handoff', handed: result.handed, left: result.left, peers }, `handed ${result.handed} message(s) to peers; ${result.left} stay`);
     left = result.left;
     const webhooks = d.config.events.webhooks.map((w) => w.name);
     if (webhooks.length) {
-      const events = await handOffEvents({ spoolDir: d.spool.dir, webhooks, peers, token: token!, deadline, log });
+      const events = await handOffEvents({ spoolDir: d.spool.layout.dir, webhooks, peers, token: token!, deadline, log });
       if (events.handed || events.left) log.info({ event: 'events_handoff', handed: events.handed, left: events.left }, `handed ${events.handed} event(s) the webhooks had not taken to peers; ${events.left} stay`);
     }
   } else if (token && left !== 0) {

@@ -34,7 +34,7 @@ import http from 'node:http';
 import type { Logger } from 'pino';
 import type { RelayConfig } from './config.js';
 import { parseHandoffEnvelope, type HandoffEnvelope } from './envelope.js';
-import { Spool, type Envelope, type SpoolEntry } from './spool/spool.js';
+import { Spool, type Envelope, type IntakeSpool, type SpoolEntry } from './spool/spool.js';
 import { bearerMatches } from './peer-request.js';
 
 export type { HandoffEnvelope } from './envelope.js';
@@ -60,7 +60,7 @@ export interface ReceiveDeps {
   tokenFile: () => string | undefined;
   /** False while this relay drains: a stopping relay takes nothing new. */
   accepting: () => boolean;
-  spool: Spool;
+  spool: IntakeSpool;
   enqueue: (entry: SpoolEntry) => void;
   maxBytes: () => number;
   /** The earliest retry here (seconds): a handed-over message is tried no later than this from now. */

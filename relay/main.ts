@@ -31,7 +31,7 @@ import { WorkerQueue, type QueueHandle } from './queue/client.js';
 import type { PermanentFailure } from './queue/manager.js';
 import { watchConfig } from './reload.js';
 import type { QueueStats } from './queue/scheduler.js';
-import { Spool } from './spool/spool.js';
+import { SpoolIntake, SpoolLayout } from './spool/spool.js';
 import { lockSpool } from './spool/lock.js';
 import { SuppressionList, suppressionJson, type HardBounceCandidate } from './suppression.js';
 import { UserStore } from './users.js';
@@ -56,7 +56,8 @@ export interface RunningRelay {
   /** The whole /metrics exposition (intake and queue). */
   metricsText(): Promise<string>;
   queueStats(): Promise<QueueStats>;
-  spool: Spool;
+  /** The spool's writer side (this thread's). */
+  spool: SpoolIntake;
   suppressions: SuppressionList;
   /** Re-reads the config file now (what a change or SIGHUP triggers). Resolves true when applied. */
   reload(): Promise<boolean>;
@@ -98,8 +99,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   // message once it is handed over, and hears which journal segments the writer let go.
   // (No segment is sealed before the queue exists: nothing is appended before it starts.)
   const late: { queue?: QueueHandle } = {};
-  const spool = new Spool(opts.config.spool.dir, { role: 'intake', minFreeBytes: () => policy.config.spool.minFreeBytes, sealed: (seal) => late.queue!.sealed(seal) });
-  const { full } = await spool.open();
+  const layout = new SpoolLayout(opts.config.spool.dir);
+  const spool = new SpoolIntake(layout, { minFreeBytes: () => policy.config.spool.minFreeBytes, sealed: (seal) => late.queue!.sealed(seal) });
+  const { full } = await layout.open();
   // Unhealthy once another process has taken the spool: two relays on one spool deliver twice.
   let spoolTaken = '';
   const lock = await lockSpool(opts.config.spool.dir, {

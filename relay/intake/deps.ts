@@ -8,7 +8,7 @@ import type { RelayConfig } from '../config.js';
 import type { RelayEvent } from '../events/event.js';
 import type { UnsubscribeOwner } from '../links/unsubscribe.js';
 import type { IntakeMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool/spool.js';
+import type { IntakeSpool, SpoolEntry } from '../spool/spool.js';
 import type { SuppressionList } from '../suppression.js';
 import type { UserStore } from '../users.js';
 
@@ -25,7 +25,7 @@ export interface IntakePolicy {
 }
 
 export interface IntakeDeps {
-  spool: Spool;
+  spool: IntakeSpool;
   metrics: IntakeMetrics;
   log: Logger;
   policy: () => IntakePolicy;

@@ -10,7 +10,7 @@ import { DeliveryFailure, type RecipientOutcome } from '../delivery/outcome.js';
 import { SmarthostAuthFailure } from '../delivery/smarthost-auth.js';
 import type { Route, RouteSession } from '../delivery/routes.js';
 import type { QueueMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool/spool.js';
+import type { DeliverySpool, SpoolEntry } from '../spool/spool.js';
 import type { IdleConnections } from './idle.js';
 import type { Scheduler, Unit } from './scheduler.js';
 import { outbound, type Outgoing, type SigningSlot } from './signing.js';
@@ -19,7 +19,7 @@ import { outbound, type Outgoing, type SigningSlot } from './signing.js';
 export interface ConnectionHost {
   readonly scheduler: Scheduler;
   readonly idle: IdleConnections;
-  readonly spool: Spool;
+  readonly spool: DeliverySpool;
   readonly metrics: QueueMetrics;
   readonly log: Logger;
   /** Open sessions, closed at stop. */

@@ -14,7 +14,7 @@ import type { Route, RouteSession } from '../delivery/routes.js';
 import type { DkimSigner } from '../dkim.js';
 import { OTHER, type Provider } from '../delivery/providers.js';
 import type { QueueMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool/spool.js';
+import type { DeliverySpool, SpoolEntry } from '../spool/spool.js';
 import { ProviderClassifier, type Classified } from './classify.js';
 import { runConnection, type ConnectionHost } from './connection.js';
 import { IdleConnections } from './idle.js';
@@ -63,7 +63,7 @@ interface MessageRecord extends SigningSlot {
 }
 
 export interface QueueDeps {
-  spool: Spool;
+  spool: DeliverySpool;
   route: Route;
   log: Logger;
   metrics: QueueMetrics;
@@ -99,7 +99,7 @@ export class QueueManager implements ConnectionHost {
   private timer: NodeJS.Timeout | undefined;
   private isRunning = false;
   readonly now: () => number;
-  readonly spool: Spool;
+  readonly spool: DeliverySpool;
   readonly log: Logger;
   readonly metrics: QueueMetrics;
 

@@ -6,7 +6,7 @@
  */
 import { buildDsn, type DsnRecipient } from '../bounce.js';
 import type { Envelope } from '../envelope.js';
-import { newQueueId, type Spool, type SpoolEntry } from '../spool/spool.js';
+import { newQueueId, type DeliverySpool, type SpoolEntry } from '../spool/spool.js';
 
 /** The listener name a notice's envelope carries: what tells the relay's own mail from the senders'. */
 export const NOTICE_LISTENER = 'internal';
@@ -17,7 +17,7 @@ export function isNotice(env: Pick<Envelope, 'listener'>): boolean {
 }
 
 /** Stores the notice; resolves with its spool entry once it is durable. */
-export async function storeNotice(spool: Spool, hostname: string, original: SpoolEntry, recipients: DsnRecipient[], now: number): Promise<SpoolEntry> {
+export async function storeNotice(spool: DeliverySpool, hostname: string, original: SpoolEntry, recipients: DsnRecipient[], now: number): Promise<SpoolEntry> {
   const env = original.envelope;
   const id = newQueueId(now);
   const messageId = `<${id}.dsn@${hostname}>`;

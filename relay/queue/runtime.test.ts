@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../config.js';
 import type { SegmentSealed } from '../spool/journal-writer.js';
 import { InlineQueue } from './inline.js';
-import { Spool, newQueueId, type Envelope } from '../spool/spool.js';
+import { Spool, SpoolIntake, SpoolLayout, newQueueId, type Envelope } from '../spool/spool.js';
 
 /** The two sides as startRelay wires them: the writer side here, the queue behind the message protocol. */
 describe('the spool across the queue boundary', () => {
@@ -28,8 +28,9 @@ describe('the spool across the queue boundary', () => {
   it('a segment sealed before its last message is handed over goes once that message is delivered, not before', async () => {
     const queue = new InlineQueue(config(), pino({ level: 'silent' }));
     const seals: SegmentSealed[] = [];
-    const spool = new Spool(path.join(dir, 'spool'), { role: 'intake', sealed: (s) => (seals.push(s), queue.sealed(s)) });
-    await spool.open();
+    const layout = new SpoolLayout(path.join(dir, 'spool'));
+    const spool = new SpoolIntake(layout, { sealed: (s) => (seals.push(s), queue.sealed(s)) });
+    await layout.open();
     await queue.start(await spool.recover());
     const first = await spool.append(env(), body);
     queue.enqueue(first);
@@ -57,7 +58,7 @@ describe('the spool across the queue boundary', () => {
     const kept = [await before.append(env(), body), await before.append(env(), body)];
     await before.close();
     const queue = new InlineQueue(config(), pino({ level: 'silent' }));
-    const spool = new Spool(path.join(dir, 'spool'), { role: 'intake', sealed: (s) => queue.sealed(s) });
+    const spool = new SpoolIntake(new SpoolLayout(path.join(dir, 'spool')), { sealed: (s) => queue.sealed(s) });
     const recovered = await spool.recover();
     expect(recovered.entries.map((e) => e.envelope.id)).toEqual(kept.map((e) => e.envelope.id));
     expect(recovered.segments).toEqual([{ segment: kept[0]!.location!.segment, records: 2, done: 0 }]);

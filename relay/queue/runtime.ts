@@ -27,7 +27,7 @@ import { QueueMetrics } from '../metrics.js';
 import { EventPublisher } from '../events/publisher.js';
 import type { RelayEvent } from '../events/event.js';
 import { QueueManager, type PermanentFailure, type QueueSettings } from './manager.js';
-import { Spool, type SpoolEntry } from '../spool/spool.js';
+import { SpoolDelivery, SpoolLayout, type SpoolEntry } from '../spool/spool.js';
 
 export type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -83,7 +83,7 @@ function routeFor(c: RelayConfig, log: Logger) {
 
 export class QueueRuntime {
   private readonly manager: QueueManager;
-  private readonly spool: Spool;
+  private readonly spool: SpoolDelivery;
   private readonly metrics: QueueMetrics;
   private readonly events: EventPublisher;
   private config: RelayConfig;
@@ -94,7 +94,7 @@ export class QueueRuntime {
     private readonly send: (m: FromQueue) => void,
   ) {
     this.config = config;
-    this.spool = new Spool(config.spool.dir, { role: 'delivery' });
+    this.spool = new SpoolDelivery(new SpoolLayout(config.spool.dir));
     const ref: { manager?: QueueManager } = {};
     this.metrics = new QueueMetrics(() => ref.manager!.scheduler.stats(Date.now()));
     this.events = new EventPublisher(config.events, { spoolDir: config.spool.dir, registry: this.metrics.registry, log, now: Date.now });
@@ -121,11 +121,11 @@ export class QueueRuntime {
         }
         break;
       case 'sealed':
-        this.spool.delivery.sealed(m.seal);
+        this.spool.sealed(m.seal);
         break;
       case 'start':
         try {
-          this.spool.delivery.adopt(m.segments);
+          this.spool.adopt(m.segments);
           this.manager.start();
           this.send({ type: 'started' });
         } catch (err) {

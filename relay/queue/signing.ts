@@ -11,7 +11,7 @@ import type { OutboundMessage } from '../delivery/routes.js';
 import type { DkimSigner } from '../dkim.js';
 import type { RewritePlan } from '../links/rewrite.js';
 import type { QueueMetrics } from '../metrics.js';
-import type { Spool, SpoolEntry } from '../spool/spool.js';
+import type { DeliverySpool, SpoolEntry } from '../spool/spool.js';
 
 /** What goes in front of the body ('' when no key covers it), and the rewritten message when it was tracked. */
 export interface Outgoing {
@@ -29,7 +29,7 @@ async function readAll(stream: Readable): Promise<Buffer> {
 }
 
 /** The message's outgoing form; a failure rejects, and the next call tries again. */
-export function outgoingOf(entry: SpoolEntry, slot: SigningSlot, signer: DkimSigner | undefined, spool: Spool, metrics: QueueMetrics, tracking?: RewritePlan): Promise<Outgoing> {
+export function outgoingOf(entry: SpoolEntry, slot: SigningSlot, signer: DkimSigner | undefined, spool: DeliverySpool, metrics: QueueMetrics, tracking?: RewritePlan): Promise<Outgoing> {
   const env = entry.envelope;
   if (!tracking && env.dkimSignature !== undefined) return Promise.resolve({ signature: env.dkimSignature });
   if (!tracking && (!signer || signer.empty)) return Promise.resolve({ signature: '' });
@@ -55,7 +55,7 @@ export function outgoingOf(entry: SpoolEntry, slot: SigningSlot, signer: DkimSig
 }
 
 /** One unit's message as the route sends it: from its envelope sender (a return path, or the sender's own), the signature, then the body (rewritten, from memory or the spool). */
-export function outbound(entry: SpoolEntry, recipients: string[], out: Outgoing, spool: Spool, sender = entry.envelope.sender): OutboundMessage {
+export function outbound(entry: SpoolEntry, recipients: string[], out: Outgoing, spool: DeliverySpool, sender = entry.envelope.sender): OutboundMessage {
   const signature = out.signature;
   const body = out.body ?? entry.body;
   return {

@@ -14,18 +14,16 @@
  * deletion, DSN files). Data between them flows one way: entries and sealed segments, from the
  * writer to the queue.
  *
- * `Spool` is the one name intake and the queue manager take: an object for one side
- * (`role: 'intake'` in the main thread, `role: 'delivery'` in the queue) or, by default, both
- * sides in one object over the directory (tests, tools, the handoff at shutdown after the
- * queue stopped), where the writer's seals and a recovery's segments go straight to its own
- * queue side. A method of a side the object is not for throws: that is a wiring mistake.
- * (Once intake and the queue manager name SpoolIntake and SpoolDelivery themselves, the relay
- * needs no Spool object: it stays for tests and tools.)
+ * The relay makes one side in each thread: a SpoolIntake in the main thread (relay/main.ts) and
+ * a SpoolDelivery in the queue's (relay/queue/runtime.ts). Intake and the queue manager name
+ * only what they use of a side (IntakeSpool, DeliverySpool), so giving one the wrong side does
+ * not compile. `Spool` is both sides in one object over the directory, for tests, tools and the
+ * handoff at shutdown after the queue stopped: the writer's seals and a recovery's segments go
+ * straight to its own queue side.
  */
 import type { Readable } from 'node:stream';
 import type { Envelope } from '../envelope.js';
 import type { JournalLocation } from './journal-format.js';
-import type { SegmentSealed } from './journal-writer.js';
 import { SpoolDelivery } from './delivery.js';
 import { SpoolIntake } from './intake.js';
 import { SpoolLayout, type SpoolEntry } from './layout.js';
@@ -33,24 +31,24 @@ import { recoverSpool, scanSpool, type RecoveryReport, type SpoolScan } from './
 import type { SpoolWriter } from './writer.js';
 
 export type { Envelope, RecipientState, RecipientStatus } from '../envelope.js';
-export { DirSyncer, isOutOfSpace, newQueueId, type SpoolEntry } from './layout.js';
+export { DirSyncer, isOutOfSpace, newQueueId, SpoolLayout, type SpoolEntry } from './layout.js';
 export type { RecoveryReport, SpoolScan } from './recovery.js';
 export type { SpoolWriter } from './writer.js';
+export { SpoolDelivery, SpoolIntake };
 
-export type SpoolRole = 'intake' | 'delivery' | 'both';
+/** What intake uses of the spool: the writer side. */
+export type IntakeSpool = Pick<SpoolIntake, 'createWriter' | 'append' | 'store' | 'freeBytes'>;
+
+/** What the queue manager uses of the spool: the queue side. */
+export type DeliverySpool = Pick<SpoolDelivery, 'reserveCache' | 'saveState' | 'openBody' | 'readBody' | 'remove' | 'journalDone' | 'store'>;
 
 export interface SpoolOptions {
-  /** Which side this object is (see the file comment). Default: both. */
-  role?: SpoolRole;
   /** Free bytes to keep on the volume (the writer side refuses a message below it: 452 4.3.1). */
   minFreeBytes?: () => number;
-  /** With role 'intake': where the writer's sealed segments go (the queue, in its thread). */
-  sealed?: (seal: SegmentSealed) => void;
 }
 
 export class Spool {
   readonly layout: SpoolLayout;
-  private readonly role: SpoolRole;
   private intakeSide: SpoolIntake | undefined;
   private deliverySide: SpoolDelivery | undefined;
 
@@ -59,23 +57,15 @@ export class Spool {
     private readonly options: SpoolOptions = {},
   ) {
     this.layout = new SpoolLayout(dir);
-    this.role = options.role ?? 'both';
-    // The writer side alone would otherwise keep every segment it let go until the next start.
-    if (this.role === 'intake' && !options.sealed) throw new Error("a spool's writer side needs `sealed`: the queue side must hear of every segment it lets go");
   }
 
   /** The writer side, made on first use. */
   get intake(): SpoolIntake {
-    if (this.role === 'delivery') throw new Error('this spool object is the queue side: mail is written by the writer side in the main thread');
-    return (this.intakeSide ??= new SpoolIntake(this.layout, {
-      minFreeBytes: this.options.minFreeBytes,
-      sealed: this.role === 'both' ? (seal) => this.delivery.sealed(seal) : this.options.sealed!,
-    }));
+    return (this.intakeSide ??= new SpoolIntake(this.layout, { minFreeBytes: this.options.minFreeBytes, sealed: (seal) => this.delivery.sealed(seal) }));
   }
 
   /** The queue side, made on first use. */
   get delivery(): SpoolDelivery {
-    if (this.role === 'intake') throw new Error('this spool object is the writer side: the queue side owns a message once it is handed over');
     return (this.deliverySide ??= new SpoolDelivery(this.layout));
   }
 
@@ -89,15 +79,12 @@ export class Spool {
     return scanSpool(this.layout);
   }
 
-  /**
-   * Tidies and reads the spool for a start (relay/spool/recovery.ts). Both sides in this object:
-   * its queue side takes the segments' counts; the writer side alone hands them to the queue.
-   */
+  /** Tidies and reads the spool for a start (relay/spool/recovery.ts); its queue side takes the segments' counts. */
   async recover(): Promise<RecoveryReport> {
     // Marks made here so far (and deletions begun) must be on disk, or a finished message would look live.
     await this.deliverySide?.settle();
     const report = await recoverSpool(this.layout);
-    if (this.role === 'both') this.delivery.adopt(report.segments);
+    this.delivery.adopt(report.segments);
     return report;
   }
 
@@ -115,9 +102,9 @@ export class Spool {
     return this.intake.freeBytes(now);
   }
 
-  /** Stores a whole message in a file of its own: the writer side's (handoff, counted against the floor) or the queue's (DSNs, never refused). */
+  /** Stores a whole message in a file of its own, as the writer side does (a handoff, counted against the floor). */
   store(envelope: Omit<Envelope, 'id'> & { id?: string }, body: Buffer): Promise<SpoolEntry> {
-    return this.role === 'delivery' ? this.delivery.store(envelope, body) : this.intake.store(envelope, body);
+    return this.intake.store(envelope, body);
   }
 
   // The queue side.
