@@ -188,8 +188,7 @@ export class SuppressionList {
     if (listed?.permanent && !bounce.unsubscribe) return false;
     const reply = bounce.reply.replace(/\s+/g, ' ').trim().slice(0, MAX_REPLY);
     const line: Line = { op: 'add', senderDomain: senderDomain.toLowerCase(), recipient: bounce.recipient.toLowerCase(), at: new Date(bounce.at).toISOString(), statusCode: bounce.statusCode, reply, ...(bounce.unsubscribe ? { permanent: true as const } : {}) };
-    this.apply(line);
-    this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
+    this.record(line);
     const now = this.entries.get(keyOf(line.senderDomain, line.recipient));
     if (now) this.opts.onAdded?.(now);
     return fresh;
@@ -207,8 +206,7 @@ export class SuppressionList {
     if (listed && this.live(listed) && (listed.since >= s.since || (listed.permanent && !s.permanent))) return false;
     const line: Line = { op: 'add', senderDomain, recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply.slice(0, MAX_REPLY), ...(s.permanent ? { permanent: true as const } : {}) };
     if (!this.live({ ...s, permanent: !!s.permanent }) || this.removedSince(senderDomain, recipient, s.since)) return false;
-    this.apply(line);
-    this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
+    this.record(line);
     return true;
   }
 
@@ -225,7 +223,7 @@ export class SuppressionList {
     if (!removed.length) return [];
     const line: Line = { op: 'remove', senderDomain: domain, recipient: rcpt, at: new Date(this.now()).toISOString() };
     this.apply(line);
-    const written = this.writing.then(() => this.append(line));
+    const written = this.writing.then(() => this.store.append(line));
     this.writing = written.catch(() => undefined);
     await written;
     this.opts.onRemoved?.({ senderDomain: domain, recipient: rcpt, at: Date.parse(line.at) });
@@ -241,8 +239,7 @@ export class SuppressionList {
     const known = this.removals.get(removalKeyOf(removal));
     if ((known && known.at >= removal.at) || !this.removalLive(removal)) return false;
     const line: Line = { op: 'remove', senderDomain: removal.senderDomain, recipient: removal.recipient, at: new Date(removal.at).toISOString() };
-    this.apply(line);
-    this.writing = this.writing.then(() => this.append(line)).catch((err: Error) => this.opts.onError?.(err));
+    this.record(line);
     return true;
   }
 
@@ -341,8 +338,10 @@ export class SuppressionList {
     }
   }
 
-  private append(line: Line): Promise<void> {
-    return this.store.append(line);
+  /** Applies a line here and appends it to the file after the writes before it, in the background (a failure goes to onError). */
+  private record(line: Line): void {
+    this.apply(line);
+    this.writing = this.writing.then(() => this.store.append(line)).catch((err: Error) => this.opts.onError?.(err));
   }
 
   /** Rewrites the file with one add line per live entry and one remove line per kept removal. */
