@@ -36,29 +36,39 @@ export class ListenerSet {
       for (const l of this.listeners) await l.listen();
     } catch (err) {
       await Promise.all(this.listeners.map((l) => l.close()));
-      throw new MailfleetError(ErrorCodes.LISTEN_FAILED, `cannot listen: ${(err as Error).message}`, 'another process holds the port, or the address is not on this host');
+      throw listenFailed(err);
     }
   }
 
   /**
    * Takes a new policy (IntakeDeps.policy already returns it): listeners whose settings changed
-   * are replaced at once, the rest get its certificate and limits. A replaced listener stops
-   * listening before its successor binds (it may be the same port); its open sessions may
+   * are replaced at once, the rest get its certificate and limits. Every new port is bound
+   * before anything else changes, so one that another process holds refuses the reload
+   * (MF_LISTEN_FAILED) with the running listeners as they were; only a port a replaced
+   * listener holds is bound after that one stops. A replaced listener's open sessions may
    * finish the mail they are in, for up to RETIRED_SESSIONS_MS, without holding up the reload.
    */
   async apply(policy: IntakePolicy): Promise<void> {
     const current = new Set(this.listeners.map((l) => listenerKey(l.config)));
     const wanted = new Set(policy.config.listeners.map(listenerKey));
     const retired = this.listeners.filter((l) => !wanted.has(listenerKey(l.config)));
-    for (const l of retired) l.stopListening();
     const fresh = policy.config.listeners.filter((c) => !current.has(listenerKey(c))).map((c) => createListener(c, this.deps, this.shared));
-    this.listeners = this.listeners.filter((l) => !retired.includes(l));
+    const onRetiredPort = (l: SmtpListener) => l.config.port !== 0 && retired.some((r) => r.config.port === l.config.port);
+    const first = fresh.filter((l) => !onRetiredPort(l));
+    try {
+      for (const l of first) await l.listen();
+    } catch (err) {
+      await Promise.all(first.map((l) => l.close()));
+      throw listenFailed(err);
+    }
     for (const l of retired) {
+      l.stopListening();
       this.retiring.add(l);
       void l.drain(Date.now() + RETIRED_SESSIONS_MS).finally(() => this.retiring.delete(l));
     }
-    for (const l of fresh) {
-      await l.listen();
+    this.listeners = [...this.listeners.filter((l) => !retired.includes(l)), ...first];
+    for (const l of fresh.filter(onRetiredPort)) {
+      await l.listen().catch((err: unknown) => Promise.reject(listenFailed(err)));
       this.listeners.push(l);
     }
     for (const l of this.listeners) {
@@ -83,4 +93,8 @@ export class ListenerSet {
   async drain(deadlineMs: number): Promise<void> {
     await Promise.all([...this.listeners, ...this.retiring].map((l) => l.drain(deadlineMs)));
   }
+}
+
+function listenFailed(err: unknown): MailfleetError {
+  return new MailfleetError(ErrorCodes.LISTEN_FAILED, `cannot listen: ${(err as Error).message}`, 'another process holds the port, or the address is not on this host');
 }

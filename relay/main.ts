@@ -207,9 +207,16 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
         file: opts.configFile,
         current: () => policy.config,
         apply: async (next) => {
+          const running = policy;
           policy = loadPolicy(next);
+          try {
+            await listeners.apply(policy);
+          } catch (err) {
+            // Refused (a port another process holds): the listeners are as they were, and so is the policy they read.
+            policy = running;
+            throw err;
+          }
           metrics.exportReports(next.senderDomains);
-          await listeners.apply(policy);
           queue.reconfigure(next);
           if (!opts.log) log.level = next.log.level; // an injected logger belongs to the caller
         },

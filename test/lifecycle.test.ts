@@ -301,6 +301,23 @@ describe('config reload', () => {
     expect(relay.delivered().map((m) => /Subject: (.*)\r\n/.exec(m.toString())![1]).sort()).toEqual(['begun before the reload', 'to the new listener']);
   });
 
+  it('refuses a reload whose new port is taken, and keeps serving the old one with the old config', async () => {
+    const [port, taken] = [await freePort(), await freePort()];
+    const holder = net.createServer().listen(taken, '127.0.0.1');
+    cleanups.push(() => new Promise<void>((r) => holder.close(() => r())));
+    relay = await startTestRelay({ listeners: [{ name: 'open', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }] });
+    const file = path.join(relay.dir, 'relay.yaml');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.listeners[0].port = taken;
+    config.limits = { maxRecipients: 7 };
+    fs.writeFileSync(file, JSON.stringify(config));
+    await waitFor(async () => /config_reloads_total\{result="failure"\} 1/.test(await relay.metricsText()), 'the reload to be refused');
+    expect(relay.config().listeners[0]!.port).toBe(port);
+    expect(relay.config().limits.maxRecipients).not.toBe(7);
+    expect(relay.ports.open).toBe(port);
+    expect(await submit(port, 'app@example.test', ['r@dest.test'], 'Subject: after the refused reload\r\n\r\nx\r\n')).toMatch(/^250 /);
+  });
+
   it('keeps a client locked out for failed logins on the listener a reload replaces', async () => {
     const submission = await freePort();
     const listeners = [
