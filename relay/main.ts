@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type http from 'node:http';
+import nodeTls from 'node:tls';
 import type { Logger } from 'pino';
 import { domainOf } from './address.js';
 import { loadSigningKeys } from './dkim-keys.js';
@@ -72,6 +73,13 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
       tls = { cert: fs.readFileSync(config.tls.certFile), key: fs.readFileSync(config.tls.keyFile) };
     } catch (err) {
       throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read TLS certificate or key: ${(err as Error).message}`, 'mount the TLS Secret, or fix tls.certFile / tls.keyFile');
+    }
+    // Used here first: a pair the listeners could not use is refused before they are given it
+    // (smtp-server drops its running context before it builds the new one).
+    try {
+      nodeTls.createSecureContext({ cert: tls.cert, key: tls.key });
+    } catch (err) {
+      throw new MailfleetError(ErrorCodes.TLS_INVALID, `cannot use the TLS certificate ${config.tls.certFile} with the key ${config.tls.keyFile}: ${(err as Error).message}`, 'mount a Secret whose tls.crt and tls.key belong together, or fix tls.certFile / tls.keyFile');
     }
   }
   const users = config.auth ? UserStore.load(config.auth.usersFile) : UserStore.empty();

@@ -1,21 +1,17 @@
 /**
  * The relay as a process: refusing a bad config before listening, surviving SIGKILL with
- * nothing acknowledged lost, draining on SIGTERM with the spool intact, and config reloads.
+ * nothing acknowledged lost, draining on SIGTERM with the spool intact. Reloads: reload.test.ts.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
-import tls from 'node:tls';
-import { generate } from 'selfsigned';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hashPassword } from '../relay/users.js';
 import { canConnect, freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { spawnMailfleet, type RelayProcess } from './support/process.js';
 import { Spool } from '../relay/spool/spool.js';
-import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
+import { waitFor } from './support/relay.js';
 import { SmtpTalk, submit } from './support/smtp-talk.js';
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
@@ -252,146 +248,3 @@ describe('relay process', () => {
     expect(sink.messages.map((m) => /Subject: (.*)/.exec(m.raw.toString())![1]).sort()).toEqual(['in flight at SIGTERM', 'kept 0', 'kept 1', 'kept 2']);
   });
 });
-
-describe('config reload', () => {
-  let relay: TestRelay;
-  afterEach(async () => relay?.stop());
-
-  it('applies a valid change without dropping an open session, and refuses an invalid one keeping the old config', async () => {
-    relay = await startTestRelay({ limits: { maxRecipients: 2 } });
-    const file = path.join(relay.dir, 'relay.yaml');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-    const { talk } = await SmtpTalk.connect(relay.ports.open!);
-    await talk.send('EHLO client.test');
-
-    fs.writeFileSync(file, JSON.stringify({ ...config, limits: { maxRecipients: 5 } }));
-    await waitFor(async () => /result="success"\} 1/.test(await relay.metricsText()), 'the reload to apply');
-    expect(relay.config().limits.maxRecipients).toBe(5);
-    // The session opened before the reload still works.
-    expect(await talk.send('MAIL FROM:<a@example.test>')).toMatch(/^250/);
-    await talk.quit();
-
-    fs.writeFileSync(file, JSON.stringify({ ...config, limits: { maxRecipients: -1 } }));
-    await waitFor(async () => /result="failure"\} 1/.test(await relay.metricsText()), 'the refused reload to be counted');
-    expect(relay.config().limits.maxRecipients).toBe(5);
-    expect(await submit(relay.ports.open!, 'a@example.test', ['r1@d.test', 'r2@d.test', 'r3@d.test'], 'Subject: x\r\n\r\nx\r\n')).toMatch(/^250/);
-  });
-
-  it('replaces a listener at once on a reload, while a session on the old one finishes its mail', async () => {
-    const port = await freePort();
-    relay = await startTestRelay({ listeners: [{ name: 'open', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }] });
-    const { talk } = await SmtpTalk.connect(port);
-    await talk.send('EHLO client.test');
-    expect(await talk.send('MAIL FROM:<app@example.test>')).toMatch(/^250/);
-
-    const file = path.join(relay.dir, 'relay.yaml');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-    config.listeners[0].greetingDelay = '10ms';
-    fs.writeFileSync(file, JSON.stringify(config));
-    // Not after the open mail is done (that may take the client minutes): the new listener serves the port now.
-    await waitFor(async () => /config_reloads_total\{result="success"\} 1/.test(await relay.metricsText()), 'the reload to apply', 5000);
-    expect(relay.config().listeners[0]!.greetingDelay).toBe(0.01);
-    expect(await submit(port, 'app@example.test', ['new@dest.test'], 'Subject: to the new listener\r\n\r\nx\r\n')).toMatch(/^250 /);
-
-    // The session on the retired listener still finishes the mail it began.
-    expect(await talk.send('RCPT TO:<old@dest.test>')).toMatch(/^250/);
-    expect(await talk.send('DATA')).toMatch(/^354/);
-    expect(await talk.send('Subject: begun before the reload\r\n\r\nx\r\n.')).toMatch(/^250 /);
-    await waitFor(() => relay.delivered().length === 2, 'both messages delivered');
-    expect(relay.delivered().map((m) => /Subject: (.*)\r\n/.exec(m.toString())![1]).sort()).toEqual(['begun before the reload', 'to the new listener']);
-  });
-
-  it('refuses a reload whose new port is taken, and keeps serving the old one with the old config', async () => {
-    const [port, taken] = [await freePort(), await freePort()];
-    const holder = net.createServer().listen(taken, '127.0.0.1');
-    cleanups.push(() => new Promise<void>((r) => holder.close(() => r())));
-    relay = await startTestRelay({ listeners: [{ name: 'open', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }] });
-    const file = path.join(relay.dir, 'relay.yaml');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-    config.listeners[0].port = taken;
-    config.limits = { maxRecipients: 7 };
-    fs.writeFileSync(file, JSON.stringify(config));
-    await waitFor(async () => /config_reloads_total\{result="failure"\} 1/.test(await relay.metricsText()), 'the reload to be refused');
-    expect(relay.config().listeners[0]!.port).toBe(port);
-    expect(relay.config().limits.maxRecipients).not.toBe(7);
-    expect(relay.ports.open).toBe(port);
-    expect(await submit(port, 'app@example.test', ['r@dest.test'], 'Subject: after the refused reload\r\n\r\nx\r\n')).toMatch(/^250 /);
-  });
-
-  it('keeps a client locked out for failed logins on the listener a reload replaces', async () => {
-    const submission = await freePort();
-    const listeners = [
-      { name: 'open', address: '127.0.0.1', port: 0, tls: 'none' as const, auth: 'none' as const, trustedNetworks: ['127.0.0.0/8'] },
-      { name: 'submission', address: '127.0.0.1', port: submission, tls: 'starttls' as const, auth: 'required' as const },
-    ];
-    relay = await startTestRelay({ listeners, limits: { authFailuresPerSession: 5, authFailuresPerClient: 2, authFailureWindow: '10m', authFailureDelay: 0 } });
-    const login = async (password: string) => {
-      const { talk } = await SmtpTalk.connect(submission, '127.0.0.1', '127.0.0.5');
-      await talk.send('EHLO client.test');
-      await talk.starttls();
-      await talk.send('EHLO client.test');
-      const reply = await talk.authPlain(relay.user, password);
-      await talk.quit();
-      return reply;
-    };
-    expect(await login('guess-1')).toMatch(/^535/);
-    expect(await login('guess-2')).toMatch(/^535/);
-    expect(await login(relay.password)).toMatch(/^454 4\.7\.0 Too many failed logins/);
-
-    // A changed setting replaces the submission listener (same port, a new server behind it).
-    const file = path.join(relay.dir, 'relay.yaml');
-    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
-    config.listeners[1].greetingDelay = '10ms';
-    fs.writeFileSync(file, JSON.stringify(config));
-    await waitFor(async () => /config_reloads_total\{result="success"\} 1/.test(await relay.metricsText()), 'the reload to apply');
-    expect(relay.config().listeners[1]!.greetingDelay).toBe(0.01);
-    expect(await login(relay.password)).toMatch(/^454 4\.7\.0 Too many failed logins/);
-    // Another address still logs in on the new listener.
-    const { talk } = await SmtpTalk.connect(submission, '127.0.0.1', '127.0.0.6');
-    await talk.send('EHLO client.test');
-    await talk.starttls();
-    await talk.send('EHLO client.test');
-    expect(await talk.authPlain(relay.user, relay.password)).toMatch(/^235/);
-    await talk.quit();
-  });
-
-  it('picks up a renewed certificate and a changed users file without a config change', async () => {
-    relay = await startTestRelay();
-    const port = relay.ports.submission!;
-    const certOf = async (): Promise<string> => {
-      const { talk } = await SmtpTalk.connect(port);
-      await talk.send('EHLO client.test');
-      await talk.quit();
-      // A raw STARTTLS to read the certificate the relay presents now.
-      const socket = net.connect(port, '127.0.0.1');
-      const read = () => new Promise<string>((r) => socket.once('data', (d: Buffer) => r(d.toString())));
-      await read();
-      socket.write('EHLO client.test\r\n');
-      await read();
-      socket.write('STARTTLS\r\n');
-      await read();
-      const secure = tls.connect({ socket, rejectUnauthorized: false, servername: 'localhost' });
-      await new Promise((r) => secure.once('secureConnect', r));
-      const fp = secure.getPeerCertificate().fingerprint256;
-      secure.destroy();
-      return fp;
-    };
-    const before = await certOf();
-
-    const renewed = await generate([{ name: 'commonName', value: 'localhost' }], { keySize: 2048 });
-    fs.writeFileSync(path.join(relay.dir, 'tls/dev.key'), renewed.private);
-    fs.writeFileSync(path.join(relay.dir, 'tls/dev.crt'), renewed.cert);
-    fs.appendFileSync(path.join(relay.dir, 'users'), `ops:${await hashPassword('ops-secret')}\n`);
-    await waitFor(async () => /config_reloads_total\{result="success"\} [1-9]/.test(await relay.metricsText()), 'the reload');
-
-    expect(await certOf()).not.toBe(before);
-    expect(await certOf()).toBe(new crypto.X509Certificate(renewed.cert).fingerprint256);
-    const { talk } = await SmtpTalk.connect(port);
-    await talk.send('EHLO client.test');
-    await talk.starttls();
-    await talk.send('EHLO client.test');
-    expect(await talk.authPlain('ops', 'ops-secret')).toMatch(/^235/);
-    await talk.quit();
-  });
-});
-
