@@ -67,7 +67,10 @@ async function relayCommand(argv: string[]): Promise<number> {
       () => undefined,
     );
   };
-  process.once('SIGTERM', stop);
+  // Every SIGTERM joins the one drain (shutdown is idempotent): Kubernetes may send more than
+  // one, and the relay sends itself one when its queue worker dies. A second Ctrl-C (SIGINT) is
+  // left to end the process at once.
+  process.on('SIGTERM', stop);
   process.once('SIGINT', stop);
   process.on('SIGHUP', () => void starting.then((relay) => relay.reload(), () => undefined));
   await starting;
