@@ -36,6 +36,9 @@ export interface DrainDeps {
   log: Logger;
 }
 
+/** How long answers under way on the HTTP port may take at the end of a drain. */
+const HTTP_CLOSE_GRACE_MS = 1000;
+
 export async function drain(d: DrainDeps): Promise<void> {
   const { log, metrics } = d;
   const deadline = Date.now() + d.config.shutdown.drainTimeout * 1000;
@@ -73,7 +76,11 @@ export async function drain(d: DrainDeps): Promise<void> {
   await d.shareSuppressions?.();
   await d.suppressions.close();
   await d.lock.release();
-  await new Promise<void>((r) => d.httpServer.close(() => r()));
+  // Answers under way get a moment, no more: a client that never gives up (a scrape without a
+  // timeout, a peer's handoff still sending) must not hold the stop.
+  const httpClosed = new Promise<void>((r) => d.httpServer.close(() => r()));
+  d.httpServer.closeIdleConnections();
+  await Promise.race([httpClosed, new Promise((r) => setTimeout(r, HTTP_CLOSE_GRACE_MS).unref())]);
   d.httpServer.closeAllConnections();
   const leftText = Number.isNaN(left) ? 'the queue worker had stopped; every undelivered message stays' : `${left} message(s) stay`;
   log.info({ event: 'stopped', leftInSpool: Number.isNaN(left) ? null : left }, `stopped; ${leftText} in the spool for the next start`);

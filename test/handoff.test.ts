@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { generateDkimKey } from '../relay/dkim-keys.js';
 import { freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
+import { HANDOFF_CONTENT_TYPE, HANDOFF_PATH } from '../relay/handoff.js';
 import { startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 import { submit } from './support/smtp-talk.js';
 
@@ -154,5 +155,31 @@ describe('handoff on shutdown', () => {
     expect(await a.spooled()).toHaveLength(5);
     expect(await counter(a, 'left')).toBe(5);
     expect(await counter(a, 'sent')).toBe(0);
+  });
+
+  it('cuts off a peer still sending when the drain ends, instead of answering 200 into a spool nobody hands on', async () => {
+    const b = await startTestRelay({ shutdown: { drainTimeout: '2s' }, handoff: { tokenFile: token, peers: [], window: '1s' } });
+    stops.push(() => b.stop());
+    const message = Buffer.from(MSG(7));
+    const envelope = Buffer.from(JSON.stringify({ sender: 'app@example.test', recipients: [{ address: 'user7@dest.test', status: 'pending' }], receivedAt: Date.now(), listener: 'open', client: '127.0.0.1', headerLength: message.indexOf('\r\n\r\n') + 4, attempts: 1, nextAttemptAt: Date.now(), originId: 'A7' }));
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(envelope.length);
+    const cut: (() => void)[] = [];
+    const answer = new Promise<string>((resolve) => {
+      const req = http.request({ host: '127.0.0.1', port: b.httpPort, method: 'POST', path: HANDOFF_PATH, headers: { authorization: 'Bearer fleet-secret-token', 'content-type': HANDOFF_CONTENT_TYPE, 'content-length': 4 + envelope.length + message.length } }, (res) => resolve(`HTTP ${res.statusCode}`));
+      req.on('error', (err) => resolve(`error: ${err.message}`));
+      req.write(Buffer.concat([prefix, envelope, message.subarray(0, 10)]));
+      cut.push(() => req.end(message.subarray(10)));
+    });
+    // The request is in (past the accepting check) before the drain begins.
+    await new Promise((r) => setTimeout(r, 300));
+    const started = Date.now();
+    await b.shutdown();
+    // The drain (2 s) and the HTTP port's grace (1 s), not the peer, decide when the relay stops.
+    expect(Date.now() - started).toBeLessThan(6000);
+    cut[0]!();
+    // Cut off (or refused), so the peer keeps its copy and hands it to another relay.
+    expect(await answer).toMatch(/^(error: |HTTP 503)/);
+    expect((await b.spooled()).filter((e) => e.handedOverFrom === 'A7')).toEqual([]);
   });
 });

@@ -103,6 +103,8 @@ export abstract class QueueClient implements QueueHandle {
   async stop(deadlineMs: number): Promise<number> {
     const left = (await this.ask({ type: 'stop', deadlineMs, id: 0 })) as number | undefined;
     this.stopping = true;
+    // Stopped: questions from now on (a /metrics scrape during the handoff) are answered empty, not left waiting.
+    this.gone('the queue has stopped');
     return left ?? NaN;
   }
 

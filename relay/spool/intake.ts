@@ -30,6 +30,9 @@ export class SpoolIntake {
   private readonly journal: JournalWriter;
   private readonly space: FreeSpace;
   private readonly target: WriterTarget;
+  /** Closed at the end of a drain: nothing more is stored (a peer's late handoff is refused, so the peer keeps it). */
+  private closed = false;
+  private readonly storing = new Set<Promise<unknown>>();
 
   constructor(
     readonly layout: SpoolLayout,
@@ -59,7 +62,11 @@ export class SpoolIntake {
 
   /** Stores a whole message in a file of its own (a peer's handoff) and resolves when it is durable. */
   store(envelope: Omit<Envelope, 'id'> & { id?: string }, body: Buffer): Promise<SpoolEntry> {
-    return storeFile(this.target, envelope, body);
+    if (this.closed) return Promise.reject(new Error('the spool is closed: this relay is stopping'));
+    const stored = storeFile(this.target, envelope, body);
+    const settled: Promise<unknown> = stored.catch(() => undefined).then(() => this.storing.delete(settled));
+    this.storing.add(settled);
+    return stored;
   }
 
   /** Free bytes on the spool's volume, as far as this process can tell. */
@@ -72,8 +79,10 @@ export class SpoolIntake {
     return recoverSpool(this.layout);
   }
 
-  /** Finishes the journal write under way (at shutdown). */
-  close(): Promise<void> {
-    return this.journal.close();
+  /** Finishes the journal write and the stores under way (at shutdown); nothing is stored after. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.storing);
+    await this.journal.close();
   }
 }
