@@ -237,7 +237,8 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   const shutdown = () =>
     (shuttingDown ??= (async () => {
       draining = true;
-      reloader?.stop();
+      // A reload under way finishes first (its listeners are then drained too); none starts after.
+      await reloader?.stop();
       await drain({ config: policy.config, listeners, queue, receiving: () => receiving, spool, suppressions, lock, httpServer, linksServer, shareSuppressions: () => fleet.flush(), metrics, log });
     })());
 

@@ -21,9 +21,10 @@ export function watchedFiles(configFile: string, c: RelayConfig): string[] {
 }
 
 export interface Reloader {
-  /** Re-reads the config file now; resolves true when the new config was applied. */
+  /** Re-reads the config file now; resolves true when the new config was applied (false once stopped). */
   reload(): Promise<boolean>;
-  stop(): void;
+  /** Takes no more reloads; resolves once the one under way, if any, is over (a stopping relay drains what it left). */
+  stop(): Promise<void>;
 }
 
 export function watchConfig(opts: {
@@ -40,7 +41,9 @@ export function watchConfig(opts: {
       .map((f) => `${f}:${fs.statSync(f, { throwIfNoEntry: false })?.mtimeMs}`)
       .join('|');
   let lastSeen = fingerprint();
+  let stopped = false;
   const reloadOnce = async (): Promise<boolean> => {
+    if (stopped) return false;
     try {
       await opts.apply(loadConfigFile(opts.file));
       lastSeen = fingerprint(); // the new config may name other files: compare against those from now on
@@ -64,5 +67,12 @@ export function watchConfig(opts: {
     }
   }, opts.pollMs ?? 1000);
   timer.unref();
-  return { reload, stop: () => clearInterval(timer) };
+  return {
+    reload,
+    stop: async () => {
+      stopped = true;
+      clearInterval(timer);
+      await reloading;
+    },
+  };
 }

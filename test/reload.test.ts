@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { generate } from 'selfsigned';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashPassword } from '../relay/users.js';
-import { freePort } from './peers/ports.js';
+import { canConnect, freePort } from './peers/ports.js';
 import { capturedLog, startTestRelay, waitFor, type TestRelay } from './support/relay.js';
 import { SmtpTalk, submit } from './support/smtp-talk.js';
 
@@ -180,5 +180,24 @@ describe('config reload', () => {
     await talk.send('EHLO client.test');
     expect(await talk.authPlain(relay.user, relay.password)).toMatch(/^235/);
     await talk.quit();
+  });
+
+  it('takes no reload once it stops: a config change during the drain binds nothing', async () => {
+    const [port, next] = [await freePort(), await freePort()];
+    relay = await startTestRelay({ shutdown: { drainTimeout: '2s' }, listeners: [{ name: 'open', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }] });
+    // A session in a mail keeps the drain going a while.
+    const { talk } = await SmtpTalk.connect(port);
+    await talk.send('EHLO client.test');
+    expect(await talk.send('MAIL FROM:<app@example.test>')).toMatch(/^250/);
+    const file = path.join(relay.dir, 'relay.yaml');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.listeners[0].port = next;
+    fs.writeFileSync(file, JSON.stringify(config));
+    const stopping = relay.shutdown();
+    // A SIGHUP (or the file watch) during the drain.
+    expect(await relay.reload()).toBe(false);
+    await stopping;
+    expect(await canConnect(next)).toBe(false);
+    expect(await canConnect(port)).toBe(false);
   });
 });
