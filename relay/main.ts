@@ -220,8 +220,11 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
           try {
             await listeners.apply(policy);
           } catch (err) {
-            // Refused (a port another process holds): the listeners are as they were, and so is the policy they read.
+            // Refused (a port another process holds, an address not on this host): back to the
+            // running policy, and its listeners (the set is as it was unless the failure came
+            // after a replaced listener had let go of its port; then it is bound again).
             policy = running;
+            await listeners.apply(running).catch((e: unknown) => log.error({ event: 'listeners_not_restored', error: (e as Error).message }, 'a refused reload could not put every listener back; fix the config and reload'));
             throw err;
           }
           metrics.exportReports(next.senderDomains);

@@ -200,4 +200,17 @@ describe('config reload', () => {
     expect(await canConnect(next)).toBe(false);
     expect(await canConnect(port)).toBe(false);
   });
+
+  it('puts the old listener back when the new one cannot bind where the old one was (an address not on this host)', async () => {
+    const port = await freePort();
+    relay = await startTestRelay({ listeners: [{ name: 'open', address: '127.0.0.1', port, tls: 'none', auth: 'none', trustedNetworks: ['127.0.0.0/8'] }] });
+    const file = path.join(relay.dir, 'relay.yaml');
+    const config = JSON.parse(fs.readFileSync(file, 'utf8'));
+    config.listeners[0].address = '192.0.2.1';
+    fs.writeFileSync(file, JSON.stringify(config));
+    expect(await relay.reload()).toBe(false);
+    expect(relay.config().listeners[0]!.address).toBe('127.0.0.1');
+    expect(relay.ports.open).toBe(port);
+    expect(await submit(port, 'app@example.test', ['r@dest.test'], 'Subject: after the refused reload\r\n\r\nx\r\n')).toMatch(/^250 /);
+  });
 });
