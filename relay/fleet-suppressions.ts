@@ -41,7 +41,8 @@ const removalSchema = z.strictObject({
   at: z.iso.datetime({ offset: true }),
 });
 // `removals` is optional: relays before it sent entries only (and refuse a body that has it).
-const listSchema = z.strictObject({ version: z.literal(1), entries: z.array(entrySchema).max(1_000_000), removals: z.array(removalSchema).max(1_000_000).optional() });
+// Each item is checked on its own: one a peer should not have listed is skipped, not the rest with it.
+const listSchema = z.strictObject({ version: z.literal(1), entries: z.array(z.unknown()).max(1_000_000), removals: z.array(z.unknown()).max(1_000_000).optional() });
 type WireEntry = z.infer<typeof entrySchema>;
 type WireRemoval = z.infer<typeof removalSchema>;
 
@@ -144,8 +145,8 @@ export class FleetSuppressions {
         const { code, text } = await call(peer, token, 'GET');
         if (code !== 200) continue;
         const parsed = listSchema.parse(JSON.parse(text));
-        const { taken, removed } = this.mergeAll(parsed);
-        this.deps.log.info({ event: 'suppressions_pulled', peer, entries: parsed.entries.length, new: taken, removals: removed }, `suppression list taken from ${peer}: ${taken} new entries, ${removed} new removals`);
+        const { taken, removed, skipped } = this.mergeAll(parsed);
+        this.deps.log.info({ event: 'suppressions_pulled', peer, entries: parsed.entries.length, new: taken, removals: removed, skipped: skipped || undefined }, `suppression list taken from ${peer}: ${taken} new entries, ${removed} new removals${skipped ? `, ${skipped} malformed items skipped` : ''}`);
         return taken;
       } catch (err) {
         this.deps.log.warn({ event: 'suppressions_pull_failed', peer, error: (err as Error).message }, 'could not take the suppression list from a peer; trying another');
@@ -154,13 +155,22 @@ export class FleetSuppressions {
     return 0;
   }
 
-  /** Removals first: an entry they cover is then not taken. */
-  private mergeAll(parsed: z.infer<typeof listSchema>): { taken: number; removed: number } {
+  /** Removals first: an entry they cover is then not taken. An item that is not well formed is skipped and counted. */
+  private mergeAll(parsed: z.infer<typeof listSchema>): { taken: number; removed: number; skipped: number } {
     let removed = 0;
-    for (const r of parsed.removals ?? []) if (this.deps.list.mergeRemoval(removalFromWire(r))) removed++;
+    let skipped = 0;
+    for (const item of parsed.removals ?? []) {
+      const r = removalSchema.safeParse(item);
+      if (!r.success) skipped++;
+      else if (this.deps.list.mergeRemoval(removalFromWire(r.data))) removed++;
+    }
     let taken = 0;
-    for (const e of parsed.entries) if (this.deps.list.merge(fromWire(e))) taken++;
-    return { taken, removed };
+    for (const item of parsed.entries) {
+      const e = entrySchema.safeParse(item);
+      if (!e.success) skipped++;
+      else if (this.deps.list.merge(fromWire(e.data))) taken++;
+    }
+    return { taken, removed, skipped };
   }
 
   /** Waits for the entries and removals so far to be sent. */
@@ -182,8 +192,8 @@ export class FleetSuppressions {
     if (req.method !== 'POST') return { code: 405, body: `use GET or POST ${SUPPRESSIONS_SYNC_PATH}\n` };
     const read = await readJsonBody(req, listSchema, MAX_BODY, 'entries');
     if (!('data' in read)) return read;
-    const { taken, removed } = this.mergeAll(read.data);
-    if (taken || removed) this.deps.log.info({ event: 'suppressions_merged', entries: read.data.entries.length, new: taken, removals: removed }, `a peer shared ${taken} new suppression list entries and ${removed} new removals`);
+    const { taken, removed, skipped } = this.mergeAll(read.data);
+    if (taken || removed || skipped) this.deps.log.info({ event: 'suppressions_merged', entries: read.data.entries.length, new: taken, removals: removed, skipped: skipped || undefined }, `a peer shared ${taken} new suppression list entries and ${removed} new removals${skipped ? `; ${skipped} malformed items skipped` : ''}`);
     return { code: 200, body: `${taken}\n` };
   }
 }

@@ -113,8 +113,24 @@ describe('suppression list', () => {
     expect(list.merge({ ...peer, recipient: 'left@dest.test', since: T0, permanent: true, reply: 'unsubscribed (one-click)' })).toBe(true);
     expect(list.merge({ ...peer, recipient: 'left@dest.test', since: T0 + DAY })).toBe(false);
     expect(list.merge({ ...peer, recipient: 'old@dest.test', since: T0 - 31 * DAY })).toBe(false);
+    // A peer's unsubscribe replaces a bounce listed here, even a newer one: the bounce would expire.
+    expect(list.add({ sender: 'app@example.test', recipient: 'both@dest.test', statusCode: '5.2.1', reply: '550 5.2.1 disabled', at: T0 + DAY })).toBe(true);
+    expect(list.merge({ ...peer, recipient: 'both@dest.test', since: T0, permanent: true, reply: 'unsubscribed (one-click)' })).toBe(true);
+    expect(list.lookup('app@example.test', 'both@dest.test')!.permanent).toBe(true);
     await list.close();
-    expect(lines().map((l) => `${String(l.recipient)} ${String(l.permanent ?? '')}`)).toEqual(['gone@dest.test ', 'gone@dest.test ', 'left@dest.test true']);
+    expect(lines().map((l) => `${String(l.recipient)} ${String(l.permanent ?? '')}`)).toEqual(['gone@dest.test ', 'gone@dest.test ', 'left@dest.test true', 'both@dest.test ', 'both@dest.test true']);
+  });
+
+  it('lists no recipient a DSN could make up: empty, longer than 254 characters, or with spaces or control characters', async () => {
+    const list = await open();
+    const bounce = { sender: 'app@example.test', statusCode: '5.1.1', reply: '550 5.1.1 unknown', at: T0 };
+    for (const recipient of ['', 'no-at-sign', '@dest.test', 'x@', `${'a'.repeat(250)}@dest.test`, 'a b@dest.test', 'a\r\nb@dest.test']) {
+      expect(list.add({ ...bounce, recipient }), JSON.stringify(recipient)).toBe(false);
+      expect(list.merge({ senderDomain: 'example.test', recipient, since: T0, statusCode: '5.1.1', reply: 'r' }), JSON.stringify(recipient)).toBe(false);
+    }
+    expect(list.add({ ...bounce, recipient: 'gone@dest.test' })).toBe(true);
+    expect(list.list().map((s) => s.recipient)).toEqual(['gone@dest.test']);
+    await list.close();
   });
 
   it('removes an address for one sender domain or for all, and says what it removed', async () => {

@@ -91,6 +91,20 @@ export interface SuppressionOptions {
 const MAX_REPLY = 160;
 const SWEEP_EVERY_MS = 3600_000;
 
+/** RFC 5321's longest path (256 octets) without its angle brackets. */
+const MAX_RECIPIENT = 254;
+
+/**
+ * Whether the list takes this as a recipient (pure): a local part and a domain, at most 254
+ * characters, no spaces or control characters. A DSN from anywhere can name anything (an empty
+ * Final-Recipient, 1,000 characters of one), and one such entry shared with the fleet used to
+ * make every peer refuse the batch it came in.
+ */
+export function listableRecipient(recipient: string): boolean {
+  const at = recipient.lastIndexOf('@');
+  return recipient.length <= MAX_RECIPIENT && at > 0 && at < recipient.length - 1 && !/[\s\x00-\x1f\x7f]/.test(recipient);
+}
+
 const keyOf = (senderDomain: string, recipient: string) => `${senderDomain}\0${recipient}`;
 /** A removal's key: '*' (not a domain name) for one from every sender domain. */
 const removalKeyOf = (r: { senderDomain?: string; recipient: string }) => keyOf(r.senderDomain ?? '*', r.recipient);
@@ -181,6 +195,7 @@ export class SuppressionList {
    */
   add(bounce: HardBounceCandidate): boolean {
     const senderDomain = bounce.senderDomain ?? (bounce.sender ? domainOf(bounce.sender) : '');
+    if (!listableRecipient(bounce.recipient)) return false;
     if (!senderDomain || (!bounce.complaint && !bounce.unsubscribe && !isHardBounce(bounce.statusCode))) return false;
     const listed = this.entries.get(keyOf(senderDomain.toLowerCase(), bounce.recipient.toLowerCase()));
     const fresh = !listed || !this.live(listed);
@@ -202,8 +217,11 @@ export class SuppressionList {
   merge(s: Suppression): boolean {
     const senderDomain = s.senderDomain.toLowerCase();
     const recipient = s.recipient.toLowerCase();
+    if (!listableRecipient(recipient)) return false;
     const listed = this.entries.get(keyOf(senderDomain, recipient));
-    if (listed && this.live(listed) && (listed.since >= s.since || (listed.permanent && !s.permanent))) return false;
+    // An unsubscribe replaces a bounce listed here, older or newer: it never expires, the bounce does.
+    const unsubscribes = !!s.permanent && !!listed && !listed.permanent;
+    if (listed && this.live(listed) && !unsubscribes && (listed.since >= s.since || (listed.permanent && !s.permanent))) return false;
     const line: Line = { op: 'add', senderDomain, recipient, at: new Date(s.since).toISOString(), statusCode: s.statusCode, reply: s.reply.slice(0, MAX_REPLY), ...(s.permanent ? { permanent: true as const } : {}) };
     if (!this.live({ ...s, permanent: !!s.permanent }) || this.removedSince(senderDomain, recipient, s.since)) return false;
     this.record(line);

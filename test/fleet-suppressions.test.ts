@@ -99,13 +99,18 @@ describe('a fleet shares one suppression list', () => {
     expect(b.suppressions.lookup('news@sender.test', 'gone@receiver.test')).toBeUndefined();
   });
 
-  it('refuses a request without the fleet token, and entries it cannot read', async () => {
+  it('refuses a request without the fleet token or a body it cannot read, and skips a bad entry without losing the rest of its batch', async () => {
     const url = `http://127.0.0.1:${ports.a}/internal/suppressions`;
     expect((await fetch(url)).status).toBe(401);
     const post = (body: string) => fetch(url, { method: 'POST', headers: { authorization: 'Bearer fleet-token-0123456789', 'content-type': 'application/json' }, body });
-    const bad = await post(JSON.stringify({ version: 1, entries: [{ senderDomain: 'sender.test', recipient: 'x@y.test', since: 'yesterday', statusCode: '5.1.1', reply: 'r' }] }));
+    const bad = await post(JSON.stringify({ version: 2, entries: [] }));
     expect(bad.status).toBe(400);
-    expect(await bad.text()).toMatch(/entries\.0\.since/);
+    expect(await bad.text()).toMatch(/version/);
+    // From a peer of a version that listed anything a DSN named (an empty Final-Recipient).
+    const entry = { senderDomain: 'sender.test', since: new Date().toISOString(), statusCode: '5.1.1', reply: '550 5.1.1 unknown' };
+    const mixed = await post(JSON.stringify({ version: 1, entries: [{ ...entry, recipient: 'x@y.test', since: 'yesterday' }, { ...entry, recipient: '' }, { ...entry, recipient: 'kept@y.test' }] }));
+    expect(mixed.status).toBe(200);
     expect(await answer(a, 'x@y.test')).toBe('250');
+    expect(await answer(a, 'kept@y.test')).toBe('550');
   });
 });
