@@ -84,10 +84,22 @@ interface Batch {
   removals: Removal[];
 }
 
+/** What is on its way to one peer: at most one request at a time, and what came meanwhile in one batch after it. */
+interface PeerOutbox {
+  pending: Batch | undefined;
+  running: Promise<void> | undefined;
+}
+
 export class FleetSuppressions {
   private pending: Batch = { entries: [], removals: [] };
   private timer: NodeJS.Timeout | undefined;
-  private sending: Promise<void> = Promise.resolve();
+  /** Batches being handed to the peers' outboxes (reading the token and finding the peers), in order. */
+  private distributing: Promise<void> = Promise.resolve();
+  /**
+   * One outbox per peer: a peer that hangs (up to REQUEST_TIMEOUT_MS a request) delays only
+   * itself, and what is listed meanwhile waits for it in one batch, not one per LINGER_MS.
+   */
+  private readonly outboxes = new Map<string, PeerOutbox>();
 
   constructor(private readonly deps: FleetSuppressionsDeps) {}
 
@@ -113,26 +125,40 @@ export class FleetSuppressions {
   private sendPending(): void {
     const batch = this.pending;
     this.pending = { entries: [], removals: [] };
-    this.sending = this.sending.then(() => this.send(batch));
+    this.distributing = this.distributing.then(() => this.distribute(batch));
   }
 
-  private async send(batch: Batch): Promise<void> {
+  private async distribute(batch: Batch): Promise<void> {
     const handoff = this.deps.handoff();
     const token = await readToken(handoff.tokenFile);
     if (!token) return;
-    const peers = await findPeers(handoff).catch(() => []);
+    for (const peer of await findPeers(handoff).catch(() => [])) {
+      const box = this.outboxes.get(peer) ?? { pending: undefined, running: undefined };
+      this.outboxes.set(peer, box);
+      box.pending = box.pending ? { entries: [...box.pending.entries, ...batch.entries], removals: [...box.pending.removals, ...batch.removals] } : batch;
+      box.running ??= this.run(peer, box, token);
+    }
+  }
+
+  private async run(peer: string, box: PeerOutbox, token: string): Promise<void> {
+    while (box.pending) {
+      const batch = box.pending;
+      box.pending = undefined;
+      await this.post(peer, token, batch);
+    }
+    box.running = undefined;
+    this.outboxes.delete(peer);
+  }
+
+  private async post(peer: string, token: string, batch: Batch): Promise<void> {
     // Entries alone stay readable by relays of the version before removals were shared.
     const body = JSON.stringify({ version: 1, entries: batch.entries.map(toWire), ...(batch.removals.length && { removals: batch.removals.map(removalToWire) }) });
-    await Promise.all(
-      peers.map(async (peer) => {
-        try {
-          const { code, text } = await call(peer, token, 'POST', body);
-          if (code !== 200) this.deps.log.warn({ event: 'suppressions_share_refused', peer, code, answer: text.trim().slice(0, 200) }, 'a peer refused suppression list entries');
-        } catch (err) {
-          this.deps.log.warn({ event: 'suppressions_share_failed', peer, error: (err as Error).message }, 'a peer could not be reached with suppression list entries; it gets them when it starts again');
-        }
-      }),
-    );
+    try {
+      const { code, text } = await call(peer, token, 'POST', body);
+      if (code !== 200) this.deps.log.warn({ event: 'suppressions_share_refused', peer, code, answer: text.trim().slice(0, 200) }, 'a peer refused suppression list entries');
+    } catch (err) {
+      this.deps.log.warn({ event: 'suppressions_share_failed', peer, error: (err as Error).message }, 'a peer could not be reached with suppression list entries; it gets them when it starts again');
+    }
   }
 
   /** At start: merges the whole list of the first peer that gives it. Resolves with how many entries were new here. */
@@ -173,14 +199,15 @@ export class FleetSuppressions {
     return { taken, removed, skipped };
   }
 
-  /** Waits for the entries and removals so far to be sent. */
+  /** Waits for the entries and removals so far to be sent (each peer's request ends within REQUEST_TIMEOUT_MS). */
   async flush(): Promise<void> {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = undefined;
       this.sendPending();
     }
-    await this.sending;
+    await this.distributing;
+    await Promise.all([...this.outboxes.values()].map((box) => box.running));
   }
 
   /** GET: this relay's whole list; POST: a peer's new entries, merged. */
