@@ -135,6 +135,9 @@ export async function startRelay(opts: RelayOptions): Promise<RunningRelay> {
   });
   // The fleet's list: a peer's, merged before any mail is taken.
   const fleet = (shared.fleet = new FleetSuppressions({ list: suppressions, handoff: () => policy.config.handoff, log }));
+  // Its own removals go to the peers again: one made with the CLI while this relay was stopped
+  // was told to nobody (a peer that has it already takes nothing from it).
+  for (const r of suppressions.listRemovals()) fleet.shareRemoval(r);
   await fleet.pull();
   if (suppressions.skipped) log.warn({ event: 'suppressions_skipped', file: suppressions.file, lines: suppressions.skipped }, 'unreadable suppression list lines dropped');
   const onPermanentFailure = (failure: PermanentFailure) => {

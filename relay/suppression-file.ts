@@ -70,7 +70,11 @@ export class SuppressionFile {
     const handle = await fsp.open(this.file, 'a+');
     try {
       // A line cut short (a full disk) would swallow the next one: end it first.
-      const { size } = await handle.stat();
+      const { size, ino } = await handle.stat();
+      // The file this append made is the one the list reads from now on, not a replaced one:
+      // taken for one, the next read would start the list over and drop entries whose lines
+      // are still on their way.
+      if (size === 0 && this.ino === 0) this.ino = ino;
       const last = Buffer.alloc(1);
       if (size > 0) await handle.read(last, 0, 1, size - 1);
       const text = `${size > 0 && last[0] !== 0x0a ? '\n' : ''}${JSON.stringify(line)}\n`;

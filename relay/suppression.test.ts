@@ -121,6 +121,15 @@ describe('suppression list', () => {
     expect(lines().map((l) => `${String(l.recipient)} ${String(l.permanent ?? '')}`)).toEqual(['gone@dest.test ', 'gone@dest.test ', 'left@dest.test true', 'both@dest.test ', 'both@dest.test true']);
   });
 
+  it('keeps what it listed while the file it makes for it is written (no file yet, as the CLI may find: merge, then remove at once)', async () => {
+    const list = await open({ compact: false });
+    expect(list.merge({ senderDomain: 'example.test', recipient: 'first@dest.test', since: T0, statusCode: '5.1.1', reply: 'r' })).toBe(true);
+    expect(list.add({ sender: 'app@example.test', recipient: 'second@dest.test', statusCode: '5.1.1', reply: 'r', at: T0 })).toBe(true);
+    expect((await list.remove('first@dest.test')).map((s) => s.recipient)).toEqual(['first@dest.test']);
+    expect(list.lookup('app@example.test', 'second@dest.test')).toBeDefined();
+    await list.close();
+  });
+
   it('lists no recipient a DSN could make up: empty, longer than 254 characters, or with spaces or control characters', async () => {
     const list = await open();
     const bounce = { sender: 'app@example.test', statusCode: '5.1.1', reply: '550 5.1.1 unknown', at: T0 };

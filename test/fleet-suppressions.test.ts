@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SuppressionList } from '../relay/suppression.js';
 import { freePort } from './peers/ports.js';
 import { startScriptedSink, type ScriptedSink } from './peers/scripted-sink.js';
 import { spawnMailfleet } from './support/process.js';
@@ -112,5 +113,23 @@ describe('a fleet shares one suppression list', () => {
     expect(mixed.status).toBe(200);
     expect(await answer(a, 'x@y.test')).toBe('250');
     expect(await answer(a, 'kept@y.test')).toBe('550');
+  });
+
+  it('a removal made with the CLI while a relay was stopped reaches the others when it starts', async () => {
+    const entry = { senderDomain: 'sender.test', recipient: 'offline@receiver.test', since: new Date(Date.now() - 60_000).toISOString(), statusCode: '5.1.1', reply: '550 5.1.1 no such user' };
+    for (const port of [ports.a, ports.b]) await fetch(`http://127.0.0.1:${port}/internal/suppressions`, { method: 'POST', headers: { authorization: 'Bearer fleet-token-0123456789', 'content-type': 'application/json' }, body: JSON.stringify({ version: 1, entries: [entry] }) });
+    expect(await answer(a, 'offline@receiver.test')).toBe('550');
+    // The third pod's spool, as `mailfleet suppressions remove` leaves it while that relay is down.
+    const spool = fs.mkdtempSync(path.join(dir, 'spool-c-'));
+    const before = await SuppressionList.open(spool, { ttl: () => 30 * 86400 });
+    expect(before.merge({ ...entry, since: Date.parse(entry.since) })).toBe(true);
+    await before.close();
+    const cli = await SuppressionList.open(spool, { ttl: () => 30 * 86400 });
+    expect(await cli.remove('offline@receiver.test')).toHaveLength(1);
+    await cli.close();
+    const c = await startTestRelay({ spool: { dir: spool }, http: { address: '127.0.0.1', port: ports.c }, handoff: { tokenFile: path.join(dir, 'token'), peers: [`127.0.0.1:${ports.a}`, `127.0.0.1:${ports.b}`] } });
+    stops.push(c.stop);
+    await waitFor(() => !a.suppressions.lookup('news@sender.test', 'offline@receiver.test') && !b.suppressions.lookup('news@sender.test', 'offline@receiver.test'), 'A and B dropping the address', 5000);
+    expect(await answer(a, 'offline@receiver.test')).toBe('250');
   });
 });
