@@ -102,7 +102,7 @@ const MAX_RECIPIENT = 254;
  */
 export function listableRecipient(recipient: string): boolean {
   const at = recipient.lastIndexOf('@');
-  return recipient.length <= MAX_RECIPIENT && at > 0 && at < recipient.length - 1 && !/[\s\x00-\x1f\x7f]/.test(recipient);
+  return recipient.length <= MAX_RECIPIENT && at > 0 && at < recipient.length - 1 && !/[\s\p{Cc}]/u.test(recipient);
 }
 
 const keyOf = (senderDomain: string, recipient: string) => `${senderDomain}\0${recipient}`;
