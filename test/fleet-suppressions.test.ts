@@ -127,7 +127,7 @@ describe('a fleet shares one suppression list', () => {
     const cli = await SuppressionList.open(spool, { ttl: () => 30 * 86400 });
     expect(await cli.remove('offline@receiver.test')).toHaveLength(1);
     await cli.close();
-    const c = await startTestRelay({ spool: { dir: spool }, http: { address: '127.0.0.1', port: ports.c }, handoff: { tokenFile: path.join(dir, 'token'), peers: [`127.0.0.1:${ports.a}`, `127.0.0.1:${ports.b}`] } });
+    const c = await startTestRelay({ spool: { dir: spool }, http: { address: '127.0.0.1', port: await freePort() }, handoff: { tokenFile: path.join(dir, 'token'), peers: [`127.0.0.1:${ports.a}`, `127.0.0.1:${ports.b}`] } });
     stops.push(c.stop);
     await waitFor(() => !a.suppressions.lookup('news@sender.test', 'offline@receiver.test') && !b.suppressions.lookup('news@sender.test', 'offline@receiver.test'), 'A and B dropping the address', 5000);
     expect(await answer(a, 'offline@receiver.test')).toBe('250');
