@@ -323,5 +323,32 @@ describe('delivery through a smarthost', () => {
     expect(await relay.queueStats()).toMatchObject({ deferred: 1 });
     expect(sink.messages).toHaveLength(0);
   });
-});
 
+  it('defers every recipient when the server refuses MAIL FROM for now, though its PIPELINING answered the RCPTs 503', async () => {
+    let refuse = true;
+    sink = await startScriptedSink({ mailReply: () => (refuse ? { code: 452, message: '4.3.1 Insufficient system storage' } : undefined) });
+    relay = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } }, retry: { minBackoff: '200ms', maxBackoff: '400ms' } });
+    expect(await submit(relay.ports.open!, 'app@example.test', ['a@dest.test', 'b@dest.test'], MSG('storage'))).toMatch(/^250/);
+    await waitFor(async () => (await counter(relay!, 'result="deferred"')) >= 2, 'both recipients deferred');
+    expect(await counter(relay, 'result="bounced"')).toBe(0);
+    expect((await relay.spooled())[0]!.recipients.map((r) => [r.status, r.statusCode])).toEqual([
+      ['pending', '4.3.1'],
+      ['pending', '4.3.1'],
+    ]);
+    refuse = false;
+    await sink.waitForMessages(1, 5000);
+    expect(sink.messages[0]!.envelope.to.sort()).toEqual(['a@dest.test', 'b@dest.test']);
+  });
+
+  it("bounces at once, 5.3.4, a message larger than the server's SIZE, instead of retrying it for its lifetime", async () => {
+    sink = await startScriptedSink({ size: 4000 });
+    relay = await startTestRelay({ delivery: { route: { type: 'smarthost', host: '127.0.0.1', port: sink.port, tls: 'none' } }, retry: { minBackoff: '200ms', maxBackoff: '400ms' } });
+    expect(await submit(relay.ports.open!, 'app@example.test', ['big@dest.test'], MSG('big') + 'x'.repeat(8000) + '\r\n')).toMatch(/^250/);
+    await waitFor(async () => (await counter(relay!, 'result="bounced"')) === 1, 'the bounce');
+    expect(await counter(relay, 'result="deferred"')).toBe(0);
+    // The DSN to the sender, through the same smarthost, says why.
+    await sink.waitForMessages(1, 5000);
+    const dsn = parseDsn(sink.messages[0]!.raw);
+    expect(dsn.groups.find((g) => g['final-recipient'])).toMatchObject({ action: 'failed', status: '5.3.4' });
+  });
+});

@@ -147,6 +147,8 @@ export class SmtpClient {
   async send(sender: string, recipients: string[], body: Readable | Buffer, size: number, eightBit = false): Promise<RecipientOutcome[]> {
     const remoteMta = this.options.remoteMta;
     this.busy = true;
+    // nodemailer keeps the last transaction's envelope: its RCPT refusals are this message's only if this send made a new one.
+    const previous = this.envelopeState();
     try {
       const info = await new Promise<SMTPConnection.SentMessageInfo>((resolve, reject) => {
         // A connection that breaks mid-transaction reports through events, not the callback.
@@ -175,6 +177,14 @@ export class SmtpClient {
       // Rejections with a reply leave the connection usable only after RSET; keep it simple and
       // start afresh for the next message.
       this.broken = true;
+      // Larger than the server's SIZE: nodemailer refuses it before MAIL FROM, with no reply.
+      // Permanent for this server (RFC 1870), as its own 552 would be.
+      if (err.code === 'EMESSAGE' && err.command === 'MAIL FROM' && !err.response) {
+        return new DeliveryFailure('failed', '5.3.4', `${remoteMta} takes messages of at most ${(this.conn as unknown as { _maxAllowedSize?: number })._maxAllowedSize ?? '(its SIZE)'} bytes; this one is ${size}`, remoteMta).forRecipients(recipients);
+      }
+      // MAIL FROM refused: its reply is every recipient's. With PIPELINING the RCPTs went out
+      // behind it and were answered 503 (no MAIL): those say nothing about the recipients.
+      if (err.command?.startsWith('MAIL')) return classifyError(err, remoteMta).forRecipients(recipients);
       if (err.code === 'EENVELOPE' && err.rejectedErrors?.length && !err.command?.startsWith('MAIL')) {
         const byRecipient = new Map(err.rejectedErrors.map((r) => [r.recipient ?? '', r.response ?? r.message]));
         return recipients.map((address) => {
@@ -186,7 +196,7 @@ export class SmtpClient {
       // the server had accepted; those refused at RCPT keep their own reply (a greylisted 450
       // must not turn into a bounce because DATA then failed with a 5xx).
       const failure = classifyError(err, remoteMta);
-      const atRcpt = new Map(this.rcptRefusals().map((r) => [r.recipient ?? '', r.response ?? r.message]));
+      const atRcpt = new Map((this.envelopeState() !== previous ? this.rcptRefusals() : []).map((r) => [r.recipient ?? '', r.response ?? r.message]));
       return recipients.map((address) => {
         const own = atRcpt.get(address);
         return own !== undefined ? { address, ...classifyReply(own), reply: own, remoteMta } : failure.forRecipients([address])[0]!;
@@ -218,7 +228,12 @@ export class SmtpClient {
 
   /** RCPT refusals of the transaction in progress (nodemailer keeps them on its envelope only). */
   private rcptRefusals(): SMTPConnection.SMTPError[] {
-    return (this.conn as unknown as { _envelope?: { rejectedErrors?: SMTPConnection.SMTPError[] } })._envelope?.rejectedErrors ?? [];
+    return this.envelopeState()?.rejectedErrors ?? [];
+  }
+
+  /** nodemailer's envelope of the last transaction it began (a new object for each). */
+  private envelopeState(): { rejectedErrors?: SMTPConnection.SMTPError[] } | undefined {
+    return (this.conn as unknown as { _envelope?: { rejectedErrors?: SMTPConnection.SMTPError[] } })._envelope;
   }
 
   /**

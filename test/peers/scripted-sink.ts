@@ -26,6 +26,10 @@ export interface ScriptedSinkOptions {
    * undefined or a code below 400 accepts (250); 4xx/5xx refuse with that code and text.
    */
   replies?: (ctx: { attempt: number; rcpt: string; from: string }) => SinkReply | undefined;
+  /** Per MAIL FROM: undefined or below 400 accepts; 4xx/5xx refuse it (the RCPTs a pipelining client sent behind it then get 503). */
+  mailReply?: (ctx: { from: string }) => SinkReply | undefined;
+  /** Advertise SIZE with this limit (bytes). */
+  size?: number;
   /** Per DATA; `attempt` counts DATA transactions (1-based, all sessions). Below 400: 250 + text. */
   dataReply?: (ctx: { attempt: number; envelope: SinkEnvelope; raw: Buffer }) => SinkReply | undefined;
   /** Offer STARTTLS with this key and certificate (PEM); without it STARTTLS is not offered. */
@@ -83,6 +87,11 @@ export async function startScriptedSink(opts: ScriptedSinkOptions = {}): Promise
     ...(opts.starttls ? { key: opts.starttls.key, cert: opts.starttls.cert } : {}),
     // Clients such as Postfix keep idle connections cached; do not wait 30 s for them on stop.
     closeTimeout: 300,
+    ...(opts.size ? { size: opts.size } : {}),
+    onMailFrom(address, _session, callback) {
+      const reply = opts.mailReply?.({ from: address.address });
+      callback(reply && reply.code >= 400 ? smtpError(reply) : null);
+    },
     onRcptTo(address, session, callback) {
       const attempt = (rcptAttempts.get(address.address) ?? 0) + 1;
       rcptAttempts.set(address.address, attempt);
