@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import dnsCodes from 'node:dns';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describePeer } from '../../test/peers/availability.js';
 import { DNSMASQ_BINARIES, startDnsmasq, type Dnsmasq } from '../../test/peers/dnsmasq.js';
@@ -52,6 +53,7 @@ describePeer('MX resolution against dnsmasq', DNSMASQ_BINARIES, () => {
     const missing = await failureOf(new MxResolver([dns.server]).resolve('nowhere.test'));
     expect([missing.kind, missing.statusCode]).toEqual(['failed', '5.1.2']);
   });
+
 });
 
 it('defers when the DNS server does not answer (a temporary failure, not a bounce)', async () => {
@@ -65,4 +67,14 @@ it('defers when the DNS server does not answer (a temporary failure, not a bounc
   } finally {
     silent.close();
   }
+});
+
+it('fails at once for a domain that exists with neither MX nor address records (it was retried for days)', async () => {
+  // dnsmasq answers NXDOMAIN for a name it holds no record of the asked type for, so the
+  // empty answers (NODATA) of a real zone come from a resolver stand-in here.
+  const nodata = () => Promise.reject(Object.assign(new Error('no data'), { code: dnsCodes.NODATA }));
+  const resolver = new MxResolver([]);
+  (resolver as unknown as { resolver: object }).resolver = { resolveMx: nodata, resolve4: nodata, resolve6: nodata };
+  const none = await failureOf(resolver.resolve('textonly.test'));
+  expect([none.kind, none.statusCode, none.reply]).toEqual(['failed', '5.1.2', 'textonly.test has no MX and no address records']);
 });

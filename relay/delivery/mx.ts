@@ -58,7 +58,8 @@ export class MxResolver {
       }
     }
     if (!resolved.length) {
-      if (!records.length && lastError?.kind === 'failed') {
+      // No MX, and the domain's own name has no address either (or does not exist): nowhere to deliver, for good.
+      if (!records.length && (!lastError || lastError.kind === 'failed')) {
         throw new DeliveryFailure('failed', '5.1.2', `${domain} has no MX and no address records`);
       }
       throw lastError ?? new DeliveryFailure('deferred', '4.4.4', `no address found for the MX hosts of ${domain}`);
