@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import { createRoute } from '../delivery/routes.js';
+import { DeliveryFailure } from '../delivery/outcome.js';
+import { createRoute, type Route } from '../delivery/routes.js';
 import type { DkimSigner } from '../dkim.js';
 import { QueueMetrics } from '../metrics.js';
 import { QueueManager } from './manager.js';
@@ -56,6 +57,37 @@ describe('queue and DKIM', () => {
     expect(sent.startsWith('DKIM-Signature: v=1; d=example.test')).toBe(true);
     expect(sent).toContain('Subject: s');
     await queue.stop(Date.now() + 1000);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('delay notices', () => {
+  it('sends one per message when several of its destinations defer at once', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-queue-'));
+    const spool = new Spool(path.join(dir, 'spool'));
+    await spool.open();
+    const now = Date.parse('2026-11-28T10:00:00Z');
+    // Every destination (a domain) refuses to connect for now, all in the same turn.
+    const route: Route = {
+      name: 'mx',
+      destinationOf: (rcpt) => rcpt.split('@')[1]!,
+      connect: (destination) => Promise.reject(new DeliveryFailure('deferred', '4.4.1', `connection refused (${destination})`)),
+      providerOf: (destination) => Promise.resolve(destination),
+    };
+    const metrics = new QueueMetrics(() => queue.scheduler.stats(now));
+    const queue: QueueManager = new QueueManager({ ...settings, delayNoticeAfter: 60 }, { spool, route, log: pino({ level: 'silent' }), metrics, now: () => now });
+    const body = Buffer.from('From: a@example.test\r\nSubject: s\r\n\r\nbody\r\n');
+    const recipients = ['a@one.test', 'b@two.test', 'c@three.test'].map((address) => ({ address, status: 'pending' as const }));
+    const entry = await spool.store({ sender: 'a@example.test', recipients, receivedAt: now - 3600_000, listener: 'test', client: '127.0.0.1', headerLength: body.indexOf('\r\n\r\n') + 4, attempts: 0, nextAttemptAt: now }, body);
+    queue.start();
+    queue.enqueue(entry);
+    for (let i = 0; i < 200 && queue.scheduler.stats(now).deferred < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(queue.scheduler.stats(now).deferred).toBeGreaterThanOrEqual(3);
+    // Stop waits for every connection's settlement, the notices they stored among them.
+    await queue.stop(now + 1000);
+    const notices = (await new Spool(path.join(dir, 'spool')).scan()).entries.filter((e) => e.envelope.sender === '');
+    expect(notices).toHaveLength(1);
+    expect(entry.envelope.delayNoticeSent).toBe(true);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

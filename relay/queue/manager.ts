@@ -329,10 +329,13 @@ export class QueueManager implements ConnectionHost {
   }
 
   private async sendDelayNotice(record: MessageRecord, recipients: DsnRecipient[], now: number): Promise<void> {
+    // Marked before the notice is stored (a DSN and an fsync): another unit of the message that
+    // settles meanwhile must not queue a second one. Unmarked again if it cannot be stored.
+    record.entry.envelope.delayNoticeSent = true;
     try {
       await this.notify(record, recipients, now);
-      record.entry.envelope.delayNoticeSent = true;
     } catch (err) {
+      record.entry.envelope.delayNoticeSent = false;
       this.log.warn({ err, queueId: record.entry.envelope.id }, 'could not queue the delay notice; will try after the next attempt');
     }
   }
