@@ -120,6 +120,25 @@ describe('scheduler', () => {
       expect(s.take('gmail.com', 1000)).toBeDefined();
     });
 
+    it("gives a provider back each connection opened under it, when a domain's group changes while its connections are open", () => {
+      // corp.test was Google's, then its classification failed (it is its own group for a while).
+      let corpGroup = 'gmail';
+      const s = new Scheduler({ ...opts, maxConnections: 100, maxConnectionsPerDestination: 10, groupOf: (d) => (d === 'corp.test' ? corpGroup : 'gmail'), groupLimits: (g) => (g === 'gmail' ? { maxConnections: 1 } : undefined) });
+      for (const d of ['corp.test', 'corp.test', 'corp.test', 'gmail.com']) s.add(unit(d, 0), 0);
+      expect(s.openConnection(0)).toBe('corp.test');
+      expect(s.take('corp.test', 0)).toBeDefined();
+      expect(s.openConnection(0)).toBeUndefined();
+      corpGroup = 'corp.test';
+      expect(s.openConnection(0)).toBe('corp.test');
+      expect(s.take('corp.test', 0)).toBeDefined();
+      s.closeConnection('corp.test', 0);
+      s.closeConnection('corp.test', 0);
+      // Google's one connection is free again: gmail.com may have it.
+      const opened: string[] = [];
+      for (let d = s.openConnection(0); d; d = s.openConnection(0)) opened.push(d);
+      expect(opened).toContain('gmail.com');
+    });
+
     it('a throttling provider pauses all its domains, not others, and its waiting mail is not counted as due', () => {
       const s = grouped();
       for (const d of ['gmail.com', 'corp-on-google.test', 'small.test']) s.add(unit(d, 0), 0);

@@ -105,8 +105,12 @@ export type FailureDecision = { kind: 'retry'; at: number } | { kind: 'expired' 
 interface Destination {
   ready: Unit[];
   connections: number;
-  /** The group its open connections were counted against. */
-  group?: string;
+  /**
+   * How many of its open connections each group counts (a destination's group can change while
+   * a connection is open: a reclassification, a reload). Each close takes one back from a group
+   * that counts one, so every group's count returns to what it was once they are all closed.
+   */
+  openIn?: Map<string, number>;
 }
 
 export interface QueueStats {
@@ -186,7 +190,8 @@ export class Scheduler {
     }
     if (!best) return undefined;
     best.dest.connections++;
-    best.dest.group = best.group;
+    const openIn = (best.dest.openIn ??= new Map());
+    openIn.set(best.group, (openIn.get(best.group) ?? 0) + 1);
     this.group(best.group, now).connections++;
     this.totalConnections++;
     return best.name;
@@ -197,10 +202,17 @@ export class Scheduler {
     if (!dest) return;
     dest.connections--;
     this.totalConnections--;
-    const group = dest.group !== undefined ? this.groups.get(dest.group) : undefined;
-    if (group) group.connections--;
+    let counted: string | undefined;
+    for (const name of dest.openIn?.keys() ?? []) counted = name;
+    if (counted !== undefined) {
+      const left = dest.openIn!.get(counted)! - 1;
+      if (left > 0) dest.openIn!.set(counted, left);
+      else dest.openIn!.delete(counted);
+      const group = this.groups.get(counted);
+      if (group) group.connections--;
+    }
     this.forgetIfIdle(destination, dest);
-    if (dest.group !== undefined) this.forgetGroupIfIdle(dest.group, now);
+    if (counted !== undefined) this.forgetGroupIfIdle(counted, now);
   }
 
   /**
