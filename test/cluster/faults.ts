@@ -29,8 +29,11 @@ export interface RequestRecord {
 export interface FaultProxy {
   /** http://127.0.0.1:PORT, for a kubeconfig (with insecure-skip-tls-verify). */
   url: string;
-  /** The next `times` matching requests get this Status (code and reason) instead of the server's answer. */
-  failNext(matcher: Matcher, code: number, reason: string, times?: number): void;
+  /**
+   * The next `times` matching requests (Infinity: all of them) get this Status (code and
+   * reason) instead of the server's answer. Returns what ends it early.
+   */
+  failNext(matcher: Matcher, code: number, reason: string, times?: number): () => void;
   /** Ends every open watch stream, as a server restart or a load balancer's idle timeout would. */
   cutWatches(): void;
   /** While held, new watch requests wait (the client sees a slow server); released, they go through. */
@@ -110,7 +113,11 @@ export async function startFaultProxy(access: ClusterAccess): Promise<FaultProxy
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    failNext: (matcher, code, reason, times = 1) => void faults.push({ matcher, code, reason, left: times }),
+    failNext: (matcher, code, reason, times = 1) => {
+      const fault = { matcher, code, reason, left: times };
+      faults.push(fault);
+      return () => void (fault.left = 0);
+    },
     cutWatches: () => {
       for (const res of watches) res.destroy();
       watches.clear();
