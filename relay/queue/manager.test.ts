@@ -91,3 +91,40 @@ describe('delay notices', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
+
+describe('a reload that changes the route', () => {
+  it('puts a unit that was in flight and then deferred under the new route, not under the old destination', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mf-queue-'));
+    const spool = new Spool(path.join(dir, 'spool'));
+    await spool.open();
+    const now = Date.parse('2026-11-28T10:00:00Z');
+    // The old route's attempt hangs until the test lets it defer, after the reload.
+    let deferOld!: () => void;
+    const attempt = new Promise<void>((resolve) => (deferOld = resolve));
+    const session = { usable: true, close: () => undefined, deliver: async (m: { recipients: string[] }) => (await attempt, new DeliveryFailure('deferred', '4.4.1', 'try later').forRecipients(m.recipients)) };
+    const smarthost: Route = { name: 'smarthost', destinationOf: () => 'smarthost:old.test:587', connect: () => Promise.resolve(session), providerOf: (d) => Promise.resolve(d) };
+    const mx: Route = { name: 'mx', destinationOf: (rcpt) => rcpt.split('@')[1]!, connect: () => new Promise(() => undefined), providerOf: (d) => Promise.resolve(d) };
+    const metrics = new QueueMetrics(() => queue.scheduler.stats(now));
+    const queue: QueueManager = new QueueManager(settings, { spool, route: smarthost, log: pino({ level: 'silent' }), metrics, now: () => now });
+    const body = Buffer.from('From: a@example.test\r\nSubject: s\r\n\r\nbody\r\n');
+    const recipients = ['a@one.test', 'b@two.test'].map((address) => ({ address, status: 'pending' as const }));
+    const entry = await spool.store({ sender: 'a@example.test', recipients, receivedAt: now, listener: 'test', client: '127.0.0.1', headerLength: body.indexOf('\r\n\r\n') + 4, attempts: 0, nextAttemptAt: now }, body);
+    queue.start();
+    queue.enqueue(entry);
+    const until = async (check: () => boolean) => {
+      for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(check()).toBe(true);
+    };
+    await until(() => queue.scheduler.stats(now).inflight === 1);
+    queue.reconfigure(settings, mx);
+    deferOld();
+    await until(() => queue.scheduler.stats(now).deferred === 2);
+    const waiting = queue.scheduler.takeAllWaiting();
+    expect(waiting.map((u) => [u.destination, u.recipients]).sort()).toEqual([
+      ['one.test', ['a@one.test']],
+      ['two.test', ['b@two.test']],
+    ]);
+    await queue.stop(now);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -254,6 +254,8 @@ export class QueueManager implements ConnectionHost {
     if (s.next.kind === 'retry') {
       unit.recipients = s.next.recipients;
       this.scheduler.defer(unit, s.next.at, now);
+      // A reload changed the route while this unit was out: it waits under the new route's destinations.
+      if (unit.recipients.some((r) => this.route.destinationOf(r) !== unit.destination)) this.regroup();
       env.attempts = Math.max(env.attempts, unit.attempts);
       env.nextAttemptAt = s.next.at;
       if (s.delayNotice) await this.sendDelayNotice(record, s.delayNotice, now);
