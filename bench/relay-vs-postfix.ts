@@ -3,15 +3,15 @@
  *
  * smtp-source offers 2,000 messages of 2,000 bytes over 20 sessions, with a new connection
  * per message and with connections reused (-d), to (a) smtp-sink directly (the loopback
- * limit), (b) smtp-server with nothing behind it (the ceiling of the SMTP library the relay's
- * intake is built on), (c) the relay (durable spool, smarthost route) relaying to smtp-sink,
+ * limit), (b) the relay's SMTP engine with nothing behind it (bench/engine-alone.ts: the
+ * ceiling its intake sets), (c) the relay (durable spool, smarthost route) relaying to smtp-sink,
  * and (d) a private Postfix relaying to the same smtp-sink. End to end means from the first
  * connection to the last message counted at the sink (for (b), to smtp-source's last reply).
  * Every scenario is warmed up BENCH_WARMUP times (3), then run in BENCH_RUNS rounds (5) that
  * take each scenario in turn; medians are reported, and each server's first (cold) run too.
  * Both MTAs fsync each message before their 250.
  *
- * BENCH_NODE=/path/to/node runs the relay (and smtp-server alone) on another Node, e.g. the
+ * BENCH_NODE=/path/to/node runs the relay (and its engine alone) on another Node, e.g. the
  * image's LTS; the report says which. Writes bench/results/relay-vs-postfix.json.
  */
 import fs from 'node:fs';
@@ -60,10 +60,10 @@ async function intakeOnly(port: number, reuse: boolean): Promise<number> {
   return MESSAGES / ((performance.now() - started) / 1000);
 }
 
-async function startSmtpServerAlone(): Promise<{ port: number; stop: () => Promise<void> }> {
+async function startEngineAlone(): Promise<{ port: number; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child = spawn(RELAY_NODE, [...imageNodeFlags(), path.join(ROOT, 'dist/bench/smtp-server-alone.js'), String(port)], { stdio: 'inherit', env: { ...process.env, ...imageEnv() } });
-  await waitForPort(port, { what: 'smtp-server alone' });
+  const child = spawn(RELAY_NODE, [...imageNodeFlags(), path.join(ROOT, 'dist/bench/engine-alone.js'), String(port)], { stdio: 'inherit', env: { ...process.env, ...imageEnv() } });
+  await waitForPort(port, { what: 'the engine alone' });
   return {
     port,
     stop: async () => {
@@ -102,13 +102,13 @@ async function main(): Promise<void> {
   const sink = await startSmtpSink({ backlog: 1024 });
   const relay = await startBenchRelay(sink.port, RELAY_NODE);
   const postfix = await startPostfix({ relayhost: `127.0.0.1:${sink.port}`, extraMain: { default_destination_concurrency_limit: '20' } });
-  const alone = await startSmtpServerAlone();
+  const alone = await startEngineAlone();
   try {
     const scenarios: Scenario[] = [];
     for (const reuse of [false, true]) {
       scenarios.push(
         { name: 'loopback', port: sink.port, reuse },
-        { name: 'smtpServerAlone', port: alone.port, reuse },
+        { name: 'engineAlone', port: alone.port, reuse },
         { name: 'relay', port: relay.port, reuse },
         { name: 'postfix', port: postfix.port, reuse },
       );
@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     const results: Record<string, number[]> = {};
     const firstRun: Record<string, number> = {};
     const keyOf = (s: Scenario) => `${s.name}${s.reuse ? '_reuse' : ''}`;
-    const measure = (s: Scenario) => (s.name === 'smtpServerAlone' ? intakeOnly(s.port, s.reuse) : endToEnd(sink, s.port, s.reuse));
+    const measure = (s: Scenario) => (s.name === 'engineAlone' ? intakeOnly(s.port, s.reuse) : endToEnd(sink, s.port, s.reuse));
     for (const reuse of [false, true]) {
       const group = scenarios.filter((s) => s.reuse === reuse);
       // Every server warms up the same way (the relay's JIT needs a few thousand messages to
@@ -150,8 +150,8 @@ async function main(): Promise<void> {
       msgPerSecond: {
         loopback: m('loopback'),
         loopbackReuse: m('loopback_reuse'),
-        smtpServerAlone: m('smtpServerAlone'),
-        smtpServerAloneReuse: m('smtpServerAlone_reuse'),
+        engineAlone: m('engineAlone'),
+        engineAloneReuse: m('engineAlone_reuse'),
         relay: m('relay'),
         relayReuse: m('relay_reuse'),
         postfix: m('postfix'),
@@ -164,8 +164,8 @@ async function main(): Promise<void> {
         relayToPostfixRoundMedian: median(results.relay!.map((r, i) => r / results.postfix![i]!)),
         relayToPostfixReuseRoundMedian: median(results.relay_reuse!.map((r, i) => r / results.postfix_reuse![i]!)),
         // How close the relay comes to its SMTP library doing nothing at all.
-        relayToSmtpServerAlone: m('relay') / m('smtpServerAlone'),
-        relayToSmtpServerAloneReuse: m('relay_reuse') / m('smtpServerAlone_reuse'),
+        relayToEngineAlone: m('relay') / m('engineAlone'),
+        relayToEngineAloneReuse: m('relay_reuse') / m('engineAlone_reuse'),
       },
       acceptLatencyMs: {
         relay: { p50: percentile(relayLatency, 50), p99: percentile(relayLatency, 99) },
@@ -183,7 +183,7 @@ async function main(): Promise<void> {
     console.log(`end to end, ${MESSAGES} x ${BYTES} B, ${SESSIONS} sessions (median msg/s)`);
     console.log(`                      new connection   reused (-d)`);
     console.log(`  loopback limit      ${r.loopback.toFixed(0).padStart(14)}   ${r.loopbackReuse.toFixed(0).padStart(11)}`);
-    console.log(`  smtp-server alone   ${r.smtpServerAlone.toFixed(0).padStart(14)}   ${r.smtpServerAloneReuse.toFixed(0).padStart(11)}`);
+    console.log(`  engine alone        ${r.engineAlone.toFixed(0).padStart(14)}   ${r.engineAloneReuse.toFixed(0).padStart(11)}`);
     console.log(`  mailfleet relay     ${r.relay.toFixed(0).padStart(14)}   ${r.relayReuse.toFixed(0).padStart(11)}`);
     console.log(`  postfix             ${r.postfix.toFixed(0).padStart(14)}   ${r.postfixReuse.toFixed(0).padStart(11)}`);
     console.log(`  relay / postfix     ${report.ratio.relayToPostfix.toFixed(2).padStart(14)}   ${report.ratio.relayToPostfixReuse.toFixed(2).padStart(11)}`);

@@ -1,24 +1,26 @@
 /**
- * smtp-server with nothing behind it: accepts every message and drops it. `npm run bench`
- * offers it the same load as the relay, to show the ceiling the SMTP library itself sets on
- * this machine (the relay's intake is built on it). Usage: node smtp-server-alone.js PORT
+ * smtp-server with nothing behind it: accepts every message and drops it. `npm run
+ * bench:engines` sets it beside the relay's own engine (bench/engine-alone.ts), which replaced
+ * it, and the floor. Usage: node smtp-server-alone.js PORT
  */
 import { SMTPServer } from 'smtp-server';
-import { patchGreetingDelay } from '../relay/intake/smtp-server-patch.js';
+import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 
-// As the relay runs it: without smtp-server's fixed 100 ms pause before each greeting.
-patchGreetingDelay();
+// As the relay ran it: without smtp-server's fixed 100 ms pause before each greeting (which
+// caps a client that opens a connection per message at 10 messages a second per session).
+const proto = SMTPConnection.prototype as unknown as { init(this: { _setListeners(cb: () => void): void; connectionReady(): void }): void };
+proto.init = function () {
+  this._setListeners(() => this.connectionReady());
+};
 
 const port = Number(process.argv[2]);
 const server = new SMTPServer({
-  // (greetingDelayMs is the relay's patch: see relay/intake/smtp-server-patch.ts)
   name: 'alone.bench.test',
   authOptional: true,
   disabledCommands: ['AUTH', 'STARTTLS'],
   disableReverseLookup: true,
   logger: false,
   size: 25 * 1024 * 1024,
-  greetingDelayMs: 0,
   onData(stream, _session, cb) {
     stream.on('data', () => undefined);
     stream.on('end', () => cb());

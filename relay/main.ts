@@ -75,7 +75,7 @@ function loadPolicy(config: RelayConfig): IntakePolicy {
       throw new MailfleetError(ErrorCodes.TLS_UNREADABLE, `cannot read TLS certificate or key: ${(err as Error).message}`, 'mount the TLS Secret, or fix tls.certFile / tls.keyFile');
     }
     // Used here first: a pair the listeners could not use is refused before they are given it
-    // (smtp-server drops its running context before it builds the new one).
+    // (a reload must not leave them without one).
     try {
       nodeTls.createSecureContext({ cert: tls.cert, key: tls.key });
     } catch (err) {

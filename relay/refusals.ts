@@ -25,7 +25,7 @@ export const REFUSALS = {
   tooManySessions: { code: 421, enhanced: '4.7.0', reason: 'connections', when: 'The listener holds limits.maxConnections sessions and every one has started (logged in or begun a mail).', text: (v: { limit: number }) => `Too many sessions (limit ${v.limit}), try again later` },
   evicted: { code: 421, enhanced: '4.7.0', reason: 'connections', when: 'Sent to the longest idle session that never started, closed so a newcomer fits in a full listener.', text: () => 'Too many sessions: closing this idle one to make room; connect again when you have mail to send' },
   drainClosing: { code: 421, enhanced: '4.3.2', when: 'Sent to an idle session when the relay drains, and to every session left at the drain deadline.', text: () => 'Service shutting down, closing the session; send again to reconnect' },
-  // Written by relay/intake/smtp-server-patch.ts before the greeting, after the server's name.
+  // Written by the engine (relay/intake/smtp/connection.ts) before the greeting, after the server's name.
   tooManySockets: { code: 421, enhanced: '4.7.0', when: "More than limits.maxConnections + 64 sockets at once: refused before the greeting, the reply led by the relay's hostname.", text: () => 'Too many connected clients, try again in a moment' },
   starttlsNotOffered: { code: 502, enhanced: '5.5.1', when: 'STARTTLS on a listener with tls: none.', text: () => 'STARTTLS is not offered on this port' },
 
@@ -54,7 +54,7 @@ export const REFUSALS = {
   suppressed: { code: 550, enhanced: '5.1.1', reason: 'suppressed', when: "RCPT TO a recipient on the sender domain's suppression list, with suppression.action: refuse.", text: (v: { rcpt: string; why: string }) => `<${v.rcpt}>: ${v.why}; remove with mailfleet suppressions remove` },
 
   // DATA.
-  tooBig: { code: 552, enhanced: '5.3.4', reason: 'size', when: 'A message larger than limits.maxMessageSize: counted and logged with this entry, but smtp-server answers in its own words (552 5.3.4 Error: message exceeds fixed maximum message size).', text: (v: { limit: number }) => `Message too big: the limit is ${v.limit} bytes` },
+  tooBig: { code: 552, enhanced: '5.3.4', reason: 'size', when: 'A message larger than limits.maxMessageSize: counted and logged with this entry. A SIZE= over the limit at MAIL FROM is refused earlier by the engine in its own words (552 5.3.4 Error: message exceeds fixed maximum message size), not counted.', text: (v: { limit: number }) => `Message too big: the limit is ${v.limit} bytes` },
   headerTooLarge: { code: 552, enhanced: '5.3.4', reason: 'size', when: 'A header section larger than limits.maxHeaderSize (refused, never cut short: the sender policy reads it whole).', text: (v: { limit: number }) => `Message header too large: the limit is ${v.limit} bytes` },
   nul: { code: 554, enhanced: '5.6.0', reason: 'malformed', when: 'A message with a NUL byte.', text: () => 'Message contains NUL characters, which mail may not carry' },
   appFieldInvalid: { code: 550, enhanced: '5.6.0', reason: 'malformed', when: 'An X-Mailfleet-Tags or X-Mailfleet-Metadata field the relay cannot take (docs/events.md): too many tags, metadata that is not a small JSON object of strings.', text: (v: { problem: string }) => v.problem },
@@ -65,11 +65,11 @@ export const REFUSALS = {
 
 export type RefusalName = keyof typeof REFUSALS;
 type Values<N extends RefusalName> = Parameters<(typeof REFUSALS)[N]['text']>;
-/** The refusals counted under a reason: those intake answers through smtp-server's callbacks. */
+/** The refusals counted under a reason: those intake answers through the engine's callbacks. */
 export type CountedRefusalName = CountedName;
 type CountedName = { [N in RefusalName]: (typeof REFUSALS)[N] extends { reason: RejectionReason } ? N : never }[RefusalName];
 
-/** An SMTP refusal that smtp-server turns into a reply line. */
+/** An SMTP refusal that the engine turns into a reply line. */
 export class SmtpRefusal extends Error {
   constructor(
     readonly responseCode: number,
@@ -110,7 +110,7 @@ export function refusalReference(): string {
   return [
     '# SMTP refusals',
     '',
-    "Every refusal the relay itself answers in an SMTP session, from `relay/refusals.ts`. The reason is the `reason` label of `mailfleet_relay_smtp_rejections_total`. Words in braces are filled in per reply. smtp-server's own protocol replies (bad syntax, commands out of order, too many recipients, a SIZE over the limit at MAIL FROM, the idle timeout) are not listed and not counted.",
+    "Every refusal the relay itself answers in an SMTP session, from `relay/refusals.ts`. The reason is the `reason` label of `mailfleet_relay_smtp_rejections_total`. Words in braces are filled in per reply. The SMTP engine's own protocol replies (bad syntax, commands out of order, a SIZE over the limit at MAIL FROM, the idle timeout) are not listed and not counted.",
     '',
     '| code | enhanced | reason | when | reply |',
     '| --- | --- | --- | --- | --- |',

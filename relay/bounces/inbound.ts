@@ -9,7 +9,7 @@
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { SMTPServerSession } from 'smtp-server';
+import type { Session } from '../intake/smtp/session.js';
 import { reportEvent, type RelayEvent, type ReportSubject } from '../events/event.js';
 import type { IntakeMetrics } from '../metrics.js';
 import { refusal, type SmtpRefusal } from '../refusals.js';
@@ -99,8 +99,8 @@ export function reportOutcome(report: Report, subject: ReportSubject, ctx: { rel
  */
 const MAX_REPORT_BYTES = 1024 * 1024;
 
-/** smtp-server's onData for a `bounces` listener. */
-export function receiveReport(stream: Readable, session: SMTPServerSession, cb: (err?: Error | null, message?: string) => void, deps: ReportDeps, reject: (err: SmtpRefusal, session: SMTPServerSession, cb: (err?: Error | null) => void) => void): void {
+/** The engine's onData for a `bounces` listener. */
+export function receiveReport(stream: Readable, session: Session, cb: (err?: Error | null, message?: string) => void, deps: ReportDeps, reject: (err: SmtpRefusal, session: Session, cb: (err?: Error | null) => void) => void): void {
   const chunks: Buffer[] = [];
   let size = 0;
   stream.on('data', (c: Buffer) => {
@@ -124,7 +124,7 @@ export function receiveReport(stream: Readable, session: SMTPServerSession, cb: 
  * mailto. Taken either way (answering 5xx to a person's mail program helps nobody); a token
  * this fleet did not sign is counted and logged.
  */
-async function unsubscribeByMail(raw: Buffer, session: SMTPServerSession, deps: ReportDeps): Promise<string> {
+async function unsubscribeByMail(raw: Buffer, session: Session, deps: ReportDeps): Promise<string> {
   const token = tokenInSubject(subjectOf(raw));
   const read = token && deps.linksKey ? readLinkToken(token, deps.linksKey) : undefined;
   const subject = read?.kind === 'u' ? read : undefined;
@@ -137,7 +137,7 @@ async function unsubscribeByMail(raw: Buffer, session: SMTPServerSession, deps: 
   return 'Unsubscribed';
 }
 
-async function handle(raw: Buffer, session: SMTPServerSession, deps: ReportDeps): Promise<string> {
+async function handle(raw: Buffer, session: Session, deps: ReportDeps): Promise<string> {
   const rcpts = session.envelope.rcptTo.map((r) => r.address);
   if (rcpts.some((r) => isUnsubscribeMailbox(r, deps.unsubscribeDomains))) return unsubscribeByMail(raw, session, deps);
   const report = await readReport(raw);

@@ -1,11 +1,11 @@
-import type { SMTPServerSession } from 'smtp-server';
+import type { Session } from './smtp/session.js';
 import { describe, expect, it } from 'vitest';
 import { envelopeFor } from './accept.js';
 
 const header = { length: 120, from: ['a@example.test'], otherOriginators: [], hasDate: true, messageId: '<m@x>' };
 
-function session(s: { mailFrom: false | { address: string; args?: Record<string, string> }; rcptTo: object[]; user?: string }): SMTPServerSession {
-  return { remoteAddress: '192.0.2.1', user: s.user, envelope: { mailFrom: s.mailFrom, rcptTo: s.rcptTo } } as unknown as SMTPServerSession;
+function session(s: { mailFrom: false | { address: string; args?: Record<string, string> }; rcptTo: object[]; user?: string }): Session {
+  return { remoteAddress: '192.0.2.1', user: s.user, envelope: { mailFrom: s.mailFrom, rcptTo: s.rcptTo } } as unknown as Session;
 }
 
 describe('envelopeFor', () => {

@@ -5,7 +5,7 @@
  * unacknowledged is kept.
  */
 import type { Readable } from 'node:stream';
-import type { SMTPServerSession } from 'smtp-server';
+import type { Session } from './smtp/session.js';
 import { refusal, SmtpRefusal } from '../refusals.js';
 import type { Envelope, RecipientState, SpoolWriter } from '../spool/spool.js';
 import { describeSuppression } from '../suppression.js';
@@ -25,14 +25,14 @@ export function recipientState(r: RcptAddress): RecipientState {
 }
 
 /** The BODY parameter of MAIL FROM (RFC 6152), upper-cased; '' when absent. */
-export function bodyType(session: SMTPServerSession): string {
+export function bodyType(session: Session): string {
   const from = session.envelope.mailFrom;
   const args = from ? (from as { args?: Record<string, unknown> }).args : undefined;
   return String(args?.BODY ?? '').toUpperCase();
 }
 
 /** A received message's envelope (pure): due for its first attempt at once. */
-export function envelopeFor(session: SMTPServerSession, m: { id: string; listener: string; header: ReceivedHeader; now: number }): Envelope {
+export function envelopeFor(session: Session, m: { id: string; listener: string; header: ReceivedHeader; now: number }): Envelope {
   return {
     id: m.id,
     sender: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
@@ -52,7 +52,7 @@ export function envelopeFor(session: SMTPServerSession, m: { id: string; listene
 }
 
 /** The List-Unsubscribe fields this message gets ('' for none), counted by what was decided. */
-function unsubscribeFor(session: SMTPServerSession, queueId: string, facts: HeaderFacts, deps: IntakeDeps): string {
+function unsubscribeFor(session: Session, queueId: string, facts: HeaderFacts, deps: IntakeDeps): string {
   const policy = deps.policy();
   if (!policy.unsubscribe.length) return '';
   const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
@@ -66,16 +66,16 @@ function unsubscribeFor(session: SMTPServerSession, queueId: string, facts: Head
 }
 
 /**
- * smtp-server's onData for one listener: answers 250 with the queue id once the message is
+ * The engine's onData for one listener: answers 250 with the queue id once the message is
  * durable, or refuses through `reject` (which counts and logs the refusal).
  */
 export function acceptMessage(
   stream: Readable & { sizeExceeded?: boolean },
-  session: SMTPServerSession,
+  session: Session,
   cb: DataCallback,
   listener: string,
   deps: IntakeDeps,
-  reject: (err: SmtpRefusal, session: SMTPServerSession, cb: DataCallback) => void,
+  reject: (err: SmtpRefusal, session: Session, cb: DataCallback) => void,
 ): void {
   const { config } = deps.policy();
   const started = process.hrtime.bigint();

@@ -4,7 +4,8 @@
  * late, and a session ended after limits.authFailuresPerSession failures. The reply never
  * tells an unknown user from a wrong password.
  */
-import type { SMTPServerAuthentication, SMTPServerSession } from 'smtp-server';
+import type { Session } from './smtp/session.js';
+import type { Authentication } from './smtp/sasl.js';
 import type { RelayConfig } from '../config.js';
 import type { AuthFailureReason, IntakeMetrics } from '../metrics.js';
 import { refusal, type SmtpRefusal } from '../refusals.js';
@@ -43,11 +44,11 @@ export class AuthGuard {
    * `reject`, which counts and logs the refusal.
    */
   authenticate(
-    auth: SMTPServerAuthentication,
-    session: SMTPServerSession,
+    auth: Authentication,
+    session: Session,
     { users, config }: IntakePolicy,
     metrics: IntakeMetrics,
-    reject: (refused: SmtpRefusal, session: SMTPServerSession, cb: AuthCallback) => void,
+    reject: (refused: SmtpRefusal, session: Session, cb: AuthCallback) => void,
     cb: AuthCallback,
   ): void {
     const user = auth.username ?? '';

@@ -4,13 +4,13 @@
  * (sessions above 80% of limits.maxConnections shorten the idle timeout, Postfix's
  * `${stress?}`), and the start deadline. The decisions are pure functions; Crowd acts on them.
  */
-import type { SMTPServerSession } from 'smtp-server';
+import type { Session } from './smtp/session.js';
 import type { RelayConfig } from '../config.js';
 import { refusal, refusalReply, REFUSALS, type SmtpRefusal } from '../refusals.js';
 import type { IntakeDeps } from './deps.js';
 import type { InternalConnection, SessionState } from './session.js';
 
-/** Connections smtp-server lets through to onConnect beyond maxConnections, so one can be made room for. */
+/** Connections the engine lets through to onConnect beyond maxConnections, so one can be made room for. */
 export const CONNECT_HEADROOM = 64;
 
 /** Stress (Postfix's term): a listener's sessions above this share of maxConnections. */
@@ -57,7 +57,7 @@ export class Crowd {
   ) {}
 
   /** Counts a new session in, or says why it is refused (its client holds too many, or no room could be made). */
-  admit(session: SMTPServerSession): SmtpRefusal | undefined {
+  admit(session: Session): SmtpRefusal | undefined {
     const { limits } = this.deps.policy().config;
     const n = (this.perClient.get(session.remoteAddress) ?? 0) + 1;
     if (n > limits.maxConnectionsPerClient) return refusal('tooManyFromClient', { client: session.remoteAddress, limit: limits.maxConnectionsPerClient });
@@ -71,7 +71,7 @@ export class Crowd {
   }
 
   /** A session ended: counted out, if it was counted in. */
-  release(session: SMTPServerSession): void {
+  release(session: Session): void {
     if (!(session as SessionState).counted) return;
     if (this.stressed) this.checkStress();
     const n = (this.perClient.get(session.remoteAddress) ?? 1) - 1;
@@ -80,8 +80,8 @@ export class Crowd {
     this.deps.metrics.sessions.dec({ listener: this.listener });
   }
 
-  /** The idle timeout smtp-server arms for this session now (smtp-server-patch.ts asks at every command). */
-  timeoutFor(session: SMTPServerSession): number {
+  /** The idle timeout the engine arms for this session now (it asks at every command). */
+  timeoutFor(session: Session): number {
     const state = session as SessionState;
     return sessionTimeoutMs(this.deps.policy().config.limits, { startedAt: state.connectedAt ?? Date.now(), started: !!state.started }, this.stressed, Date.now());
   }
@@ -108,7 +108,7 @@ export class Crowd {
    * started is closed to make room (evictionCandidate), so a flood of idle connections cannot
    * lock applications out until its timeouts run out.
    */
-  private makeRoom(newcomer: SMTPServerSession, maxConnections: number): boolean {
+  private makeRoom(newcomer: Session, maxConnections: number): boolean {
     const connections = this.connections();
     // Every connection but the newcomer, counted or not, is at most this many: no list to build on each connect.
     if (connections.size - 1 < maxConnections) return true;

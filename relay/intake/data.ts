@@ -5,7 +5,7 @@
  * before the first byte is written.
  */
 import type { Readable } from 'node:stream';
-import type { SMTPServerSession } from 'smtp-server';
+import type { Session } from './smtp/session.js';
 import { takeAppFields } from '../events/app-fields.js';
 import { addedHeaders, headerEnd, headerFacts, type HeaderFacts, type TraceInfo } from '../headers.js';
 import { refusal } from '../refusals.js';
@@ -27,11 +27,11 @@ export function headerSplit(head: Buffer, maxHeaderSize: number): number | 'more
 }
 
 /** The trace fields of a session's Received header (pure). */
-export function traceInfo(session: SMTPServerSession, queueId: string, byHostname: string, date: Date): TraceInfo {
+export function traceInfo(session: Session, queueId: string, byHostname: string, date: Date): TraceInfo {
   const rcpts = session.envelope.rcptTo;
-  const tlsInfo = (session as { tlsOptions?: { name?: string; version?: string } }).tlsOptions;
+  const tlsInfo = session.tlsOptions || undefined;
   return {
-    heloName: session.hostNameAppearsAs,
+    heloName: session.hostNameAppearsAs || '',
     clientAddress: plainAddress(session.remoteAddress),
     clientHostname: session.clientHostname,
     byHostname,

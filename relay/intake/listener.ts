@@ -1,15 +1,17 @@
 /**
- * An SMTP listener (smtp-server): its options, listening, draining and reloads, and each
+ * An SMTP listener (the engine in smtp/): its options, listening, draining and reloads, and each
  * step of a session handed to the module that decides it: the crowd at connect (crowding.ts),
  * AUTH (auth.ts), who may relay and which sender (relay-access.ts, sender-policy.ts, with the
  * per-user rate and the spool's free space) at MAIL and RCPT, and DATA (accept.ts). Every
  * refusal is counted and logged here.
  */
 import type net from 'node:net';
-import { SMTPServer, type SMTPServerAddress, type SMTPServerAuthentication, type SMTPServerSession } from 'smtp-server';
 import type { ListenerConfig, RelayConfig } from '../config.js';
 import { refusal, refusalReply, type CountedRefusalName, type SmtpRefusal } from '../refusals.js';
-import { patchGreetingDelay } from './smtp-server-patch.js';
+import type { Session } from './smtp/session.js';
+import type { Authentication } from './smtp/sasl.js';
+import { SmtpEngine } from './smtp/server.js';
+import type { Address } from './smtp/syntax.js';
 import { describeSuppression } from '../suppression.js';
 import { receiveReport, takesReportsFor, type ReportDeps } from '../bounces/inbound.js';
 import { returnPathOwners, type ReturnPathOwner } from '../bounces/return-path.js';
@@ -22,10 +24,8 @@ import { mailFromAccessRefusal, recipientRefusal, tooManyRecipients, TrustedNetw
 import { envelopeSenderRefusal } from './sender-policy.js';
 import { connectionsOf, sessionUser, type InternalConnection, type RcptAddress, type SessionState } from './session.js';
 
-patchGreetingDelay();
-
 export class SmtpListener {
-  readonly server: SMTPServer;
+  readonly server: SmtpEngine;
   private readonly trusted: TrustedNetworks;
   private readonly crowd: Crowd;
 
@@ -40,44 +40,33 @@ export class SmtpListener {
     const policy = deps.policy();
     const limits = policy.config.limits;
     const authOffered = config.auth !== 'none';
-    this.server = new SMTPServer({
+    this.server = new SmtpEngine({
       name: policy.config.hostname,
       banner: 'mailfleet',
-      hideENHANCEDSTATUSCODES: false,
-      // DSN parameters (RFC 3461) are not implemented: do not advertise them.
-      hideDSN: true,
-      hideREQUIRETLS: true,
-      secure: config.tls === 'implicit',
-      // Hidden is also refused (502, smtp-server-patch.ts): a port without TLS has no certificate to offer.
-      hideSTARTTLS: config.tls === 'none',
+      implicitTls: config.tls === 'implicit',
+      // A port without TLS has no certificate to offer: STARTTLS is neither advertised nor taken (502).
+      starttls: config.tls !== 'none' && config.tls !== 'implicit',
       key: policy.tls?.key,
       cert: policy.tls?.cert,
-      minVersion: 'TLSv1.2',
       size: limits.maxMessageSize,
       // A ceiling on sockets only: onConnect enforces maxConnections itself, closing an idle
       // session to make room (crowding.ts), which needs the newcomer to get that far.
       maxClients: limits.maxConnections + CONNECT_HEADROOM,
-      // Counted here (onRcptTo), with our words: smtp-server's own 452 was neither counted nor logged.
-      maxRecipients: 0,
       socketTimeout: limits.idleTimeout * 1000,
-      sessionTimeoutMs: (session: SMTPServerSession) => this.crowd.timeoutFor(session),
+      sessionTimeoutMs: (session) => this.crowd.timeoutFor(session),
+      authEnabled: authOffered,
       authMethods: ['PLAIN', 'LOGIN'],
-      // We decide ourselves, so trusted networks can relay on an AUTH-required port.
-      authOptional: true,
       allowInsecureAuth: config.allowInsecureAuth,
-      disabledCommands: authOffered ? [] : ['AUTH'],
-      disableReverseLookup: true,
-      logger: false,
       greetingDelayMs: config.greetingDelay * 1000,
-      // smtp-server's own refusals that the patch words as ours (smtp-server-patch.ts): counted and logged like ours.
-      onBuiltinRefusal: (name: CountedRefusalName, session: SMTPServerSession) => this.count(refusal(name), session),
+      // The engine's own refusals (AUTH before STARTTLS): counted and logged like ours.
+      onBuiltinRefusal: (name: CountedRefusalName, session) => this.count(refusal(name), session),
       onConnect: (session, cb) => this.onConnect(session, cb),
       onClose: (session) => this.crowd.release(session),
       onAuth: (auth, session, cb) => this.onAuth(auth, session, cb),
       onMailFrom: (address, session, cb) => this.onMailFrom(address, session, cb),
       onRcptTo: (address, session, cb) => this.onRcptTo(address, session, cb),
       onData: (stream, session, cb) => (this.config.role === 'bounces' ? receiveReport(stream, session, cb, this.reportDeps(), (err, s, done) => this.reject(err, s, done)) : acceptMessage(stream, session, cb, config.name, deps, (err, s, done) => this.reject(err, s, done))),
-    } as ConstructorParameters<typeof SMTPServer>[0]);
+    });
     // Before it listens, listen() rejects with the error and the relay exits MF_LISTEN_FAILED: no second report.
     this.server.on('error', (err) => this.server.server.listening && deps.log.warn({ err, listener: config.name }, 'smtp listener error'));
   }
@@ -96,7 +85,6 @@ export class SmtpListener {
   /**
    * Stops accepting connections and lets each open session finish the transaction it is in;
    * an idle session is closed with 421 at once, and whatever is left at the deadline too.
-   * (smtp-server's own close() answers 421 to every command, even mid-transaction.)
    */
   stopListening(): void {
     if (this.server.server.listening) this.server.server.close();
@@ -125,7 +113,7 @@ export class SmtpListener {
     return this.drain(0);
   }
 
-  /** Limits smtp-server reads per command; a reload changes them in place. */
+  /** Limits the engine reads per command; a reload changes them in place. */
   applyLimits(limits: RelayConfig['limits']): void {
     Object.assign(this.server.options, { size: limits.maxMessageSize, maxClients: limits.maxConnections + CONNECT_HEADROOM, socketTimeout: limits.idleTimeout * 1000 });
   }
@@ -143,7 +131,7 @@ export class SmtpListener {
     return connectionsOf(this.server);
   }
 
-  private reject(err: SmtpRefusal, session: SMTPServerSession | undefined, cb: (err?: Error | null) => void): void {
+  private reject(err: SmtpRefusal, session: Session | undefined, cb: (err?: Error | null) => void): void {
     this.count(err, session);
     const e = new Error(err.message) as Error & { responseCode: number };
     e.responseCode = err.responseCode;
@@ -178,18 +166,18 @@ export class SmtpListener {
     };
   }
 
-  private onConnect(session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+  private onConnect(session: Session, cb: (err?: Error | null) => void): void {
     if (!this.deps.accepting()) return this.reject(refusal('draining'), session, cb);
     const refused = this.crowd.admit(session);
     if (refused) return this.reject(refused, session, cb);
     cb();
   }
 
-  private onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession, cb: (err: Error | null | undefined, response?: { user?: unknown }) => void): void {
+  private onAuth(auth: Authentication, session: Session, cb: (err: Error | null | undefined, response?: { user?: unknown }) => void): void {
     this.auth.authenticate(auth, session, this.deps.policy(), this.deps.metrics, (err, s, done) => this.reject(err, s, done), cb);
   }
 
-  private onMailFrom(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+  private onMailFrom(address: Address, session: Session, cb: (err?: Error | null) => void): void {
     // Reports come from any server, mostly from the null sender; what they may be sent to is decided at RCPT.
     if (this.config.role === 'bounces') {
       (session as SessionState).started = true;
@@ -214,13 +202,13 @@ export class SmtpListener {
   }
 
   /** Every refusal is counted under its reason and logged. */
-  private count(err: SmtpRefusal, session: SMTPServerSession | undefined): void {
+  private count(err: SmtpRefusal, session: Session | undefined): void {
     const reason = err.reason;
     this.deps.metrics.rejections.inc({ reason });
     this.deps.log.info({ event: 'rejected', listener: this.config.name, session: session?.id, client: session?.remoteAddress, user: session?.user, reason, reply: `${err.responseCode} ${err.message}` }, 'refused');
   }
 
-  private onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, cb: (err?: Error | null) => void): void {
+  private onRcptTo(address: Address, session: Session, cb: (err?: Error | null) => void): void {
     const rcpt = address.address;
     const limit = this.deps.policy().config.limits.maxRecipients;
     if (tooManyRecipients(session.envelope.rcptTo, rcpt, limit)) return this.reject(refusal('tooManyRecipients', { limit }), session, cb);
@@ -236,7 +224,7 @@ export class SmtpListener {
       this.deps.metrics.suppressionRefusals.inc({ action: 'refuse' });
       return this.reject(refusal('suppressed', { rcpt, why: describeSuppression(suppressed) }), session, cb);
     }
-    // smtp-server puts this very object into the envelope: DATA reads the mark from there.
+    // The engine puts this very object into the envelope: DATA reads the mark from there.
     (address as RcptAddress).suppressed = suppressed;
     cb();
   }

@@ -1,10 +1,11 @@
 /**
- * What intake marks on an smtp-server session and reads of smtp-server's own connection
- * objects (internals: package.json pins its version): the state the intake
- * modules share about one client.
+ * What intake marks on an engine session and reads of the engine's connection objects: the
+ * state the intake modules share about one client.
  */
 import net from 'node:net';
-import type { SMTPServer, SMTPServerAddress, SMTPServerSession } from 'smtp-server';
+import type { Session } from './smtp/session.js';
+import type { SmtpEngine } from './smtp/server.js';
+import type { Address } from './smtp/syntax.js';
 import type { Suppression } from '../suppression.js';
 
 /** Intake's marks on a session. */
@@ -19,9 +20,9 @@ export interface SessionState {
 }
 
 /** A recipient accepted with suppression.action `bounce`: stored as failed, so the queue bounces it without an attempt. */
-export type RcptAddress = SMTPServerAddress & { suppressed?: Suppression };
+export type RcptAddress = Address & { suppressed?: Suppression };
 
-/** The parts of smtp-server's connection object that draining, stress and making room read. */
+/** The parts of the engine's connection object that draining, stress and making room read. */
 export interface InternalConnection {
   session?: { envelope?: { mailFrom?: unknown } };
   /** Closed to make room for a newcomer (crowding.ts): no longer counted as live. */
@@ -30,17 +31,17 @@ export interface InternalConnection {
   _handlerPending?: boolean;
   _closing?: boolean;
   _armTimeout?(): void;
-  send(code: number, text: string, context?: unknown): void;
+  send(code: number, text: string, enhanced?: string | false): void;
   close(): void;
 }
 
-/** smtp-server's set of open connections. */
-export function connectionsOf(server: SMTPServer): Set<InternalConnection> {
-  return (server as unknown as { connections: Set<InternalConnection> }).connections;
+/** The engine's set of open connections. */
+export function connectionsOf(server: SmtpEngine): Set<InternalConnection> {
+  return server.connections;
 }
 
 /** The user the session logged in as, if it did. */
-export function sessionUser(session: SMTPServerSession): string | undefined {
+export function sessionUser(session: Session): string | undefined {
   return typeof session.user === 'string' ? session.user : undefined;
 }
 
