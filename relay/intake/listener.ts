@@ -115,7 +115,7 @@ export class SmtpListener {
 
   /** Limits the engine reads per command; a reload changes them in place. */
   applyLimits(limits: RelayConfig['limits']): void {
-    Object.assign(this.server.options, { size: limits.maxMessageSize, maxClients: limits.maxConnections + CONNECT_HEADROOM, socketTimeout: limits.idleTimeout * 1000 });
+    this.server.applyLimits({ size: limits.maxMessageSize, maxClients: limits.maxConnections + CONNECT_HEADROOM, socketTimeout: limits.idleTimeout * 1000 });
   }
 
   get port(): number {

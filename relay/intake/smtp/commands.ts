@@ -19,11 +19,13 @@ export interface CommandContext {
   send(code: number, text: string | string[], enhanced?: string | false): void;
   resetTransaction(): void;
   beginBody(): DataStream;
-  bodyAnswered(err: HandlerError, message?: string): void;
+  bodyAnswered(stream: DataStream, err: HandlerError, message?: string): void;
   quit(): void;
   startTls(): void;
   expectAuthLine(step: AuthStep): void;
   loggedIn(user: unknown): void;
+  /** A handler that threw: logged by the listener, never shown to the client. */
+  reportError(err: unknown): void;
 }
 
 type Command = (c: CommandContext, line: string, done: () => void) => void;
@@ -110,14 +112,20 @@ const RCPT: Command = (c, line, done) => {
 const DATA: Command = (c, _line, done) => {
   if (!c.session.envelope.rcptTo.length) return reply(c, done, 503, 'Error: need RCPT command');
   const stream = c.beginBody();
-  c.options.onData(stream, c.session, (err, message) => c.bodyAnswered(err, message));
+  try {
+    c.options.onData(stream, c.session, (err, message) => c.bodyAnswered(stream, err, message));
+  } catch (err) {
+    // The body still comes (the client is told 354): read it, then answer that it was not taken.
+    c.reportError(err);
+    c.bodyAnswered(stream, Object.assign(new Error('Error: internal server error'), { responseCode: 451 }));
+  }
   reply(c, done, 354, 'End data with <CR><LF>.<CR><LF>');
 };
 
 const STARTTLS: Command = (c, line, done) => {
+  if (!c.session.secure && !c.canStartTls) return reply(c, done, ...refusalReply('starttlsNotOffered'), false);
   if (wordsOf(line).length > 1) return reply(c, done, 501, 'Error: syntax: STARTTLS');
   if (c.session.secure) return reply(c, done, 503, 'Error: TLS already active');
-  if (!c.canStartTls) return reply(c, done, ...refusalReply('starttlsNotOffered'), false);
   c.send(220, 'Ready to start TLS');
   c.startTls();
   done();

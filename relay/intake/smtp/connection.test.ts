@@ -2,6 +2,7 @@
  * The engine on real sockets, with handlers that take everything: the protocol behaviour and
  * the hardening it keeps from smtp-server (the listener's own decisions are tested in test/).
  */
+import crypto from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -202,5 +203,96 @@ describe('the SMTP engine', () => {
     await waitUntil(() => text.includes('250 2.1.0'));
     expect(text).toContain('250-AUTH PLAIN LOGIN');
     expect(text).toContain('235 2.7.0 Authentication successful');
+  });
+
+  it('speaks TLS from the first byte on an implicit-TLS port, and offers a renewed certificate to new sessions', async () => {
+    const first = await selfSignedCert('engine.test');
+    const { port } = await start({ implicitTls: true, authEnabled: true, key: Buffer.from(first.key), cert: Buffer.from(first.cert) });
+    const session = async () => {
+      const socket = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, servername: 'engine.test' });
+      sockets.push(socket);
+      let text = '';
+      socket.on('data', (d) => (text += d.toString()));
+      await new Promise((r) => socket.once('secureConnect', r));
+      await waitUntil(() => text.includes('220 '));
+      socket.write('EHLO a.test\r\n');
+      await waitUntil(() => text.includes('250 SIZE'));
+      const fingerprint = socket.getPeerX509Certificate()!.fingerprint256;
+      socket.end('QUIT\r\n');
+      return { text, fingerprint };
+    };
+    const before = await session();
+    // TLS already: AUTH is offered at once, STARTTLS is not.
+    expect(before.text).toContain('250-AUTH PLAIN LOGIN');
+    expect(before.text).not.toContain('STARTTLS');
+    expect(before.fingerprint).toBe(new crypto.X509Certificate(first.cert).fingerprint256);
+    const renewed = await selfSignedCert('engine.test');
+    engine!.updateSecureContext({ key: Buffer.from(renewed.key), cert: Buffer.from(renewed.cert) });
+    expect((await session()).fingerprint).toBe(new crypto.X509Certificate(renewed.cert).fingerprint256);
+  });
+
+  it('on an implicit-TLS port, counts sockets still in their handshake against maxClients and gives a handshake a deadline', async () => {
+    const cert = await selfSignedCert('engine.test');
+    const { port } = await start({ implicitTls: true, maxClients: 3, socketTimeout: 1500, key: Buffer.from(cert.key), cert: Buffer.from(cert.cert) });
+    const silent = [client(port), client(port), client(port)];
+    await waitUntil(() => (engine!.server as unknown as { _connections: number })._connections === 3, { what: 'three sockets in their handshake' });
+    const fourth = client(port);
+    await waitUntil(fourth.closed, { timeoutMs: 1000, what: 'the socket past maxClients to be closed' });
+    expect(silent.some((c) => c.closed())).toBe(false);
+    await waitUntil(() => silent.every((c) => c.closed()), { timeoutMs: 5000, what: 'the silent handshakes to time out' });
+  });
+
+  it('takes only the first verdict on a body: a handler that answers twice never answers the next message', async () => {
+    let n = 0;
+    const { port } = await start({
+      onData: (stream, _s, cb) => {
+        const which = ++n;
+        stream.on('data', () => undefined);
+        stream.on('end', () => {
+          cb(null, `2.0.0 message ${which}`);
+          // A buggy handler answers again while the next message is on its way.
+          if (which === 1) setImmediate(() => cb(null, '2.0.0 stray'));
+        });
+      },
+    });
+    const c = client(port);
+    await waitUntil(() => c.text().includes('220 '));
+    const mail = 'MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n';
+    c.socket.write(`HELO a.test\r\n${mail}one\r\n.\r\n${mail}`);
+    await waitUntil(() => (c.text().match(/354 /g) ?? []).length === 2);
+    await new Promise((r) => setImmediate(r));
+    c.socket.write('two\r\n.\r\n');
+    await waitUntil(() => c.text().includes('message 2'));
+    expect(lines(c.text()).filter((l) => l.startsWith('250 2.0.0 m') || l.includes('stray'))).toEqual(['250 2.0.0 message 1', '250 2.0.0 message 2']);
+  });
+
+  it('reads the body of a message whose handler threw, answers 451 after it, and goes on', async () => {
+    const errors: unknown[] = [];
+    const { port } = await start({
+      onData: () => {
+        throw new Error('handler bug');
+      },
+    });
+    engine!.on('error', (e) => errors.push(e));
+    const c = client(port);
+    await waitUntil(() => c.text().includes('220 '));
+    c.socket.write('HELO a.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\nbody\r\n.\r\nNOOP\r\n');
+    await waitUntil(() => c.text().includes('250 2.0.0 OK'));
+    expect(lines(c.text()).slice(-3)).toEqual(['354 End data with <CR><LF>.<CR><LF>', '451 4.3.0 Error: internal server error', '250 2.0.0 OK']);
+    expect(errors).toHaveLength(1);
+  });
+
+  it('meets the session deadline of a client that trickles a line a byte at a time and never ends it', async () => {
+    const deadline = Date.now() + 400;
+    const { port } = await start({ sessionTimeoutMs: () => deadline - Date.now() });
+    const c = client(port);
+    await waitUntil(() => c.text().includes('220 '));
+    const trickle = setInterval(() => c.socket.write('N'), 100);
+    try {
+      await waitUntil(c.closed, { timeoutMs: 5000, what: 'the session to be closed at its deadline' });
+    } finally {
+      clearInterval(trickle);
+    }
+    expect(lines(c.text()).slice(1)).toEqual(['421 4.4.2 Timeout - closing connection']);
   });
 });

@@ -24,7 +24,7 @@ import { LineTooLong, SmtpReader } from './reader.js';
 import { COMMANDS, type CommandContext } from './commands.js';
 import type { AuthStep } from './sasl.js';
 import type { EngineOptions, SmtpEngine } from './server.js';
-import { newSession, transmissionType, type DataStream, type HandlerError, type Session } from './session.js';
+import { newSession, secureSession, transmissionType, type DataStream, type HandlerError, type Session } from './session.js';
 import { formatReply, isHttpRequest, verbOf } from './syntax.js';
 
 const QUIET_SOCKET_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
@@ -134,6 +134,7 @@ export class SmtpConnection implements CommandContext {
 
   /** Ends the session: no command is read any more; the socket goes at the latest after a few seconds. */
   close(): void {
+    if (this.closed) return;
     const socket = this.socket;
     if (!socket.destroyed && socket.writable) socket.end();
     this.engine.connections.delete(this);
@@ -172,6 +173,8 @@ export class SmtpConnection implements CommandContext {
 
   private onData(chunk: Buffer): void {
     if (this._closing || this.upgrading) return;
+    // A line trickled a byte at a time never completes a command: the deadline is also asked here.
+    if (!this._handlerPending && !this._dataStream && this.pastDeadline()) return this.onTimeout();
     this.reader.push(chunk);
     this.process();
     // A handler is still at work, or the client sends faster than we answer: let the kernel hold it back.
@@ -240,9 +243,9 @@ export class SmtpConnection implements CommandContext {
     if (end) {
       this.bodyEnded = true;
       if (!stream.destroyed) stream.push(null);
-      if (!this.dataAnswer) return false;
-      this.answerData();
-      return true; // on to the commands pipelined behind the body
+      if (this.dataAnswer && this._dataStream === stream) this.answerData();
+      // Answered (now, or from inside push() by a handler that answers on 'end'): on to the commands pipelined behind the body.
+      return this._dataStream !== stream;
     }
     // The handler reads slower than the client sends: stop reading the socket until it asks.
     if (!flowing) {
@@ -254,15 +257,13 @@ export class SmtpConnection implements CommandContext {
 
   private onCommand(line: string): void {
     if (!this.ready) return this.send(421, `${this.name} You talk too soon`);
+    if (this.pastDeadline()) return this.onTimeout();
+    if (isHttpRequest(line)) return this.send(421, 'HTTP requests not allowed');
     if (this.authStep) {
       const step = this.authStep;
       this.authStep = undefined;
       return this.run((done) => step(line, done));
     }
-    const ms = this.options.sessionTimeoutMs?.(this.session);
-    if (ms !== undefined && ms <= 0) return this.onTimeout();
-    if (ms !== undefined && ms !== this.armedTimeoutMs) this._armTimeout();
-    if (isHttpRequest(line)) return this.send(421, 'HTTP requests not allowed');
     const verb = verbOf(line);
     const handler = verb === 'AUTH' && !this.options.authEnabled ? undefined : COMMANDS.get(verb);
     if (!handler) {
@@ -272,6 +273,15 @@ export class SmtpConnection implements CommandContext {
     if (verb === 'HELO' || verb === 'EHLO') this.session.openingCommand = verb;
     if (!this.session.hostNameAppearsAs && (verb === 'MAIL' || verb === 'RCPT' || verb === 'DATA' || verb === 'AUTH')) return this.send(503, 'Error: send HELO/EHLO first');
     this.run((done) => handler(this, line, done));
+  }
+
+  /** Whether the session's deadline passed (re-arming it when it moved): asked at every command and every read. */
+  private pastDeadline(): boolean {
+    const ms = this.options.sessionTimeoutMs?.(this.session);
+    if (ms === undefined) return false;
+    if (ms <= 0) return true;
+    if (ms !== this.armedTimeoutMs) this._armTimeout();
+    return false;
   }
 
   /** Runs a command's handler; the next command is read once it is done (and a new deadline armed if it changed). */
@@ -322,8 +332,9 @@ export class SmtpConnection implements CommandContext {
     return stream;
   }
 
-  /** onData's verdict: sent once the body has ended (one refused early is read to its end and thrown away). */
-  bodyAnswered(err: HandlerError, message?: string): void {
+  /** onData's verdict on `stream`, sent once the body ended (the rest of one refused early is thrown away). Only the first counts. */
+  bodyAnswered(stream: DataStream, err: HandlerError, message?: string): void {
+    if (stream !== this._dataStream || this.dataAnswer) return;
     this.dataAnswer = { err, message };
     if (this.bodyEnded) return this.answerData();
     this.discardBody = true;
@@ -365,6 +376,10 @@ export class SmtpConnection implements CommandContext {
     this.authStep = step;
   }
 
+  reportError(err: unknown): void {
+    this.engine.emit('error', err);
+  }
+
   loggedIn(user: unknown): void {
     this.session.user = user;
     this.session.transmissionType = transmissionType(this.session);
@@ -373,13 +388,19 @@ export class SmtpConnection implements CommandContext {
   /** Hands the socket to TLS; what the client sent behind STARTTLS in plaintext is dropped. */
   startTls(): void {
     const raw = this.socket;
+    let secure: tls.TLSSocket;
+    try {
+      secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.engine.secureContext, server: this.engine.server });
+    } catch (err) {
+      this.engine.emit('error', err);
+      return this.close();
+    }
     this.upgrading = true;
     this.reader.discard();
     raw.removeAllListeners('data');
     raw.removeAllListeners('timeout');
     raw.removeAllListeners('close');
     raw.setTimeout(0);
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.engine.secureContext, server: this.engine.server });
     const fail = (err: Error) => {
       if (!secure.destroyed) secure.destroy();
       if (!raw.destroyed) raw.destroy();
@@ -394,13 +415,7 @@ export class SmtpConnection implements CommandContext {
       secure.on('error', (err) => this.onError(err));
       secure.on('data', this.onDataEvent);
       this.upgrading = false;
-      const s = this.session;
-      s.secure = true;
-      s.user = undefined;
-      s.hostNameAppearsAs = false;
-      s.openingCommand = false;
-      s.tlsOptions = secure.getCipher();
-      s.servername = (secure as tls.TLSSocket & { servername?: string }).servername || undefined;
+      secureSession(this.session, secure);
       this.resetTransaction();
       this.process();
     });

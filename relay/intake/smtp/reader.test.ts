@@ -58,6 +58,20 @@ describe('SmtpReader', () => {
     }
   });
 
+  it('removes a stuffed dot after a bare LF too, as smtp-server did, without ending there', () => {
+    for (const pieces of cuts('a\n..b\r\n.\r\n')) expect(readBody(pieces)).toEqual({ body: 'a\n.b\r\n', ended: true, after: undefined });
+  });
+
+  it('reads a command line sent a byte at a time', () => {
+    const r = new SmtpReader(100);
+    const got: (string | undefined)[] = [];
+    for (const byte of Buffer.from('NOOP\r\nQUIT\r\n')) {
+      r.push(Buffer.from([byte]));
+      got.push(r.nextLine());
+    }
+    expect(got.filter((l) => l !== undefined)).toEqual(['NOOP', 'QUIT']);
+  });
+
   it('keeps a line that starts with one dot and more text as it is', () => {
     expect(readBody(['a\r\n.b\r\n.\r\n'])).toEqual({ body: 'a\r\n.b\r\n', ended: true, after: undefined });
   });

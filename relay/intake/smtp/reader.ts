@@ -3,10 +3,9 @@
  * then, after DATA, the message body without its dot-stuffing, up to the line with a single
  * dot. Bytes after that end (pipelined commands) stay for the next line.
  *
- * Only CR LF ends a line of the body and only CR LF . CR LF ends the body, as smtp-server
- * read it: a bare LF followed by a dot is message content, so the relay never reads an end
- * of data where a server behind it would read none (SMTP smuggling). A command line may end
- * in a bare LF.
+ * Only CR LF . CR LF ends the body, as smtp-server read it: with a bare LF or a bare CR on
+ * either side the dot is content, so the relay never reads an end of data where a server
+ * behind it would read none (SMTP smuggling). A command line may end in a bare LF.
  */
 
 export class LineTooLong extends Error {
@@ -18,6 +17,7 @@ export class LineTooLong extends Error {
 const LF = 0x0a;
 const CR = 0x0d;
 const DOT = 0x2e;
+const EMPTY = Buffer.alloc(0);
 
 /** A piece of body (dot-stuffing removed) and whether the body ended with it. */
 export interface BodyPart {
@@ -26,22 +26,32 @@ export interface BodyPart {
 }
 
 export class SmtpReader {
-  private pending: Buffer = Buffer.alloc(0);
+  /** Received and not handed out yet: joined (`take`) only when a line or the body is read from it. */
+  private pending: Buffer = EMPTY;
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
+  /** A queued chunk holds a line end: worth joining for a command line. */
+  private queuedLf = false;
+  /** Pending is known to hold no line end (it was searched). */
+  private pendingHasNoLf = true;
   private inData = false;
-  /** In DATA: the next byte starts a line (the previous two were CR LF). */
+  /** In DATA: the next byte starts a line (after an LF) / that line end was a CR LF. */
   private lineStart = false;
+  private afterCrlf = false;
   /** In DATA: the last byte handed out was a CR (a CR LF split across reads). */
   private lastWasCr = false;
 
   constructor(private readonly maxLineLength: number) {}
 
   push(chunk: Buffer): void {
-    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.queued.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (!this.queuedLf && chunk.includes(LF)) this.queuedLf = true;
   }
 
   /** Bytes received and not yet handed out. */
   get buffered(): number {
-    return this.pending.length;
+    return this.pending.length + this.queuedBytes;
   }
 
   get readingData(): boolean {
@@ -50,42 +60,60 @@ export class SmtpReader {
 
   /** Drops what is buffered (plaintext sent behind STARTTLS must never be read inside TLS). */
   discard(): void {
-    this.pending = Buffer.alloc(0);
+    this.pending = EMPTY;
+    this.queued = [];
+    this.queuedBytes = 0;
+    this.queuedLf = false;
+    this.pendingHasNoLf = true;
+  }
+
+  /** Joins what was queued to what is pending (once per read, so a client sending a byte at a time costs no more than one sending lines). */
+  private take(): Buffer {
+    if (this.queued.length) {
+      this.pending = this.pending.length || this.queued.length > 1 ? Buffer.concat([this.pending, ...this.queued]) : this.queued[0]!;
+      this.queued = [];
+      this.queuedBytes = 0;
+      if (this.queuedLf) this.pendingHasNoLf = false;
+      this.queuedLf = false;
+    }
+    return this.pending;
   }
 
   /** The next command line without its line end (UTF-8), undefined until one is complete. Throws LineTooLong. */
   nextLine(): string | undefined {
-    const lf = this.pending.indexOf(LF);
+    // No line end among the new bytes: nothing to join yet (unless the line is already too long).
+    if (this.pendingHasNoLf && !this.queuedLf && this.buffered <= this.maxLineLength) return undefined;
+    const pending = this.take();
+    const lf = pending.indexOf(LF);
+    this.pendingHasNoLf = lf < 0;
     if (lf < 0) {
-      if (this.pending.length > this.maxLineLength) {
-        this.pending = Buffer.alloc(0);
+      if (pending.length > this.maxLineLength) {
+        this.pending = EMPTY;
         throw new LineTooLong();
       }
       return undefined;
     }
-    const end = lf > 0 && this.pending[lf - 1] === CR ? lf - 1 : lf;
-    if (end > this.maxLineLength) {
-      this.pending = this.pending.subarray(lf + 1);
-      throw new LineTooLong();
-    }
-    const line = this.pending.toString('utf8', 0, end);
-    this.pending = this.pending.subarray(lf + 1);
-    return line;
+    const end = lf > 0 && pending[lf - 1] === CR ? lf - 1 : lf;
+    this.pending = pending.subarray(lf + 1);
+    if (end > this.maxLineLength) throw new LineTooLong();
+    return pending.toString('utf8', 0, end);
   }
 
   /** The body follows (the DATA line's CR LF was the line end before its first line). */
   startData(): void {
     this.inData = true;
     this.lineStart = true;
+    this.afterCrlf = true;
     this.lastWasCr = false;
   }
 
   /**
    * The body received so far, dot-stuffing removed, and whether its end was seen. A line
-   * start that cannot be judged yet (a dot that may be the end) stays buffered.
+   * start that cannot be judged yet (a dot that may be the end) stays buffered. A stuffed dot
+   * is removed after a bare LF too (as smtp-server did), but only CR LF . CR LF ends the body.
    */
   nextBody(): BodyPart {
-    const buf = this.pending;
+    const buf = this.take();
     const parts: Buffer[] = [];
     let from = 0;
     let i = 0;
@@ -93,10 +121,11 @@ export class SmtpReader {
       if (this.lineStart) {
         if (i >= buf.length) break;
         if (buf[i] === DOT) {
-          if (i + 2 >= buf.length) break; // ".", ".\r": not yet known
-          if (buf[i + 1] === CR && buf[i + 2] === LF) {
+          if (i + 2 >= buf.length) break; // ".", ".\r", "..": not yet known
+          if (this.afterCrlf && buf[i + 1] === CR && buf[i + 2] === LF) {
             if (i > from) parts.push(buf.subarray(from, i));
             this.pending = buf.subarray(i + 3);
+            this.pendingHasNoLf = false;
             this.inData = false;
             return { chunk: join(parts), end: true };
           }
@@ -113,7 +142,8 @@ export class SmtpReader {
         i = buf.length;
         break;
       }
-      this.lineStart = lf > 0 ? buf[lf - 1] === CR : this.lastWasCr;
+      this.lineStart = true;
+      this.afterCrlf = lf > 0 ? buf[lf - 1] === CR : this.lastWasCr;
       i = lf + 1;
     }
     if (i > from) parts.push(buf.subarray(from, i));

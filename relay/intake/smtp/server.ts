@@ -54,6 +54,8 @@ const SESSION_PREFIX = BigInt('0x' + crypto.randomBytes(5).toString('hex'))
   .toString(32)
   .padStart(8, '0');
 let sessions = 0;
+/** The longest a TLS handshake on an implicit-TLS port may take. */
+const HANDSHAKE_TIMEOUT_MS = 30_000;
 
 /**
  * The next session id of this process: its prefix and a counter (8 base-32 digits, then
@@ -74,9 +76,13 @@ export class SmtpEngine extends EventEmitter {
     super();
     if (options.key && options.cert) this.secureContext = tls.createSecureContext({ key: options.key, cert: options.cert, minVersion: 'TLSv1.2' });
     if (options.implicitTls) {
-      const server = tls.createServer({ key: options.key, cert: options.cert, minVersion: 'TLSv1.2' }, (socket) => this.accept(socket, true));
-      // A handshake that fails (a scanner, a client that distrusts us) never became a session.
-      server.on('tlsClientError', () => undefined);
+      // A session begins once its handshake is done, so a handshake has a deadline of its own,
+      // and sockets still in one count against maxClients (Node closes those beyond it).
+      const server = tls.createServer({ key: options.key, cert: options.cert, minVersion: 'TLSv1.2', handshakeTimeout: Math.min(options.socketTimeout || 60_000, HANDSHAKE_TIMEOUT_MS) }, (socket) => this.accept(socket, true));
+      server.maxConnections = options.maxClients;
+      // A handshake that fails or times out (a scanner, a client that distrusts us) never became
+      // a session. With a listener here, closing its socket is ours to do.
+      server.on('tlsClientError', (_err, socket) => socket.destroy());
       this.server = server;
     } else {
       this.server = net.createServer((socket) => this.accept(socket, false));
@@ -88,6 +94,12 @@ export class SmtpEngine extends EventEmitter {
     const connection = new SmtpConnection(this, socket, nextSessionId(), secure);
     this.connections.add(connection);
     connection.init();
+  }
+
+  /** New limits (a reload): for the sessions that start from now on. */
+  applyLimits(limits: Pick<EngineOptions, 'size' | 'maxClients' | 'socketTimeout'>): void {
+    Object.assign(this.options, limits);
+    if (this.server instanceof tls.Server) this.server.maxConnections = limits.maxClients;
   }
 
   listen(port: number, host: string, cb: () => void): void {

@@ -10,10 +10,7 @@ import type { Address } from './syntax.js';
 export interface Session {
   id: string;
   secure: boolean;
-  localAddress: string;
-  localPort: number;
   remoteAddress: string;
-  remotePort: number;
   clientHostname: string;
   openingCommand: string | false;
   hostNameAppearsAs: string | false;
@@ -30,16 +27,24 @@ export type DataStream = Readable & { byteLength: number; sizeExceeded: boolean 
 
 export type HandlerError = (Error & { responseCode?: number }) | null | undefined;
 
+/** After STARTTLS the client starts over (RFC 3207 4.2): nothing it said before counts, not even a login. */
+export function secureSession(s: Session, socket: tls.TLSSocket): void {
+  s.secure = true;
+  s.user = undefined;
+  s.hostNameAppearsAs = false;
+  s.openingCommand = false;
+  s.tlsOptions = socket.getCipher();
+  s.servername = (socket as tls.TLSSocket & { servername?: string }).servername || undefined;
+}
+
 /** A new session on an accepted socket (TLS already, on an implicit-TLS port). */
 export function newSession(socket: Socket, id: string, secure: boolean): Session {
   const remoteAddress = normalizeAddress(socket.remoteAddress);
   const session: Session = {
     id,
     secure,
-    localAddress: normalizeAddress(socket.localAddress),
-    localPort: socket.localPort ?? 0,
+    // Not the local address and ports: nothing reads them, and each costs a system call per session.
     remoteAddress,
-    remotePort: socket.remotePort ?? 0,
     // No reverse lookup (the relay does its own where it needs one): the address literal.
     clientHostname: `[${remoteAddress}]`,
     openingCommand: false,

@@ -32,6 +32,10 @@ const LINES = [
   'MAIL FROM:<a@[192.0.2.300]>',
   'MAIL FROM:<a@[IPv6:2001:db8::1]>',
   'MAIL FROM:<a@[IPv6:nonsense]>',
+  'MAIL FROM:<a@[IPv6:2001:DB8:0:0:0:0:0:1]>',
+  'MAIL FROM:<a@[IPv6:::ffff:192.0.2.1]>',
+  'MAIL FROM:<a@[IPv6:0:0:0:0:0:FFFF:192.0.2.1]>',
+  'MAIL FROM:<a@[IPv6:1:2:3:4:5:6:1.2.3.4]>',
   'MAIL FROM:<@relay.test,@other.test:a@example.test>',
   'MAIL FROM:<a@xn--mnchen-3ya.de>',
   'MAIL FROM:<jöran@bücher.example>',
@@ -52,6 +56,10 @@ describe('parseAddressCommand', () => {
       const name = line.toUpperCase().startsWith('RCPT') ? 'RCPT TO' : 'MAIL FROM';
       expect(parseAddressCommand(name, line), line).toEqual(reference(name, line));
     }
+  });
+
+  it('refuses an IPv6 literal with a zone (it names an interface of the sender, and once made the parser throw)', () => {
+    expect(parseAddressCommand('MAIL FROM', 'MAIL FROM:<a@[IPv6:fe80::1%eth0]>')).toBeUndefined();
   });
 
   it('gives the domain of an xn-- address as Unicode', () => {

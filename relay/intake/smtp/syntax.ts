@@ -104,7 +104,11 @@ function checkAddress(name: 'MAIL FROM' | 'RCPT TO', address: string): string | 
   if (local.startsWith('.') || local.endsWith('.') || local.includes('..')) return undefined;
   if (domain.startsWith('[') && domain.endsWith(']')) {
     const literal = domain.slice(1, -1);
-    if (/^ipv6:/i.test(literal)) return net.isIPv6(literal.slice(5)) ? `${local}@[IPv6:${normalizeIPv6(literal.slice(5))}]` : undefined;
+    if (/^ipv6:/i.test(literal)) {
+      // A zone (fe80::1%eth0) names an interface of the sender's host: no address for mail.
+      const ip = literal.slice(5);
+      return net.isIPv6(ip) && !ip.includes('%') ? `${local}@[IPv6:${normalizeIPv6(ip)}]` : undefined;
+    }
     return net.isIPv4(literal) ? address : undefined;
   }
   if (domain.startsWith('.') || domain.endsWith('.') || domain.includes('..') || domain.includes('.-') || domain.includes('-.') || !/^[a-zA-Z0-9\u0080-\uFFFF.-]+$/.test(domain)) return undefined;
@@ -114,10 +118,15 @@ function checkAddress(name: 'MAIL FROM' | 'RCPT TO', address: string): string | 
   return unicode ? `${local}@${unicode}` : undefined;
 }
 
-/** An IPv6 address in its canonical text (RFC 5952): lower case, the longest zero run compressed. */
+/** An IPv6 address in its canonical text (RFC 5952): lower case, the longest zero run compressed, an embedded IPv4 address dotted. */
 export function normalizeIPv6(address: string): string {
-  const u = new URL(`http://[${address}]/`);
-  return u.hostname.slice(1, -1);
+  const hex = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  if (!address.includes('.')) return hex;
+  const m = /^(.*?)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(hex);
+  if (!m) return address.toLowerCase();
+  const hi = parseInt(m[2]!, 16);
+  const lo = parseInt(m[3]!, 16);
+  return `${m[1]}${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
 }
 
 /** Why MAIL's parameters are refused ([code, enhanced code or undefined, text]), or undefined. */
@@ -167,7 +176,9 @@ export function formatReply(code: number, text: string | string[], enhanced?: st
   }
   let out = '';
   for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]!.replace(CONTROL_CHARS_GLOBAL, ' ');
+    // (An application's error may come without a message: no "undefined" on the wire.)
+    const raw = lines[i] ?? '';
+    const line = CONTROL_CHARS.test(raw) ? raw.replace(CONTROL_CHARS_GLOBAL, ' ') : raw;
     const sep = i < lines.length - 1 ? '-' : line || prefix ? ' ' : code === 334 ? ' ' : '';
     out += `${code}${sep}${prefix}${line}\r\n`;
   }
