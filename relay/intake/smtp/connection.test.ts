@@ -295,4 +295,15 @@ describe('the SMTP engine', () => {
     }
     expect(lines(c.text()).slice(1)).toEqual(['421 4.4.2 Timeout - closing connection']);
   });
+
+  it('takes a large body sent, without waiting for 354, behind a handler that is slow to answer', async () => {
+    const { port, got } = await start({ size: 0, onRcptTo: (_a, _s, cb) => setTimeout(() => cb(), 200) });
+    const c = client(port);
+    await waitUntil(() => c.text().includes('220 '));
+    const body = `Subject: big\r\n\r\n${'z'.repeat(998)}\r\n`.repeat(300);
+    c.socket.write(`HELO a.test\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n${body}.\r\nQUIT\r\n`);
+    await waitUntil(c.closed, { what: 'the 221' });
+    expect(lines(c.text()).slice(-3)).toEqual(['354 End data with <CR><LF>.<CR><LF>', '250 2.0.0 Ok: queued', '221 2.0.0 Bye']);
+    expect(got.bodies[0]!.body.toString()).toBe(body);
+  });
 });

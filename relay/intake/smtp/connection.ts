@@ -199,6 +199,7 @@ export class SmtpConnection implements CommandContext {
           if (!this.feedBody()) return;
           continue;
         }
+        if (this.waitingDrain) return;
         if (this.socket.writableNeedDrain) {
           // Replies the client has not read yet: neither commands nor the socket are read until they left.
           this.waitingDrain = true;
@@ -251,7 +252,7 @@ export class SmtpConnection implements CommandContext {
     if (!flowing) {
       this.bodyFull = true;
       this.socket.pause();
-    }
+    } else this.resumeReading(); // (a socket paused for a command backlog that turned out to be a body)
     return false;
   }
 

@@ -36,6 +36,7 @@ export interface EngineOptions {
   sessionTimeoutMs?: (session: Session) => number;
   /** The pause before the greeting in which a client that talks is closed (ms; 100 by default). */
   greetingDelayMs?: number;
+  /** AUTH offered. The engine never requires it: who may relay is the listener's decision (trusted networks relay without). */
   authEnabled: boolean;
   authMethods: string[];
   allowInsecureAuth: boolean;
